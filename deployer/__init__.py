@@ -1,0 +1,3 @@
+"""deployer: reviewable, resumable, reversible YAML runbooks over SSH."""
+
+__version__ = "0.1.0"

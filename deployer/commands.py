@@ -1,0 +1,203 @@
+"""Pure command objects: what a step will do, built once and used by both plan and run.
+
+A step kind turns a step plus variables into a list of these objects. The planner
+prints ``display()`` of each; the executor performs them. Nothing here does I/O, so
+a plan can never claim something a run would not do.
+
+Every ``display`` takes a ``mask`` callable (the secret redactor) and must pass any
+text that may hold a secret through it.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Mask = Callable[[str], str]
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True)
+class Command:
+    """Base of every command object."""
+
+    def display(self, mask: Mask = _identity) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_dict(self, mask: Mask = _identity) -> dict[str, Any]:
+        """Masked, JSON-friendly description used by plan output and saved plans."""
+        return {"type": type(self).__name__, "display": self.display(mask)}
+
+
+@dataclass(frozen=True)
+class RemoteCommand(Command):
+    """A bash script run on the host with ``set -e -o pipefail``.
+
+    ``stdin`` is fed to the script's standard input (psql SQL, for example); the
+    transport delivers script, env and stdin over the SSH channel's stdin, never in
+    the remote argv, so secrets in any of them stay out of ``ps``.
+    ``check`` false means a non-zero exit is a result, not a failure (skip_if, probes).
+    """
+
+    script: str
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    sudo: bool = False
+    stdin: str | None = None
+    timeout: float | None = None
+    check: bool = True
+    label: str = ""  # short human label, e.g. "psql as postgres on app"
+
+    def display(self, mask: Mask = _identity) -> str:
+        parts = []
+        if self.cwd:
+            parts.append(f"cd {shlex.quote(self.cwd)}")
+        for key in sorted(self.env):
+            parts.append(f"export {key}={shlex.quote(str(self.env[key]))}")
+        text = " && ".join(parts + [self.script]) if parts else self.script
+        if self.sudo:
+            text = f"sudo: {text}"
+        if self.stdin is not None:
+            text += f"\n<<< stdin\n{self.stdin.rstrip()}"
+        return mask(text)
+
+
+@dataclass(frozen=True)
+class LocalCommand(Command):
+    """A shell command on the operator's machine."""
+
+    command: str
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    check: bool = True
+
+    def display(self, mask: Mask = _identity) -> str:
+        prefix = f"(local) cd {shlex.quote(self.cwd)} && " if self.cwd else "(local) "
+        envs = "".join(f"{k}={shlex.quote(str(v))} " for k, v in sorted(self.env.items()))
+        return mask(prefix + envs + self.command)
+
+
+@dataclass(frozen=True)
+class Upload(Command):
+    """Write bytes to a remote path atomically, keeping the previous version.
+
+    ``content`` is the rendered file; ``source`` names where it came from for display
+    (a template path or a local file). The previous file, if any, is kept as
+    ``dest + backup_suffix`` so rollback can restore it.
+    """
+
+    dest: str
+    content: bytes
+    source: str
+    mode: str | None = None
+    owner: str | None = None
+    group: str | None = None
+    backup_suffix: str = ".deployer-prev"
+    sudo: bool = False
+
+    def display(self, mask: Mask = _identity) -> str:
+        import hashlib
+
+        extra = []
+        if self.mode:
+            extra.append(f"mode {self.mode}")
+        if self.owner:
+            extra.append(f"owner {self.owner}" + (f":{self.group}" if self.group else ""))
+        digest = hashlib.sha256(self.content).hexdigest()[:12]
+        meta = f" ({', '.join(extra)})" if extra else ""
+        return mask(
+            f"upload {self.source} -> {self.dest}{meta} "
+            f"[{len(self.content)} bytes, sha256 {digest}, previous kept]"
+        )
+
+
+@dataclass(frozen=True)
+class RestoreUpload(Command):
+    """Undo an ``Upload``: put the kept previous version back, or remove a new file."""
+
+    dest: str
+    backup_suffix: str = ".deployer-prev"
+    sudo: bool = False
+
+    def display(self, mask: Mask = _identity) -> str:
+        return mask(f"restore {self.dest} from {self.dest}{self.backup_suffix} (or remove if new)")
+
+
+@dataclass(frozen=True)
+class Sync(Command):
+    """Copy a local directory to a remote directory (tar over SSH)."""
+
+    local_dir: str
+    remote_dir: str
+    excludes: tuple[str, ...] = ()
+    delete: bool = False
+    sudo: bool = False
+
+    def display(self, mask: Mask = _identity) -> str:
+        ex = "".join(f" --exclude {shlex.quote(e)}" for e in self.excludes)
+        mode = " (delete extraneous)" if self.delete else ""
+        return mask(f"sync {self.local_dir}/ -> {self.remote_dir}/{ex}{mode}")
+
+
+@dataclass(frozen=True)
+class HttpCheck(Command):
+    """Send one HTTP request and check the answer.
+
+    Sent from the operator's machine, or from the host with curl when ``from_remote``.
+    ``expect_json`` is a subset match against the decoded JSON body.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    json_body: Any = None
+    body: str | None = None
+    expect_status: tuple[int, ...] = (200,)
+    expect_json: Any = None
+    body_contains: str | None = None
+    from_remote: bool = False
+    timeout: float = 10.0
+    insecure: bool = False
+
+    def display(self, mask: Mask = _identity) -> str:
+        import json as _json
+
+        where = " (from host)" if self.from_remote else ""
+        lines = [f"{self.method} {self.url}{where}"]
+        for key in sorted(self.headers):
+            lines.append(f"  {key}: {self.headers[key]}")
+        if self.json_body is not None:
+            lines.append("  json: " + _json.dumps(self.json_body, sort_keys=True))
+        elif self.body is not None:
+            lines.append(f"  body: {self.body}")
+        expect = "expect status " + "|".join(str(s) for s in self.expect_status)
+        if self.expect_json is not None:
+            expect += ", json ⊇ " + _json.dumps(self.expect_json, sort_keys=True)
+        if self.body_contains is not None:
+            expect += f", body contains {self.body_contains!r}"
+        lines.append("  " + expect)
+        return mask("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class WaitFor(Command):
+    """Wait until a TCP port accepts connections or an HTTP URL answers."""
+
+    host: str | None = None
+    port: int | None = None
+    url: str | None = None
+    timeout: float = 60.0
+    interval: float = 1.0
+    from_remote: bool = True
+    expect_status: tuple[int, ...] = ()
+
+    def display(self, mask: Mask = _identity) -> str:
+        target = self.url if self.url else f"tcp {self.host}:{self.port}"
+        where = "from host" if self.from_remote else "from here"
+        return mask(f"wait for {target} ({where}, up to {self.timeout:g}s)")

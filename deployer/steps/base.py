@@ -1,0 +1,82 @@
+"""The contract every step kind implements, and the field specs the schema is built from.
+
+A kind declares its options as ``FieldSpec``s (used for validation, JSON Schema and
+docs) and turns a rendered step into pure command objects with ``commands``. The
+executor and the planner both call ``commands``; neither knows kind specifics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployer.commands import Command
+from deployer.models import Step, StepBody
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One option of a step kind or of the runbook/step structure.
+
+    ``type`` is one of: "string", "integer", "number", "boolean", "list[string]",
+    "list[integer]", "mapping" (string -> string), "any", "string|list[string]",
+    "choice" (with ``choices``). ``template`` false means Jinja is not rendered in it.
+    """
+
+    type: str
+    doc: str
+    required: bool = False
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    template: bool = True
+
+
+class RenderContext:
+    """What a kind needs to render a step: implemented by ``templating.py``.
+
+    ``render(value, where)`` renders Jinja in a string (or recursively in lists and
+    dicts) with StrictUndefined; ``where`` is the option name used in error messages.
+    ``vars`` are the merged variables for this host; ``template(path)`` renders a file
+    from ``templates/`` and returns its text; ``read_local(path)`` returns bytes of a
+    local file relative to the project; ``compose_cmd`` is the compose invocation for
+    this host ("docker compose" or "docker-compose").
+    """
+
+    vars: dict[str, Any]
+    compose_cmd: str
+    project_dir: str
+
+    def render(self, value: Any, where: str = "") -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def template(self, path: str, extra: dict[str, Any] | None = None) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    def read_local(self, path: str) -> bytes:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def local_path(self, path: str) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class StepKind:
+    """A registered kind: its options and how it builds commands.
+
+    ``shorthand`` names the option a plain string value maps to (``run: "cmd"`` ->
+    ``command``). ``build(body, ctx, step)`` returns the commands; ``auto_rollback``
+    (optional) returns the built-in undo commands when the step has no explicit
+    ``rollback`` (upload restores the previous file, compose build re-tags the image).
+    ``validate`` (optional) returns extra warnings as (message, hint) pairs.
+    """
+
+    name: str
+    doc: str
+    fields: dict[str, FieldSpec]
+    build: Callable[[StepBody, RenderContext, Step | None], list[Command]]
+    shorthand: str | None = None
+    auto_rollback: Callable[[StepBody, RenderContext, Step], list[Command]] | None = None
+    validate: Callable[[StepBody, Step], list[tuple[str, str]]] | None = None
+    remote: bool = True  # needs an SSH connection
+    extra: dict[str, Any] = field(default_factory=dict)
