@@ -1,0 +1,194 @@
+"""The ``deployer`` entry point: global options, a lazy command registry, error handling.
+
+Subcommands are imported only when invoked (``COMMANDS`` maps a name to
+``module:attribute``), so ``deployer --help`` stays fast and never imports Fabric,
+paramiko, Jinja or rich. ``main()`` turns every ``DeployerError`` into a message on
+stderr and its exit code; a traceback is shown only for bugs, and only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+
+import click
+
+from deployer import __version__
+from deployer.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    DeployerError,
+    InputError,
+)
+
+# name -> "module:attribute"; each attribute is a click.Command.
+COMMANDS: dict[str, str] = {
+    "plan": "deployer.cli.plan:plan",
+    "validate": "deployer.cli.plan:validate",
+    "schema": "deployer.cli.plan:schema",
+    "run": "deployer.cli.run:run",
+    "apply": "deployer.cli.run:apply",
+    "rollback": "deployer.cli.run:rollback",
+    "unlock": "deployer.cli.run:unlock",
+    "history": "deployer.cli.run:history",
+    "show": "deployer.cli.run:show",
+    "explain": "deployer.cli.explain:explain",
+    "doctor": "deployer.cli.doctor:doctor",
+}
+
+# One-line summaries so `deployer --help` can list commands without importing them.
+SUMMARIES: dict[str, str] = {
+    "plan": "Show exactly what a runbook will do on each host.",
+    "validate": "Check every runbook and the inventory; report all problems.",
+    "schema": "Print the JSON Schema of the runbook format (for editors).",
+    "run": "Run a runbook on a host (checkpoints, rollback, resume).",
+    "apply": "Run a plan saved with `plan --out` (refused if stale).",
+    "rollback": "Roll back a finished or failed run.",
+    "unlock": "Remove a stale deploy lock from a host.",
+    "history": "List past runs.",
+    "show": "Show one run step by step.",
+    "explain": "Explain a failure and how to fix it.",
+    "doctor": "Check the local setup and a host's prerequisites.",
+}
+
+EPILOG = """\b
+Examples:
+  deployer validate
+  deployer plan first-time --host vps
+  deployer run first-time --host vps
+  deployer history --host vps
+"""
+
+
+@dataclass
+class Options:
+    """Global options, available to every subcommand as ``ctx.obj``."""
+
+    debug: bool = False
+    project_dir: str = "."
+    inventory: str | None = None
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use from ``COMMANDS``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            return _unavailable(cmd_name)
+        command = getattr(module, attr)
+        self.commands[cmd_name] = command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Summaries come from SUMMARIES so listing commands imports nothing.
+        rows = [(name, SUMMARIES.get(name, "")) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _unavailable(name: str) -> click.Command:
+    @click.command(name=name, help=f"({name} is not available in this build.)")
+    def _cmd() -> None:
+        raise DeployerError(f"command `{name}` is not available in this build")
+
+    return _cmd
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
+@click.option("-C", "--project-dir", default=".", show_default=True,
+              type=click.Path(file_okay=False), help="Project directory (runbooks/, templates/).")
+@click.option("-i", "--inventory", default=None,
+              help="Inventory file (default: inventory.yml in the project directory).")
+@click.version_option(__version__, prog_name="deployer")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, project_dir: str, inventory: str | None) -> None:
+    """deployer: run reviewable, resumable, reversible YAML runbooks over SSH."""
+    ctx.obj = Options(debug=debug, project_dir=project_dir, inventory=inventory)
+
+
+def get_options(ctx: click.Context) -> Options:
+    """The global options from any subcommand's context."""
+    obj = ctx.find_object(Options)
+    return obj if obj is not None else Options()
+
+
+def _debug_requested(args: list[str]) -> bool:
+    return "--debug" in args or os.environ.get("DEPLOYER_DEBUG", "") not in ("", "0")
+
+
+def report_error(err: DeployerError) -> None:
+    """Print a deployer error (every problem of an InputError) and its fix hint."""
+    if isinstance(err, InputError):
+        errors = [p for p in err.problems if p.severity == "error"]
+        for problem in err.problems:
+            label = "warning" if problem.severity == "warning" else "error"
+            click.echo(f"{label}: {problem}", err=True)
+        if len(errors) > 1:
+            click.echo(f"{len(errors)} errors", err=True)
+    else:
+        click.echo(f"error: {err}", err=True)
+    if err.hint:
+        click.echo(f"fix: {err.hint}", err=True)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console-script entry point; returns (and exits with) the process exit code."""
+    argv = list(sys.argv[1:] if args is None else args)
+    debug = _debug_requested(argv)
+    code = 0
+    try:
+        cli.main(args=argv, prog_name="deployer", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code if exc.exit_code else EXIT_USAGE
+    except DeployerError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        report_error(exc)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `deployer plan ... | head`: the reader left; nothing useful to report.
+        code = 0
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        else:
+            click.echo(f"internal error: {type(exc).__name__}: {exc} "
+                       "(this is a bug; rerun with --debug for the traceback)", err=True)
+        code = 70
+    if args is None:
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
