@@ -1,0 +1,1 @@
+"""Test suite of deployer (a package so helpers import as ``tests.sshd``)."""
