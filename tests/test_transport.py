@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.sshd import SshServer, SshdUnavailable
+from tests.sshd import SshdUnavailable, SshServer
 
 
 def test_fixture_server_accepts_its_client_key(sshd: SshServer) -> None:
