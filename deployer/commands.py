@@ -58,7 +58,9 @@ class RemoteCommand(Command):
         if self.cwd:
             parts.append(f"cd {shlex.quote(self.cwd)}")
         for key in sorted(self.env):
-            parts.append(f"export {key}={shlex.quote(str(self.env[key]))}")
+            # mask before quoting: quoting splits a secret holding ' so a mask after it
+            # would miss it
+            parts.append(f"export {key}={shlex.quote(mask(str(self.env[key])))}")
         text = " && ".join(parts + [self.script]) if parts else self.script
         if self.sudo:
             text = f"sudo: {text}"
@@ -79,7 +81,7 @@ class LocalCommand(Command):
 
     def display(self, mask: Mask = _identity) -> str:
         prefix = f"(local) cd {shlex.quote(self.cwd)} && " if self.cwd else "(local) "
-        envs = "".join(f"{k}={shlex.quote(str(v))} " for k, v in sorted(self.env.items()))
+        envs = "".join(f"{k}={shlex.quote(mask(str(v)))} " for k, v in sorted(self.env.items()))
         return mask(prefix + envs + self.command)
 
 
