@@ -1,0 +1,466 @@
+"""Jinja2 rendering of runbook values for one host and one step (``RenderContext``).
+
+Rendering is strict: an undefined name is an ``InputError`` naming the runbook file,
+the step, the field and the variable (with a "did you mean" when a known name is
+close). Variables may themselves hold Jinja (``db_url: "postgresql://{{ db_user }}@db"``);
+they are rendered lazily, on first use, so an unused variable never causes an error
+and a cycle between variables is reported instead of recursing forever.
+
+Names visible in templates: every merged variable, captured values (at plan time a
+capture not yet made renders as ``<captured: NAME>``), ``secrets`` (name -> value),
+``host`` (name, address, user, port, groups) and ``runbook`` (name). The ``quote``
+filter shell-quotes a value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import shlex
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import jinja2
+import jinja2.meta
+import yaml
+
+from deployer.errors import InputError, Position, Problem, UsageError
+from deployer.models import Host, Runbook, Step
+from deployer.steps.base import RenderContext
+from deployer.yamlsrc import display_path, load_yaml
+
+RESERVED = ("secrets", "host", "runbook")
+_FALSY = {"", "false", "no", "off", "0", "none", "null"}
+_UNDEF_RE = re.compile(r"'([^']+)' is undefined")
+_ATTR_RE = re.compile(r"has no attribute '([^']+)'")
+
+
+def captured_placeholder(name: str) -> str:
+    """What a value captured at run time looks like in a plan."""
+    return f"<captured: {name}>"
+
+
+def _quote(value: Any) -> str:
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # raises the usual undefined error
+    return shlex.quote("" if value is None else str(value))
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+_ENVS: dict[str, jinja2.Environment] = {}
+
+
+def environment(project_dir: str = ".") -> jinja2.Environment:
+    """The Jinja environment for a project (templates load from ``templates/``)."""
+    key = os.path.abspath(project_dir)
+    env = _ENVS.get(key)
+    if env is None:
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(os.path.join(key, "templates")),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+        env.filters["quote"] = _quote
+        env.filters["to_json"] = _to_json
+        _ENVS[key] = env
+    return env
+
+
+class _Pending:
+    """Marks a variable being rendered, to detect cycles."""
+
+
+class LazyVars(dict):
+    """Variables whose Jinja values are rendered on first access, then cached.
+
+    Jinja looks names up in this mapping directly (``shared=True`` contexts), so a
+    variable referencing another is resolved on demand.
+    """
+
+    def __init__(self, raw: Mapping[str, Any], render: Any) -> None:
+        super().__init__(raw)
+        self._render = render
+        self._done: set[str] = set()
+        self._active: list[str] = []
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        if key in self._done:
+            return value
+        if key in self._active:
+            chain = " -> ".join(self._active[self._active.index(key):] + [key])
+            raise _VarCycle(chain)
+        self._active.append(key)
+        try:
+            value = self._render(value, f"vars.{key}")
+        finally:
+            self._active.pop()
+        super().__setitem__(key, value)
+        self._done.add(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def items(self):  # type: ignore[override]
+        return [(k, self[k]) for k in self.keys()]
+
+    def values(self):  # type: ignore[override]
+        return [self[k] for k in self.keys()]
+
+    def raw(self, key: str) -> Any:
+        return super().__getitem__(key)
+
+
+class _VarCycle(Exception):
+    pass
+
+
+class MergedVars(dict):
+    """Merged variables; ``cli_keys`` are the names set with ``--var`` (they also win
+    over an include's vars)."""
+
+    cli_keys: frozenset[str] = frozenset()
+
+
+def _contains_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(_contains_template(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_contains_template(v) for v in value)
+    return False
+
+
+class StepContext(RenderContext):
+    """Renders values for one host and (optionally) one step."""
+
+    def __init__(self, runbook: Runbook, host: Host, variables: Mapping[str, Any],
+                 secrets: Mapping[str, str], captured: Mapping[str, Any],
+                 step: Step | None = None, planning: bool = False,
+                 project_dir: str = ".") -> None:
+        self.runbook = runbook
+        self.host = host
+        self.step = step
+        self.planning = planning
+        self.project_dir = project_dir
+        self.secrets = dict(secrets)
+        self.env = environment(project_dir)
+        self.pending_captures: set[str] = set()
+        if planning:
+            for s in runbook.steps:
+                if s.capture and s.capture not in captured:
+                    self.pending_captures.add(s.capture)
+        raw: dict[str, Any] = dict(variables)
+        if step is not None and step.scope_vars:
+            cli_keys = getattr(variables, "cli_keys", frozenset())
+            for key, value in step.scope_vars.items():
+                if key not in cli_keys:
+                    raw[key] = value
+        for name in self.pending_captures:
+            raw[name] = captured_placeholder(name)
+        raw.update(captured)
+        self._raw = raw
+        self.vars = LazyVars(raw, self._render_var)
+        self._names = LazyVars(raw, self._render_var)
+        for key, value in self.env.globals.items():
+            if key not in raw:
+                dict.__setitem__(self._names, key, value)
+                self._names._done.add(key)
+        reserved = {
+            "secrets": self.secrets,
+            "host": {"name": host.name, "address": host.address, "user": host.user,
+                     "port": host.port, "groups": list(host.groups)},
+            "runbook": {"name": runbook.name, "description": runbook.description},
+        }
+        for key, value in reserved.items():
+            dict.__setitem__(self._names, key, value)
+            self._names._done.add(key)
+        compose = raw.get("compose_command")
+        self.compose_cmd = str(self.vars["compose_command"]) if compose else "docker compose"
+
+    # -- errors -----------------------------------------------------------------------
+
+    def _position(self) -> Position | None:
+        if self.step is not None:
+            return self.step.position
+        return None
+
+    def _label(self, where: str) -> str:
+        if self.step is not None:
+            return f"step `{self.step.id}` {where}".rstrip()
+        return where or "value"
+
+    def _problem(self, message: str, where: str, hint: str = "") -> InputError:
+        pos = self._position()
+        if pos is None:
+            message = f"{display_path(self.runbook.path)}: {message}"
+        return InputError(Problem(f"{self._label(where)}: {message}", pos, hint=hint))
+
+    def _undefined(self, exc: jinja2.UndefinedError, where: str) -> InputError:
+        text = str(exc.message or exc)
+        match = _UNDEF_RE.search(text)
+        if match:
+            name = match.group(1)
+            known = [k for k in self._names if not k.startswith("_")]
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = (f"did you mean `{close[0]}`? " if close else "") + (
+                f"define it in the runbook's vars, the inventory, --vars-file or "
+                f"--var {name}=...")
+            return self._problem(f"undefined variable `{name}`", where, hint)
+        match = _ATTR_RE.search(text)
+        if match and "dict object" in text:
+            name = match.group(1)
+            if name not in self.secrets and self.runbook.secrets is not None:
+                close = difflib.get_close_matches(name, list(self.secrets), n=1)
+                if name not in self.runbook.secrets and self._mentions_secret(name):
+                    hint = (f"did you mean `{close[0]}`? " if close else "") + (
+                        f"declare it in the runbook: secrets: [{name}]")
+                    return self._problem(f"undefined secret `secrets.{name}`", where, hint)
+            return self._problem(f"undefined attribute `{name}`", where,
+                                 "check the name; host has: name, address, user, port, groups")
+        return self._problem(f"undefined value: {text}", where)
+
+    def _mentions_secret(self, name: str) -> bool:
+        # The error text only says "'dict object' has no attribute"; the secrets mapping
+        # is the usual culprit, but only claim so when the name is not a host attribute.
+        return name not in ("name", "address", "user", "port", "groups", "description")
+
+    # -- rendering --------------------------------------------------------------------
+
+    def _render_str(self, text: str, where: str) -> str:
+        if "{{" not in text and "{%" not in text and "{#" not in text:
+            return text
+        try:
+            template = self.env.from_string(text)
+            ctx = template.new_context(self._names, shared=True)
+            return self.env.concat(template.root_render_func(ctx))  # type: ignore[attr-defined]
+        except jinja2.UndefinedError as exc:
+            raise self._undefined(exc, where) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise self._problem(f"template syntax error: {exc.message} (line {exc.lineno} "
+                                "of the value)", where,
+                                "check the {{ }} / {% %} delimiters") from None
+        except _VarCycle as exc:
+            raise self._problem(f"variables refer to each other in a cycle: {exc}", where,
+                                "break the cycle") from None
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a filter or expression failed
+            raise self._problem(f"cannot render: {type(exc).__name__}: {exc}", where
+                                ) from None
+
+    def _render_var(self, value: Any, where: str) -> Any:
+        if not _contains_template(value):
+            return value
+        return self.render(value, where)
+
+    def render(self, value: Any, where: str = "") -> Any:
+        """Render Jinja in a string, or recursively in a list or mapping."""
+        if isinstance(value, str):
+            return self._render_str(value, where)
+        if isinstance(value, dict):
+            return {k: self.render(v, f"{where}.{k}" if where else str(k))
+                    for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.render(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    def template(self, path: str, extra: dict[str, Any] | None = None) -> str:
+        """Render ``templates/<path>`` with the step's variables (plus ``extra``)."""
+        where = f"template {path}"
+        try:
+            template = self.env.get_template(path)
+        except jinja2.TemplateNotFound as exc:
+            missing = exc.name or path
+            tdir = display_path(os.path.join(self.project_dir, "templates"))
+            hint = f"create {tdir}/{missing}"
+            known = list_templates(self.project_dir)
+            close = difflib.get_close_matches(str(missing), known, n=1)
+            if close:
+                hint = f"did you mean `{close[0]}`? ({hint})"
+            raise self._problem(f"template `{missing}` not found in {tdir}/", "", hint
+                                ) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise self._problem(f"template syntax error in {exc.name or path} line "
+                                f"{exc.lineno}: {exc.message}", "") from None
+        if template.filename:
+            rel = os.path.relpath(template.filename, self.project_dir)
+            if rel not in self.runbook.template_files:
+                self.runbook.template_files.append(rel)
+        names = self._names
+        if extra:
+            names = LazyVars({k: dict.__getitem__(self._names, k) for k in self._names.keys()},
+                             self._render_var)
+            names._done = set(self._names._done)
+            for key, value in extra.items():
+                dict.__setitem__(names, key, value)
+                names._done.add(key)
+        try:
+            ctx = template.new_context(names, shared=True)
+            return self.env.concat(template.root_render_func(ctx))  # type: ignore[attr-defined]
+        except jinja2.UndefinedError as exc:
+            raise self._undefined(exc, where) from None
+        except _VarCycle as exc:
+            raise self._problem(f"variables refer to each other in a cycle: {exc}", where
+                                ) from None
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a filter or expression failed
+            raise self._problem(f"cannot render: {type(exc).__name__}: {exc}", where
+                                ) from None
+
+    def local_path(self, path: str) -> str:
+        """A path on the operator's machine, relative to the project directory."""
+        path = os.path.expanduser(path)
+        return path if os.path.isabs(path) else os.path.normpath(
+            os.path.join(self.project_dir, path))
+
+    def read_local(self, path: str) -> bytes:
+        full = self.local_path(path)
+        try:
+            with open(full, "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            raise self._problem(f"local file `{display_path(full)}` not found", "",
+                                "paths are relative to the project directory") from None
+        except OSError as exc:
+            raise self._problem(f"cannot read `{display_path(full)}`: {exc.strerror}", ""
+                                ) from None
+
+    # -- `when` -----------------------------------------------------------------------
+
+    @staticmethod
+    def when_expression(expr: Any) -> str:
+        """The bare expression of a ``when`` (braces optional)."""
+        text = str(expr).strip()
+        if text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1:
+            return text[2:-2].strip()
+        return text
+
+    def when_names(self, expr: Any) -> set[str]:
+        """Names a ``when`` expression refers to (for plan-time decisions)."""
+        if isinstance(expr, bool):
+            return set()
+        try:
+            ast = self.env.parse("{{ " + self.when_expression(expr) + " }}")
+        except jinja2.TemplateSyntaxError:
+            return set()
+        return set(jinja2.meta.find_undeclared_variables(ast))
+
+    def pending_in(self, expr: Any) -> list[str]:
+        """Captures a ``when`` depends on that are not known yet (plan time)."""
+        return sorted(self.when_names(expr) & self.pending_captures)
+
+    def eval_when(self, expr: Any) -> bool:
+        """Evaluate a ``when`` expression (``true``/``false``, or Jinja, braces optional)."""
+        if isinstance(expr, bool):
+            return expr
+        text = str(expr).strip()
+        if text.lower() in ("true", "yes", "on"):
+            return True
+        if text.lower() in ("false", "no", "off"):
+            return False
+        inner = self.when_expression(text)
+        if "{{" in inner or "{%" in inner:
+            rendered = self._render_str(text, "when")
+            return rendered.strip().lower() not in _FALSY
+        source = "{% if " + inner + " %}1{% else %}0{% endif %}"
+        try:
+            self.env.parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise self._problem(f"invalid `when` expression `{inner}`: {exc.message}",
+                                "when") from None
+        result = self._render_str(source, "when")
+        if result == "1":
+            # A bare variable holding the text "false" is false (e.g. from --var x=false
+            # quoted, or a rendered template); Jinja would call any non-empty text true.
+            value = self._names.get(inner) if inner.isidentifier() else None
+            if isinstance(value, str) and value.strip().lower() in _FALSY:
+                return False
+            return True
+        return False
+
+
+def make_context(runbook: Runbook, host: Host, variables: dict, secrets: dict,
+                 captured: dict, step: Step | None = None, planning: bool = False,
+                 project_dir: str = ".") -> StepContext:
+    """The ``RenderContext`` for rendering ``step`` (or runbook-level values) on ``host``."""
+    return StepContext(runbook, host, variables, secrets, captured, step, planning,
+                       project_dir)
+
+
+def list_templates(project_dir: str) -> list[str]:
+    """Template paths under ``templates/``, relative to it."""
+    root = os.path.join(project_dir, "templates")
+    found = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            found.append(os.path.relpath(os.path.join(dirpath, name), root))
+    return sorted(found)
+
+
+# ------------------------------------------------------------------------ variables
+
+def parse_cli_var(item: str) -> tuple[str, Any]:
+    """``k=v`` from ``--var``; the value is read as a YAML scalar (``3`` -> 3)."""
+    if "=" not in item:
+        raise UsageError(f"--var `{item}` is not of the form NAME=VALUE",
+                         hint="e.g. --var release=v1.2.3")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    if not key.isidentifier():
+        raise UsageError(f"--var `{item}`: `{key}` is not a valid variable name",
+                         hint="use letters, digits and _ (not starting with a digit)")
+    if text.strip() in ("null", "~", "Null", "NULL"):
+        return key, None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return key, text
+    # Only scalars are converted (`3` -> 3, `true` -> True); anything else (lists,
+    # mappings, dates, an empty value) stays the text as typed.
+    if isinstance(value, (str, int, float, bool)):
+        return key, value
+    return key, text
+
+
+def load_vars_file(path: str) -> dict[str, Any]:
+    """A ``--vars-file``: a YAML mapping of variable names to values."""
+    node = load_yaml(path)
+    if node.value is None:
+        return {}
+    if not node.is_mapping:
+        raise InputError(Problem("a vars file must be a mapping of names to values",
+                                 node.pos, hint="e.g. release: v1.2.3"))
+    problems = [Problem(f"invalid variable name `{k}`", node.key_pos(k),
+                        hint="use letters, digits and _ (not starting with a digit)")
+                for k in node.value if not isinstance(k, str) or not k.isidentifier()]
+    if problems:
+        raise InputError(problems)
+    return node.plain()
+
+
+def merge_vars(runbook: Runbook, host: Host, vars_files: Iterable[str],
+               cli_vars: Iterable[str]) -> MergedVars:
+    """Variables for ``host``, lowest precedence first: runbook vars < inventory
+    (defaults < groups < host, already merged in ``host.vars``) < ``--vars-file`` (in
+    order) < ``--var k=v``."""
+    merged = MergedVars(runbook.vars)
+    merged.update(host.vars)
+    for path in vars_files:
+        merged.update(load_vars_file(path))
+    cli: dict[str, Any] = {}
+    for item in cli_vars:
+        key, value = parse_cli_var(item)
+        cli[key] = value
+    merged.update(cli)
+    merged.cli_keys = frozenset(cli)
+    return merged

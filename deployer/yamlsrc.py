@@ -1,0 +1,254 @@
+"""YAML loading that remembers where everything came from.
+
+``load_yaml`` returns a tree of ``Node``: every mapping value, mapping key and list
+item carries a ``Position`` (file:line:col, 1-based) so schema errors can point at
+the exact spot. Duplicate keys are errors (PyYAML silently keeps the last one, which
+hides typos in runbooks). Malformed YAML becomes an ``InputError`` with the position
+and a hint for the usual mistakes (tabs, unquoted ``{{ }}``, ``: `` inside values).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from deployer.errors import InputError, Position, Problem
+
+# An alias bomb ("billion laughs") expands a tiny file into a huge tree; a runbook
+# never needs anywhere near this many nodes.
+MAX_NODES = 200_000
+
+
+@dataclass
+class Node:
+    """A YAML value with its position.
+
+    ``value`` is a ``dict[key, Node]`` for mappings, ``list[Node]`` for sequences and
+    a plain Python scalar otherwise. ``key_positions`` holds where each mapping key is.
+    """
+
+    value: Any
+    pos: Position
+    key_positions: dict[Any, Position] = field(default_factory=dict)
+
+    @property
+    def is_mapping(self) -> bool:
+        return isinstance(self.value, dict)
+
+    @property
+    def is_list(self) -> bool:
+        return isinstance(self.value, list)
+
+    @property
+    def is_scalar(self) -> bool:
+        return not isinstance(self.value, (dict, list))
+
+    def get(self, key: Any, default: Node | None = None) -> Node | None:
+        if isinstance(self.value, dict):
+            return self.value.get(key, default)
+        return default
+
+    def key_pos(self, key: Any) -> Position:
+        return self.key_positions.get(key, self.pos)
+
+    def items(self) -> Iterator[tuple[Any, Node]]:
+        if isinstance(self.value, dict):
+            yield from self.value.items()
+
+    def plain(self) -> Any:
+        """The value as plain Python data (dicts, lists, scalars), positions dropped."""
+        return to_plain(self)
+
+
+def to_plain(node: Node) -> Any:
+    if isinstance(node.value, dict):
+        return {k: to_plain(v) for k, v in node.value.items()}
+    if isinstance(node.value, list):
+        return [to_plain(v) for v in node.value]
+    return node.value
+
+
+def display_path(path: str) -> str:
+    """A path as shown in messages: relative to the working directory when inside it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # different drive on Windows
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def _hint_for(problem: str, context: str, line_text: str) -> str:
+    text = f"{context} {problem}".lower()
+    if "\t" in line_text or "tab" in text:
+        return "YAML does not allow tabs for indentation: use spaces"
+    if "{{" in line_text or "{%" in line_text:
+        return 'a value starting with `{{` must be quoted: key: "{{ var }}"'
+    if "mapping values are not allowed" in text:
+        return "quote the value if it contains `: `, or check the indentation of this line"
+    if "could not find expected ':'" in text or "expected <block end>" in text:
+        return "check the indentation: items of one mapping or list must line up"
+    if "found character" in text and "cannot start any token" in text:
+        return "quote the value: it starts with a character YAML reserves (` @ %)"
+    if "found undefined alias" in text:
+        return "define the anchor (&name) before using the alias (*name)"
+    if "while scanning a quoted scalar" in text:
+        return "close the quote, or use a block scalar (|) for multi-line text"
+    return "check the YAML syntax near this position"
+
+
+def _position(path: str, mark: Any) -> Position:
+    return Position(display_path(path), mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    def __init__(self, path: str, loader: _Loader, text: str) -> None:
+        self.path = path
+        self.loader = loader
+        self.lines = text.splitlines()
+        self.count = 0
+        self.active: set[int] = set()
+        self.problems: list[Problem] = []
+
+    def pos(self, node: yaml.Node) -> Position:
+        return _position(self.path, node.start_mark)
+
+    def build(self, node: yaml.Node) -> Node:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise InputError(Problem(
+                f"document too large (more than {MAX_NODES} nodes after expanding aliases)",
+                self.pos(node), hint="avoid deeply nested aliases"))
+        if id(node) in self.active:
+            raise InputError(Problem("recursive alias: a node contains itself", self.pos(node),
+                                     hint="remove the self-referencing alias"))
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                value = self.loader.construct_object(node, deep=True)
+            except yaml.constructor.ConstructorError as exc:
+                raise InputError(Problem(f"invalid value: {exc.problem}", self.pos(node),
+                                         hint="quote the value to make it a string")) from None
+            except (ValueError, OverflowError) as exc:
+                raise InputError(Problem(f"invalid value: {exc}", self.pos(node),
+                                         hint="quote the value to make it a string")) from None
+            return Node(value, self.pos(node))
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return Node([self.build(item) for item in node.value], self.pos(node))
+            return self.build_mapping(node)
+        finally:
+            self.active.discard(id(node))
+
+    def build_mapping(self, node: yaml.MappingNode) -> Node:
+        explicit = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+        try:
+            self.loader.flatten_mapping(node)  # resolve `<<: *defaults` merge keys
+        except yaml.constructor.ConstructorError as exc:
+            raise InputError(Problem(f"invalid merge key: {exc.problem}", self.pos(node),
+                                     hint="`<<` must refer to a mapping or a list of "
+                                     "mappings")) from None
+        result: dict[Any, Node] = {}
+        key_positions: dict[Any, Position] = {}
+        from_merge: set[Any] = set()
+        for key_node, value_node in node.value:
+            kpos = self.pos(key_node)
+            if not isinstance(key_node, yaml.ScalarNode):
+                line_no = key_node.start_mark.line
+                line = self.lines[line_no] if line_no < len(self.lines) else ""
+                hint = ('a value starting with `{{` must be quoted: key: "{{ var }}"'
+                        if "{{" in line else "mapping keys must be plain strings")
+                raise InputError(Problem("a mapping or list cannot be used as a key", kpos,
+                                         hint=hint))
+            key = self.build(key_node).value
+            value = self.build(value_node)
+            is_explicit = id(key_node) in explicit
+            if key in result and is_explicit and key not in from_merge:
+                first = key_positions[key]
+                raise InputError(Problem(
+                    f"duplicate key `{key}` (first defined at line {first.line})", kpos,
+                    hint="remove one of them: YAML would silently keep only the last"))
+            if is_explicit:
+                from_merge.discard(key)
+            else:
+                from_merge.add(key)
+            result[key] = value
+            key_positions[key] = kpos
+        return Node(result, self.pos(node), key_positions)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without timestamp resolution: dates stay strings, as written."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_yaml(text: str, path: str = "<string>") -> Node:
+    """Parse YAML text into a ``Node`` tree; raise ``InputError`` with a position."""
+    loader = _Loader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.composer.ComposerError as exc:
+            if "expected a single document" in f"{exc.problem} {exc.context}":
+                mark = exc.problem_mark or exc.context_mark
+                raise InputError(Problem(
+                    "expected a single YAML document, found more than one",
+                    _position(path, mark) if mark else None,
+                    hint="remove the extra `---` separator")) from None
+            raise
+        if root is None:
+            return Node(None, Position(display_path(path), 1, 1))
+        return _Builder(path, loader, text).build(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        lines = text.splitlines()
+        line_text = lines[mark.line] if mark and mark.line < len(lines) else ""
+        problem = (exc.problem or "invalid YAML").strip()
+        context = (exc.context or "").strip()
+        message = f"invalid YAML: {problem}" + (f" ({context})" if context else "")
+        raise InputError(Problem(message, _position(path, mark) if mark else None,
+                                 hint=_hint_for(problem, context, line_text))) from None
+    except yaml.YAMLError as exc:
+        # Reader errors (control characters, bad encoding) carry no mark attribute.
+        where = None
+        if getattr(exc, "position", None) is not None:
+            where = Position(display_path(path), 1, 1)
+        raise InputError(Problem(f"invalid YAML: {exc}", where,
+                                 hint="remove control characters; save the file as UTF-8")
+                         ) from None
+    except RecursionError:
+        raise InputError(Problem("document nested too deeply", Position(display_path(path), 1, 1),
+                                 hint="flatten the structure")) from None
+    finally:
+        loader.dispose()
+
+
+def load_yaml(path: str) -> Node:
+    """Load a YAML file into a ``Node`` tree with positions.
+
+    Missing or unreadable files and malformed YAML raise ``InputError``.
+    """
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise InputError(Problem(f"file not found: {display_path(path)}")) from None
+    except IsADirectoryError:
+        raise InputError(Problem(f"{display_path(path)} is a directory, not a YAML file")
+                         ) from None
+    except OSError as exc:
+        raise InputError(Problem(f"cannot read {display_path(path)}: {exc.strerror}")) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(Problem(f"{display_path(path)} is not UTF-8 text (byte {exc.start})",
+                                 hint="save the file as UTF-8")) from None
+    return parse_yaml(text, path)
