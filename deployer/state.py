@@ -1,0 +1,367 @@
+"""Run records: ``.deployer/runs/<run-id>.json`` (checkpoint) and ``<run-id>.log``.
+
+The executor owns one ``RunRecord`` per host run and asks a ``StateStore`` to write it
+at every step transition. The write is atomic (temp file in the same directory, fsync,
+rename, fsync of the directory) so a deployer killed with SIGKILL leaves either the
+previous or the next valid JSON, never a torn file. Each step's JSON fragment is
+encoded once and cached until that step changes, so a transition re-encodes only the
+step that moved: the CPU cost of a write does not grow with the steps already run.
+
+Nothing here sees secrets: callers pass text already masked by the redactor (the
+executor masks output tails, captured values and messages before they reach a record).
+
+History queries (``list_runs``, ``latest``) read the JSON files of the runs directory.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import secrets as _random
+import socket
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from deployer.errors import UsageError
+
+FORMAT_VERSION = 1
+
+# Step states (architecture contract).
+PENDING = "pending"
+RUNNING = "running"
+OK = "ok"
+FAILED = "failed"
+SKIPPED = "skipped"
+ROLLED_BACK = "rolled_back"
+ROLLBACK_FAILED = "rollback_failed"
+INTERRUPTED = "interrupted"
+STEP_STATES = (PENDING, RUNNING, OK, FAILED, SKIPPED, ROLLED_BACK, ROLLBACK_FAILED, INTERRUPTED)
+
+# Run statuses. Everything but SUCCEEDED can be resumed.
+RUN_RUNNING = "running"
+RUN_SUCCEEDED = "succeeded"
+RUN_FAILED = "failed"  # a step failed; rollback not run (--no-rollback, on_failure stop)
+RUN_ROLLED_BACK = "rolled_back"  # a step failed (or on request) and rollback completed
+RUN_ROLLBACK_INCOMPLETE = "rollback_incomplete"  # rollback stopped (irreversible, failure)
+RUN_INTERRUPTED = "interrupted"  # Ctrl-C
+RUN_STOPPED = "stopped"  # the operator declined a confirmation
+RUN_STATUSES = (RUN_RUNNING, RUN_SUCCEEDED, RUN_FAILED, RUN_ROLLED_BACK,
+                RUN_ROLLBACK_INCOMPLETE, RUN_INTERRUPTED, RUN_STOPPED)
+
+TAIL_LINES = 20  # output lines kept per step in the record
+
+_RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
+
+
+def now_iso() -> str:
+    """UTC timestamp, second precision, ISO 8601 with a Z."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def operator() -> str:
+    """``user@machine`` of whoever runs deployer."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def new_run_id() -> str:
+    """Sortable by start time (UTC), unique enough across operators."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{_random.token_hex(3)}"
+
+
+def is_run_id(text: str) -> bool:
+    return bool(_RUN_ID_RE.match(text))
+
+
+@dataclass
+class StepRecord:
+    """The checkpoint of one step. ``captured`` values and ``tail`` are masked."""
+
+    id: str
+    name: str
+    index: int
+    kind: str = ""
+    state: str = PENDING
+    exit_code: int | None = None
+    attempts: int = 0
+    started: str | None = None
+    finished: str | None = None
+    duration: float | None = None
+    message: str = ""  # why it failed / was skipped, one line
+    captured: dict[str, str] = field(default_factory=dict)
+    captured_masked: list[str] = field(default_factory=list)  # names stored as "***"
+    tail: list[str] = field(default_factory=list)
+    irreversible: bool = False
+    rollback: dict[str, Any] = field(default_factory=dict)  # state/exit_code/tail/message
+    _json: str | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Any assignment invalidates the cached encoding; in-place mutation of a list
+        # or dict field must be followed by ``touch()``.
+        object.__setattr__(self, name, value)
+        if name != "_json":
+            object.__setattr__(self, "_json", None)
+
+    def touch(self) -> None:
+        object.__setattr__(self, "_json", None)
+
+    def encoded(self) -> str:
+        if self._json is None:
+            object.__setattr__(self, "_json", json.dumps(self.to_dict(), ensure_ascii=False,
+                                                         sort_keys=True))
+        return self._json  # type: ignore[return-value]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id, "name": self.name, "index": self.index, "kind": self.kind,
+            "state": self.state, "exit_code": self.exit_code, "attempts": self.attempts,
+            "started": self.started, "finished": self.finished, "duration": self.duration,
+            "message": self.message, "captured": self.captured, "tail": self.tail,
+            "irreversible": self.irreversible,
+        }
+        if self.captured_masked:
+            out["captured_masked"] = self.captured_masked
+        if self.rollback:
+            out["rollback"] = self.rollback
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepRecord:
+        return cls(
+            id=str(data["id"]), name=str(data.get("name", data["id"])),
+            index=int(data.get("index", 0)), kind=str(data.get("kind", "")),
+            state=str(data.get("state", PENDING)), exit_code=data.get("exit_code"),
+            attempts=int(data.get("attempts", 0)), started=data.get("started"),
+            finished=data.get("finished"), duration=data.get("duration"),
+            message=str(data.get("message", "")), captured=dict(data.get("captured") or {}),
+            captured_masked=list(data.get("captured_masked") or []),
+            tail=list(data.get("tail") or []), irreversible=bool(data.get("irreversible")),
+            rollback=dict(data.get("rollback") or {}),
+        )
+
+
+_HEADER_FIELDS = ("version", "id", "runbook", "runbook_path", "host", "address", "operator",
+                  "pid", "status", "started", "finished", "duration", "digests", "options",
+                  "message", "failed_step", "rollback", "resumes", "exit_code")
+
+
+@dataclass
+class RunRecord:
+    """Everything known about one run of one runbook on one host."""
+
+    id: str
+    runbook: str
+    host: str
+    runbook_path: str = ""
+    address: str = ""
+    operator: str = field(default_factory=operator)
+    pid: int = field(default_factory=os.getpid)
+    status: str = RUN_RUNNING
+    started: str = field(default_factory=now_iso)
+    finished: str | None = None
+    duration: float | None = None
+    digests: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+    failed_step: str | None = None
+    rollback: dict[str, Any] = field(default_factory=dict)  # summary of the last rollback
+    resumes: list[dict[str, Any]] = field(default_factory=list)
+    exit_code: int | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    version: int = FORMAT_VERSION
+
+    def step(self, step_id: str) -> StepRecord:
+        for rec in self.steps:
+            if rec.id == step_id:
+                return rec
+        raise KeyError(step_id)
+
+    def find(self, step_id: str) -> StepRecord | None:
+        try:
+            return self.step(step_id)
+        except KeyError:
+            return None
+
+    def captured(self) -> dict[str, str]:
+        """Captured values of steps that finished ok, in step order (masked ones too)."""
+        out: dict[str, str] = {}
+        for rec in self.steps:
+            if rec.state in (OK, SKIPPED, FAILED):
+                out.update(rec.captured)
+        return out
+
+    @property
+    def finished_ok(self) -> bool:
+        return self.status == RUN_SUCCEEDED
+
+    def header(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _HEADER_FIELDS}
+
+    def encode(self) -> str:
+        """The record as JSON text; unchanged steps come from the cache."""
+        parts = [rec.encoded() for rec in self.steps]
+        head = json.dumps(self.header(), ensure_ascii=False, sort_keys=True, indent=1)
+        # Splice the steps array into the header object (it ends with "\n}").
+        return head[:-2] + ',\n "steps": [\n  ' + ",\n  ".join(parts) + "\n ]\n}\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.encode())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        kwargs = {name: data[name] for name in _HEADER_FIELDS if name in data}
+        rec = cls(**kwargs)
+        rec.steps = [StepRecord.from_dict(s) for s in data.get("steps") or []]
+        return rec
+
+    def summary(self) -> dict[str, Any]:
+        """The history row of this run."""
+        return {"id": self.id, "runbook": self.runbook, "host": self.host,
+                "status": self.status, "started": self.started, "finished": self.finished,
+                "duration": self.duration, "operator": self.operator,
+                "failed_step": self.failed_step, "exit_code": self.exit_code}
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``: temp file in the same dir, fsync, rename, fsync dir."""
+    directory = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class StateStore:
+    """The ``.deployer/runs`` directory of a project."""
+
+    def __init__(self, project_dir: str | os.PathLike[str] = ".") -> None:
+        self.root = Path(project_dir) / ".deployer" / "runs"
+
+    def ensure(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def json_path(self, run_id: str) -> Path:
+        return self.root / f"{run_id}.json"
+
+    def log_path(self, run_id: str) -> Path:
+        return self.root / f"{run_id}.log"
+
+    def save(self, record: RunRecord) -> None:
+        self.ensure()
+        atomic_write(self.json_path(record.id), record.encode())
+
+    def load(self, run_id: str) -> RunRecord:
+        path = self.json_path(run_id)
+        if not path.exists():
+            matches = sorted(self.root.glob(f"{run_id}*.json")) if run_id else []
+            if len(matches) == 1:
+                path = matches[0]
+            else:
+                hint = "list runs with `deployer history`"
+                if len(matches) > 1:
+                    raise UsageError(f"run id prefix {run_id!r} is ambiguous "
+                                     f"({len(matches)} runs match)", hint=hint)
+                raise UsageError(f"no run {run_id!r} in {self.root}", hint=hint)
+        return self._read(path)
+
+    def _read(self, path: Path) -> RunRecord:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read run record {path}: {exc}") from exc
+        return RunRecord.from_dict(data)
+
+    def _paths(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.glob("*.json") if not p.name.startswith("."))
+
+    def iter_runs(self) -> Iterator[RunRecord]:
+        """Every readable record, oldest first (run ids sort by start time)."""
+        for path in self._paths():
+            try:
+                yield self._read(path)
+            except UsageError:
+                continue
+
+    def list_runs(self, host: str | None = None, runbook: str | None = None,
+                  limit: int | None = None) -> list[RunRecord]:
+        """Runs matching the filters, newest first."""
+        runs = [r for r in self.iter_runs()
+                if (host is None or r.host == host) and (runbook is None or r.runbook == runbook)]
+        runs.sort(key=lambda r: (r.started, r.id), reverse=True)
+        return runs[:limit] if limit else runs
+
+    def latest(self, runbook: str, host: str) -> RunRecord | None:
+        runs = self.list_runs(host=host, runbook=runbook, limit=1)
+        return runs[0] if runs else None
+
+
+class RunLog:
+    """The append-only redacted log of a run. Lines arrive already masked."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Buffered; flushed at each step transition so a killed run loses at most the
+        # lines of the step that was running.
+        self._f = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self.path = path
+
+    def write(self, host: str, step: str, stream: str, line: str) -> None:
+        mark = "!" if stream == "stderr" else " "
+        self._f.write(f"{time.strftime('%H:%M:%S')} {host} {step}{mark}| {line}\n")
+
+    def event(self, text: str) -> None:
+        self._f.write(f"{time.strftime('%H:%M:%S')} ==> {text}\n")
+        self._f.flush()
+
+    def flush(self) -> None:
+        if not self._f.closed:
+            self._f.flush()
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def steps_by_state(record: RunRecord, states: Iterable[str]) -> list[StepRecord]:
+    wanted = set(states)
+    return [s for s in record.steps if s.state in wanted]
