@@ -1,0 +1,657 @@
+"""Multi-host orchestration: run one runbook on many hosts, in parallel or in rolling
+batches, with a failure budget, and aggregate per-host results.
+
+Each host is run by a ``run_one(host) -> HostOutcome`` callable (the CLI builds it
+around the executor), so every host has its own connection, checkpoint, lock and
+rollback: a failure on one host never touches another. This module only schedules,
+collects and records; it never prints. Progress reaches the CLI as ``FleetEvent``s.
+
+Scheduling rules (documented for operators in docs/multi-host.md):
+
+- hosts start in the given (inventory) order; at most ``width`` run at once, where
+  ``width`` is ``parallel`` (default: ``batch_size`` when rolling, else 1), capped by
+  the batch size;
+- with ``batch_size`` K, hosts are cut into batches of K and a batch starts only when
+  the previous batch has finished and the failure budget still holds; with the default
+  budget of 0 that means "the whole previous batch succeeded";
+- ``max_fail`` ("N" or "P%") is the failure budget over the whole run; once more hosts
+  than that have failed, no new host is started. Hosts already running finish (and
+  roll back) on their own; hosts never started are reported as ``not_started``;
+- Ctrl-C stops starting hosts and asks the running ones to stop (``on_interrupt``); a
+  second Ctrl-C stops waiting for them.
+
+Exit code of a fleet run: the worst per-host code, ordered by how much attention the
+operator owes the fleet (``EXIT_SEVERITY``): 0 < 4 (lock held, nothing done) < 2 (bad
+input / host key, nothing done) < 1 (failed, rolled back) < 3 (failed, host left
+changed) < 130 (interrupted). ``not_started`` hosts add nothing: the failure that
+stopped them already sets the code.
+
+A fleet record (``.deployer/fleets/<id>.json``, rewritten atomically after each host
+finishes) lets ``--resume`` on a group pick exactly the hosts that did not finish.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import math
+import os
+import secrets as _secrets
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deployer.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_ROLLED_BACK,
+    EXIT_USAGE,
+    DeployerError,
+    HostKeyError,
+    LockHeldError,
+    TransportError,
+    UsageError,
+)
+from deployer.models import Host
+
+_NO_HANDLER = object()
+
+# Per-host statuses.
+OK = "ok"  # every step finished (or was skipped by its own condition)
+ROLLED_BACK = "rolled_back"  # a step failed, rollback completed (exit 1)
+FAILED = "failed"  # a step failed, rollback incomplete or not run (exit 3)
+LOCKED = "locked"  # another run holds the host lock (exit 4)
+ERROR = "error"  # bad input, refused host key, stale resume... nothing run (exit 2)
+INTERRUPTED = "interrupted"  # Ctrl-C (exit 130)
+NOT_STARTED = "not_started"  # never started: budget exceeded, batch failed, Ctrl-C
+SKIPPED = "skipped"  # --resume: this host already finished ok
+
+STATUSES = (OK, ROLLED_BACK, FAILED, LOCKED, ERROR, INTERRUPTED, NOT_STARTED, SKIPPED)
+SUCCESS_STATUSES = frozenset({OK, SKIPPED})
+
+# Higher = needs more attention; the fleet exit code is the per-host code ranked worst.
+EXIT_SEVERITY: dict[int, int] = {
+    EXIT_OK: 0,
+    EXIT_LOCKED: 1,
+    EXIT_USAGE: 2,
+    EXIT_ROLLED_BACK: 3,
+    EXIT_FAILED: 4,
+    EXIT_INTERRUPTED: 5,
+}
+
+_STATUS_FOR_CODE = {
+    EXIT_OK: OK,
+    EXIT_ROLLED_BACK: ROLLED_BACK,
+    EXIT_USAGE: ERROR,
+    EXIT_FAILED: FAILED,
+    EXIT_LOCKED: LOCKED,
+    EXIT_INTERRUPTED: INTERRUPTED,
+}
+
+# Summary order: what the operator must look at first.
+_SUMMARY_RANK = {FAILED: 0, INTERRUPTED: 1, ROLLED_BACK: 2, ERROR: 3, LOCKED: 4,
+                 NOT_STARTED: 5, OK: 6, SKIPPED: 7}
+
+
+@dataclass
+class HostOutcome:
+    """The result of one host in a fleet run (JSON-friendly via ``to_dict``)."""
+
+    host: str
+    status: str
+    exit_code: int
+    run_id: str | None = None
+    failed_step: str | None = None
+    diagnosis: Any = None  # str or a JSON-friendly dict from deployer.diagnose
+    message: str = ""
+    duration: float = 0.0
+    steps_done: int = 0
+    steps_total: int = 0
+    address: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status in SUCCESS_STATUSES
+
+    @property
+    def counts_as_failure(self) -> bool:
+        return self.status not in SUCCESS_STATUSES and self.status != NOT_STARTED
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["duration"] = round(self.duration, 3)
+        return data
+
+
+def status_for_exit_code(code: int) -> str:
+    """The host status a bare exit code stands for (unknown codes count as failed)."""
+    return _STATUS_FOR_CODE.get(code, FAILED)
+
+
+def outcome_from_error(host: Host, error: BaseException) -> HostOutcome:
+    """Turn an exception that escaped ``run_one`` into that host's outcome, so one
+    host's problem (refused key, lock held, dead connection, even a bug) never stops
+    the scheduler or hides the other hosts' results."""
+    if isinstance(error, LockHeldError):
+        status, code = LOCKED, EXIT_LOCKED
+    elif isinstance(error, HostKeyError):
+        status, code = ERROR, EXIT_USAGE
+    elif isinstance(error, TransportError):
+        # The connection died: whether steps ran is unknown, so the host needs a look.
+        status, code = FAILED, EXIT_FAILED
+    elif isinstance(error, DeployerError):
+        code = error.exit_code
+        status = status_for_exit_code(code)
+    elif isinstance(error, KeyboardInterrupt):
+        status, code = INTERRUPTED, EXIT_INTERRUPTED
+    else:
+        status, code = FAILED, EXIT_FAILED
+    message = str(error) if isinstance(error, DeployerError) else (
+        f"internal error: {type(error).__name__}: {error}")
+    hint = getattr(error, "hint", "")
+    return HostOutcome(host=host.name, address=host.address, status=status, exit_code=code,
+                       message=message, diagnosis=hint or None)
+
+
+def worst_exit_code(codes: Iterable[int]) -> int:
+    """The code ranked worst by ``EXIT_SEVERITY`` (unknown codes rank as 3)."""
+    worst = EXIT_OK
+    for code in codes:
+        rank = EXIT_SEVERITY.get(code, EXIT_SEVERITY[EXIT_FAILED])
+        if rank > EXIT_SEVERITY.get(worst, EXIT_SEVERITY[EXIT_FAILED]):
+            worst = code
+    return worst
+
+
+# -- options --------------------------------------------------------------------------
+
+
+def parse_max_fail(value: str | int | None, total: int) -> int:
+    """How many failed hosts are tolerated before no new host starts.
+
+    ``None`` -> 0 (stop starting hosts after the first failure). ``"N"`` -> N.
+    ``"P%"`` -> floor(P% of ``total``), so ``"100%"`` never stops and ``"0%"`` stops at
+    the first failure. Raises ``UsageError`` for anything else.
+    """
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        if value < 0:
+            raise UsageError(f"--max-fail must be >= 0, not {value}")
+        return value
+    text = str(value).strip()
+    try:
+        if text.endswith("%"):
+            pct = float(text[:-1])
+            if not 0 <= pct <= 100:
+                raise ValueError
+            return math.floor(pct * total / 100 + 1e-9)
+        count = int(text)
+        if count < 0:
+            raise ValueError
+        return count
+    except ValueError:
+        raise UsageError(
+            f"--max-fail {value!r} is not a count or a percentage",
+            hint="use e.g. --max-fail 2 (hosts) or --max-fail 20% (of the hosts in this run)",
+        ) from None
+
+
+def _check_positive(name: str, value: int | None) -> None:
+    if value is not None and (not isinstance(value, int) or value < 1):
+        raise UsageError(f"{name} must be a whole number >= 1, not {value!r}")
+
+
+def batches_of(hosts: Sequence[Host], batch_size: int | None) -> list[list[Host]]:
+    """Hosts cut into rolling batches, order kept (one batch when not rolling)."""
+    if not hosts:
+        return []
+    if not batch_size:
+        return [list(hosts)]
+    return [list(hosts[i : i + batch_size]) for i in range(0, len(hosts), batch_size)]
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FleetEvent:
+    """Progress for the CLI. ``kind`` is one of:
+
+    ``batch_start`` (batch, hosts), ``host_start`` (host), ``host_done`` (host,
+    outcome), ``stop`` (message: why no new host will start), ``interrupt`` (message),
+    ``done`` (message: one-line tally).
+    """
+
+    kind: str
+    host: str | None = None
+    batch: int | None = None
+    hosts: tuple[str, ...] = ()
+    outcome: HostOutcome | None = None
+    message: str = ""
+
+
+EventSink = Callable[[FleetEvent], None]
+
+
+@dataclass
+class FleetOutcome:
+    """Per-host outcomes in the order hosts were given, plus the aggregate."""
+
+    hosts: list[HostOutcome]
+    exit_code: int
+    stopped_reason: str | None = None
+    interrupted: bool = False
+    fleet_id: str | None = None
+    duration: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def by_status(self, status: str) -> list[HostOutcome]:
+        return [h for h in self.hosts if h.status == status]
+
+    def counts(self) -> dict[str, int]:
+        tally = {s: 0 for s in STATUSES}
+        for h in self.hosts:
+            tally[h.status] = tally.get(h.status, 0) + 1
+        return {s: n for s, n in tally.items() if n}
+
+    def for_summary(self) -> list[HostOutcome]:
+        """Hosts needing attention first (failed, interrupted, rolled back, ...), each
+        group in the original order."""
+        indexed = list(enumerate(self.hosts))
+        indexed.sort(key=lambda p: (_SUMMARY_RANK.get(p[1].status, 0), p[0]))
+        return [h for _, h in indexed]
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == EXIT_OK
+
+    def tally_line(self) -> str:
+        parts = [f"{n} {s.replace('_', ' ')}" for s, n in self.counts().items()]
+        return f"{len(self.hosts)} hosts: " + ", ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fleet_id": self.fleet_id,
+            "exit_code": self.exit_code,
+            "ok": self.ok,
+            "interrupted": self.interrupted,
+            "stopped_reason": self.stopped_reason,
+            "duration": round(self.duration, 3),
+            "options": self.options,
+            "counts": self.counts(),
+            "hosts": [h.to_dict() for h in self.hosts],
+        }
+
+
+# -- the scheduler --------------------------------------------------------------------
+
+
+def run_fleet(
+    hosts: Sequence[Host],
+    run_one: Callable[[Host], HostOutcome],
+    parallel: int | None = None,
+    batch_size: int | None = None,
+    max_fail: str | int | None = None,
+    events: EventSink | None = None,
+    skipped: Sequence[HostOutcome] = (),
+    record: FleetRecord | None = None,
+    on_interrupt: Callable[[int], None] | None = None,
+    poll: float = 0.2,
+) -> FleetOutcome:
+    """Run ``run_one`` for every host under the scheduling rules of this module.
+
+    ``skipped`` are outcomes of hosts that are not run at all (``--resume`` found them
+    finished); they are reported and recorded, not scheduled. ``record`` (optional) is
+    updated after every host. ``on_interrupt(n)`` is called on the n-th Ctrl-C so the
+    caller can stop its running executors (1: stop and roll back, 2: abandon rollback).
+    ``events`` is called from the scheduling thread only, one event at a time.
+    """
+    _check_positive("--parallel", parallel)
+    _check_positive("--batch-size", batch_size)
+    names = [h.name for h in hosts]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise UsageError(f"host(s) listed more than once: {', '.join(dup)}")
+    budget = parse_max_fail(max_fail, len(hosts))
+    width = parallel or batch_size or 1
+    if batch_size:
+        width = min(width, batch_size)
+    emit: EventSink = events or (lambda _e: None)
+    options = {"parallel": width, "batch_size": batch_size,
+               "max_fail": max_fail if max_fail is not None else 0, "budget": budget}
+
+    started_at = time.monotonic()
+    results: dict[str, HostOutcome] = {}
+    for out in skipped:
+        results[out.host] = out
+        emit(FleetEvent("host_done", host=out.host, outcome=out))
+        if record is not None:
+            record.update(out)
+
+    lock = threading.Condition()
+    finished: list[HostOutcome] = []  # filled by workers, drained by the scheduler
+    running: dict[str, Host] = {}
+    failures = 0
+    stop_reason: str | None = None
+    interrupts = 0
+    current_batch = 0
+
+    def work(host: Host) -> None:
+        t0 = time.monotonic()
+        try:
+            out = run_one(host)
+            if not isinstance(out, HostOutcome):
+                raise TypeError(f"run_one returned {type(out).__name__}, not HostOutcome")
+        except BaseException as exc:  # noqa: BLE001 - one host's error is its outcome
+            out = outcome_from_error(host, exc)
+        if not out.duration:
+            out.duration = time.monotonic() - t0
+        out.address = out.address or host.address
+        with lock:
+            finished.append(out)
+            lock.notify_all()
+
+    def collect() -> None:
+        nonlocal failures, stop_reason
+        with lock:
+            done, finished[:] = list(finished), []
+        for out in done:
+            running.pop(out.host, None)
+            results[out.host] = out
+            if out.counts_as_failure:
+                failures += 1
+            emit(FleetEvent("host_done", host=out.host, outcome=out))
+            if record is not None:
+                record.update(out)
+            if failures > budget and stop_reason is None:
+                if batch_size and max_fail is None:
+                    stop_reason = (f"{out.host} failed in batch {current_batch}: "
+                                   "later batches are not started")
+                else:
+                    stop_reason = (f"{failures} host(s) failed, more than --max-fail allows "
+                                   f"({_budget_text(max_fail, budget)}): "
+                                   "no new host is started")
+                emit(FleetEvent("stop", message=stop_reason))
+
+    sigints = [0]  # bumped by the SIGINT handler; read by the scheduling loop
+
+    def take_interrupts() -> None:
+        nonlocal interrupts, stop_reason
+        while interrupts < sigints[0]:
+            interrupts += 1
+            if interrupts == 1:
+                stop_reason = "interrupted (Ctrl-C): no new host is started"
+            msg = ("interrupted: stopping running hosts (Ctrl-C again to stop waiting)"
+                   if interrupts == 1 else "interrupted again: not waiting for running hosts")
+            emit(FleetEvent("interrupt", message=msg))
+            if on_interrupt is not None:
+                on_interrupt(interrupts)
+
+    def wait_for_any() -> None:
+        try:
+            with lock:
+                if not finished:
+                    lock.wait(poll)
+        except KeyboardInterrupt:
+            # Only when no handler could be installed (not the main thread).
+            sigints[0] += 1
+
+    def on_sigint(_signum: int, _frame: object) -> None:
+        # Just count: a KeyboardInterrupt raised at an arbitrary point of the loop
+        # (e.g. inside Thread.start) would lose track of running hosts.
+        sigints[0] += 1
+
+    previous_handler: Any = _NO_HANDLER
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for index, batch in enumerate(batches_of(hosts, batch_size), start=1):
+            take_interrupts()
+            if stop_reason is not None:
+                break
+            current_batch = index
+            if batch_size:
+                emit(FleetEvent("batch_start", batch=index,
+                                hosts=tuple(h.name for h in batch)))
+            queue = list(batch)
+            while queue or running:
+                take_interrupts()
+                if interrupts >= 2:
+                    break
+                while queue and len(running) < width and stop_reason is None:
+                    host = queue.pop(0)
+                    running[host.name] = host
+                    emit(FleetEvent("host_start", host=host.name))
+                    threading.Thread(target=work, args=(host,), name=f"deployer-{host.name}",
+                                     daemon=True).start()
+                if stop_reason is not None:
+                    queue.clear()
+                if running:
+                    wait_for_any()
+                collect()
+            take_interrupts()
+            if interrupts >= 2:
+                break
+    finally:
+        if previous_handler is not _NO_HANDLER:
+            signal.signal(signal.SIGINT,
+                          previous_handler if previous_handler is not None else signal.SIG_DFL)
+
+    # A second Ctrl-C leaves hosts still running: report them as interrupted.
+    for name, host in list(running.items()):
+        out = HostOutcome(host=name, address=host.address, status=INTERRUPTED,
+                          exit_code=EXIT_INTERRUPTED,
+                          message="still running when deployer stopped waiting; "
+                                  "its run is resumable with --resume")
+        results[name] = out
+        if record is not None:
+            record.update(out)
+    for host in hosts:
+        if host.name not in results:
+            out = HostOutcome(host=host.name, address=host.address, status=NOT_STARTED,
+                              exit_code=EXIT_OK, message=stop_reason or "not started")
+            results[host.name] = out
+            if record is not None:
+                record.update(out)
+
+    order = [o.host for o in skipped] + [h.name for h in hosts]
+    seen: set[str] = set()
+    ordered = []
+    for name in order:
+        if name not in seen:
+            seen.add(name)
+            ordered.append(results[name])
+    code = worst_exit_code(o.exit_code for o in ordered)
+    if interrupts:
+        code = EXIT_INTERRUPTED
+    outcome = FleetOutcome(hosts=ordered, exit_code=code, stopped_reason=stop_reason,
+                           interrupted=bool(interrupts),
+                           fleet_id=record.id if record is not None else None,
+                           duration=time.monotonic() - started_at, options=options)
+    if record is not None:
+        record.finish(outcome)
+    emit(FleetEvent("done", message=outcome.tally_line()))
+    return outcome
+
+
+def _budget_text(max_fail: str | int | None, budget: int) -> str:
+    if max_fail is None:
+        return "default 0"
+    return f"{max_fail} = {budget} host(s)" if str(max_fail).endswith("%") else str(budget)
+
+
+# -- fleet records and --resume -------------------------------------------------------
+
+
+def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def fleets_dir(project_dir: str | os.PathLike[str]) -> Path:
+    return Path(project_dir) / ".deployer" / "fleets"
+
+
+class FleetRecord:
+    """``.deployer/fleets/<id>.json``: which hosts of a group run finished how.
+
+    Small (one entry per host) and rewritten atomically after each host, so a killed
+    deployer leaves a valid record for ``--resume``. Holds no output and no secrets.
+    """
+
+    def __init__(self, project_dir: str | os.PathLike[str], runbook: str, target: str,
+                 hosts: Sequence[str], resumed_from: str | None = None) -> None:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        self.id = f"fleet-{stamp}-{_secrets.token_hex(3)}"
+        self.path = fleets_dir(project_dir) / f"{self.id}.json"
+        self._lock = threading.Lock()
+        try:
+            operator = f"{getpass.getuser()}@{socket.gethostname()}"
+        except Exception:  # noqa: BLE001 - no passwd entry in some containers
+            operator = f"uid{os.getuid()}@{socket.gethostname()}"
+        self.data: dict[str, Any] = {
+            "id": self.id,
+            "runbook": runbook,
+            "target": target,
+            "operator": operator,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "finished": None,
+            "status": "running",
+            "resumed_from": resumed_from,
+            "hosts": {name: {"status": "pending", "exit_code": None, "run_id": None,
+                             "failed_step": None} for name in hosts},
+        }
+        self._save()
+
+    def _save(self) -> None:
+        _atomic_write_json(self.path, self.data)
+
+    def update(self, outcome: HostOutcome) -> None:
+        with self._lock:
+            entry = self.data["hosts"].setdefault(outcome.host, {})
+            entry.update(status=outcome.status, exit_code=outcome.exit_code,
+                         run_id=outcome.run_id, failed_step=outcome.failed_step)
+            self._save()
+
+    def finish(self, outcome: FleetOutcome) -> None:
+        with self._lock:
+            self.data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.data["exit_code"] = outcome.exit_code
+            self.data["status"] = "ok" if outcome.ok else (
+                "interrupted" if outcome.interrupted else "failed")
+            self._save()
+
+
+def load_fleet_records(project_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every readable fleet record, oldest first (unreadable files are ignored: a
+    half-written temp file is never named ``*.json``, so this only skips foreign junk)."""
+    out = []
+    folder = fleets_dir(project_dir)
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.glob("fleet-*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("hosts"), dict):
+            out.append(data)
+    out.sort(key=lambda d: (d.get("started") or "", d.get("id") or ""))
+    return out
+
+
+def latest_fleet_record(project_dir: str | os.PathLike[str], runbook: str,
+                        target: str) -> dict[str, Any] | None:
+    """The most recent record of ``runbook`` run on ``target`` (group or host list)."""
+    for data in reversed(load_fleet_records(project_dir)):
+        if data.get("runbook") == runbook and data.get("target") == target:
+            return data
+    return None
+
+
+@dataclass(frozen=True)
+class ResumeAction:
+    """What ``--resume`` does on one host: ``skip`` (finished ok), ``resume`` (continue
+    run ``run_id``), or ``start`` (never ran, or nothing to continue)."""
+
+    action: str
+    run_id: str | None = None
+    reason: str = ""
+
+
+def resume_actions(
+    hosts: Sequence[Host],
+    record: dict[str, Any] | None,
+    latest_run: Callable[[Host], tuple[str, str] | None] | None = None,
+) -> dict[str, ResumeAction]:
+    """Decide per host what ``--resume`` on a group does.
+
+    With a fleet record of the previous group run, a host is skipped exactly when that
+    run finished it ok; a host whose run started but did not finish resumes that run;
+    a host that never started starts. Hosts the record does not know (added to the
+    group since) fall back to ``latest_run(host) -> (run_id, status) | None``, the
+    newest run of this runbook on that host from the run history.
+    """
+    actions: dict[str, ResumeAction] = {}
+    entries = (record or {}).get("hosts", {})
+    for host in hosts:
+        entry = entries.get(host.name)
+        if entry is not None and entry.get("status") not in (None, "pending"):
+            status, run_id = entry.get("status"), entry.get("run_id")
+            if status in SUCCESS_STATUSES:
+                actions[host.name] = ResumeAction(
+                    "skip", run_id, f"finished ok in {record.get('id')}"
+                    + (f" (run {run_id})" if run_id else ""))
+            elif status == NOT_STARTED or not run_id:
+                actions[host.name] = ResumeAction(
+                    "start", None, f"{status.replace('_', ' ')} in {record.get('id')}")
+            else:
+                actions[host.name] = ResumeAction(
+                    "resume", run_id, f"{status.replace('_', ' ')} in run {run_id}")
+            continue
+        found = latest_run(host) if latest_run is not None else None
+        if found is None:
+            actions[host.name] = ResumeAction("start", None, "no earlier run")
+        elif found[1] == OK:
+            actions[host.name] = ResumeAction("skip", found[0], f"run {found[0]} finished ok")
+        else:
+            actions[host.name] = ResumeAction("resume", found[0],
+                                              f"run {found[0]} ended {found[1]}")
+    return actions
+
+
+def skipped_outcome(host: Host, action: ResumeAction) -> HostOutcome:
+    """The reported outcome of a host ``--resume`` does not run."""
+    return HostOutcome(host=host.name, address=host.address, status=SKIPPED,
+                       exit_code=EXIT_OK, run_id=action.run_id,
+                       message=f"already done: {action.reason}")
+
+
+__all__ = [
+    "ERROR", "EXIT_SEVERITY", "FAILED", "INTERRUPTED", "LOCKED", "NOT_STARTED", "OK",
+    "ROLLED_BACK", "SKIPPED", "STATUSES", "FleetEvent", "FleetOutcome", "FleetRecord",
+    "HostOutcome", "ResumeAction", "batches_of", "fleets_dir", "latest_fleet_record",
+    "load_fleet_records", "outcome_from_error", "parse_max_fail", "resume_actions",
+    "run_fleet", "skipped_outcome", "status_for_exit_code", "worst_exit_code",
+]

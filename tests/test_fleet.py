@@ -1,0 +1,347 @@
+"""Multi-host scheduling (deployer.fleet) against real sshd hosts on several loopback
+addresses: parallel, rolling batches, max-fail, Ctrl-C, fleet records and resume.
+
+Each host's work is real SSH work: ``run_one`` connects to that host's address and
+appends ``start``/``end`` markers to a log file on the server. All servers share this
+machine's filesystem, so the log gives one global order of what the hosts did; tests
+assert that order (never timings). A "barrier" script lets hosts that must run at
+the same time prove it: each waits until the expected number of hosts have started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from deployer.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_ROLLED_BACK,
+    EXIT_USAGE,
+    LockHeldError,
+    UsageError,
+)
+from deployer.fleet import (
+    FleetRecord,
+    HostOutcome,
+    latest_fleet_record,
+    parse_max_fail,
+    resume_actions,
+    run_fleet,
+    skipped_outcome,
+    status_for_exit_code,
+    worst_exit_code,
+)
+from deployer.models import Host
+from tests.sshd import SshServer
+
+ADDRESSES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
+
+
+@pytest.fixture
+def fleet(make_sshd, tmp_path) -> tuple[SshServer, list[Host], Path]:
+    server = make_sshd(addresses=ADDRESSES)
+    hosts = [server.host(f"web{i}", address=a) for i, a in enumerate(ADDRESSES, start=1)]
+    log = tmp_path / "order.log"
+    log.write_text("")
+    return server, hosts, log
+
+
+def ssh_run(server: SshServer, host: Host, script: str) -> int:
+    """Run ``script`` on ``host`` (its own address) with the OpenSSH client."""
+    proc = subprocess.run(server.ssh_argv(host.address) + ["--", "bash -s"], input=script,
+                          capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"})
+    if proc.returncode == 255:
+        raise AssertionError(f"ssh to {host.address} failed: {proc.stderr}")
+    return proc.returncode
+
+
+def make_run_one(server: SshServer, log: Path, fail: dict[str, int] | None = None,
+                 barrier: int | dict[str, int] = 0) -> Callable[[Host], HostOutcome]:
+    """A run_one doing real SSH work: log start (with the address sshd saw), optionally
+    wait until ``barrier`` hosts (in all, or per host name) have started, log end, exit
+    with the host's code."""
+    fail = fail or {}
+
+    def run_one(host: Host) -> HostOutcome:
+        code = fail.get(host.name, 0)
+        wait = ""
+        want = barrier.get(host.name, 0) if isinstance(barrier, dict) else barrier
+        if want:
+            # Bounded, so a scheduler that serialises hosts makes the test fail, not hang.
+            wait = (f'for i in $(seq 1 200); do [ "$(grep -c "^start" {log})" -ge {want} ] '
+                    "&& break; sleep 0.05; done\n")
+        script = (f'echo "start {host.name} ${{SSH_CONNECTION%% *}} '
+                  f'$(echo $SSH_CONNECTION | cut -d" " -f3)" >> {log}\n'
+                  f"{wait}"
+                  f'echo "end {host.name}" >> {log}\n'
+                  f"exit {code}\n")
+        rc = ssh_run(server, host, script)
+        status = status_for_exit_code(rc)
+        return HostOutcome(host=host.name, status=status, exit_code=rc,
+                           run_id=f"run-{host.name}",
+                           failed_step="deploy" if rc else None,
+                           diagnosis=f"exit {rc}" if rc else None)
+
+    return run_one
+
+
+def events_of(log: Path) -> list[tuple[str, str]]:
+    return [tuple(line.split()[:2]) for line in log.read_text().splitlines()]
+
+
+def test_each_host_runs_over_its_own_address(fleet):
+    server, hosts, log = fleet
+    out = run_fleet(hosts, make_run_one(server, log), parallel=4)
+    assert out.exit_code == EXIT_OK
+    seen = {}
+    for line in log.read_text().splitlines():
+        parts = line.split()
+        if parts[0] == "start":
+            seen[parts[1]] = parts[3]  # server-side address of the connection
+    assert seen == {h.name: h.address for h in hosts}
+
+
+def test_default_runs_hosts_one_after_another_in_order(fleet):
+    server, hosts, log = fleet
+    out = run_fleet(hosts, make_run_one(server, log))
+    assert out.exit_code == EXIT_OK
+    expected = []
+    for h in hosts:
+        expected += [("start", h.name), ("end", h.name)]
+    assert events_of(log) == expected
+    assert [o.host for o in out.hosts] == [h.name for h in hosts]
+    assert all(o.status == "ok" for o in out.hosts)
+
+
+def test_parallel_runs_hosts_at_the_same_time(fleet):
+    server, hosts, log = fleet
+    out = run_fleet(hosts, make_run_one(server, log, barrier=4), parallel=4)
+    assert out.exit_code == EXIT_OK
+    ev = events_of(log)
+    # Every host started before any finished: they really overlapped.
+    assert [e[0] for e in ev[:4]] == ["start"] * 4
+    assert {e[1] for e in ev[:4]} == {h.name for h in hosts}
+
+
+def test_rolling_batches_run_together_and_in_order(fleet):
+    server, hosts, log = fleet
+    seen_events = []
+    barrier = {"web1": 2, "web2": 2, "web3": 4, "web4": 4}
+    out = run_fleet(hosts, make_run_one(server, log, barrier=barrier), batch_size=2,
+                    events=seen_events.append)
+    assert out.exit_code == EXIT_OK
+    ev = events_of(log)
+    first, second = ev[:4], ev[4:]
+    # Batch 1 (web1, web2) ran together, and ended before batch 2 began.
+    assert [e[0] for e in first[:2]] == ["start", "start"]
+    assert {e[1] for e in first} == {"web1", "web2"}
+    assert {e[1] for e in second} == {"web3", "web4"}
+    assert [e[0] for e in second[:2]] == ["start", "start"]
+    batches = [e for e in seen_events if e.kind == "batch_start"]
+    assert [(b.batch, b.hosts) for b in batches] == [(1, ("web1", "web2")),
+                                                     (2, ("web3", "web4"))]
+
+
+def test_ordering_inside_a_batch_with_parallel_1(fleet):
+    server, hosts, log = fleet
+    out = run_fleet(hosts, make_run_one(server, log), batch_size=2, parallel=1)
+    assert out.exit_code == EXIT_OK
+    assert events_of(log) == [(k, h.name) for h in hosts for k in ("start", "end")]
+
+
+def test_failure_in_batch_1_stops_batch_2(fleet):
+    server, hosts, log = fleet
+    seen_events = []
+    out = run_fleet(hosts, make_run_one(server, log, fail={"web2": 1}, barrier=2),
+                    batch_size=2, events=seen_events.append)
+    started = {e[1] for e in events_of(log) if e[0] == "start"}
+    assert started == {"web1", "web2"}
+    status = {o.host: o.status for o in out.hosts}
+    assert status == {"web1": "ok", "web2": "rolled_back", "web3": "not_started",
+                      "web4": "not_started"}
+    assert out.exit_code == EXIT_ROLLED_BACK
+    assert "batch 1" in out.stopped_reason
+    assert [e.kind for e in seen_events].count("batch_start") == 1
+    assert any(e.kind == "stop" for e in seen_events)
+    # The summary lists the failed host first, with its diagnosis.
+    first = out.for_summary()[0]
+    assert (first.host, first.failed_step, first.diagnosis) == ("web2", "deploy", "exit 1")
+
+
+def test_one_host_failing_never_stops_a_host_already_running(fleet):
+    server, hosts, log = fleet
+    out = run_fleet(hosts[:2], make_run_one(server, log, fail={"web1": 3}, barrier=2),
+                    parallel=2)
+    ev = events_of(log)
+    assert ("end", "web2") in ev
+    assert {o.host: o.status for o in out.hosts} == {"web1": "failed", "web2": "ok"}
+    assert out.exit_code == EXIT_FAILED
+
+
+def test_default_budget_stops_after_first_failure(fleet):
+    server, hosts, log = fleet
+    out = run_fleet(hosts, make_run_one(server, log, fail={"web2": 1}))
+    assert [e[1] for e in events_of(log) if e[0] == "start"] == ["web1", "web2"]
+    assert [o.status for o in out.hosts] == ["ok", "rolled_back", "not_started", "not_started"]
+
+
+def test_max_fail_count(fleet):
+    server, hosts, log = fleet
+    out = run_fleet(hosts, make_run_one(server, log, fail={"web1": 1, "web2": 1}),
+                    max_fail="1")
+    assert [e[1] for e in events_of(log) if e[0] == "start"] == ["web1", "web2"]
+    assert [o.status for o in out.hosts] == ["rolled_back", "rolled_back", "not_started",
+                                             "not_started"]
+    assert "more than --max-fail" in out.stopped_reason
+
+
+def test_max_fail_percent_keeps_going_within_budget(fleet):
+    server, hosts, log = fleet
+    out = run_fleet(hosts, make_run_one(server, log, fail={"web1": 1, "web3": 1}),
+                    max_fail="50%")
+    # 50% of 4 hosts = 2 failures tolerated: every host ran.
+    assert [e[1] for e in events_of(log) if e[0] == "start"] == [h.name for h in hosts]
+    assert out.stopped_reason is None
+    assert [o.status for o in out.hosts] == ["rolled_back", "ok", "rolled_back", "ok"]
+    assert out.exit_code == EXIT_ROLLED_BACK
+
+
+def test_max_fail_lets_rolling_continue_past_a_failed_batch(fleet):
+    server, hosts, log = fleet
+    out = run_fleet(hosts, make_run_one(server, log, fail={"web1": 1}), batch_size=2,
+                    max_fail="1")
+    assert {e[1] for e in events_of(log) if e[0] == "start"} == {h.name for h in hosts}
+    assert out.counts() == {"ok": 3, "rolled_back": 1}
+
+
+def test_errors_raised_by_one_host_become_its_outcome(fleet):
+    server, hosts, log = fleet
+    real = make_run_one(server, log)
+
+    def run_one(host: Host) -> HostOutcome:
+        if host.name == "web2":
+            raise LockHeldError("lock held by alice@laptop (run r1)")
+        if host.name == "web3":
+            raise RuntimeError("boom")
+        return real(host)
+
+    out = run_fleet(hosts, run_one, parallel=4, max_fail="100%")
+    by = {o.host: o for o in out.hosts}
+    assert by["web1"].status == by["web4"].status == "ok"
+    assert (by["web2"].status, by["web2"].exit_code) == ("locked", EXIT_LOCKED)
+    assert "alice@laptop" in by["web2"].message
+    assert (by["web3"].status, by["web3"].exit_code) == ("failed", EXIT_FAILED)
+    assert "internal error: RuntimeError: boom" in by["web3"].message
+    assert out.exit_code == EXIT_FAILED
+    assert [o.host for o in out.for_summary()][:2] == ["web3", "web2"]
+
+
+def test_ctrl_c_stops_starting_hosts_and_reports_them(fleet):
+    server, hosts, log = fleet
+    real = make_run_one(server, log)
+    calls = []
+
+    def run_one(host: Host) -> HostOutcome:
+        if host.name == "web1":
+            # The operator presses Ctrl-C while web1 is running.
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(host)
+
+    out = run_fleet(hosts, run_one, on_interrupt=calls.append, poll=0.05)
+    assert calls == [1]
+    assert out.interrupted and out.exit_code == EXIT_INTERRUPTED
+    assert [o.status for o in out.hosts] == ["ok", "not_started", "not_started",
+                                             "not_started"]
+    assert [e[1] for e in events_of(log) if e[0] == "start"] == ["web1"]
+
+
+def test_json_outcome_lists_every_host(fleet):
+    server, hosts, log = fleet
+    out = run_fleet(hosts, make_run_one(server, log, fail={"web3": 1}), max_fail="100%")
+    data = json.loads(json.dumps(out.to_dict()))
+    assert data["exit_code"] == EXIT_ROLLED_BACK
+    assert [h["host"] for h in data["hosts"]] == [h.name for h in hosts]
+    assert data["hosts"][2]["failed_step"] == "deploy"
+    assert data["hosts"][2]["address"] == "127.0.0.4"
+    assert data["counts"] == {"ok": 3, "rolled_back": 1}
+
+
+def test_resume_runs_exactly_the_hosts_that_did_not_finish(fleet, tmp_path):
+    server, hosts, log = fleet
+    project = tmp_path / "project"
+    record = FleetRecord(project, "first-time", "web", [h.name for h in hosts])
+    out = run_fleet(hosts, make_run_one(server, log, fail={"web2": 1}), record=record)
+    assert [o.status for o in out.hosts] == ["ok", "rolled_back", "not_started",
+                                             "not_started"]
+    saved = latest_fleet_record(project, "first-time", "web")
+    assert saved is not None and saved["id"] == record.id and saved["status"] == "failed"
+
+    actions = resume_actions(hosts, saved)
+    assert {n: a.action for n, a in actions.items()} == {
+        "web1": "skip", "web2": "resume", "web3": "start", "web4": "start"}
+    assert actions["web2"].run_id == "run-web2"
+
+    log.write_text("")
+    skipped = [skipped_outcome(h, actions[h.name]) for h in hosts
+               if actions[h.name].action == "skip"]
+    todo = [h for h in hosts if actions[h.name].action != "skip"]
+    record2 = FleetRecord(project, "first-time", "web", [h.name for h in hosts],
+                          resumed_from=record.id)
+    out2 = run_fleet(todo, make_run_one(server, log), skipped=skipped, record=record2)
+    assert [e[1] for e in events_of(log) if e[0] == "start"] == ["web2", "web3", "web4"]
+    assert out2.exit_code == EXIT_OK
+    assert [o.host for o in out2.hosts] == ["web1", "web2", "web3", "web4"]
+    assert out2.hosts[0].status == "skipped"
+
+    # A third --resume finds everything finished and runs nothing.
+    final = latest_fleet_record(project, "first-time", "web")
+    assert final["id"] == record2.id and final["status"] == "ok"
+    assert {a.action for a in resume_actions(hosts, final).values()} == {"skip"}
+
+
+def test_resume_without_a_record_uses_run_history():
+    hosts = [Host("a", "127.0.0.2"), Host("b", "127.0.0.3"), Host("c", "127.0.0.4")]
+    history = {"a": ("r-a", "ok"), "b": ("r-b", "failed")}
+    actions = resume_actions(hosts, None, latest_run=lambda h: history.get(h.name))
+    assert [(a.action, a.run_id) for a in actions.values()] == [
+        ("skip", "r-a"), ("resume", "r-b"), ("start", None)]
+
+
+def test_parse_max_fail():
+    assert parse_max_fail(None, 10) == 0
+    assert parse_max_fail("3", 10) == 3
+    assert parse_max_fail("25%", 10) == 2
+    assert parse_max_fail("30%", 10) == 3
+    assert parse_max_fail("100%", 7) == 7
+    for bad in ("-1", "x", "150%", "%", "1.5"):
+        with pytest.raises(UsageError):
+            parse_max_fail(bad, 10)
+
+
+def test_worst_exit_code_ranks_by_attention_needed():
+    assert worst_exit_code([]) == EXIT_OK
+    assert worst_exit_code([EXIT_OK, EXIT_LOCKED]) == EXIT_LOCKED
+    assert worst_exit_code([EXIT_LOCKED, EXIT_USAGE]) == EXIT_USAGE
+    assert worst_exit_code([EXIT_USAGE, EXIT_ROLLED_BACK, EXIT_LOCKED]) == EXIT_ROLLED_BACK
+    assert worst_exit_code([EXIT_ROLLED_BACK, EXIT_FAILED, EXIT_OK]) == EXIT_FAILED
+    assert worst_exit_code([EXIT_FAILED, EXIT_INTERRUPTED]) == EXIT_INTERRUPTED
+
+
+def test_bad_options_are_usage_errors():
+    hosts = [Host("a", "127.0.0.2"), Host("a", "127.0.0.3")]
+    with pytest.raises(UsageError, match="more than once"):
+        run_fleet(hosts, lambda h: None)
+    with pytest.raises(UsageError):
+        run_fleet(hosts[:1], lambda h: None, parallel=0)
+    with pytest.raises(UsageError):
+        run_fleet(hosts[:1], lambda h: None, batch_size=-2)
