@@ -95,8 +95,10 @@ def make_body(step: dict[str, Any]) -> StepBody:
                     timeout=step.get("timeout"))
 
 
-def make_step(step: dict[str, Any], step_id: str = "s1") -> Step:
-    return Step(id=step_id, name=step_id, body=make_body(step), runbook="fixture.yml")
+def make_step(step: dict[str, Any], step_id: str = "s1", runbook: str = "fixture.yml",
+              destructive: bool = False) -> Step:
+    return Step(id=step_id, name=step_id, body=make_body(step), runbook=runbook,
+                destructive=destructive)
 
 
 def masker(secrets: dict[str, str]):

@@ -8,6 +8,8 @@ the exact command objects the kind must build, with their masked display:
      "expected": [{"type": "RemoteCommand", "script": ..., "display": ...}],
      "rollback": [...],                            # optional: auto_rollback result
      "warnings": ["substring", ...],               # optional: validate() messages
+     "runbook": "runbooks/first-time.yml",         # optional: the step's runbook file
+     "destructive": true,                          # optional: the step's flag
      "error": "substring"}                         # instead of expected: build fails
 
 Fields an expected command omits take the dataclass default, so a fixture states
@@ -76,7 +78,8 @@ def test_fixture(case: dict[str, Any]) -> None:
     ctx = FixtureContext(case.get("vars", {}), secrets,
                          compose_cmd=case.get("compose_cmd", "docker compose"))
     body = make_body(case["step"])
-    step = make_step(case["step"])
+    step = make_step(case["step"], runbook=case.get("runbook", "runbooks/fixture.yml"),
+                     destructive=case.get("destructive", False))
     kind = kind_of(body.kind)
     mask = make_masker(secrets)
 

@@ -1,0 +1,406 @@
+"""`compose` step kind: Docker Compose actions, for Compose v2 and v1 alike.
+
+The invocation comes from ``ctx.compose_cmd``: ``docker compose`` (v2 plugin) or
+``docker-compose`` (v1), taken from var ``compose_command`` or detected on the host
+with ``detect_compose_command()``. The two differ in a few places, handled here:
+
+- ``up --wait`` exists only in v2; on v1 the step polls container state and health
+  itself after ``up -d`` (same outcome: fails when a container exits or turns
+  unhealthy, succeeds when every container is running and healthy).
+- ``ps`` lists only running containers in v2 unless ``-a``; v1 has no ``-a`` and
+  lists all, so v2 gets ``-a``.
+
+``-T`` (no TTY) is always passed to ``exec`` and ``run``: commands run over SSH
+without a terminal. Compose files, project directory, project name and env file come
+from the step or from the vars ``compose_files``, ``compose_project_dir``,
+``compose_project_name`` and ``compose_env_file``. When the step sets no ``cwd``, the
+command runs in the project directory, so relative ``-f`` files resolve there.
+
+``build`` with ``image`` keeps the current image under a backup tag before building,
+and its built-in rollback re-tags the backup and recreates the step's services if
+they are running.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import PurePosixPath
+
+from deployer.commands import Command, RemoteCommand
+from deployer.errors import InputError, Problem
+from deployer.models import Step, StepBody
+from deployer.steps._options import Options, exec_fields, var
+from deployer.steps.base import FieldSpec, RenderContext, StepKind
+
+ACTIONS = ("build", "up", "down", "stop", "restart", "exec", "run", "pull", "ps", "logs")
+BACKUP_SUFFIX = "deployer-prev"
+V1_WAIT_DEFAULT = 300.0
+
+FIELDS: dict[str, FieldSpec] = {
+    "action": FieldSpec(
+        "choice", "What to do: `build`, `up` (detached), `down`, `stop`, `restart`, `exec` "
+        "(in a running container), `run` (a one-off container, removed after), `pull`, "
+        "`ps` or `logs`.", required=True, choices=ACTIONS, template=False),
+    "services": FieldSpec(
+        "string|list[string]", "Services to act on (default: all). Not allowed for `down`, "
+        "which always acts on the whole project: use `stop` for some services."),
+    "service": FieldSpec(
+        "string", "The service `exec` and `run` use (required for them). For the other "
+        "actions it is added to `services`."),
+    "command": FieldSpec(
+        "string|list[string]", "For `exec`/`run`: the command in the container. A string "
+        "is inserted as shell words (quote values with `| quote`); a list is passed as "
+        "separate arguments, each quoted. Default: the image's command (`run` only)."),
+    "no_cache": FieldSpec(
+        "boolean", "`build`: do not use the layer cache (`--no-cache`). Use it on first "
+        "deployments: stale cached layers can hide dependency changes.", default=False),
+    "pull": FieldSpec(
+        "boolean", "`build`: always try to pull newer base images (`--pull`).", default=False),
+    "image": FieldSpec(
+        "string", "`build`: the image the build produces (e.g. `shop-api:latest`). Before "
+        "building, its current version is tagged `<repo>:<tag>-deployer-prev`; the "
+        "built-in rollback re-tags that backup as the image and recreates the step's "
+        "services if they are running. Without `image`, a build has no built-in rollback."),
+    "detach": FieldSpec(
+        "boolean", "`up`: start containers in the background (`-d`). With `false` the "
+        "step runs in the foreground until the containers stop.", default=True),
+    "build": FieldSpec("boolean", "`up`: build images before starting (`--build`).",
+                       default=False),
+    "force_recreate": FieldSpec(
+        "boolean", "`up`: recreate containers even if their configuration and image did "
+        "not change (`--force-recreate`).", default=False),
+    "no_deps": FieldSpec(
+        "boolean", "`up`/`run`: do not start linked services (`--no-deps`).", default=False),
+    "wait": FieldSpec(
+        "boolean", "`up`: wait until every container is running and healthy, fail if "
+        "one exits or turns unhealthy. Compose v2 uses `--wait`; on v1 deployer polls "
+        "`docker inspect` (bounded by the step `timeout`, or 300 s).", default=False),
+    "remove_orphans": FieldSpec(
+        "boolean", "`up`/`down`/`run`: remove containers of services no longer in the "
+        "compose files (`--remove-orphans`).", default=False),
+    "volumes": FieldSpec(
+        "boolean", "`down`: also remove named volumes (`-v`). This deletes database "
+        "data: mark the step `destructive`.", default=False),
+    "user": FieldSpec("string", "`exec`/`run`: user inside the container (`-u`)."),
+    "workdir": FieldSpec("string", "`exec`/`run`: working directory inside the container "
+                         "(`-w`)."),
+    "tail": FieldSpec("integer", "`logs`: number of lines per container (`--tail`); logs "
+                      "are never followed.", default=200),
+    "files": FieldSpec(
+        "string|list[string]", "Compose files (`-f`, in order). Default: var "
+        "`compose_files` if defined, else Compose's own default (`compose.yaml` / "
+        "`docker-compose.yml` in the project directory)."),
+    "project_dir": FieldSpec(
+        "string", "Directory holding the compose files. Default: var `compose_project_dir`. "
+        "The command runs there unless the step sets `cwd` (then it is passed as "
+        "`--project-directory`)."),
+    "project_name": FieldSpec(
+        "string", "Compose project name (`-p`). Default: var `compose_project_name`, else "
+        "Compose's default (the project directory's name)."),
+    "env_file": FieldSpec(
+        "string", "Environment file used for variable substitution in the compose files "
+        "(`--env-file`). Default: var `compose_env_file`, else Compose's `.env`."),
+}
+
+_COMPOSE_CMD_RE = re.compile(r"^[A-Za-z0-9_./@:+= -]+$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def is_v1(compose_cmd: str) -> bool:
+    """True for the Python ``docker-compose`` (v1) invocation."""
+    words = compose_cmd.split()
+    return bool(words) and PurePosixPath(words[-1]).name == "docker-compose"
+
+
+def detect_compose_command() -> RemoteCommand:
+    """A probe the executor runs once per host when var ``compose_command`` is unset.
+
+    Prints ``docker compose`` or ``docker-compose``; exits 127 with a message naming
+    both when neither is installed. ``docker compose version`` does not contact the
+    daemon, so the probe works without docker group membership.
+    """
+    script = (
+        "if docker compose version >/dev/null 2>&1; then\n"
+        "  echo 'docker compose'\n"
+        "elif command -v docker-compose >/dev/null 2>&1; then\n"
+        "  echo 'docker-compose'\n"
+        "else\n"
+        "  echo \"deployer: neither 'docker compose' (Compose v2 plugin) nor "
+        "'docker-compose' (v1) is installed on this host; install the docker compose "
+        "plugin or set var compose_command\" >&2\n"
+        "  exit 127\n"
+        "fi"
+    )
+    return RemoteCommand(script=script, check=False, label="detect compose command")
+
+
+def compose_base(ctx: RenderContext, opts: Options | None = None,
+                 cwd: str | None = None) -> tuple[str, str | None]:
+    """The compose invocation with its global flags, and the directory to run it in.
+
+    ``opts`` may be None (psql's default client): then only the vars are used.
+    Returns ``(prefix, cwd)`` where ``cwd`` is the step's own cwd if it set one, else
+    the project directory (or None).
+    """
+    compose_cmd = (ctx.compose_cmd or "docker compose").strip()
+    if not _COMPOSE_CMD_RE.match(compose_cmd):
+        raise InputError(Problem(f"compose command {compose_cmd!r} contains characters that "
+                                 "are not allowed", path="vars.compose_command",
+                                 hint="set compose_command to 'docker compose' or "
+                                 "'docker-compose' (or a path to one of them)"))
+
+    def pick(option: str, var_name: str):
+        if opts is not None and opts.given(option):
+            return opts.list(option) if option == "files" else opts.str(option)
+        value = var(ctx, var_name)
+        if value is None or value == "" or value == []:
+            return None
+        if option == "files":
+            if isinstance(value, str):
+                return [value]
+            if not isinstance(value, (list, tuple)):
+                raise InputError(Problem(f"var {var_name} must be a list of file names",
+                                         path=f"vars.{var_name}"))
+            return [str(v) for v in value]
+        return str(value)
+
+    files = pick("files", "compose_files") or []
+    project_dir = pick("project_dir", "compose_project_dir")
+    project_name = pick("project_name", "compose_project_name")
+    env_file = pick("env_file", "compose_env_file")
+
+    parts = [compose_cmd]
+    for name in files:
+        parts += ["-f", shlex.quote(name)]
+    if project_dir and cwd:
+        parts += ["--project-directory", shlex.quote(project_dir)]
+    if project_name:
+        parts += ["-p", shlex.quote(project_name)]
+    if env_file:
+        parts += ["--env-file", shlex.quote(env_file)]
+    return " ".join(parts), (cwd or project_dir or None)
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """``registry:5000/app:1.2`` -> (``registry:5000/app``, ``1.2``); no tag -> latest."""
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = image.rsplit(":", 1)
+        return repo, tag
+    return image, "latest"
+
+
+def backup_tag(image: str) -> str:
+    """Where ``build`` keeps the previous image: ``<repo>:<tag>-deployer-prev``."""
+    repo, tag = split_image(image)
+    return f"{repo}:{tag}-{BACKUP_SUFFIX}"
+
+
+def _image(opts: Options) -> str | None:
+    image = opts.str("image")
+    if not image:
+        return None
+    image = image.strip()
+    if "@" in image or any(c.isspace() for c in image) or not image:
+        raise opts.error("image", f"`image` must be a name like repo:tag, got {image!r}",
+                         hint="digests (@sha256:...) cannot be re-tagged")
+    repo, tag = split_image(image)
+    backup = f"{tag}-{BACKUP_SUFFIX}"
+    if not repo or not _TAG_RE.match(backup):
+        raise opts.error("image", f"cannot derive a backup tag from image {image!r}",
+                         hint="use a tag of at most 114 characters [A-Za-z0-9_.-]")
+    return image
+
+
+def _words(opts: Options, name: str) -> str:
+    value = opts.rendered(name)
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return " ".join(shlex.quote(str(v)) for v in value)
+    return str(value).strip()
+
+
+def _services(opts: Options, action: str) -> list[str]:
+    services = opts.list("services")
+    if action not in ("exec", "run") and opts.given("service"):
+        services.append(opts.str("service") or "")
+    for name in services:
+        if not name.strip():
+            raise opts.error("services", "empty service name")
+    return services
+
+
+def _v1_wait(base: str, quoted_services: str, limit: float) -> str:
+    # Mirrors v2's `up --wait`: running+healthy (or running without healthcheck, or a
+    # one-shot that exited 0) is done; starting/created/restarting is pending; any
+    # other state fails at once with the container's name.
+    fmt = ("{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}"
+           "{{else}}none{{end}} {{.State.ExitCode}}")
+    return "\n".join([
+        f"ids=$({base} ps -q{quoted_services})",
+        "if [ -z \"$ids\" ]; then echo 'deployer: no containers to wait for' >&2; exit 1; fi",
+        # SECONDS counts from the start of the script: stop just before the step's own
+        # timeout would kill us, so the failure says what was not healthy
+        f"deadline={int(limit)}",
+        "while :; do",
+        "  pending=0",
+        "  for id in $ids; do",
+        f"    state=$(docker inspect -f '{fmt}' \"$id\")",
+        "    case \"$state\" in",
+        "      'running healthy '*|'running none '*|'exited '*' 0') ;;",
+        "      'running starting '*|'created '*|'restarting '*) pending=1 ;;",
+        "      *) echo \"deployer: container $(docker inspect -f '{{.Name}}' \"$id\")"
+        " is $state\" >&2; exit 1 ;;",
+        "    esac",
+        "  done",
+        "  if [ \"$pending\" = 0 ]; then break; fi",
+        "  if [ \"$SECONDS\" -ge \"$deadline\" ]; then",
+        "    echo \"deployer: containers not healthy after ${SECONDS}s\" >&2; exit 1",
+        "  fi",
+        "  sleep 2",
+        "done",
+    ])
+
+
+def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[Command]:
+    opts = Options("compose", FIELDS, body, ctx)
+    action = opts.str("action", required=True) or ""
+    if action not in ACTIONS:
+        raise opts.error("action", f"unknown compose action {action!r}",
+                         hint="one of: " + ", ".join(ACTIONS))
+    fields = exec_fields(body, ctx)
+    base, cwd = compose_base(ctx, opts, fields["cwd"])
+    fields["cwd"] = cwd
+    v1 = is_v1(ctx.compose_cmd or "")
+    services = _services(opts, action)
+    svc = "".join(" " + shlex.quote(s) for s in services)
+    pre: list[str] = []
+    post: list[str] = []
+
+    if action == "build":
+        flags = (" --no-cache" if opts.bool("no_cache") else "") + (
+            " --pull" if opts.bool("pull") else "")
+        image = _image(opts)
+        if image:
+            qi, qb = shlex.quote(image), shlex.quote(backup_tag(image))
+            pre = [
+                f"if docker image inspect {qi} >/dev/null 2>&1; then",
+                f"  docker tag {qi} {qb}",
+                "else",
+                f"  docker image rm {qb} >/dev/null 2>&1 || true",
+                "fi",
+            ]
+        main = f"{base} build{flags}{svc}"
+    elif action == "up":
+        flags = " -d" if opts.bool("detach") else ""
+        for name, flag in (("build", "--build"), ("force_recreate", "--force-recreate"),
+                           ("no_deps", "--no-deps"), ("remove_orphans", "--remove-orphans")):
+            if opts.bool(name):
+                flags += " " + flag
+        if opts.bool("wait"):
+            if not opts.bool("detach"):
+                raise opts.error("wait", "`wait` needs `detach: true`")
+            if v1:
+                limit = max(fields["timeout"] - 5, 1) if fields["timeout"] else V1_WAIT_DEFAULT
+                post = [_v1_wait(base, svc, limit)]
+            else:
+                flags += " --wait"
+        main = f"{base} up{flags}{svc}"
+    elif action == "down":
+        if services:
+            raise opts.error("services", "`down` acts on the whole project and takes no "
+                             "services", hint="use action `stop` for some services")
+        flags = (" --remove-orphans" if opts.bool("remove_orphans") else "") + (
+            " -v" if opts.bool("volumes") else "")
+        main = f"{base} down{flags}"
+    elif action in ("exec", "run"):
+        service = opts.str("service")
+        if not service or not service.strip():
+            raise opts.error("service", f"`service` is required for compose {action}")
+        command = _words(opts, "command")
+        if action == "exec" and not command:
+            raise opts.error("command", "`command` is required for compose exec")
+        flags = " --rm -T" if action == "run" else " -T"
+        if action == "run":
+            for name, flag in (("no_deps", "--no-deps"), ("remove_orphans",
+                                                          "--remove-orphans")):
+                if opts.bool(name):
+                    flags += " " + flag
+        user, workdir = opts.str("user"), opts.str("workdir")
+        if user:
+            flags += " -u " + shlex.quote(user)
+        if workdir:
+            flags += " -w " + shlex.quote(workdir)
+        main = f"{base} {action}{flags} {shlex.quote(service)}" + (
+            f" {command}" if command else "")
+    elif action == "logs":
+        tail = opts.int("tail")
+        flags = " --no-color" + (f" --tail {tail}" if tail is not None else "")
+        main = f"{base} logs{flags}{svc}"
+    elif action == "ps":
+        main = f"{base} ps{'' if v1 else ' -a'}{svc}"
+    else:  # stop, restart, pull
+        main = f"{base} {action}{svc}"
+
+    script = "\n".join(pre + [main] + post)
+    return [RemoteCommand(script=script, label=f"compose {action}", **fields)]
+
+
+def auto_rollback(body: StepBody, ctx: RenderContext, step: Step) -> list[Command]:
+    """``build`` with ``image``: put the kept image back and recreate running services."""
+    opts = Options("compose", FIELDS, body, ctx)
+    if opts.str("action") != "build":
+        return []
+    image = _image(opts)
+    if not image:
+        return []
+    fields = exec_fields(body, ctx)
+    base, cwd = compose_base(ctx, opts, fields["cwd"])
+    fields["cwd"] = cwd
+    fields["timeout"] = None  # the build's timeout is sized for a build, not a re-tag
+    svc = "".join(" " + shlex.quote(s) for s in _services(opts, "build"))
+    qi, qb = shlex.quote(image), shlex.quote(backup_tag(image))
+    script = "\n".join([
+        f"if docker image inspect {qb} >/dev/null 2>&1; then",
+        f"  docker tag {qb} {qi}",
+        f"  echo {shlex.quote(f'restored {image} from {backup_tag(image)}')}",
+        f"  if [ -n \"$({base} ps -q{svc})\" ]; then",
+        f"    {base} up -d --no-build --no-deps{svc}",
+        "  fi",
+        "else",
+        f"  echo {shlex.quote(f'no previous {image} was kept (first build): nothing to restore')}"
+        " >&2",
+        "fi",
+    ])
+    return [RemoteCommand(script=script, label="compose restore image", **fields)]
+
+
+def validate(body: StepBody, step: Step) -> list[tuple[str, str]]:
+    warnings: list[tuple[str, str]] = []
+    options = body.options
+    action = options.get("action")
+    runbook = PurePosixPath(step.runbook or "").stem.replace("_", "-")
+    if action == "build" and runbook == "first-time" and not options.get("no_cache"):
+        warnings.append((
+            "compose build in a first-time runbook without `no_cache`: stale cached layers "
+            "can ship an image missing new dependencies",
+            "add `no_cache: true` to this build"))
+    if action == "down" and options.get("volumes") and not step.destructive:
+        warnings.append(("compose down with `volumes: true` deletes named volumes "
+                         "(database data) but the step is not marked destructive",
+                         "add `destructive: true` and `confirm: true`"))
+    return warnings
+
+
+KIND = StepKind(
+    name="compose",
+    doc="Docker Compose actions (`build`, `up`, `down`, `stop`, `restart`, `exec`, `run`, "
+        "`pull`, `ps`, `logs`) with Compose v2 (`docker compose`) or v1 "
+        "(`docker-compose`).",
+    fields=FIELDS,
+    build=build,
+    auto_rollback=auto_rollback,
+    validate=validate,
+)
