@@ -154,7 +154,10 @@ def main(args: list[str] | None = None) -> int:
     debug = _debug_requested(argv)
     code = 0
     try:
-        cli.main(args=argv, prog_name="deployer", standalone_mode=False)
+        # Without standalone mode click returns ctx.exit()'s code instead of exiting.
+        result = cli.main(args=argv, prog_name="deployer", standalone_mode=False)
+        if isinstance(result, int):
+            code = result
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.exceptions.Abort:

@@ -1,0 +1,46 @@
+"""Options and helpers shared by the commands that load a runbook for a host
+(``plan``, ``run``, ``rollback``...), so they all accept the same flags and build their
+inputs through ``deployer.session.load_session``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from deployer.cli.main import get_options
+
+
+def session_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--host``, ``--var``, ``--vars-file`` and ``--secrets-file``."""
+    options = [
+        click.option("--host", "-H", "host", default=None, metavar="HOST",
+                     help="Host or group from the inventory (default: default_host, or the "
+                     "only host). Comma-separate several."),
+        click.option("--var", "cli_vars", multiple=True, metavar="NAME=VALUE",
+                     help="Set a variable (highest precedence); VALUE is read as a YAML "
+                     "scalar. Repeatable."),
+        click.option("--vars-file", "vars_files", multiple=True,
+                     type=click.Path(dir_okay=False),
+                     help="YAML file of variables (over inventory vars). Repeatable."),
+        click.option("--secrets-file", default=None, type=click.Path(dir_okay=False),
+                     help="dotenv file with secret values (NAME=value)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def load_session_from_cli(ctx: click.Context, runbook: str, host: str | None,
+                          vars_files: tuple[str, ...], cli_vars: tuple[str, ...],
+                          secrets_file: str | None, placeholder: bool = False) -> Any:
+    """``load_session`` with the global ``-C`` and ``-i`` options applied."""
+    from deployer.session import load_session
+
+    opts = get_options(ctx)
+    return load_session(runbook, project_dir=opts.project_dir,
+                        inventory_path=opts.inventory, host=host,
+                        vars_files=list(vars_files), cli_vars=list(cli_vars),
+                        secrets_file=secrets_file, placeholder=placeholder)

@@ -1,0 +1,174 @@
+"""Rendering of plans and problems for the terminal (rich), JSON and Markdown.
+
+Everything here works on ``plan_to_dict`` output, which is already masked by the
+redactor, so no rendering path can show a secret the plan data does not hold.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from deployer.errors import Problem
+
+
+def _arrow_rollback(step: dict[str, Any]) -> str:
+    declared = step.get("rollback_declared")
+    if declared == "irreversible":
+        return "irreversible"
+    if step.get("rollback"):
+        prefix = "(built-in) " if declared == "auto" else ""
+        return prefix + "\n".join(c["display"] for c in step["rollback"])
+    return "none"
+
+
+def _action(step: dict[str, Any]) -> str:
+    if step["skipped"]:
+        return f"skipped: {step['skip_reason']}"
+    return "\n".join(c["display"] for c in step["commands"] or [])
+
+
+def summary_line(data: dict[str, Any]) -> str:
+    s = data["summary"]
+    hosts = f"{s['hosts']} host" + ("s" if s["hosts"] != 1 else "")
+    return (f"{s['steps']} steps on {hosts}: {s['destructive']} destructive, "
+            f"{s['irreversible']} irreversible, {s['skipped']} skipped, "
+            f"{s['confirm']} to confirm")
+
+
+def _host_title(host: dict[str, Any]) -> str:
+    user = f"{host['user']}@" if host.get("user") else ""
+    return f"{host['host']} ({user}{host['address']}:{host['port']})"
+
+
+def _notes(step: dict[str, Any]) -> list[str]:
+    notes = []
+    if step["skip_reason"] and not step["skipped"]:
+        notes.append(step["skip_reason"])
+    if step.get("skip_if"):
+        notes.append(f"skip if exit 0: {step['skip_if']}")
+    if step.get("confirm"):
+        notes.append(f"asks: {step['confirm']}")
+    return notes
+
+
+def render_table(data: dict[str, Any], console: Any) -> None:
+    """Print the plan as rich tables, one per host, then the summary."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    rb = data["runbook"]
+    for host in data["hosts"]:
+        title = Text()
+        title.append("Plan: ", style="bold")
+        title.append(rb["name"], style="bold cyan")
+        title.append(" on ")
+        title.append(_host_title(host), style="bold")
+        console.print(title)
+        if rb.get("description"):
+            console.print(Text(rb["description"], style="dim"))
+        table = Table(box=box.SQUARE, show_lines=True, expand=False, pad_edge=True)
+        table.add_column("#", justify="right", no_wrap=True)
+        table.add_column("step", overflow="fold", max_width=28)
+        table.add_column("kind", no_wrap=True)
+        table.add_column("action / rollback", overflow="fold", ratio=1)
+        table.add_column("flags", overflow="fold", max_width=24)
+        for step in host["steps"]:
+            style = "dim" if step["skipped"] else ""
+            name = Text(step["id"], style="bold" if not step["skipped"] else "dim")
+            if step["name"] != step["id"]:
+                name.append("\n" + step["name"], style="dim")
+            action = Text(_action(step), style=style)
+            for note in _notes(step):
+                action.append("\n" + note, style="yellow")
+            if not step["skipped"]:
+                rollback = _arrow_rollback(step)
+                action.append("\n↩ rollback: " + rollback,
+                              style="red" if rollback in ("none", "irreversible")
+                              and step["destructive"] else "dim")
+            flags = Text()
+            for i, flag in enumerate(step["flags"] + (["skipped"] if step["skipped"] else [])):
+                if i:
+                    flags.append("\n")
+                color = {"destructive": "bold red", "irreversible": "bold red",
+                         "confirm": "yellow", "skipped": "dim"}.get(flag, "")
+                flags.append(flag, style=color)
+            table.add_row(str(step["index"]), name, Text(step["kind"], style=style), action,
+                          flags)
+        console.print(table)
+    console.print(Text(summary_line(data), style="bold"))
+
+
+def _fence(text: str, lang: str = "") -> str:
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return f"{fence}{lang}\n{text}\n{fence}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    """The plan as Markdown, for pasting into a review."""
+    rb = data["runbook"]
+    out = [f"# Plan: `{rb['name']}`", ""]
+    if rb.get("description"):
+        out += [rb["description"], ""]
+    out += [f"- runbook: `{rb['path']}`", f"- on failure: {rb['on_failure']}",
+            f"- summary: {summary_line(data)}", ""]
+    for host in data["hosts"]:
+        out += [f"## Host {_host_title(host)}", "",
+                "| # | step | kind | flags |", "|---:|---|---|---|"]
+        for step in host["steps"]:
+            flags = list(step["flags"]) + (["skipped"] if step["skipped"] else [])
+            flag_text = ", ".join(f"**{f}**" if f in ("destructive", "irreversible") else f
+                                  for f in flags)
+            out.append(f"| {step['index']} | `{step['id']}` | {step['kind']} | "
+                       f"{_cell(flag_text)} |")
+        out.append("")
+        for step in host["steps"]:
+            title = f"### {step['index']}. `{step['id']}`"
+            if step["name"] != step["id"]:
+                title += f": {step['name']}"
+            out += [title, ""]
+            if step["skipped"]:
+                out += [f"Skipped: {step['skip_reason']}.", ""]
+                continue
+            for note in _notes(step):
+                out += [f"- {note}"]
+            if _notes(step):
+                out.append("")
+            out += [_fence(_action(step), "sh" if step["kind"] in ("run", "local") else ""), ""]
+            rollback = _arrow_rollback(step)
+            if "\n" in rollback or rollback not in ("none", "irreversible"):
+                out += ["Rollback:", "", _fence(rollback), ""]
+            else:
+                out += [f"Rollback: **{rollback}**" if step["destructive"]
+                        else f"Rollback: {rollback}", ""]
+    out += ["---", "", f"**Summary:** {summary_line(data)}", ""]
+    return "\n".join(out)
+
+
+def render_json(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def problem_lines(problems: list[Problem]) -> list[str]:
+    """One line per problem, errors first, in file order."""
+    def key(p: Problem) -> tuple:
+        pos = p.position
+        return (p.severity != "error", pos.file if pos else "", pos.line if pos else 0,
+                pos.col if pos else 0)
+
+    return [f"{'warning' if p.severity == 'warning' else 'error'}: {p}"
+            for p in sorted(problems, key=key)]
+
+
+def count_line(problems: list[Problem]) -> str:
+    errors = sum(1 for p in problems if p.severity == "error")
+    warnings = len(problems) - errors
+    return (f"{errors} error{'s' if errors != 1 else ''}, "
+            f"{warnings} warning{'s' if warnings != 1 else ''}")

@@ -1,0 +1,395 @@
+"""The plan: what every step will do on every host, as data, from the same code the run uses.
+
+``render_step`` is the single path from a step to its commands: the planner calls it
+with captured values shown as ``<captured: NAME>``, the executor calls it at run time
+with the real captured values. A ``Plan`` carries digests of every input (runbook,
+included runbooks, templates, local files, inventory, vars files) so a saved plan
+can be refused when any of them changed since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployer.commands import Command, Mask, RemoteCommand
+from deployer.errors import InputError, Problem, StalePlanError
+from deployer.models import IRREVERSIBLE, Host, Runbook, Step, StepBody
+from deployer.templating import StepContext, make_context
+from deployer.yamlsrc import display_path
+
+PLAN_VERSION = 1
+
+
+@dataclass
+class PlannedStep:
+    index: int  # 1-based
+    step: Step
+    commands: list[Command]
+    rollback: list[Command] | None  # explicit rollback body, else kind auto_rollback
+    irreversible: bool
+    skipped: bool  # `when` evaluated false
+    skip_reason: str
+    skip_if: RemoteCommand | None  # rendered skip_if probe (check=False)
+    flags: list[str] = field(default_factory=list)
+    confirm_question: str | None = None
+    when_pending: list[str] = field(default_factory=list)  # captures `when` waits for
+
+
+@dataclass
+class HostPlan:
+    host: Host
+    steps: list[PlannedStep]
+
+
+@dataclass
+class Plan:
+    runbook: Runbook
+    hosts: list[HostPlan]
+    digests: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+
+def _kind(name: str):
+    from deployer.steps import get_kind
+
+    return get_kind(name)
+
+
+def _build(body: StepBody, ctx: StepContext, step: Step) -> list[Command]:
+    kind = _kind(body.kind)
+    return list(kind.build(body, ctx, step))
+
+
+def _flags(step: Step, rollback: list[Command] | None, irreversible: bool) -> list[str]:
+    flags = []
+    if step.destructive:
+        flags.append("destructive")
+    if irreversible:
+        flags.append("irreversible")
+    if step.confirm:
+        flags.append("confirm")
+    if step.retries:
+        flags.append(f"retries={step.retries}" + (f" delay={step.delay:g}s" if step.delay
+                                                  else ""))
+    if step.body.timeout:
+        flags.append(f"timeout={step.body.timeout:g}s")
+    if step.capture:
+        flags.append(f"capture={step.capture}")
+    if step.skip_if:
+        flags.append("skip_if")
+    if step.on_failure and step.on_failure != "rollback":
+        flags.append(f"on_failure={step.on_failure}")
+    return flags
+
+
+def render_step(step: Step, index: int, ctx: StepContext,
+                render_skipped: bool = False) -> PlannedStep:
+    """Evaluate ``when`` and build the step's commands, rollback and skip_if probe.
+
+    A step whose ``when`` is false is not rendered (like Ansible, its body may use
+    variables only defined when it runs) unless ``render_skipped`` (validate).
+    At plan time a ``when`` that depends on a value captured at run time is left
+    undecided: the step is shown, with ``when_pending`` naming the captures.
+    """
+    skipped = False
+    reason = ""
+    pending: list[str] = []
+    if step.when is not None:
+        pending = ctx.pending_in(step.when) if ctx.planning else []
+        if pending:
+            reason = f"decided at run time: when {ctx.when_expression(step.when)}"
+        elif not ctx.eval_when(step.when):
+            skipped = True
+            reason = f"when {ctx.when_expression(step.when)} is false"
+    commands: list[Command] = []
+    rollback: list[Command] | None = None
+    skip_probe: RemoteCommand | None = None
+    question: str | None = None
+    if not skipped or render_skipped:
+        commands = _build(step.body, ctx, step)
+        if isinstance(step.rollback, StepBody):
+            rollback = _build(step.rollback, ctx, step)
+        elif step.rollback is None:
+            kind = _kind(step.kind)
+            if kind.auto_rollback is not None:
+                auto = kind.auto_rollback(step.body, ctx, step)
+                rollback = list(auto) if auto else None
+        if step.skip_if:
+            skip_probe = RemoteCommand(
+                script=ctx.render(step.skip_if, "skip_if"),
+                cwd=ctx.render(step.body.cwd, "cwd") if step.body.cwd else None,
+                env={k: str(ctx.render(v, f"env.{k}")) for k, v in step.body.env.items()},
+                sudo=step.body.sudo, timeout=step.body.timeout, check=False, label="skip_if")
+        if step.confirm:
+            if isinstance(step.confirm, str):
+                question = str(ctx.render(step.confirm, "confirm"))
+            else:
+                question = f"Run step `{step.id}` ({step.name}) on {ctx.host.name}?"
+    irreversible = step.rollback == IRREVERSIBLE or (step.destructive and rollback is None)
+    return PlannedStep(
+        index=index, step=step, commands=commands, rollback=rollback,
+        irreversible=irreversible, skipped=skipped, skip_reason=reason, skip_if=skip_probe,
+        flags=_flags(step, rollback, irreversible), confirm_question=question,
+        when_pending=pending,
+    )
+
+
+def build_plan(runbook: Runbook, hosts: list[Host],
+               variables_for_host: Callable[[Host], dict], secrets: dict,
+               project_dir: str) -> Plan:
+    """Render every step for every host; all rendering problems raised together."""
+    problems: list[Problem] = []
+    host_plans: list[HostPlan] = []
+    for host in hosts:
+        variables = variables_for_host(host)
+        planned: list[PlannedStep] = []
+        for index, step in enumerate(runbook.steps, start=1):
+            ctx = make_context(runbook, host, variables, secrets, {}, step, planning=True,
+                               project_dir=project_dir)
+            try:
+                planned.append(render_step(step, index, ctx))
+            except InputError as exc:
+                for p in exc.problems:
+                    if len(hosts) > 1:
+                        p = Problem(f"[{host.name}] {p.message}", p.position, p.path, p.hint,
+                                    p.severity)
+                    if p not in problems:
+                        problems.append(p)
+        host_plans.append(HostPlan(host, planned))
+    if problems:
+        raise InputError(problems)
+    return Plan(runbook=runbook, hosts=host_plans)
+
+
+# --------------------------------------------------------------------------- digests
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def _rel(path: str, project_dir: str) -> str:
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(project_dir))
+    return os.path.abspath(path) if rel.startswith("..") else rel
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+_TEMPLATE_REF = re.compile(r"""\{%-?\s*(?:include|import|extends|from)\s+["']([^"']+)["']""")
+
+
+def referenced_files(runbook: Runbook, project_dir: str) -> list[str]:
+    """Templates and local files a runbook's steps name (option values that are paths
+    of existing files under ``templates/`` or the project), plus templates those
+    templates include. Found statically, never from what a render happened to load,
+    so a plan and a later resume of the same inputs compute the same set."""
+    tdir = os.path.join(project_dir, "templates")
+    found: list[str] = []
+    bodies: list[StepBody] = []
+    for step in runbook.steps:
+        bodies.append(step.body)
+        if isinstance(step.rollback, StepBody):
+            bodies.append(step.rollback)
+    for body in bodies:
+        for text in _strings(body.options):
+            if "\n" in text or "{{" in text or len(text) > 300:
+                continue
+            for candidate in (os.path.join(tdir, text), os.path.join(project_dir, text)):
+                if os.path.isfile(candidate):
+                    rel = _rel(candidate, project_dir)
+                    if rel not in found:
+                        found.append(rel)
+                    break
+    queue = [f for f in found if f.startswith("templates" + os.sep)]
+    while queue:
+        current = queue.pop()
+        try:
+            with open(os.path.join(project_dir, current), encoding="utf-8",
+                      errors="replace") as fh:
+                text = fh.read()
+        except OSError:
+            continue
+        for ref in _TEMPLATE_REF.findall(text):
+            rel = os.path.join("templates", ref)
+            if os.path.isfile(os.path.join(project_dir, rel)) and rel not in found:
+                found.append(rel)
+                queue.append(rel)
+    return sorted(found)
+
+
+def compute_digests(runbook: Runbook, inventory: Any, vars_files: list[str],
+                    project_dir: str) -> dict[str, str]:
+    """sha256 of every input of a plan, keyed ``<what>:<path>``."""
+    digests: dict[str, str] = {}
+    digests[f"runbook:{_rel(runbook.path, project_dir)}"] = _sha256(runbook.path)
+    for path in runbook.included_files:
+        digests[f"include:{_rel(path, project_dir)}"] = _sha256(path)
+    for rel in referenced_files(runbook, project_dir):
+        full = rel if os.path.isabs(rel) else os.path.join(project_dir, rel)
+        if os.path.isfile(full):
+            what = "template" if rel.startswith("templates" + os.sep) else "file"
+            digests[f"{what}:{rel}"] = _sha256(full)
+    if inventory is not None:
+        digests[f"inventory:{_rel(inventory.path, project_dir)}"] = inventory.digest
+    for path in vars_files:
+        digests[f"vars:{_rel(path, project_dir)}"] = _sha256(path)
+    return digests
+
+
+def stale_changes(saved: dict, current_digests: dict[str, str]) -> list[str]:
+    """What changed between a saved plan's digests and the current ones."""
+    old: dict[str, str] = saved.get("digests", saved) if isinstance(saved, dict) else {}
+    changes = []
+    for key in sorted(set(old) | set(current_digests)):
+        what, _, path = key.partition(":")
+        if key not in current_digests:
+            changes.append(f"{what} {path} is no longer used or was removed")
+        elif key not in old:
+            changes.append(f"{what} {path} is new")
+        elif old[key] != current_digests[key]:
+            changes.append(f"{what} {path} changed")
+    return changes
+
+
+# ----------------------------------------------------------------- serialisation
+
+def _commands(cmds: list[Command] | None, mask: Mask) -> list[dict[str, Any]] | None:
+    if cmds is None:
+        return None
+    return [c.to_dict(mask) for c in cmds]
+
+
+def summary(plan: Plan) -> dict[str, int]:
+    """Counts over all hosts: steps, destructive, irreversible, skipped, confirm."""
+    counts = {"hosts": len(plan.hosts), "steps": 0, "destructive": 0, "irreversible": 0,
+              "skipped": 0, "confirm": 0}
+    for hp in plan.hosts:
+        for ps in hp.steps:
+            counts["steps"] += 1
+            counts["destructive"] += ps.step.destructive
+            counts["irreversible"] += ps.irreversible
+            counts["skipped"] += ps.skipped
+            counts["confirm"] += bool(ps.step.confirm)
+    return counts
+
+
+def step_to_dict(ps: PlannedStep, mask: Mask) -> dict[str, Any]:
+    s = ps.step
+    return {
+        "index": ps.index,
+        "id": s.id,
+        "name": mask(s.name),
+        "kind": s.kind,
+        "commands": _commands(ps.commands, mask),
+        "rollback": _commands(ps.rollback, mask),
+        "rollback_declared": ("irreversible" if s.rollback == IRREVERSIBLE else
+                              "explicit" if isinstance(s.rollback, StepBody) else
+                              "auto" if ps.rollback is not None else None),
+        "destructive": s.destructive,
+        "irreversible": ps.irreversible,
+        "skipped": ps.skipped,
+        "skip_reason": mask(ps.skip_reason),
+        "when": mask(s.when) if s.when is not None else None,
+        "skip_if": ps.skip_if.display(mask) if ps.skip_if else None,
+        "confirm": mask(ps.confirm_question) if ps.confirm_question else None,
+        "retries": s.retries,
+        "delay": s.delay,
+        "timeout": s.body.timeout,
+        "capture": s.capture,
+        "on_failure": s.on_failure,
+        "flags": ps.flags,
+        "source": str(s.position) if s.position else s.runbook,
+    }
+
+
+def plan_to_dict(plan: Plan, mask: Mask) -> dict[str, Any]:
+    """The plan as masked JSON-friendly data (``--format json`` and ``--out``)."""
+    rb = plan.runbook
+    return {
+        "version": PLAN_VERSION,
+        "runbook": {"name": rb.name, "path": display_path(rb.path),
+                    "description": mask(rb.description), "on_failure": rb.on_failure,
+                    "lock": rb.lock},
+        "inputs": mask_inputs(plan.inputs, mask),
+        "digests": dict(plan.digests),
+        "hosts": [
+            {
+                "host": hp.host.name,
+                "address": hp.host.address,
+                "user": hp.host.user,
+                "port": hp.host.port,
+                "steps": [step_to_dict(ps, mask) for ps in hp.steps],
+            }
+            for hp in plan.hosts
+        ],
+        "summary": summary(plan),
+    }
+
+
+def mask_inputs(inputs: dict[str, Any], mask: Mask) -> dict[str, Any]:
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return mask(value)
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        return value
+
+    return walk(dict(inputs))
+
+
+def save_plan(plan: Plan, path: str, mask: Mask) -> None:
+    """Write the plan as JSON atomically (temp file + rename)."""
+    data = plan_to_dict(plan, mask)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".plan-", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_plan(path: str) -> dict[str, Any]:
+    """Read a plan saved with ``save_plan``; malformed files raise ``StalePlanError``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise StalePlanError(f"plan file not found: {display_path(path)}",
+                             hint="create it with: deployer plan RUNBOOK --out plan.json"
+                             ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StalePlanError(f"{display_path(path)} is not a plan file: {exc}",
+                             hint="create it with: deployer plan RUNBOOK --out plan.json"
+                             ) from None
+    if (not isinstance(data, dict) or data.get("version") != PLAN_VERSION
+            or not isinstance(data.get("digests"), dict)
+            or not isinstance(data.get("inputs"), dict)):
+        raise StalePlanError(f"{display_path(path)} is not a plan file of this deployer "
+                             f"version (expected version {PLAN_VERSION})",
+                             hint="recreate it with: deployer plan RUNBOOK --out plan.json")
+    return data
+

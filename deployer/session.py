@@ -1,0 +1,75 @@
+"""Everything a plan or a run needs, loaded once: runbook, inventory, hosts, variables,
+secrets, redactor and input digests. ``deployer plan``, ``run``, ``apply`` and
+``rollback`` all build their inputs through ``load_session`` so they can never
+disagree about what a runbook means.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployer.inventory import Inventory, load_inventory
+from deployer.models import Host, Runbook
+from deployer.planner import Plan, build_plan, compute_digests
+from deployer.redact import Redactor
+from deployer.runbook import load_runbook
+from deployer.secrets import placeholder_secrets, resolve_secrets
+from deployer.templating import MergedVars, merge_vars
+
+
+@dataclass
+class Session:
+    project_dir: str
+    runbook: Runbook
+    inventory: Inventory
+    hosts: list[Host]
+    variables: dict[str, MergedVars]  # host name -> merged variables
+    secrets: dict[str, str]
+    redactor: Redactor
+    digests: dict[str, str]
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def vars_for(self, host: Host) -> MergedVars:
+        return self.variables[host.name]
+
+    def plan(self) -> Plan:
+        """Render the plan for every host (raises InputError with every problem)."""
+        plan = build_plan(self.runbook, self.hosts, self.vars_for, self.secrets,
+                          self.project_dir)
+        plan.digests = dict(self.digests)
+        plan.inputs = dict(self.inputs)
+        return plan
+
+
+def load_session(runbook: str, project_dir: str = ".", inventory_path: str | None = None,
+                 host: str | None = None, vars_files: list[str] | tuple[str, ...] = (),
+                 cli_vars: list[str] | tuple[str, ...] = (), secrets_file: str | None = None,
+                 placeholder: bool = False, environ: Any = None) -> Session:
+    """Load and check every run-time input. ``placeholder`` uses stand-in secrets
+    (nothing is fetched); otherwise a missing secret raises ``SecretError``."""
+    rb = load_runbook(runbook, project_dir)
+    inv = load_inventory(inventory_path, project_dir)
+    hosts = inv.resolve(host)
+    variables = {h.name: merge_vars(rb, h, list(vars_files), list(cli_vars)) for h in hosts}
+    if placeholder:
+        secrets = placeholder_secrets(rb.secrets)
+    else:
+        secrets = resolve_secrets(rb.secrets, inv, secrets_file,
+                                  os.environ if environ is None else environ)
+    redactor = Redactor(secrets.values())
+    digests = compute_digests(rb, inv, list(vars_files), project_dir)
+    inputs = {
+        "runbook": runbook,
+        "project_dir": os.path.abspath(project_dir),
+        "host": host,
+        "hosts": [h.name for h in hosts],
+        "vars_files": [os.path.abspath(p) for p in vars_files],
+        "cli_vars": list(cli_vars),
+        "inventory": os.path.abspath(inv.path),
+        "secrets_file": os.path.abspath(secrets_file) if secrets_file else None,
+    }
+    return Session(project_dir=project_dir, runbook=rb, inventory=inv, hosts=hosts,
+                   variables=variables, secrets=secrets, redactor=redactor, digests=digests,
+                   inputs=inputs)
