@@ -1,0 +1,737 @@
+"""Failure-pattern matcher: loads the catalogue (``catalogue.yml``) and names the likely
+root cause and fix for a failing step's output or a whole saved log.
+
+Pure functions over text: ``diagnose`` (one step's output tail, best match first) and
+``explain_lines``/``explain_text`` (a whole log, every failure region, deduplicated,
+in log order). Work is bounded on huge logs: lines are streamed, each is capped in
+length, and a single pre-filter regex built from the literal parts of every pattern
+lets the full patterns run only on the few lines that can match.
+
+Match semantics of a catalogue entry (see docs/diagnosis.md):
+- ``patterns``: a line matching any of them is a hit; named groups fill ``{name}`` in
+  cause and fix;
+- ``kinds`` / ``exit_codes``: filters, applied when the caller knows the step kind /
+  exit code (a match adds to the score, a mismatch rejects the entry);
+- ``after_steps``: regex over preceding step ids; a match adds to the score;
+- ``also`` / ``unless``: regexes that must / must not occur within ``WINDOW`` lines;
+- ``app_package_group``: the named group must be the app's own top-level package,
+  known from the context (``app_package``, ``app_module``, ``project_name``,
+  ``start_command``) or from a gunicorn/uvicorn start line near the hit;
+- ``supersedes``: more general entries dropped when this one matches nearby.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deployer.errors import InputError, Problem
+
+try:  # Python >= 3.11
+    import re._parser as _sre_parse  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - Python 3.10
+    import sre_parse as _sre_parse  # type: ignore[no-redef]
+
+CATALOGUE_PATH = Path(__file__).with_name("catalogue.yml")
+
+WINDOW = 40  # lines each side of a hit searched by also/unless/app-package checks
+MAX_LINE = 8192  # longer lines are cut: regex work per line stays bounded
+MAX_KEYS = 500  # distinct diagnoses kept for one log
+MAX_LINES_KEPT = 50  # line numbers remembered per diagnosis (for supersedes)
+MIN_LITERAL = 3
+
+BONUS_KIND = 10
+BONUS_EXIT = 10
+BONUS_AFTER = 5
+BONUS_APP = 15
+
+ENTRY_KEYS = {
+    "id", "title", "area", "match", "cause", "fix", "sample", "more_samples",
+    "near_misses", "priority", "supersedes", "source",
+}
+REQUIRED_KEYS = ("id", "title", "area", "match", "cause", "fix", "sample")
+MATCH_KEYS = {
+    "patterns", "kinds", "exit_codes", "after_steps", "also", "unless",
+    "app_package_group", "case_sensitive",
+}
+SAMPLE_KEYS = {"text", "context", "kind", "exit_code", "previous_steps"}
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
+_URL_CRED_RE = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^:/@\s]*:)[^@\s]+@")
+_DOUBLED_CRED_RE = re.compile(r"@:[^@\s/]+@")
+_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_]\w*|\d+)\}")
+_START_LINE_RE = re.compile(
+    r"\b(?:gunicorn|uvicorn|hypercorn|granian|daphne)\b[^\n]*?[\s\"'=\[,]"
+    r"([A-Za-z_]\w*)(?:\.\w+)*:[A-Za-z_]\w*"
+)
+_ASGI_IMPORT_RE = re.compile(r'Could not import module "([A-Za-z_]\w*)')
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A real failure message with the circumstances it was seen in."""
+
+    text: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+    kind: str | None = None
+    exit_code: int | None = None
+    previous_steps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Compiled match rules of one entry."""
+
+    patterns: tuple[re.Pattern[str], ...]
+    kinds: frozenset[str] = frozenset()
+    exit_codes: frozenset[int] = frozenset()
+    after_steps: re.Pattern[str] | None = None
+    also: tuple[re.Pattern[str], ...] = ()
+    unless: tuple[re.Pattern[str], ...] = ()
+    app_package_group: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One failure class of the catalogue."""
+
+    id: str
+    title: str
+    area: str
+    rule: Rule
+    cause: str
+    fix: str
+    sample: Sample
+    more_samples: tuple[Sample, ...] = ()
+    near_misses: tuple[Sample, ...] = ()
+    priority: int = 50
+    supersedes: tuple[str, ...] = ()
+    source: str = ""
+
+    @property
+    def samples(self) -> tuple[Sample, ...]:
+        return (self.sample, *self.more_samples)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """A likely root cause for a failure, with the line that gave it away."""
+
+    id: str
+    title: str
+    cause: str
+    fix: str
+    matched_line: str
+    score: int
+    line_no: int = 0  # 1-based line of the first occurrence in the text
+    count: int = 1  # how many lines matched the same diagnosis
+    area: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "title": self.title, "area": self.area, "cause": self.cause,
+            "fix": self.fix, "matched_line": self.matched_line, "line_no": self.line_no,
+            "count": self.count, "score": self.score,
+        }
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _problem(entry_id: str, message: str, hint: str = "") -> Problem:
+    return Problem(f"catalogue entry {entry_id!r}: {message}", hint=hint)
+
+
+def _compile(entry_id: str, where: str, pattern: Any, flags: int,
+             problems: list[Problem]) -> re.Pattern[str] | None:
+    if not isinstance(pattern, str) or not pattern:
+        problems.append(_problem(entry_id, f"{where}: expected a non-empty regex string"))
+        return None
+    try:
+        return re.compile(pattern, flags)
+    except re.error as exc:
+        problems.append(_problem(entry_id, f"{where}: bad regex {pattern!r}: {exc}"))
+        return None
+
+
+def _str_list(entry_id: str, where: str, value: Any, problems: list[Problem]) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    problems.append(_problem(entry_id, f"{where}: expected a string or a list of strings"))
+    return []
+
+
+def _sample(entry_id: str, where: str, raw: Any, problems: list[Problem]) -> Sample | None:
+    if isinstance(raw, str):
+        raw = {"text": raw}
+    if not isinstance(raw, dict):
+        problems.append(_problem(entry_id, f"{where}: expected a string or a mapping"))
+        return None
+    unknown = set(raw) - SAMPLE_KEYS
+    if unknown:
+        problems.append(_problem(entry_id, f"{where}: unknown keys {sorted(unknown)}",
+                                 hint=f"allowed: {sorted(SAMPLE_KEYS)}"))
+        return None
+    text = raw.get("text")
+    if not isinstance(text, str) or not text.strip():
+        problems.append(_problem(entry_id, f"{where}: 'text' must be a non-empty string"))
+        return None
+    context = raw.get("context") or {}
+    if not isinstance(context, dict):
+        problems.append(_problem(entry_id, f"{where}.context: expected a mapping"))
+        return None
+    exit_code = raw.get("exit_code")
+    if exit_code is not None and not isinstance(exit_code, int):
+        problems.append(_problem(entry_id, f"{where}.exit_code: expected an integer"))
+        return None
+    prev = _str_list(entry_id, f"{where}.previous_steps", raw.get("previous_steps"), problems)
+    return Sample(text=text, context=context, kind=raw.get("kind"), exit_code=exit_code,
+                  previous_steps=tuple(prev))
+
+
+def _known_kinds() -> set[str]:
+    from deployer.steps import kind_names
+
+    return set(kind_names())
+
+
+def _build_entry(raw: Any, index: int, problems: list[Problem]) -> Entry | None:
+    if not isinstance(raw, dict):
+        problems.append(Problem(f"catalogue entry #{index + 1}: expected a mapping"))
+        return None
+    entry_id = raw.get("id")
+    if not isinstance(entry_id, str) or not ID_RE.match(entry_id):
+        problems.append(Problem(f"catalogue entry #{index + 1}: 'id' must match "
+                                f"{ID_RE.pattern} (got {entry_id!r})"))
+        return None
+    before = len(problems)
+    unknown = set(raw) - ENTRY_KEYS
+    if unknown:
+        problems.append(_problem(entry_id, f"unknown keys {sorted(unknown)}",
+                                 hint=f"allowed: {sorted(ENTRY_KEYS)}"))
+    for key in REQUIRED_KEYS:
+        if key not in raw:
+            problems.append(_problem(entry_id, f"missing required key {key!r}"))
+    for key in ("title", "area", "cause", "fix"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key].strip()):
+            problems.append(_problem(entry_id, f"{key!r} must be a non-empty string"))
+    match = raw.get("match")
+    if not isinstance(match, dict):
+        problems.append(_problem(entry_id, "'match' must be a mapping"))
+        return None
+    unknown = set(match) - MATCH_KEYS
+    if unknown:
+        problems.append(_problem(entry_id, f"match: unknown keys {sorted(unknown)}",
+                                 hint=f"allowed: {sorted(MATCH_KEYS)}"))
+    flags = 0 if match.get("case_sensitive") else re.IGNORECASE
+    pattern_src = _str_list(entry_id, "match.patterns", match.get("patterns"), problems)
+    if not pattern_src:
+        problems.append(_problem(entry_id, "match.patterns: at least one regex is required"))
+    patterns = [_compile(entry_id, f"match.patterns[{i}]", p, flags, problems)
+                for i, p in enumerate(pattern_src)]
+    also = [_compile(entry_id, "match.also", p, flags, problems)
+            for p in _str_list(entry_id, "match.also", match.get("also"), problems)]
+    unless = [_compile(entry_id, "match.unless", p, flags, problems)
+              for p in _str_list(entry_id, "match.unless", match.get("unless"), problems)]
+    after = None
+    if match.get("after_steps") is not None:
+        after = _compile(entry_id, "match.after_steps", match["after_steps"], re.IGNORECASE,
+                         problems)
+    kinds = _str_list(entry_id, "match.kinds", match.get("kinds"), problems)
+    bad_kinds = set(kinds) - _known_kinds()
+    if bad_kinds:
+        problems.append(_problem(entry_id, f"match.kinds: unknown step kinds {sorted(bad_kinds)}",
+                                 hint=f"known: {sorted(_known_kinds())}"))
+    exit_codes = match.get("exit_codes") or []
+    if not (isinstance(exit_codes, list) and all(isinstance(c, int) for c in exit_codes)):
+        problems.append(_problem(entry_id, "match.exit_codes: expected a list of integers"))
+        exit_codes = []
+    app_group = match.get("app_package_group")
+    if app_group is not None:
+        if not isinstance(app_group, str):
+            problems.append(_problem(entry_id, "match.app_package_group: expected a group name"))
+        else:
+            for i, pat in enumerate(patterns):
+                if pat is not None and app_group not in pat.groupindex:
+                    problems.append(_problem(
+                        entry_id, f"match.patterns[{i}] has no group named {app_group!r} "
+                        "(needed by app_package_group)"))
+    for key in ("cause", "fix"):
+        text = raw.get(key)
+        if isinstance(text, str):
+            names = {name for pat in patterns if pat is not None for name in pat.groupindex}
+            for placeholder in _PLACEHOLDER_RE.findall(text):
+                if placeholder.isdigit():
+                    continue
+                if names and placeholder not in names and placeholder.islower():
+                    problems.append(_problem(
+                        entry_id, f"{key}: placeholder {{{placeholder}}} is not a group of any "
+                        "pattern", hint="name the group (?P<name>...) or escape the braces"))
+    priority = raw.get("priority", 50)
+    if not isinstance(priority, int):
+        problems.append(_problem(entry_id, "'priority' must be an integer"))
+        priority = 50
+    supersedes = _str_list(entry_id, "supersedes", raw.get("supersedes"), problems)
+    sample = _sample(entry_id, "sample", raw.get("sample"), problems) if "sample" in raw else None
+    more = raw.get("more_samples") or []
+    near = raw.get("near_misses") or []
+    if not isinstance(more, list) or not isinstance(near, list):
+        problems.append(_problem(entry_id, "more_samples and near_misses must be lists"))
+        more, near = [], []
+    more_samples = [_sample(entry_id, f"more_samples[{i}]", s, problems)
+                    for i, s in enumerate(more)]
+    near_samples = [_sample(entry_id, f"near_misses[{i}]", s, problems)
+                    for i, s in enumerate(near)]
+    if len(problems) > before or sample is None:
+        return None
+    return Entry(
+        id=entry_id, title=raw["title"].strip(), area=raw["area"].strip(),
+        rule=Rule(
+            patterns=tuple(p for p in patterns if p is not None),
+            kinds=frozenset(kinds), exit_codes=frozenset(exit_codes), after_steps=after,
+            also=tuple(p for p in also if p is not None),
+            unless=tuple(p for p in unless if p is not None),
+            app_package_group=app_group,
+        ),
+        cause=" ".join(raw["cause"].split()), fix=raw["fix"].strip(), sample=sample,
+        more_samples=tuple(s for s in more_samples if s is not None),
+        near_misses=tuple(s for s in near_samples if s is not None),
+        priority=priority, supersedes=tuple(supersedes), source=str(raw.get("source", "")),
+    )
+
+
+def parse_catalogue(text: str, name: str = "catalogue.yml") -> list[Entry]:
+    """Validate catalogue YAML and return its entries; every problem names its entry."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(Problem(f"{name}: invalid YAML: {exc}")) from None
+    if isinstance(data, dict) and "entries" in data:
+        data = data["entries"]
+    if not isinstance(data, list):
+        raise InputError(Problem(f"{name}: expected a list of entries (or 'entries:' list)"))
+    problems: list[Problem] = []
+    entries: list[Entry] = []
+    for index, raw in enumerate(data):
+        entry = _build_entry(raw, index, problems)
+        if entry is not None:
+            entries.append(entry)
+    ids = [e.id for e in entries]
+    for entry_id in sorted({i for i in ids if ids.count(i) > 1}):
+        problems.append(_problem(entry_id, "duplicate id"))
+    known = set(ids)
+    for entry in entries:
+        for other in entry.supersedes:
+            if other not in known:
+                problems.append(_problem(entry.id, f"supersedes unknown entry {other!r}"))
+    if problems:
+        raise InputError([Problem(f"{name}: {p.message}", hint=p.hint) for p in problems])
+    return entries
+
+
+def load_catalogue(path: str | os.PathLike[str] | None = None) -> list[Entry]:
+    """The catalogue entries, validated (the packaged one unless ``path`` is given)."""
+    if path is None:
+        return list(_default_catalogue().entries)
+    text = Path(path).read_text(encoding="utf-8")
+    return parse_catalogue(text, str(path))
+
+
+# ----------------------------------------------------------------- literal pre-filter
+
+
+def _required_literals(items: Sequence[Any]) -> list[str] | None:
+    """Literals of which at least one occurs in every match of the parsed sequence."""
+    options: list[list[str]] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if len(run) >= MIN_LITERAL:
+            options.append(["".join(run)])
+        run.clear()
+
+    for op, av in items:
+        if op == _sre_parse.LITERAL:
+            run.append(chr(av))
+            continue
+        flush()
+        sub: list[str] | None = None
+        if op == _sre_parse.BRANCH:
+            alts = [_required_literals(list(branch)) for branch in av[1]]
+            if alts and all(alts):
+                sub = [lit for alt in alts for lit in alt]  # type: ignore[union-attr]
+        elif op == _sre_parse.SUBPATTERN:
+            sub = _required_literals(list(av[-1]))
+        elif op in (_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT) and av[0] >= 1:
+            sub = _required_literals(list(av[2]))
+        if sub:
+            options.append(sub)
+    flush()
+    if not options:
+        return None
+    # the set whose weakest literal is longest filters best
+    return max(options, key=lambda lits: (min(len(x) for x in lits), -len(lits)))
+
+
+def pattern_literals(pattern: re.Pattern[str]) -> list[str] | None:
+    """Literal strings one of which every match of ``pattern`` contains, or None."""
+    try:
+        parsed = _sre_parse.parse(pattern.pattern, pattern.flags)
+        return _required_literals(list(parsed))
+    except Exception:  # noqa: BLE001 - private parser API: fall back to no pre-filter
+        return None
+
+
+@dataclass
+class _Catalogue:
+    entries: list[Entry]
+    prefilter: re.Pattern[str] | None  # None: every line must be checked
+    unfiltered: list[str]  # ids of entries with a pattern that has no usable literal
+    by_id: dict[str, Entry]
+
+
+def _prepare(entries: list[Entry]) -> _Catalogue:
+    literals: set[str] = set()
+    unfiltered: list[str] = []
+    for entry in entries:
+        for pat in entry.rule.patterns:
+            lits = pattern_literals(pat)
+            if lits is None:
+                unfiltered.append(entry.id)
+            else:
+                literals.update(lit.lower() for lit in lits)
+    prefilter = None
+    if not unfiltered:
+        alternation = "|".join(re.escape(lit) for lit in sorted(literals, key=len, reverse=True))
+        prefilter = re.compile(alternation, re.IGNORECASE)
+    return _Catalogue(entries, prefilter, unfiltered, {e.id: e for e in entries})
+
+
+@lru_cache(maxsize=1)
+def _default_catalogue() -> _Catalogue:
+    return _prepare(parse_catalogue(CATALOGUE_PATH.read_text(encoding="utf-8"),
+                                    str(CATALOGUE_PATH)))
+
+
+@lru_cache(maxsize=8)
+def _prepared_for(entries: tuple[Entry, ...]) -> _Catalogue:
+    return _prepare(list(entries))
+
+
+def unfiltered_entries(entries: Sequence[Entry] | None = None) -> list[str]:
+    """Ids of entries whose patterns defeat the literal pre-filter (slow on big logs)."""
+    cat = _default_catalogue() if entries is None else _prepared_for(tuple(entries))
+    return list(cat.unfiltered)
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def mask_credentials(text: str) -> str:
+    """Hide passwords embedded in URLs (``scheme://user:pw@host``), doubled ones too."""
+    text = _URL_CRED_RE.sub(r"\1***@", text)
+    return _DOUBLED_CRED_RE.sub("@:***@", text)
+
+
+def _fill(template: str, match: re.Match[str]) -> str:
+    named = match.re.groupindex
+
+    def repl(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key.isdigit():
+            index = int(key)
+            if index > match.re.groups:
+                return m.group(0)
+            value = match.group(index)
+        elif key in named:
+            value = match.group(key)
+        else:
+            return m.group(0)  # literal braces, e.g. a shell ${VAR} or a Go template
+        return mask_credentials(value) if value else f"<{key}>"
+
+    return _PLACEHOLDER_RE.sub(repl, template)
+
+
+def _context_packages(context: Mapping[str, Any] | None) -> set[str]:
+    found: set[str] = set()
+    if not context:
+        return found
+
+    def add(value: Any) -> None:
+        if isinstance(value, str) and value.strip():
+            module = value.strip().split(":", 1)[0]
+            found.add(module.split(".", 1)[0].replace("-", "_"))
+        elif isinstance(value, (list, tuple, set)):
+            for item in value:
+                add(item)
+
+    for key in ("app_package", "app_packages", "app_module", "project_name"):
+        add(context.get(key))
+    for key in ("start_command", "dockerfile", "compose"):
+        text = context.get(key)
+        if isinstance(text, str):
+            found.update(m.group(1) for m in _START_LINE_RE.finditer(text))
+    return found
+
+
+def _text_packages(window: str) -> set[str]:
+    found = {m.group(1) for m in _START_LINE_RE.finditer(window)}
+    found.update(m.group(1) for m in _ASGI_IMPORT_RE.finditer(window))
+    return found
+
+
+@dataclass
+class _Agg:
+    entry: Entry
+    cause: str
+    fix: str
+    line: str
+    line_no: int
+    score: int
+    count: int = 1
+    lines: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    line_no: int
+    line: str
+    before: tuple[str, ...]
+    hits: list[tuple[Entry, re.Match[str]]]
+    after: list[str] = field(default_factory=list)
+
+
+class _Scanner:
+    """Streams lines, finds candidate hits, and resolves each once its window is known."""
+
+    def __init__(self, cat: _Catalogue, kind: str | None, exit_code: int | None,
+                 previous_steps: Sequence[str], context: Mapping[str, Any] | None,
+                 window: int = WINDOW) -> None:
+        self.cat = cat
+        self.kind = kind
+        self.exit_code = exit_code
+        self.previous_steps = list(previous_steps or ())
+        self.context = context or {}
+        self.context_packages = _context_packages(context)
+        self.window = window
+        self.before: deque[str] = deque(maxlen=window)
+        self.pending: list[_Pending] = []
+        self.results: dict[tuple[str, str], _Agg] = {}
+        self.line_no = 0
+
+    def feed(self, raw: str) -> None:
+        self.line_no += 1
+        line = raw.rstrip("\r\n")
+        if len(line) > MAX_LINE:
+            line = line[:MAX_LINE]
+        if "\x1b" in line:
+            line = _ANSI_RE.sub("", line)
+        if self.pending:
+            still = []
+            for pend in self.pending:
+                pend.after.append(line)
+                if len(pend.after) >= self.window:
+                    self._resolve(pend)
+                else:
+                    still.append(pend)
+            self.pending = still
+        if self.cat.prefilter is None or self.cat.prefilter.search(line):
+            hits = []
+            for entry in self.cat.entries:
+                for pat in entry.rule.patterns:
+                    m = pat.search(line)
+                    if m:
+                        hits.append((entry, m))
+                        break
+            if hits:
+                self.pending.append(_Pending(self.line_no, line, tuple(self.before), hits))
+        self.before.append(line)
+
+    def finish(self) -> list[_Agg]:
+        for pend in self.pending:
+            self._resolve(pend)
+        self.pending = []
+        aggs = list(self.results.values())
+        return self._apply_supersedes(aggs)
+
+    def _score(self, entry: Entry, m: re.Match[str], window_text: str) -> int | None:
+        rule = entry.rule
+        score = entry.priority
+        if rule.kinds and self.kind:
+            if self.kind not in rule.kinds:
+                return None
+            score += BONUS_KIND
+        if rule.exit_codes and self.exit_code is not None:
+            if self.exit_code not in rule.exit_codes:
+                return None
+            score += BONUS_EXIT
+        for pat in rule.also:
+            if not pat.search(window_text):
+                return None
+        for pat in rule.unless:
+            if pat.search(window_text):
+                return None
+        if rule.app_package_group:
+            value = m.group(rule.app_package_group) or ""
+            package = value.split(".", 1)[0]
+            known = self.context_packages | _text_packages(window_text)
+            if package not in known:
+                return None
+            score += BONUS_APP
+        if rule.after_steps is not None and any(
+                rule.after_steps.search(s) for s in self.previous_steps):
+            score += BONUS_AFTER
+        return score
+
+    def _resolve(self, pend: _Pending) -> None:
+        window_text = "\n".join((*pend.before, pend.line, *pend.after))
+        for entry, m in pend.hits:
+            score = self._score(entry, m, window_text)
+            if score is None:
+                continue
+            cause = _fill(entry.cause, m)
+            key = (entry.id, cause)
+            agg = self.results.get(key)
+            if agg is None:
+                if len(self.results) >= MAX_KEYS:
+                    continue
+                agg = _Agg(entry, cause, _fill(entry.fix, m), mask_credentials(pend.line.strip()),
+                           pend.line_no, score, lines=[pend.line_no])
+                self.results[key] = agg
+            else:
+                agg.count += 1
+                agg.score = max(agg.score, score)
+                if len(agg.lines) < MAX_LINES_KEPT:
+                    agg.lines.append(pend.line_no)
+
+    def _apply_supersedes(self, aggs: list[_Agg]) -> list[_Agg]:
+        dropped: set[int] = set()
+        for i, winner in enumerate(aggs):
+            if not winner.entry.supersedes:
+                continue
+            for j, loser in enumerate(aggs):
+                if i == j or loser.entry.id not in winner.entry.supersedes:
+                    continue
+                if all(any(abs(a - b) <= self.window for a in winner.lines)
+                       for b in loser.lines):
+                    dropped.add(j)
+        return [agg for k, agg in enumerate(aggs) if k not in dropped]
+
+
+def _to_diagnosis(agg: _Agg) -> Diagnosis:
+    return Diagnosis(id=agg.entry.id, title=agg.entry.title, cause=agg.cause, fix=agg.fix,
+                     matched_line=agg.line, score=agg.score, line_no=agg.line_no,
+                     count=agg.count, area=agg.entry.area)
+
+
+def _catalogue_for(entries: Sequence[Entry] | None) -> _Catalogue:
+    return _default_catalogue() if entries is None else _prepared_for(tuple(entries))
+
+
+def diagnose(text: str, kind: str | None = None, exit_code: int | None = None,
+             previous_steps: Sequence[str] = (), context: Mapping[str, Any] | None = None,
+             *, entries: Sequence[Entry] | None = None) -> list[Diagnosis]:
+    """Likely causes of one failed step's output, best first (empty: nothing known).
+
+    ``kind`` and ``exit_code`` describe the failed step; ``previous_steps`` are the ids
+    of the steps that ran before it; ``context`` holds run variables such as
+    ``app_package``. Ties go to the later line: the last error is usually the root.
+    """
+    scanner = _Scanner(_catalogue_for(entries), kind, exit_code, previous_steps, context)
+    for line in io.StringIO(text or ""):
+        scanner.feed(line)
+    aggs = scanner.finish()
+    aggs.sort(key=lambda a: (-a.score, -a.line_no))
+    return [_to_diagnosis(a) for a in aggs]
+
+
+def iter_lines(stream: io.TextIOBase | Iterable[str], max_len: int = 1 << 16) -> Iterable[str]:
+    """Lines of a text stream with bounded memory even when a 'line' is gigabytes long."""
+    readline = getattr(stream, "readline", None)
+    if readline is None:
+        yield from stream  # type: ignore[misc]
+        return
+    while True:
+        chunk = readline(max_len)
+        if not chunk:
+            return
+        yield chunk
+
+
+def explain_lines(lines: Iterable[str], context: Mapping[str, Any] | None = None,
+                  *, entries: Sequence[Entry] | None = None) -> list[Diagnosis]:
+    """Every known failure in a whole log, deduplicated, in the order they occur."""
+    scanner = _Scanner(_catalogue_for(entries), None, None, (), context)
+    for line in lines:
+        scanner.feed(line)
+    aggs = scanner.finish()
+    aggs.sort(key=lambda a: (a.line_no, -a.score))
+    return [_to_diagnosis(a) for a in aggs]
+
+
+def explain_text(text: str, context: Mapping[str, Any] | None = None,
+                 *, entries: Sequence[Entry] | None = None) -> list[Diagnosis]:
+    """``explain_lines`` over a string (a pasted log)."""
+    return explain_lines(io.StringIO(text or ""), context, entries=entries)
+
+
+# ------------------------------------------------------------------ project context
+
+_PYPROJECT_NAME_RE = re.compile(r'(?ms)^\[project\][^\[]*?^name\s*=\s*["\']([^"\']+)["\']')
+_SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", "tests", "test",
+              "docs", "migrations", "alembic", "build", "dist"}
+
+
+def project_context(project_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Context hints about the app in a local project: its own packages and start lines.
+
+    Reads pyproject.toml, Dockerfile*, compose files and the top-level package dirs
+    (``./pkg/__init__.py``, ``./src/pkg/__init__.py``, one level of app subdirs).
+    Missing files are fine; nothing here raises for an odd layout.
+    """
+    root = Path(project_dir)
+    packages: set[str] = set()
+    start: list[str] = []
+    pyprojects = [root / "pyproject.toml", *sorted(root.glob("*/pyproject.toml"))[:10]]
+    for pyproject in pyprojects:
+        try:
+            m = _PYPROJECT_NAME_RE.search(pyproject.read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue
+        if m:
+            packages.add(m.group(1).replace("-", "_").replace(".", "_"))
+    bases = [root, root / "src", *[p for p in sorted(root.iterdir()) if p.is_dir()]] \
+        if root.is_dir() else []
+    for base in bases[:50]:
+        for candidate in (base, base / "src"):
+            try:
+                children = sorted(candidate.iterdir())[:500]
+            except OSError:
+                continue
+            for child in children:
+                if child.name in _SKIP_DIRS or child.name.startswith("."):
+                    continue
+                if (child / "__init__.py").is_file():
+                    packages.add(child.name)
+    files = [*root.glob("Dockerfile*"), *root.glob("*/Dockerfile*"), *root.glob("*compose*.y*ml")]
+    for path in files[:50]:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")[:200_000]
+        except OSError:
+            continue
+        start.extend(m.group(0) for m in _START_LINE_RE.finditer(text))
+    return {"app_packages": sorted(packages), "start_command": "\n".join(start)}
