@@ -111,8 +111,16 @@ class Inventory:
 
 
 def ssh_config_aliases(path: str | None = None) -> list[str]:
-    """Literal ``Host`` names (no wildcards) from ``~/.ssh/config``."""
-    path = path or os.path.expanduser("~/.ssh/config")
+    """Literal ``Host`` names (no wildcards) from ``~/.ssh/config``.
+
+    ``DEPLOYER_SSH_CONFIG`` overrides the file (``none``: read no ssh config), the same
+    switch the transport honours, so tests never see the user's own aliases.
+    """
+    if path is None:
+        override = os.environ.get("DEPLOYER_SSH_CONFIG")
+        if override is not None and override.lower() == "none":
+            return []
+        path = os.path.expanduser(override or "~/.ssh/config")
     aliases: list[str] = []
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:

@@ -135,6 +135,10 @@ class _Builder:
                 raise InputError(Problem(f"invalid value: {exc}", self.pos(node),
                                          hint="quote the value to make it a string")) from None
             return Node(value, self.pos(node))
+        if node.tag not in ("tag:yaml.org,2002:seq", "tag:yaml.org,2002:map",
+                            "tag:yaml.org,2002:omap"):
+            raise InputError(Problem(f"unsupported YAML tag `{node.tag}`", self.pos(node),
+                                     hint="remove the tag: runbooks use plain YAML only"))
         self.active.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
