@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from deployer.errors import LockHeldError, TransportError
 from deployer.models import Host
-from deployer.state import now_iso, operator, pid_alive
+from deployer.state import deployer_alive, now_iso, operator
 
 LOCK_ROOT = "/tmp/deployer-locks"
 
@@ -181,7 +181,7 @@ class HostLock:
             return
         if (takeover_run_id and holder is not None and holder.run_id == takeover_run_id
                 and not (holder.machine == _this_machine() and holder.pid != os.getpid()
-                         and pid_alive(holder.pid))):
+                         and deployer_alive(holder.pid))):
             self._run(_TAKEOVER, stdin=self.info.to_json() + "\n")
             self.held = True
             self.took_over = holder

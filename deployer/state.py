@@ -362,6 +362,19 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def deployer_alive(pid: int) -> bool:
+    """True if ``pid`` is a live deployer process on this machine (not a zombie, not a
+    recycled pid now used by something else)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except OSError:
+        return True  # no /proc: trust the pid
+    return b"deployer" in cmdline
+
+
 def steps_by_state(record: RunRecord, states: Iterable[str]) -> list[StepRecord]:
     wanted = set(states)
     return [s for s in record.steps if s.state in wanted]

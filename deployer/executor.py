@@ -1,0 +1,964 @@
+"""Performs a runbook on one host: checkpoints, retries, capture, skip_if, confirm,
+rollback, locking, interruption and resume.
+
+One ``Executor`` runs one runbook on one host and keeps no global state, so a pool
+can run many at once (one per host, each with its own connection, lock, record and
+rollback). It never prints: everything it has to say goes to an ``Events`` object
+(the CLI renders it) and the final ``RunOutcome`` is plain data.
+
+The shape of a run:
+
+1. ``--resume``: pick the latest run of this runbook on this host; refuse if it
+   succeeded, if its process is still alive, or (unless ``--force``) if any input
+   digest changed since (``StalePlanError`` listing the changes).
+2. Connect (one transport for the whole run, opened lazily), run the cheap preflight,
+   take the host lock (``--resume`` takes over the lock its own run left), detect the
+   compose flavour once if a compose step will run and ``compose_command`` is unset.
+   Nothing is recorded before the lock is held: a refused run leaves no history.
+3. Steps in order. Each is rendered at run time by ``planner.render_step`` (the same
+   path as ``deployer plan``) with the values captured so far; ``when`` false or a
+   ``skip_if`` probe exiting 0 skips it; ``confirm`` asks through ``Events.confirm``
+   (declining stops the run, nothing is undone, the run stays resumable). Attempts
+   repeat up to ``retries`` with ``delay``. The record is saved at every transition.
+4. A failed step with ``on_failure: rollback`` (the default) triggers
+   ``rollback.roll_back`` over the completed steps unless ``--no-rollback``; ``stop``
+   ends the run as it is; ``continue`` goes on.
+5. Ctrl-C (``KeyboardInterrupt``, or ``cancel()`` from another thread) marks the
+   running step ``interrupted`` and rolls back; a second one abandons the rollback.
+6. ``finally``: the lock is released, the connection closed, the record finalised.
+
+Exit codes: 0 success; 1 failed and rolled back; 3 failed and not (fully) rolled back,
+or the operator declined a confirmation; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployer import rollback as rollback_mod
+from deployer.commands import Command, HttpCheck, LocalCommand, RemoteCommand
+from deployer.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_ROLLED_BACK,
+    DeployerError,
+    LockHeldError,
+    StalePlanError,
+    TransportError,
+    UsageError,
+)
+from deployer.lock import HostLock, lock_path
+from deployer.models import Host, Runbook, Step, StepBody
+from deployer.perform import Performer, Result
+from deployer.rollback import RollbackReport, StepUndoResult, Undo
+from deployer.state import (
+    FAILED,
+    INTERRUPTED,
+    OK,
+    PENDING,
+    ROLLBACK_FAILED,
+    ROLLED_BACK,
+    RUN_FAILED,
+    RUN_INTERRUPTED,
+    RUN_ROLLBACK_INCOMPLETE,
+    RUN_ROLLED_BACK,
+    RUN_RUNNING,
+    RUN_STOPPED,
+    RUN_SUCCEEDED,
+    RUNNING,
+    SKIPPED,
+    TAIL_LINES,
+    RunLog,
+    RunRecord,
+    StateStore,
+    StepRecord,
+    deployer_alive,
+    new_run_id,
+    now_iso,
+    operator,
+)
+
+DIAGNOSE_LINES = 200  # output lines kept in memory for failure diagnosis
+
+_NOT_SELECTED_FROM = "before --from {step}"
+_NOT_SELECTED_ONLY = "not selected (--only {step})"
+
+
+@dataclass
+class RunOptions:
+    """Command-line choices that change how a run behaves."""
+
+    yes: bool = False
+    resume: bool = False
+    force: bool = False
+    from_step: str | None = None
+    only_step: str | None = None
+    no_rollback: bool = False
+    accept_new_host_key: bool = False
+    skip_preflight: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Failure:
+    """The step that failed a run, with what the operator needs to fix it."""
+
+    step_id: str
+    step_name: str
+    kind: str
+    exit_code: int | None
+    message: str  # masked
+    tail: list[str]  # masked
+    diagnoses: list[dict[str, Any]] = field(default_factory=list)  # id/title/cause/fix
+
+
+@dataclass
+class RunOutcome:
+    """The result of one host run (or of ``deployer rollback``), as data."""
+
+    run_id: str
+    host: str
+    runbook: str
+    status: str
+    exit_code: int
+    message: str
+    record: RunRecord
+    state_path: str
+    log_path: str
+    failure: Failure | None = None
+    rollback: RollbackReport | None = None
+    resumed: bool = False
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == EXIT_OK
+
+
+class Events:
+    """What an executor reports while it runs. Every method is a no-op here; the CLI
+    subclasses it. Lines and messages arrive already masked."""
+
+    def run_started(self, record: RunRecord, resumed: bool) -> None: ...
+
+    def notice(self, host: str, text: str, level: str = "info") -> None: ...
+
+    def step_started(self, host: str, rec: StepRecord, attempt: int,
+                     commands: list[str]) -> None: ...
+
+    def output(self, host: str, step_id: str, stream: str, line: str) -> None: ...
+
+    def step_finished(self, host: str, rec: StepRecord) -> None: ...
+
+    def can_confirm(self) -> bool:
+        """Whether ``confirm`` can ask anyone (a terminal is attached)."""
+        return False
+
+    def confirm(self, host: str, step_id: str, question: str) -> bool:
+        return False
+
+    def rollback_started(self, host: str, reason: str, steps: list[str]) -> None: ...
+
+    def undo_started(self, host: str, rec: StepRecord, commands: list[str]) -> None: ...
+
+    def undo_finished(self, host: str, rec: StepRecord, state: str, message: str) -> None: ...
+
+    def run_finished(self, outcome: RunOutcome) -> None: ...
+
+
+TransportFactory = Callable[[Host, bool, "str | None"], Any]
+
+
+def default_transport_factory(host: Host, accept_new_host_key: bool,
+                              sudo_password: str | None) -> Any:
+    from deployer.transport import SSHTransport
+
+    return SSHTransport(host, accept_new_host_key=accept_new_host_key,
+                        extra_known_hosts=list(host.known_hosts), sudo_password=sudo_password)
+
+
+class _Interrupted(Exception):
+    """A step was interrupted (Ctrl-C or cancel()); carries nothing."""
+
+
+class Executor:
+    """Runs one runbook on one host. See the module docstring for the sequence."""
+
+    def __init__(
+        self,
+        runbook: Runbook,
+        host: Host,
+        *,
+        variables: dict[str, Any],
+        secrets: dict[str, str],
+        redactor: Any,
+        digests: dict[str, str] | None = None,
+        options: RunOptions | None = None,
+        events: Events | None = None,
+        project_dir: str = ".",
+        store: StateStore | None = None,
+        transport_factory: TransportFactory | None = None,
+        sudo_password: str | None = None,
+    ) -> None:
+        self.runbook = runbook
+        self.host = host
+        # A copy: detection of the compose flavour sets a var for this host only.
+        self.variables = copy.copy(variables)
+        self.secrets = dict(secrets)
+        self.redactor = redactor
+        self.digests = dict(digests or {})
+        self.options = options or RunOptions()
+        self.events = events or Events()
+        self.project_dir = project_dir
+        self.store = store or StateStore(project_dir)
+        self._factory = transport_factory or default_transport_factory
+        self._sudo_password = sudo_password if sudo_password is not None else (
+            self.secrets.get("sudo_password"))
+        self._transport: Any = None
+        self._lock: HostLock | None = None
+        self._log: RunLog | None = None
+        self.record: RunRecord | None = None
+        self.captured: dict[str, str] = {}
+        self.notices: list[str] = []
+        self._current = ""  # step id output lines belong to
+        self._quiet = False  # probe output: logged, not shown
+        self._tail: deque[str] = deque(maxlen=DIAGNOSE_LINES)
+        self._cancel = threading.Event()
+        self._cancels = 0
+        self._started = time.monotonic()
+        self._steps_by_id = {s.id: (i, s) for i, s in enumerate(runbook.steps)}
+        self.performer = Performer(self._get_transport, self._on_line, project_dir,
+                                   self._cancel)
+
+    # -- public ----------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Ask a run on another thread to stop (first call) or to abandon its rollback
+        (second call). Thread-safe; takes effect at the next command boundary, and at
+        once for local commands, waits and remote commands when the transport can."""
+        self._cancels += 1
+        self._cancel.set()
+        transport = self._transport
+        if transport is not None and hasattr(transport, "cancel"):
+            try:
+                transport.cancel()
+            except Exception:  # noqa: BLE001 - best effort from another thread
+                pass
+
+    def run(self) -> RunOutcome:
+        """Run (or resume) the runbook on the host."""
+        opts = self.options
+        prev = self._find_resumable() if opts.resume else None
+        if prev is not None:
+            self._check_stale(prev, "resume")
+        self._check_selection()
+        self._check_confirmations(prev)
+        run_id = prev.id if prev is not None else new_run_id()
+        outcome: RunOutcome | None = None
+        try:
+            self._open(run_id, "run", prev)
+            self.record = self._build_record(run_id, prev)
+            self._start_log()
+            if prev is not None:
+                took = self._lock.took_over if self._lock else None
+                self._notice(f"resuming run {run_id}" + (
+                    f" (took over the lock it left: {took.describe()})" if took else ""))
+            self._save()
+            self.events.run_started(self.record, prev is not None)
+            outcome = self._execute(resumed=prev is not None)
+        finally:
+            self._close()
+        self.events.run_finished(outcome)
+        return outcome
+
+    def rollback_run(self, record: RunRecord) -> RunOutcome:
+        """Undo the completed steps of a past run (``deployer rollback``)."""
+        self._check_stale(record, "roll back")
+        self.record = record
+        self.captured = _known_captures(record)
+        try:
+            self._open(record.id, "rollback", record)
+            self._start_log()
+            record.pid = os.getpid()
+            record.resumes = record.resumes + [{"at": now_iso(), "operator": operator(),
+                                                "action": "rollback"}]
+            self._save()
+            self.events.run_started(record, True)
+            todo = rollback_mod.targets(record)
+            if not todo:
+                msg = f"run {record.id} has no completed step to roll back"
+                self._notice(msg)
+                outcome = self._outcome(record.status, EXIT_OK, msg)
+            else:
+                try:
+                    report = self._roll_back(f"requested by {operator()}")
+                except KeyboardInterrupt:
+                    report = None
+                if report is None or report.abandoned:
+                    record.status = RUN_ROLLBACK_INCOMPLETE
+                    outcome = self._outcome(RUN_ROLLBACK_INCOMPLETE, EXIT_INTERRUPTED,
+                                            "rollback interrupted", report=report)
+                elif report.complete:
+                    record.status = RUN_ROLLED_BACK
+                    outcome = self._outcome(RUN_ROLLED_BACK, EXIT_OK, report.host_state(),
+                                            report=report)
+                else:
+                    record.status = RUN_ROLLBACK_INCOMPLETE
+                    outcome = self._outcome(RUN_ROLLBACK_INCOMPLETE, EXIT_FAILED,
+                                            report.host_state(), report=report)
+            self._finalise(outcome)
+        finally:
+            self._close()
+        self.events.run_finished(outcome)
+        return outcome
+
+    # -- preparation -----------------------------------------------------------------
+
+    def _find_resumable(self) -> RunRecord:
+        prev = self.store.latest(self.runbook.name, self.host.name)
+        name, host = self.runbook.name, self.host.name
+        if prev is None:
+            raise UsageError(f"no run of {name} on {host} to resume",
+                             hint=f"start one with: deployer run {name} --host {host}")
+        if prev.status == RUN_SUCCEEDED:
+            raise UsageError(f"the latest run of {name} on {host} ({prev.id}) succeeded; "
+                             "there is nothing to resume",
+                             hint="run without --resume to deploy again")
+        machine = prev.operator.rpartition("@")[2]
+        if (prev.status == RUN_RUNNING and machine == operator().rpartition("@")[2]
+                and prev.pid != os.getpid() and deployer_alive(prev.pid)):
+            raise LockHeldError(f"run {prev.id} is still running (pid {prev.pid} on this "
+                                "machine)", holder={"run_id": prev.id, "pid": prev.pid},
+                                hint="wait for it, or stop it with Ctrl-C in its terminal")
+        return prev
+
+    def _check_stale(self, prev: RunRecord, action: str) -> None:
+        if not prev.digests or not self.digests:
+            return
+        from deployer.planner import stale_changes
+
+        changes = stale_changes(prev.digests, self.digests)
+        if not changes:
+            return
+        if self.options.force:
+            self.notices.append(f"inputs changed since run {prev.id} "
+                                         f"({'; '.join(changes)}); going on (--force)")
+            return
+        raise StalePlanError(
+            f"refusing to {action} run {prev.id}: its inputs changed since", changes,
+            hint=("review the change with `deployer plan`; then start a new run, or add "
+                  "--force to use the new inputs anyway"))
+
+    def _resolve_step(self, ref: str, flag: str) -> int:
+        if ref in self._steps_by_id:
+            return self._steps_by_id[ref][0]
+        if ref.isdigit() and 1 <= int(ref) <= len(self.runbook.steps):
+            return int(ref) - 1
+        import difflib
+
+        close = difflib.get_close_matches(ref, list(self._steps_by_id), n=1)
+        hint = f"did you mean `{close[0]}`?" if close else (
+            "step ids: " + ", ".join(self._steps_by_id))
+        raise UsageError(f"{flag} {ref}: no step with that id in runbook {self.runbook.name}",
+                         hint=hint)
+
+    def _selection(self) -> tuple[int, int | None, str]:
+        """(first index to run, only index or None, reason text for others)."""
+        if self.options.only_step:
+            only = self._resolve_step(self.options.only_step, "--only")
+            return only, only, _NOT_SELECTED_ONLY.format(step=self.runbook.steps[only].id)
+        if self.options.from_step:
+            first = self._resolve_step(self.options.from_step, "--from")
+            return first, None, _NOT_SELECTED_FROM.format(step=self.runbook.steps[first].id)
+        return 0, None, ""
+
+    def _check_selection(self) -> None:
+        if self.options.only_step and self.options.from_step:
+            raise UsageError("--from and --only cannot be combined")
+        self._selection()
+
+    def _selected(self, index: int) -> bool:
+        first, only, _ = self._selection()
+        return index == only if only is not None else index >= first
+
+    def _check_confirmations(self, prev: RunRecord | None) -> None:
+        if self.options.yes or self.events.can_confirm():
+            return
+        done = {s.id for s in prev.steps if s.state in (OK, SKIPPED)} if prev else set()
+        asking = [s.id for i, s in enumerate(self.runbook.steps)
+                  if s.confirm and self._selected(i) and s.id not in done]
+        if asking:
+            raise UsageError(f"step {asking[0]} asks for confirmation and there is no "
+                             "terminal to ask", hint="run it from a terminal, or pass --yes "
+                             "after reviewing `deployer plan`")
+
+    def _needs_connection(self) -> bool:
+        if self.runbook.lock:
+            return True
+        from deployer.steps import get_kind
+
+        return any(get_kind(s.kind).remote or s.skip_if for s in self.runbook.steps)
+
+    def _open(self, run_id: str, purpose: str, prev: RunRecord | None) -> None:
+        """Connect, preflight, lock, detect compose. Raises before anything is recorded."""
+        if self._needs_connection():
+            self._get_transport()
+            if not self.options.skip_preflight and purpose == "run":
+                self._preflight()
+        if self.runbook.lock:
+            path = lock_path(self.host, self.variables)
+            self._lock = HostLock(self._get_transport(), self.host, path, run_id,
+                                  self.runbook.name, purpose=purpose)
+            self._lock.acquire(takeover_run_id=prev.id if prev is not None else None)
+        if purpose == "run":
+            self._detect_compose()
+
+    def _preflight(self) -> None:
+        try:
+            from deployer.diagnose import doctor  # type: ignore[attr-defined]
+        except ImportError:
+            return
+        check = getattr(doctor, "cheap_preflight", None)
+        if check is None:
+            return
+        problems = check(self.runbook, self.host, self._get_transport(),
+                         variables=self.variables)
+        failed = [p for p in problems or [] if getattr(p, "severity", "error") == "error"]
+        for p in problems or []:
+            if p not in failed:
+                self._notice(f"preflight: {p}", "warning")
+        if failed:
+            from deployer.errors import InputError
+
+            raise InputError(list(failed), hint="fix the host, or skip these checks with "
+                             "--skip-preflight")
+
+    def _detect_compose(self) -> None:
+        if self.variables.get("compose_command"):
+            return
+        if not any(s.kind == "compose" and self._selected(i)
+                   for i, s in enumerate(self.runbook.steps)):
+            return
+        from deployer.steps.compose import detect_compose_command
+
+        probe = detect_compose_command()
+        result = self.performer._run(probe.script, cwd=probe.cwd, env=probe.env,
+                                     sudo=probe.sudo, timeout=probe.timeout or 30,
+                                     stream=False)
+        flavour = result.stdout.strip().splitlines()[-1:] if result.ok else []
+        if not flavour:
+            raise TransportError(
+                f"neither `docker compose` nor `docker-compose` works on {self.host.name}",
+                hint="install Docker with the compose plugin on the host, or set "
+                     "var compose_command")
+        self.variables["compose_command"] = flavour[0].strip()
+        self._notice(f"compose: using `{flavour[0].strip()}`")
+
+    def _build_record(self, run_id: str, prev: RunRecord | None) -> RunRecord:
+        first, only, reason = self._selection()
+        old = {s.id: s for s in prev.steps} if prev is not None else {}
+        if prev is not None:
+            record = prev
+            record.resumes = record.resumes + [{"at": now_iso(), "operator": operator(),
+                                                "pid": os.getpid(),
+                                                "took_over_lock": bool(
+                                                    self._lock and self._lock.took_over)}]
+            record.status = RUN_RUNNING
+            record.finished = None
+            record.exit_code = None
+            record.message = ""
+            record.failed_step = None
+            record.pid = os.getpid()
+            record.digests = dict(self.digests) or record.digests
+            record.options = {**record.options, **{k: v for k, v in
+                                                   self.options.to_dict().items() if v}}
+        else:
+            record = RunRecord(id=run_id, runbook=self.runbook.name, host=self.host.name,
+                               runbook_path=self.runbook.path, address=self.host.address,
+                               digests=dict(self.digests),
+                               options={k: v for k, v in self.options.to_dict().items() if v})
+        steps: list[StepRecord] = []
+        for i, step in enumerate(self.runbook.steps):
+            rec = old.get(step.id)
+            if rec is None:
+                rec = StepRecord(id=step.id, name=step.name, index=i + 1, kind=step.kind)
+            else:
+                rec.index, rec.name, rec.kind = i + 1, step.name, step.kind
+                if rec.state in (OK, SKIPPED) and not rec.captured_masked:
+                    steps.append(rec)
+                    continue
+                if rec.state == OK and rec.captured_masked:
+                    self._notice(f"step {step.id} is re-run: the value it captured "
+                                 f"({', '.join(rec.captured_masked)}) holds a secret and "
+                                 "was not stored")
+                _reset(rec)
+            if not self._selected(i) and rec.state == PENDING:
+                rec.state = SKIPPED
+                rec.message = reason
+            steps.append(rec)
+        record.steps = steps
+        self.captured = _known_captures(record)
+        self._fill_earlier_captures(record, first if (only is None) else only)
+        return record
+
+    def _fill_earlier_captures(self, record: RunRecord, first: int) -> None:
+        """With --from/--only, captures of steps that will not run come from earlier
+        runs of this runbook on this host, or from --var; otherwise refuse."""
+        missing: list[tuple[Step, StepRecord]] = []
+        for i, step in enumerate(self.runbook.steps[:first]):
+            rec = record.steps[i]
+            if (step.capture and step.capture not in self.captured
+                    and step.capture not in self.variables and rec.state != OK):
+                missing.append((step, rec))
+        if not missing:
+            return
+        history = self.store.list_runs(host=self.host.name, runbook=self.runbook.name)
+        unresolved = []
+        for step, rec in missing:
+            for past in history:
+                old = past.find(step.id)
+                if (old is not None and old.state in (OK, ROLLED_BACK)
+                        and step.capture in old.captured
+                        and step.capture not in old.captured_masked):
+                    value = old.captured[step.capture]
+                    self.captured[step.capture] = value
+                    rec.captured = {step.capture: value}
+                    self._notice(f"{step.capture} (captured by {step.id}) taken from run "
+                                 f"{past.id}")
+                    break
+            else:
+                unresolved.append(step)
+        if unresolved:
+            names = ", ".join(f"{s.capture} (step {s.id})" for s in unresolved)
+            raise UsageError(
+                f"steps before the starting step capture values no earlier run recorded: "
+                f"{names}", hint="start earlier, or give them with "
+                + " ".join(f"--var {s.capture}=VALUE" for s in unresolved))
+
+    # -- transport, log, state -------------------------------------------------------
+
+    def _get_transport(self) -> Any:
+        if self._transport is None:
+            transport = self._factory(self.host, self.options.accept_new_host_key,
+                                      self._sudo_password)
+            transport.connect()
+            self._transport = transport
+        return self._transport
+
+    def _drop_transport(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            try:
+                transport.close()
+            except Exception:  # noqa: BLE001 - it is already broken
+                pass
+
+    def _start_log(self) -> None:
+        assert self.record is not None
+        self._log = RunLog(self.store.log_path(self.record.id))
+        self._log.event(f"{self.record.id} {self.runbook.name} on {self.host.name} "
+                        f"by {operator()} (pid {os.getpid()})")
+        for text in self.notices:
+            self._log.event(text)
+
+    def _save(self) -> None:
+        if self.record is not None:
+            if self._log is not None:
+                self._log.flush()
+            self.store.save(self.record)
+
+    def _notice(self, text: str, level: str = "info") -> None:
+        text = self.redactor.mask(text)
+        self.notices.append(text)
+        if self._log is not None:
+            self._log.event(text)
+        self.events.notice(self.host.name, text, level)
+
+    def _on_line(self, stream: str, line: str) -> None:
+        masked = self.redactor.mask(line)
+        self._tail.append(masked)
+        if self._log is not None:
+            self._log.write(self.host.name, self._current, stream, masked)
+        if not self._quiet:
+            self.events.output(self.host.name, self._current, stream, masked)
+
+    def _close(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None and lock.held:
+            for _ in range(2):
+                try:
+                    lock.transport = self._get_transport()
+                    lock.release()
+                    break
+                except KeyboardInterrupt:
+                    continue
+                except (DeployerError, OSError) as exc:
+                    self._notice(f"could not release the lock {lock.path}: {exc}; remove it "
+                                 f"with `deployer unlock --host {self.host.name}`", "warning")
+                    self._drop_transport()
+                    break
+        self._drop_transport()
+        if self._log is not None:
+            self._log.close()
+
+    # -- the run ---------------------------------------------------------------------
+
+    def _execute(self, resumed: bool) -> RunOutcome:
+        assert self.record is not None
+        failure: Failure | None = None
+        interrupted = False
+        declined = False
+        try:
+            failure, declined = self._run_steps()
+        except (KeyboardInterrupt, _Interrupted):
+            interrupted = True
+            self._mark_interrupted()
+        if interrupted:
+            return self._after_interrupt(resumed)
+        if declined:
+            outcome = self._outcome(RUN_STOPPED, EXIT_FAILED,
+                                    "stopped: a confirmation was declined; nothing was rolled "
+                                    "back; resume with --resume", resumed=resumed)
+            return self._finalise(outcome)
+        if failure is None:
+            failed_continue = [s.id for s in self.record.steps if s.state == FAILED]
+            msg = "all steps done"
+            if failed_continue:
+                msg += f" (failed but on_failure: continue: {', '.join(failed_continue)})"
+            return self._finalise(self._outcome(RUN_SUCCEEDED, EXIT_OK, msg, resumed=resumed))
+        step = self._steps_by_id[failure.step_id][1]
+        policy = step.on_failure or self.runbook.on_failure
+        if self.options.no_rollback or policy == "stop":
+            why = "--no-rollback" if self.options.no_rollback else "on_failure: stop"
+            done = [s.id for s in self.record.steps if s.state == OK]
+            outcome = self._outcome(
+                RUN_FAILED, EXIT_FAILED,
+                f"step {failure.step_id} failed; not rolled back ({why}); still applied: "
+                f"{', '.join(done) or 'none'}; fix and resume with --resume",
+                failure=failure, resumed=resumed)
+            return self._finalise(outcome)
+        try:
+            report = self._roll_back(f"step {failure.step_id} failed")
+        except KeyboardInterrupt:
+            report = None
+        if report is None or not report.complete:
+            text = report.host_state() if report else "rollback interrupted"
+            return self._finalise(self._outcome(
+                RUN_ROLLBACK_INCOMPLETE, EXIT_FAILED, f"step {failure.step_id} failed; {text}",
+                failure=failure, report=report, resumed=resumed))
+        return self._finalise(self._outcome(
+            RUN_ROLLED_BACK, EXIT_ROLLED_BACK, f"step {failure.step_id} failed; "
+            f"{report.host_state()}", failure=failure, report=report, resumed=resumed))
+
+    def _after_interrupt(self, resumed: bool) -> RunOutcome:
+        assert self.record is not None
+        self._cancel.clear()
+        report = None
+        if self.options.no_rollback:
+            text = "interrupted; not rolled back (--no-rollback); resume with --resume"
+        else:
+            self._notice("interrupted: rolling back the completed steps (Ctrl-C again to "
+                         "abandon the rollback and leave the run resumable)", "warning")
+            try:
+                report = self._roll_back("interrupted")
+            except KeyboardInterrupt:
+                report = None
+            if report is None or report.abandoned:
+                text = "interrupted; rollback abandoned; the run can be resumed with --resume"
+            else:
+                text = f"interrupted; {report.host_state()}"
+        return self._finalise(self._outcome(RUN_INTERRUPTED, EXIT_INTERRUPTED, text,
+                                            report=report, resumed=resumed))
+
+    def _mark_interrupted(self) -> None:
+        assert self.record is not None
+        for rec in self.record.steps:
+            if rec.state == RUNNING:
+                rec.state = INTERRUPTED
+                rec.message = "interrupted (Ctrl-C); the remote command was stopped"
+                rec.finished = now_iso()
+                rec.tail = list(self._tail)[-TAIL_LINES:]
+                self._save()
+                self.events.step_finished(self.host.name, rec)
+
+    def _check_cancel(self) -> None:
+        if self._cancel.is_set():
+            raise _Interrupted
+
+    def _run_steps(self) -> tuple[Failure | None, bool]:
+        assert self.record is not None
+        for i, step in enumerate(self.runbook.steps):
+            rec = self.record.steps[i]
+            if rec.state in (OK, SKIPPED):
+                continue
+            self._check_cancel()
+            result = self._run_step(i, step, rec)
+            if result == "declined":
+                return None, True
+            if isinstance(result, Failure):
+                policy = step.on_failure or self.runbook.on_failure
+                if policy == "continue":
+                    self._notice(f"step {step.id} failed; going on (on_failure: continue)",
+                                 "warning")
+                    continue
+                self.record.failed_step = step.id
+                return result, False
+        return None, False
+
+    def _context(self, step: Step) -> Any:
+        from deployer.templating import make_context
+
+        return make_context(self.runbook, self.host, self.variables, self.secrets,
+                            self.captured, step=step, planning=False,
+                            project_dir=self.project_dir)
+
+    def _run_step(self, index: int, step: Step, rec: StepRecord) -> Failure | str:
+        from deployer.planner import render_step
+
+        self._current = step.id
+        self._tail.clear()
+        try:
+            planned = render_step(step, index + 1, self._context(step))
+        except DeployerError as exc:
+            return self._fail(step, rec, None, f"cannot render the step: {exc}")
+        rec.irreversible = planned.irreversible
+        if planned.skipped:
+            return self._finish_skipped(rec, planned.skip_reason)
+        if planned.skip_if is not None:
+            probe = self._probe(planned.skip_if)
+            if probe is not None and probe.ok:
+                return self._finish_skipped(rec, "already done (skip_if succeeded)")
+        if planned.confirm_question and not self.options.yes:
+            if not self.events.confirm(self.host.name, step.id,
+                                       self.redactor.mask(planned.confirm_question)):
+                rec.message = "confirmation declined"
+                self._save()
+                self._notice(f"step {step.id}: confirmation declined; stopping", "warning")
+                return "declined"
+        displays = [c.display(self.redactor.mask) for c in planned.commands]
+        rec.state = RUNNING
+        rec.started = now_iso()
+        rec.exit_code = None
+        rec.message = ""
+        start = time.monotonic()
+        result = Result(exit_code=None)
+        attempts = step.retries + 1
+        for attempt in range(1, attempts + 1):
+            rec.attempts = attempt
+            self._save()
+            self.events.step_started(self.host.name, rec, attempt, displays)
+            result = self._perform_all(planned.commands, step.body.timeout)
+            if result.ok:
+                break
+            if attempt < attempts:
+                self._notice(f"step {step.id}: attempt {attempt}/{attempts} failed "
+                             f"({self.redactor.mask(result.message)}); retrying"
+                             + (f" in {step.delay:g}s" if step.delay else ""), "warning")
+                if step.delay and self._cancel.wait(step.delay):
+                    raise _Interrupted
+                self._check_cancel()
+        rec.duration = round(time.monotonic() - start, 3)
+        rec.exit_code = result.exit_code
+        if not result.ok:
+            return self._fail(step, rec, result.exit_code, result.message)
+        if step.capture:
+            value = result.stdout.strip()
+            self.captured[step.capture] = value
+            masked = self.redactor.mask(value)
+            rec.captured = {step.capture: masked}
+            rec.captured_masked = [step.capture] if masked != value else []
+        rec.state = OK
+        rec.finished = now_iso()
+        rec.tail = list(self._tail)[-TAIL_LINES:]
+        self._save()
+        self.events.step_finished(self.host.name, rec)
+        return OK
+
+    def _probe(self, probe: RemoteCommand) -> Result | None:
+        self._quiet = True
+        try:
+            result = self._perform_all([probe], probe.timeout)
+        finally:
+            self._quiet = False
+        if result.timed_out:
+            self._notice(f"step {self._current}: skip_if probe timed out; running the step",
+                         "warning")
+        return result
+
+    def _perform_all(self, commands: list[Command], timeout: float | None) -> Result:
+        """Perform commands in order; stop at the first failure. The result's stdout is
+        that of the last command (what ``capture`` takes)."""
+        last = Result(exit_code=0)
+        for cmd in commands:
+            self._check_cancel()
+            try:
+                result = self.performer.perform(cmd, timeout)
+            except TransportError as exc:
+                self._drop_transport()
+                return Result(exit_code=None, message=f"SSH connection lost: {exc}")
+            if result.interrupted:
+                raise _Interrupted
+            if not result.ok:
+                return result
+            if isinstance(cmd, (RemoteCommand, LocalCommand, HttpCheck)):
+                last = result
+        return Result(exit_code=0, stdout=last.stdout)
+
+    def _finish_skipped(self, rec: StepRecord, reason: str) -> str:
+        rec.state = SKIPPED
+        rec.message = self.redactor.mask(reason)
+        rec.finished = now_iso()
+        self._save()
+        self.events.step_finished(self.host.name, rec)
+        return SKIPPED
+
+    def _fail(self, step: Step, rec: StepRecord, exit_code: int | None,
+              message: str) -> Failure:
+        rec.state = FAILED
+        rec.exit_code = exit_code
+        rec.message = self.redactor.mask(message or "failed")
+        rec.finished = now_iso()
+        rec.tail = list(self._tail)[-TAIL_LINES:]
+        self._save()
+        self.events.step_finished(self.host.name, rec)
+        tail = list(self._tail)
+        return Failure(step_id=step.id, step_name=step.name, kind=step.kind,
+                       exit_code=exit_code, message=rec.message, tail=tail[-TAIL_LINES:],
+                       diagnoses=self._diagnose(step, exit_code, tail + [rec.message]))
+
+    def _diagnose(self, step: Step, exit_code: int | None, lines: list[str]) -> list[dict]:
+        try:
+            from deployer.diagnose import diagnose  # type: ignore[attr-defined]
+        except ImportError:
+            try:
+                from deployer.diagnose.matcher import diagnose
+            except ImportError:
+                return []
+        assert self.record is not None
+        before = [s.id for s in self.record.steps if s.state in (OK, SKIPPED)]
+        try:
+            found = diagnose("\n".join(lines), kind=step.kind, exit_code=exit_code,
+                             previous_steps=before, context=dict(self.variables))
+        except TypeError:
+            found = diagnose("\n".join(lines), kind=step.kind, exit_code=exit_code,
+                             previous_steps=before)
+        except Exception:  # noqa: BLE001 - a broken catalogue must not hide the failure
+            return []
+        return [{"id": d.id, "title": self.redactor.mask(d.title),
+                 "cause": self.redactor.mask(d.cause), "fix": self.redactor.mask(d.fix)}
+                for d in found[:3]]
+
+    # -- rollback --------------------------------------------------------------------
+
+    def _roll_back(self, reason: str) -> RollbackReport:
+        assert self.record is not None
+        self._cancel.clear()
+        todo = [r.id for r in rollback_mod.targets(self.record)]
+        self.events.rollback_started(self.host.name, reason, todo)
+        if self._log is not None:
+            self._log.event(f"rollback ({reason}): {', '.join(todo) or 'nothing to undo'}")
+        executor = self
+
+        class _Forward(rollback_mod.RollbackEvents):
+            def undo_started(self, rec: StepRecord, commands: list[Any]) -> None:
+                executor.events.undo_started(executor.host.name, rec,
+                                             [c.display(executor.redactor.mask)
+                                              for c in commands])
+
+            def undo_finished(self, rec: StepRecord, state: str, message: str) -> None:
+                executor.events.undo_finished(executor.host.name, rec, state, message)
+
+        return rollback_mod.roll_back(self.record, self._render_undo, self._perform_undo,
+                                      self._save, _Forward(), reason)
+
+    def _render_undo(self, rec: StepRecord) -> Undo:
+        from deployer.planner import render_step
+
+        found = self._steps_by_id.get(rec.id)
+        if found is None:
+            return Undo(commands=[], error=f"step {rec.id} is no longer in the runbook")
+        index, step = found
+        try:
+            planned = render_step(step, index + 1, self._context(step), render_skipped=True)
+        except DeployerError as exc:
+            return Undo(commands=[], error=self.redactor.mask(f"cannot render the rollback: "
+                                                              f"{exc}"))
+        return Undo(commands=list(planned.rollback or []), irreversible=planned.irreversible)
+
+    def _perform_undo(self, rec: StepRecord, commands: list[Any]) -> StepUndoResult:
+        found = self._steps_by_id.get(rec.id)
+        timeout = None
+        if found is not None:
+            step = found[1]
+            body = step.rollback if isinstance(step.rollback, StepBody) else step.body
+            timeout = body.timeout or step.body.timeout
+        self._current = f"{rec.id}:rollback"
+        self._tail.clear()
+        try:
+            result = self._perform_all(commands, timeout)
+        except _Interrupted:
+            return StepUndoResult(ok=False, message="interrupted", interrupted=True,
+                                  tail=list(self._tail)[-TAIL_LINES:])
+        return StepUndoResult(ok=result.ok, exit_code=result.exit_code,
+                              message=self.redactor.mask(result.message),
+                              tail=list(self._tail)[-TAIL_LINES:])
+
+    # -- outcome ---------------------------------------------------------------------
+
+    def _outcome(self, status: str, code: int, message: str, failure: Failure | None = None,
+                 report: RollbackReport | None = None, resumed: bool = False) -> RunOutcome:
+        assert self.record is not None
+        return RunOutcome(
+            run_id=self.record.id, host=self.host.name, runbook=self.runbook.name,
+            status=status, exit_code=code, message=self.redactor.mask(message),
+            record=self.record, state_path=str(self.store.json_path(self.record.id)),
+            log_path=str(self.store.log_path(self.record.id)), failure=failure,
+            rollback=report, resumed=resumed, notices=list(self.notices))
+
+    def _finalise(self, outcome: RunOutcome) -> RunOutcome:
+        record = outcome.record
+        record.status = outcome.status
+        record.exit_code = outcome.exit_code
+        record.message = outcome.message
+        record.finished = now_iso()
+        record.duration = round((record.duration or 0.0) + time.monotonic() - self._started, 3)
+        if outcome.failure is not None:
+            record.failed_step = outcome.failure.step_id
+        if self._log is not None:
+            self._log.event(f"{record.status}: {outcome.message}")
+        self._save()
+        return outcome
+
+
+def _reset(rec: StepRecord) -> None:
+    rec.state = PENDING
+    rec.exit_code = None
+    rec.message = ""
+    rec.attempts = 0
+    rec.started = rec.finished = None
+    rec.duration = None
+    rec.captured = {}
+    rec.captured_masked = []
+    rec.tail = []
+    rec.rollback = {}
+
+
+def _known_captures(record: RunRecord) -> dict[str, str]:
+    """Captured values a record holds in clear (masked ones are not usable)."""
+    out: dict[str, str] = {}
+    for rec in record.steps:
+        if rec.state in (OK, SKIPPED, ROLLED_BACK, ROLLBACK_FAILED):
+            for name, value in rec.captured.items():
+                if name not in rec.captured_masked:
+                    out[name] = value
+    return out
