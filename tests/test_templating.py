@@ -1,0 +1,182 @@
+"""Templating: strict undefined errors naming file/step/field/variable, lazy vars,
+captured placeholders, when, quote, templates, and variable precedence."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployer.errors import InputError, UsageError
+from deployer.inventory import load_inventory
+from deployer.models import Host
+from deployer.runbook import load_runbook
+from deployer.templating import make_context, merge_vars, parse_cli_var
+from tests.projecttools import make_project
+
+RB = """\
+vars: {app_dir: /srv/app, url: "http://{{ host.address }}{{ path }}", path: /health,
+       a: "{{ b }}", b: "{{ a }}"}
+secrets: [db_password]
+steps:
+  - {id: first, run: "echo {{ app_dir }}", capture: rev}
+  - {id: second, run: "echo {{ rev }}", when: "rev != ''"}
+"""
+
+
+def ctx_for(tmp_path, step_index=0, planning=True, captured=None, variables=None,
+            templates=None):
+    make_project(tmp_path, {"rb.yml": RB}, templates=templates)
+    rb = load_runbook("rb", str(tmp_path))
+    host = Host("vps", "127.0.0.1", user="deploy", groups=["web"])
+    merged = merge_vars(rb, host, [], []) if variables is None else variables
+    return make_context(rb, host, merged, {"db_password": "s3cret!"}, captured or {},
+                        rb.steps[step_index], planning=planning, project_dir=str(tmp_path))
+
+
+def test_render_vars_host_secrets_and_lazy_nested_vars(tmp_path):
+    ctx = ctx_for(tmp_path)
+    assert ctx.render("{{ url }}") == "http://127.0.0.1/health"
+    assert ctx.render(["{{ host.name }}", {"k": "{{ secrets.db_password }}"}]) == [
+        "vps", {"k": "s3cret!"}]
+    assert ctx.render("{{ runbook.name }} {{ host.groups[0] }}") == "rb web"
+    assert ctx.vars["url"] == "http://127.0.0.1/health"
+    assert ctx.compose_cmd == "docker compose"
+
+
+def test_quote_filter():
+    from deployer.templating import environment
+
+    env = environment(".")
+    assert env.from_string("rm -rf {{ d | quote }}").render(d="a b'c") == "rm -rf 'a b'\"'\"'c'"
+
+
+def test_undefined_variable_names_file_step_field_and_variable(tmp_path):
+    ctx = ctx_for(tmp_path)
+    with pytest.raises(InputError) as info:
+        ctx.render("cd {{ app_dri }}", "run.command")
+    (p,) = info.value.problems
+    assert str(p.position).endswith("runbooks/rb.yml:5:5")
+    assert "step `first` run.command: undefined variable `app_dri`" in p.message
+    assert "did you mean `app_dir`?" in p.hint
+
+
+def test_undeclared_secret(tmp_path):
+    ctx = ctx_for(tmp_path)
+    with pytest.raises(InputError, match=r"undefined secret `secrets.api_key`") as info:
+        ctx.render("{{ secrets.api_key }}", "run.command")
+    assert "secrets: [api_key]" in info.value.problems[0].hint
+
+
+def test_variable_cycle_is_reported(tmp_path):
+    ctx = ctx_for(tmp_path)
+    with pytest.raises(InputError, match="cycle: a -> b -> a"):
+        ctx.render("{{ a }}", "run.command")
+
+
+def test_captured_placeholder_at_plan_time_and_value_at_run_time(tmp_path):
+    assert ctx_for(tmp_path, 1).render("{{ rev }}") == "<captured: rev>"
+    assert ctx_for(tmp_path, 1).pending_in("rev != ''") == ["rev"]
+    run_ctx = ctx_for(tmp_path, 1, planning=False, captured={"rev": "abc123"})
+    assert run_ctx.render("{{ rev }}") == "abc123"
+    assert run_ctx.eval_when("rev != ''") is True
+    with pytest.raises(InputError, match="undefined variable `rev`"):
+        ctx_for(tmp_path, 1, planning=False).render("{{ rev }}")
+
+
+@pytest.mark.parametrize("expr, expected", [
+    ("true", True), ("false", False), (True, True), ("{{ flag }}", False),
+    ("flag", False), ("not flag", True), ("{{ n > 2 }}", True), ("n == 3 and not flag", True),
+    ("word", False),
+])
+def test_eval_when(tmp_path, expr, expected):
+    ctx = ctx_for(tmp_path, variables={"flag": False, "n": 3, "word": "false"})
+    assert ctx.eval_when(expr) is expected
+
+
+def test_invalid_when_expression(tmp_path):
+    ctx = ctx_for(tmp_path, variables={})
+    with pytest.raises(InputError, match="invalid `when` expression"):
+        ctx.eval_when("a ==")
+
+
+def test_templates_render_and_missing_template_is_an_error(tmp_path):
+    ctx = ctx_for(tmp_path, templates={"app.env.j2": "DIR={{ app_dir }}\nX={{ extra }}\n"})
+    assert ctx.template("app.env.j2", {"extra": 1}) == "DIR=/srv/app\nX=1\n"
+    assert "templates/app.env.j2" in ctx.runbook.template_files
+    with pytest.raises(InputError) as info:
+        ctx.template("app.env")
+    p = info.value.problems[0]
+    assert "template `app.env` not found" in p.message and "app.env.j2" in p.hint
+    assert str(p.position).endswith("rb.yml:5:5")
+
+
+def test_read_local_missing(tmp_path):
+    ctx = ctx_for(tmp_path)
+    with pytest.raises(InputError, match="local file `.*nope.txt` not found"):
+        ctx.read_local("nope.txt")
+
+
+def test_compose_command_var(tmp_path):
+    ctx = ctx_for(tmp_path, variables={"compose_command": "docker-compose"})
+    assert ctx.compose_cmd == "docker-compose"
+
+
+@pytest.mark.parametrize("item, expected", [
+    ("n=3", ("n", 3)), ("f=1.5", ("f", 1.5)), ("b=true", ("b", True)), ("s=hello", ("s", "hello")),
+    ("e=", ("e", "")), ("l=[1, 2]", ("l", "[1, 2]")), ("eq=a=b", ("eq", "a=b")),
+    ("d=2024-01-01", ("d", "2024-01-01")), ("z=null", ("z", None)),
+])
+def test_parse_cli_var(item, expected):
+    assert parse_cli_var(item) == expected
+
+
+@pytest.mark.parametrize("item", ["novalue", "1x=2", "=3"])
+def test_bad_cli_var(item):
+    with pytest.raises(UsageError):
+        parse_cli_var(item)
+
+
+def test_variable_precedence(tmp_path):
+    names = ["rb", "defaults", "group", "host", "file1", "file2", "cli"]
+    make_project(tmp_path, {"rb.yml": "vars: {" + ", ".join(f"{n}: rb" for n in names)
+                            + "}\nsteps: [{id: a, run: ls}]\n"},
+                 inventory="""\
+                    defaults: {vars: {defaults: defaults, group: defaults, host: defaults,
+                                      file1: defaults, file2: defaults, cli: defaults}}
+                    hosts:
+                      vps: {groups: [g], vars: {host: host, file1: host, file2: host, cli: host}}
+                    groups:
+                      g: {vars: {group: group, host: group, file1: group, file2: group,
+                                 cli: group}}
+                    """)
+    (tmp_path / "one.yml").write_text("file1: file1\nfile2: file1\ncli: file1\n")
+    (tmp_path / "two.yml").write_text("file2: file2\ncli: file2\n")
+    rb = load_runbook("rb", str(tmp_path))
+    (host,) = load_inventory(None, str(tmp_path)).resolve(None)
+    merged = merge_vars(rb, host, [str(tmp_path / "one.yml"), str(tmp_path / "two.yml")],
+                        ["cli=cli"])
+    assert {n: merged[n] for n in names} == {n: n for n in names}
+    assert merged.cli_keys == {"cli"}
+
+
+def test_include_vars_override_inventory_but_not_cli(tmp_path):
+    make_project(tmp_path, {
+        "main.yml": "steps:\n  - {id: p, include: {runbook: part.yml, vars: {x: inc, y: inc,"
+                    " z: '{{ base }}-inc'}}}\n",
+        "part.yml": "steps:\n  - {id: s, run: 'echo {{ x }} {{ y }} {{ z }}'}\n"},
+        inventory="hosts: {vps: {vars: {x: host, y: host, base: b}}}\n")
+    rb = load_runbook("main", str(tmp_path))
+    (host,) = load_inventory(None, str(tmp_path)).resolve(None)
+    merged = merge_vars(rb, host, [], ["y=cli"])
+    ctx = make_context(rb, host, merged, {}, {}, rb.steps[0], project_dir=str(tmp_path))
+    assert ctx.render("{{ x }} {{ y }} {{ z }}") == "inc cli b-inc"
+
+
+def test_vars_file_errors(tmp_path):
+    make_project(tmp_path, {"rb.yml": "steps: [{id: a, run: ls}]\n"})
+    rb = load_runbook("rb", str(tmp_path))
+    bad = tmp_path / "bad.yml"
+    bad.write_text("- a\n")
+    with pytest.raises(InputError, match="must be a mapping"):
+        merge_vars(rb, Host("h", "h"), [str(bad)], [])
+    with pytest.raises(InputError, match="file not found"):
+        merge_vars(rb, Host("h", "h"), [str(tmp_path / "none.yml")], [])
