@@ -1,0 +1,95 @@
+"""Schema: field checking, did-you-mean, JSON Schema agreeing with the loader."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployer.schema import (
+    Checker,
+    inventory_json_schema,
+    json_schema,
+    kind_specs,
+    suggest,
+    validate_inventory,
+    validate_runbook,
+)
+from deployer.steps.base import FieldSpec
+from deployer.yamlsrc import parse_yaml
+from tests.kinds_fallback import install
+
+install()
+
+
+def check(text, spec):
+    checker = Checker()
+    value = checker.value(parse_yaml(f"v: {text}\n").value["v"], spec, "v", "v")
+    return value, [p.message for p in checker.problems]
+
+
+@pytest.mark.parametrize("text, spec, expected", [
+    ("3", FieldSpec("integer", ""), 3),
+    ("'{{ n }}'", FieldSpec("integer", ""), "{{ n }}"),
+    ("1.5", FieldSpec("number", ""), 1.5),
+    ("5432", FieldSpec("string", ""), "5432"),
+    ("[a, 1]", FieldSpec("list[string]", ""), ["a", "1"]),
+    ("a", FieldSpec("list[string]", ""), ["a"]),
+    ("[200, 401]", FieldSpec("list[integer]", ""), [200, 401]),
+    ("{A: 1, B: true}", FieldSpec("mapping", ""), {"A": "1", "B": "true"}),
+    ("x", FieldSpec("string|list[string]", ""), "x"),
+    ("stop", FieldSpec("choice", "", choices=("rollback", "stop")), "stop"),
+    ("Sure?", FieldSpec("boolean|string", ""), "Sure?"),
+])
+def test_values_accepted(text, spec, expected):
+    assert check(text, spec) == (expected, [])
+
+
+@pytest.mark.parametrize("text, spec, words", [
+    ("x", FieldSpec("integer", ""), "expected an integer, got a string ('x')"),
+    ("true", FieldSpec("integer", ""), "expected an integer, got a boolean"),
+    ("yes", FieldSpec("string", ""), "expected a string, got a boolean"),
+    ("[a]", FieldSpec("string", ""), "expected a string, got a list"),
+    ("'{{ x }}'", FieldSpec("boolean", "", template=False), "expected true or false"),
+    ("{a: [1]}", FieldSpec("mapping", ""), "expected a string, got a list"),
+    ("roll", FieldSpec("choice", "", choices=("rollback", "stop")), "expected one of"),
+    ("[x]", FieldSpec("list[integer]", ""), "expected an integer"),
+])
+def test_values_rejected(text, spec, words):
+    _, problems = check(text, spec)
+    assert len(problems) == 1 and words in problems[0]
+
+
+def test_suggest():
+    assert suggest("retires", ["retries", "delay"]) == "did you mean `retries`?"
+    assert suggest("zzz", ["b", "a"]) == "valid: a, b"
+
+
+def test_validate_runbook_paths_and_positions():
+    node = parse_yaml("steps:\n  - id: a\n    run: ls\n  - id: b\n    run: ls\n"
+                      "    retries: x\n", "rb.yml")
+    (p,) = validate_runbook(node)
+    assert p.path == "steps[1].retries" and str(p.position) == "rb.yml:6:14"
+
+
+def test_validate_inventory():
+    node = parse_yaml("hosts:\n  vps: {hots: x}\n", "inv.yml")
+    (p,) = validate_inventory(node)
+    assert p.path == "hosts.vps.hots" and "did you mean `host`" in p.hint
+
+
+def test_json_schema_shape_and_agreement():
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator.check_schema(inventory_json_schema())
+    for kind in kind_specs():
+        assert f"kind_{kind}" in schema["$defs"]
+    validator = jsonschema.Draft202012Validator(schema)
+    good = parse_yaml("steps:\n  - id: a\n    run: ls\n    retries: 2\n"
+                      "    rollback: {run: x, sudo: true}\n  - {id: b, local: x}\n").plain()
+    assert not list(validator.iter_errors(good))
+    for bad in ("steps:\n  - {id: a, run: ls, retires: 2}\n",
+                "steps:\n  - {id: a}\n",
+                "steps:\n  - {id: a, run: ls, local: ls}\n",
+                "steps: []\n"):
+        assert list(validator.iter_errors(parse_yaml(bad).plain())), bad
