@@ -26,7 +26,7 @@ import io
 import os
 import re
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -396,10 +396,30 @@ def pattern_literals(pattern: re.Pattern[str]) -> list[str] | None:
         return None
 
 
+def _trie_regex(words: Iterable[str]) -> str:
+    """A regex matching any of ``words``, shaped as a trie so the regex engine walks it
+    in time proportional to the text, not to the number of words."""
+    root: dict[str, Any] = {}
+    for word in words:
+        node = root
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = True
+
+    def render(node: dict[str, Any]) -> str:
+        alts = [re.escape(ch) + render(sub) for ch, sub in sorted(node.items()) if ch]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return render(root)
+
+
 @dataclass
 class _Catalogue:
     entries: list[Entry]
-    prefilter: re.Pattern[str] | None  # None: every line must be checked
+    prefilter: re.Pattern[str] | None  # over lower-cased text; None: check every line
     unfiltered: list[str]  # ids of entries with a pattern that has no usable literal
     by_id: dict[str, Entry]
 
@@ -415,9 +435,8 @@ def _prepare(entries: list[Entry]) -> _Catalogue:
             else:
                 literals.update(lit.lower() for lit in lits)
     prefilter = None
-    if not unfiltered:
-        alternation = "|".join(re.escape(lit) for lit in sorted(literals, key=len, reverse=True))
-        prefilter = re.compile(alternation, re.IGNORECASE)
+    if not unfiltered and literals:
+        prefilter = re.compile(_trie_regex(literals))
     return _Catalogue(entries, prefilter, unfiltered, {e.id: e for e in entries})
 
 
@@ -533,23 +552,46 @@ class _Scanner:
         self.results: dict[tuple[str, str], _Agg] = {}
         self.line_no = 0
 
-    def feed(self, raw: str) -> None:
-        self.line_no += 1
+    @staticmethod
+    def _clean(raw: str) -> str:
         line = raw.rstrip("\r\n")
         if len(line) > MAX_LINE:
             line = line[:MAX_LINE]
         if "\x1b" in line:
             line = _ANSI_RE.sub("", line)
-        if self.pending:
-            still = []
-            for pend in self.pending:
-                pend.after.append(line)
-                if len(pend.after) >= self.window:
-                    self._resolve(pend)
-                else:
-                    still.append(pend)
-            self.pending = still
-        if self.cat.prefilter is None or self.cat.prefilter.search(line):
+        return line
+
+    def feed_block(self, block: list[str]) -> None:
+        """Feed many lines at once: a block with no candidate line costs one regex pass."""
+        prefilter = self.cat.prefilter
+        if prefilter is not None and not prefilter.search("\n".join(block).lower()):
+            head = block[: self.window] if self.pending else []
+            for raw in head:
+                self._advance_pending(self._clean(raw))
+            self.line_no += len(block)
+            self.before.extend(self._clean(raw) for raw in block[-self.window:])
+            return
+        for raw in block:
+            self.feed(raw)
+
+    def _advance_pending(self, line: str) -> None:
+        if not self.pending:
+            return
+        still = []
+        for pend in self.pending:
+            pend.after.append(line)
+            if len(pend.after) >= self.window:
+                self._resolve(pend)
+            else:
+                still.append(pend)
+        self.pending = still
+
+    def feed(self, raw: str) -> None:
+        self.line_no += 1
+        line = self._clean(raw)
+        self._advance_pending(line)
+        prefilter = self.cat.prefilter
+        if prefilter is None or prefilter.search(line.lower()):
             hits = []
             for entry in self.cat.entries:
                 for pat in entry.rule.patterns:
@@ -652,32 +694,60 @@ def diagnose(text: str, kind: str | None = None, exit_code: int | None = None,
     ``app_package``. Ties go to the later line: the last error is usually the root.
     """
     scanner = _Scanner(_catalogue_for(entries), kind, exit_code, previous_steps, context)
-    for line in io.StringIO(text or ""):
-        scanner.feed(line)
+    for block in _blocks_of(text or ""):
+        scanner.feed_block(block)
     aggs = scanner.finish()
     aggs.sort(key=lambda a: (-a.score, -a.line_no))
     return [_to_diagnosis(a) for a in aggs]
 
 
-def iter_lines(stream: io.TextIOBase | Iterable[str], max_len: int = 1 << 16) -> Iterable[str]:
-    """Lines of a text stream with bounded memory even when a 'line' is gigabytes long."""
-    readline = getattr(stream, "readline", None)
-    if readline is None:
-        yield from stream  # type: ignore[misc]
+def iter_blocks(stream: Any, block_chars: int = 1 << 20,
+                max_len: int = MAX_LINE) -> Iterator[list[str]]:
+    """Lists of lines read from a text stream (or an iterable of lines) with bounded
+    memory: a 'line' longer than ``max_len`` is cut into pieces, whatever its size."""
+    read = getattr(stream, "read", None)
+    if read is None:
+        block: list[str] = []
+        for line in stream:
+            block.append(line[:max_len])
+            if len(block) >= 4096:
+                yield block
+                block = []
+        if block:
+            yield block
         return
+    rest = ""
     while True:
-        chunk = readline(max_len)
+        chunk = read(block_chars)
         if not chunk:
-            return
-        yield chunk
+            break
+        text = rest + chunk
+        lines = text.split("\n")
+        rest = lines.pop()
+        if len(rest) > max_len:  # a runaway line: keep its start, drop the middle
+            lines.append(rest[:max_len])
+            rest = ""
+        if lines:
+            yield [line[:max_len] for line in lines]
+    if rest:
+        yield [rest[:max_len]]
 
 
-def explain_lines(lines: Iterable[str], context: Mapping[str, Any] | None = None,
+def _blocks_of(text: str, size: int = 4096) -> Iterator[list[str]]:
+    lines = text.splitlines()
+    for start in range(0, len(lines), size):
+        yield lines[start:start + size]
+
+
+def explain_lines(lines: Any, context: Mapping[str, Any] | None = None,
                   *, entries: Sequence[Entry] | None = None) -> list[Diagnosis]:
-    """Every known failure in a whole log, deduplicated, in the order they occur."""
+    """Every known failure in a whole log, deduplicated, in the order they occur.
+
+    ``lines`` is a text stream (read in bounded chunks) or any iterable of lines.
+    """
     scanner = _Scanner(_catalogue_for(entries), None, None, (), context)
-    for line in lines:
-        scanner.feed(line)
+    for block in iter_blocks(lines):
+        scanner.feed_block(block)
     aggs = scanner.finish()
     aggs.sort(key=lambda a: (a.line_no, -a.score))
     return [_to_diagnosis(a) for a in aggs]

@@ -1,0 +1,131 @@
+"""``deployer explain FILE|-``: name the known failures in a saved log or pasted output,
+with their cause and fix (rich text, or ``--json``).
+
+Exit 0 when at least one known failure pattern matched, 1 when none did, 2 for usage
+errors (missing file, bad catalogue).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from deployer.cli.main import get_options
+from deployer.errors import UsageError
+
+
+def _open_source(source: str) -> tuple[Any, str]:
+    if source == "-":
+        buffer = getattr(sys.stdin, "buffer", None)
+        if buffer is not None:
+            return io.TextIOWrapper(buffer, encoding="utf-8", errors="replace"), "<stdin>"
+        return sys.stdin, "<stdin>"
+    path = Path(source)
+    if path.is_dir():
+        raise UsageError(f"{source} is a directory; give a log file or - for stdin")
+    try:
+        return path.open("r", encoding="utf-8", errors="replace"), str(path)
+    except OSError as exc:
+        raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
+
+
+def _context(project_dir: str, app_packages: tuple[str, ...]) -> dict[str, Any]:
+    from deployer.diagnose.matcher import project_context
+
+    context: dict[str, Any] = {}
+    try:
+        context = project_context(project_dir)
+    except OSError:
+        context = {}
+    if app_packages:
+        context["app_packages"] = [*context.get("app_packages", []), *app_packages]
+    return context
+
+
+def _print_list(entries: list[Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold", box=None)
+    table.add_column("id")
+    table.add_column("area")
+    table.add_column("title")
+    for entry in entries:
+        table.add_row(entry.id, entry.area, entry.title)
+    Console().print(table)
+
+
+def _print_diagnoses(diagnoses: list[Any], source: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False)
+    noun = "failure" if len(diagnoses) == 1 else "failures"
+    console.print(f"[bold]{len(diagnoses)} known {noun}[/bold] in {escape(source)}")
+    for number, diag in enumerate(diagnoses, 1):
+        seen = f", {diag.count} lines" if diag.count > 1 else ""
+        console.print()
+        console.print(f"[bold red]{number}. {escape(diag.id)}[/bold red]  "
+                      f"[bold]{escape(diag.title)}[/bold]")
+        console.print(f"   [dim]line {diag.line_no}{seen}:[/dim] {escape(diag.matched_line)}")
+        console.print(f"   [bold]cause:[/bold] {escape(diag.cause)}")
+        console.print("   [bold]fix:[/bold]")
+        for line in diag.fix.splitlines():
+            console.print(f"     {escape(line)}", soft_wrap=True)
+
+
+@click.command("explain")
+@click.argument("source", required=False, metavar="FILE|-")
+@click.option("--json", "as_json", is_flag=True, help="Print the diagnoses as JSON.")
+@click.option("--app-package", "app_packages", multiple=True, metavar="NAME",
+              help="The app's own top-level package (tells it apart from third-party "
+              "modules). Repeatable. Default: detected from the project directory.")
+@click.option("--catalogue", "catalogue_path", default=None, type=click.Path(dir_okay=False),
+              help="Use this catalogue file instead of the built-in one.")
+@click.option("--list", "list_entries", is_flag=True,
+              help="List the failure classes the catalogue knows and exit.")
+@click.pass_context
+def explain(ctx: click.Context, source: str | None, as_json: bool,
+            app_packages: tuple[str, ...], catalogue_path: str | None,
+            list_entries: bool) -> None:
+    """Explain the failures in a log FILE (or - for stdin): cause and fix for each.
+
+    Reads run logs, CI logs, `docker compose` output or pasted tracebacks of any size.
+    Exits 0 when a known failure matched, 1 when none did.
+    """
+    from deployer.diagnose.matcher import explain_lines, load_catalogue
+
+    entries = load_catalogue(catalogue_path) if catalogue_path else None
+    if list_entries:
+        listed = entries if entries is not None else load_catalogue()
+        if as_json:
+            click.echo(json.dumps([{"id": e.id, "area": e.area, "title": e.title}
+                                   for e in listed], indent=2))
+        else:
+            _print_list(listed)
+        return
+    if source is None:
+        raise UsageError("give a log file to explain, or - to read standard input",
+                         hint="deployer explain run.log  |  docker compose logs api | "
+                         "deployer explain -")
+    context = _context(get_options(ctx).project_dir, app_packages)
+    stream, name = _open_source(source)
+    try:
+        diagnoses = explain_lines(stream, context, entries=entries)
+    finally:
+        if source != "-":
+            stream.close()
+    if as_json:
+        click.echo(json.dumps({"source": name, "matched": bool(diagnoses),
+                               "diagnoses": [d.to_dict() for d in diagnoses]}, indent=2))
+    elif diagnoses:
+        _print_diagnoses(diagnoses, name)
+    else:
+        click.echo(f"no known failure pattern matched in {name}")
+    if not diagnoses:
+        ctx.exit(1)
