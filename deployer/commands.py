@@ -52,6 +52,9 @@ class RemoteCommand(Command):
     timeout: float | None = None
     check: bool = True
     label: str = ""  # short human label, e.g. "psql as postgres on app"
+    # What display shows instead of ``stdin`` when the real input holds values in an
+    # escaped form (SQL literals) that the redactor would not recognise as secrets.
+    display_stdin: str | None = None
 
     def display(self, mask: Mask = _identity) -> str:
         parts = []
@@ -64,8 +67,9 @@ class RemoteCommand(Command):
         text = " && ".join(parts + [self.script]) if parts else self.script
         if self.sudo:
             text = f"sudo: {text}"
-        if self.stdin is not None:
-            text += f"\n<<< stdin\n{self.stdin.rstrip()}"
+        shown = self.display_stdin if self.display_stdin is not None else self.stdin
+        if shown is not None:
+            text += f"\n<<< stdin\n{shown.rstrip()}"
         return mask(text)
 
 

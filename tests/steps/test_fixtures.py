@@ -20,6 +20,7 @@ stands for the fixture project directory.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from typing import Any
 
 import pytest
@@ -104,6 +105,13 @@ def test_fixture(case: dict[str, Any]) -> None:
         compare(kind.auto_rollback(body, ctx, step), case["rollback"], mask)
 
     for command in built:
+        # the plan must not show a secret in any escaped form the redactor cannot know
+        shown = command.display(mask)
+        for value in secrets.values():
+            forms = {value, value.replace("'", "''"), value.replace("\\", "\\\\"),
+                     value.replace("\\", "\\\\").replace("'", "''"),
+                     shlex.quote(value), value.replace("'", "'\"'\"'")}
+            assert not [form for form in forms if len(form) >= 4 and form in shown]
         # argv-visible text must never carry a secret, whatever the display shows
         if isinstance(command, RemoteCommand):
             visible = [command.script, command.cwd or "", command.label]
