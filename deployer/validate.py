@@ -117,8 +117,13 @@ def step_warnings(step: Step, runbook: Runbook, project_dir: str) -> list[Proble
     bodies = [step.body] + ([step.rollback] if isinstance(step.rollback, StepBody) else [])
     for body in bodies:
         opts = body.options
+        kind = kinds.get(body.kind)
+        own_checks = kind is not None and kind.validate is not None
         if body.kind == "psql":
-            found = psql_vars_in_dollar_quotes(_sql_text(body, project_dir))
+            # The psql kind checks inline `sql` itself; SQL templates are checked here.
+            text = (_sql_text(StepBody("psql", {"file": opts.get("file")}), project_dir)
+                    if own_checks else _sql_text(body, project_dir))
+            found = psql_vars_in_dollar_quotes(text)
             if found:
                 out.append(_warning(
                     f"psql variable{'s' if len(found) > 1 else ''} {', '.join(found)} inside a "
@@ -127,7 +132,9 @@ def step_warnings(step: Step, runbook: Runbook, project_dir: str) -> list[Proble
                     "current_setting('deployer.NAME')", body.position))
         if body.kind == "compose" and runbook.name in FIRST_TIME_NAMES:
             action = opts.get("action")
-            builds = action == "build" or (action == "up" and _truthy(opts.get("build")))
+            # The compose kind warns about `build` itself; `up --build` builds too.
+            builds = (action == "build" and not own_checks) or (
+                action == "up" and _truthy(opts.get("build")))
             if builds and not _truthy(opts.get("no_cache")):
                 out.append(_warning(
                     "compose build without `no_cache` in a first-time runbook: cached layers "
@@ -141,8 +148,7 @@ def step_warnings(step: Step, runbook: Runbook, project_dir: str) -> list[Proble
                     "http check accepts 404: a missing route would pass as success", step,
                     "expect the statuses a working endpoint returns (e.g. [200, 401])",
                     body.position))
-        kind = kinds.get(body.kind)
-        if kind is not None and kind.validate is not None:
+        if own_checks:
             for message, hint in kind.validate(body, step) or []:
                 out.append(_warning(message, step, hint, body.position))
     return out

@@ -125,8 +125,10 @@ def cli(ctx: click.Context, debug: bool, project_dir: str, inventory: str | None
 
 def get_options(ctx: click.Context) -> Options:
     """The global options from any subcommand's context."""
-    obj = ctx.find_object(Options)
-    return obj if obj is not None else Options()
+    # The root's obj rather than find_object(Options): under `python -m` this module is
+    # loaded twice (as __main__ too), so the class identity check would miss it.
+    obj = ctx.find_root().obj
+    return obj if obj is not None and hasattr(obj, "project_dir") else Options()
 
 
 def _debug_requested(args: list[str]) -> bool:

@@ -70,10 +70,10 @@ def render_table(data: dict[str, Any], console: Any) -> None:
             console.print(Text(rb["description"], style="dim"))
         table = Table(box=box.SQUARE, show_lines=True, expand=False, pad_edge=True)
         table.add_column("#", justify="right", no_wrap=True)
-        table.add_column("step", overflow="fold", max_width=28)
+        table.add_column("step", overflow="fold", max_width=22)
         table.add_column("kind", no_wrap=True)
-        table.add_column("action / rollback", overflow="fold", ratio=1)
-        table.add_column("flags", overflow="fold", max_width=24)
+        table.add_column("action / rollback", overflow="fold", ratio=1, min_width=30)
+        table.add_column("flags", overflow="fold", max_width=20)
         for step in host["steps"]:
             style = "dim" if step["skipped"] else ""
             name = Text(step["id"], style="bold" if not step["skipped"] else "dim")

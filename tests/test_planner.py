@@ -1,0 +1,156 @@
+"""Planner: rendered steps, flags, rollback, skipping, captured placeholders, digests,
+saved plans and staleness."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from deployer.commands import RemoteCommand
+from deployer.errors import InputError, StalePlanError
+from deployer.planner import (
+    compute_digests,
+    load_plan,
+    plan_to_dict,
+    render_step,
+    save_plan,
+    stale_changes,
+    summary,
+)
+from deployer.session import load_session
+from deployer.templating import make_context
+from tests.kinds_fallback import install
+
+install()
+
+FIXTURE = Path(__file__).parent / "fixtures" / "project"
+SECRETS = {"DEPLOYER_SECRET_DB_PASSWORD": "pa$$ word/with:specials",
+           "DEPLOYER_SECRET_APP_SECRET_KEY": "k3y-For-T3sts-0nly"}
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    dest = tmp_path / "project"
+    shutil.copytree(FIXTURE, dest)
+    monkeypatch.chdir(dest)
+    return dest
+
+
+def session(host=None, **kw):
+    return load_session("first-time", ".", host=host, environ=SECRETS, **kw)
+
+
+def by_id(plan, host_index=0):
+    return {ps.step.id: ps for ps in plan.hosts[host_index].steps}
+
+
+def test_plan_steps_flags_and_rollbacks(project):
+    s = session()
+    plan = s.plan()
+    steps = by_id(plan)
+    assert [ps.index for ps in plan.hosts[0].steps] == list(range(1, 8))
+    reset = steps["reset_schema"]
+    assert reset.skipped and reset.skip_reason == "when reset_db is false"
+    assert reset.commands == [] and reset.irreversible
+    assert reset.flags == ["destructive", "irreversible", "confirm"]
+    migrate = steps["db.migrate"]
+    assert "destructive" in migrate.flags and not migrate.irreversible
+    assert "alembic downgrade '<captured: old_rev>'" in migrate.rollback[0].display()
+    assert steps["checkout"].flags == ["capture=old_rev"]
+    assert steps["build"].flags == ["retries=1 delay=5s", "timeout=900s"]
+    assert steps["smoke"].flags == ["retries=5 delay=2s", "on_failure=continue"]
+    start = steps["start"]
+    assert isinstance(start.skip_if, RemoteCommand) and start.skip_if.check is False
+    assert "grep -q api" in start.skip_if.script
+    assert summary(plan) == {"hosts": 1, "steps": 7, "destructive": 2, "irreversible": 1,
+                             "skipped": 1, "confirm": 1}
+
+
+def test_group_target_plans_each_host_with_its_vars(project):
+    plan = session("web").plan()
+    assert [hp.host.name for hp in plan.hosts] == ["vps", "stage"]
+    stage = by_id(plan, 1)
+    assert not stage["reset_schema"].skipped
+    assert stage["reset_schema"].confirm_question == "Drop every table of shop on stage?"
+    assert "checkout v1.1.0-rc1" in stage["checkout"].commands[0].display()
+
+
+def test_render_step_is_the_run_time_path(project):
+    s = session()
+    step = s.runbook.steps[4]  # db.migrate, rollback uses the captured old_rev
+    ctx = make_context(s.runbook, s.hosts[0], s.vars_for(s.hosts[0]), s.secrets,
+                       {"old_rev": "abc123"}, step, planning=False, project_dir=".")
+    ps = render_step(step, 5, ctx)
+    assert "downgrade abc123" in ps.rollback[0].display()
+
+
+def test_when_on_a_capture_is_decided_at_run_time(project):
+    rb = project / "runbooks" / "first-time.yml"
+    rb.write_text(rb.read_text().replace('when: "{{ reset_db }}"', "when: old_rev != ''"))
+    ps = by_id(session().plan())["reset_schema"]
+    assert not ps.skipped and ps.when_pending == ["old_rev"]
+    assert "decided at run time" in ps.skip_reason
+
+
+def test_all_render_problems_raised_together(project):
+    rb = project / "runbooks" / "deploy.yml"
+    rb.write_text("steps:\n  - {id: a, run: 'echo {{ nope1 }}'}\n"
+                  "  - {id: b, run: 'echo {{ nope2 }}'}\n")
+    with pytest.raises(InputError) as info:
+        load_session("deploy", ".", environ=SECRETS).plan()
+    text = str(info.value)
+    assert "runbooks/deploy.yml:2:5: step `a` run.command: undefined variable `nope1`" in text
+    assert "runbooks/deploy.yml:3:5: step `b` run.command: undefined variable `nope2`" in text
+
+
+def test_secrets_masked_in_plan_dict(project):
+    s = session()
+    data = plan_to_dict(s.plan(), s.redactor.mask)
+    text = json.dumps(data)
+    for value in SECRETS.values():
+        assert value not in text
+    assert "***" in text
+
+
+def test_digests_cover_inputs_and_detect_changes(project):
+    (project / "extra.yml").write_text("a: 1\n")
+    s = session(vars_files=["extra.yml"])
+    keys = set(s.digests)
+    assert {"runbook:runbooks/first-time.yml", "include:runbooks/parts/migrate.yml",
+            "inventory:inventory.yml", "vars:extra.yml"} <= keys
+    (project / "runbooks" / "parts" / "migrate.yml").write_text(
+        (project / "runbooks" / "parts" / "migrate.yml").read_text() + "\n# edited\n")
+    (project / "extra.yml").write_text("a: 2\n")
+    now = compute_digests(s.runbook, s.inventory, ["extra.yml"], ".")
+    assert stale_changes({"digests": s.digests}, now) == [
+        "include runbooks/parts/migrate.yml changed", "vars extra.yml changed"]
+    assert stale_changes({"digests": s.digests}, s.digests) == []
+
+
+def test_referenced_templates_are_digested(project):
+    rb = project / "runbooks" / "deploy.yml"
+    rb.write_text("steps:\n  - id: g\n    psql: {file: sql/grants.sql.j2}\n")
+    s = load_session("deploy", ".", environ=SECRETS)
+    assert "template:templates/sql/grants.sql.j2" in s.digests
+    (project / "templates" / "sql" / "grants.sql.j2").write_text("SELECT 2;\n")
+    now = compute_digests(s.runbook, s.inventory, [], ".")
+    assert stale_changes(s.digests, now) == ["template templates/sql/grants.sql.j2 changed"]
+
+
+def test_save_and_load_plan(project):
+    s = session()
+    save_plan(s.plan(), "plan.json", s.redactor.mask)
+    data = load_plan("plan.json")
+    assert data["digests"] == s.digests and data["inputs"]["runbook"] == "first-time"
+    raw = (project / "plan.json").read_text()
+    for value in SECRETS.values():
+        assert value not in raw
+    (project / "bad.json").write_text("{not json")
+    with pytest.raises(StalePlanError, match="not a plan file"):
+        load_plan("bad.json")
+    (project / "old.json").write_text('{"version": 0}')
+    with pytest.raises(StalePlanError, match="version"):
+        load_plan("old.json")
