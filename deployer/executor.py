@@ -249,9 +249,9 @@ class Executor:
         self._cancels += 1
         self._cancel.set()
         transport = self._transport
-        if transport is not None and hasattr(transport, "cancel"):
+        if transport is not None and hasattr(transport, "interrupt"):
             try:
-                transport.cancel()
+                transport.interrupt()
             except Exception:  # noqa: BLE001 - best effort from another thread
                 pass
 
@@ -403,11 +403,11 @@ class Executor:
                              "after reviewing `deployer plan`")
 
     def _needs_connection(self) -> bool:
+        """Connect up front (so a bad host fails before anything runs) unless every step
+        runs locally and no lock is taken; otherwise the connection opens on first use."""
         if self.runbook.lock:
             return True
-        from deployer.steps import get_kind
-
-        return any(get_kind(s.kind).remote or s.skip_if for s in self.runbook.steps)
+        return any(s.kind != "local" or s.skip_if for s in self.runbook.steps)
 
     def _open(self, run_id: str, purpose: str, prev: RunRecord | None) -> None:
         """Connect, preflight, lock, detect compose. Raises before anything is recorded."""
@@ -571,6 +571,18 @@ class Executor:
         for text in self.notices:
             self._log.event(text)
 
+    def _log_event(self, text: str) -> None:
+        if self._log is not None:
+            self._log.event(self.redactor.mask(text))
+
+    def _step_done(self, rec: StepRecord) -> None:
+        """Save a step's final state and tell the log and the events about it."""
+        detail = f" (exit {rec.exit_code})" if rec.state == FAILED else ""
+        self._log_event(f"step {rec.id} {rec.state}{detail}"
+                        + (f": {rec.message}" if rec.message else ""))
+        self._save()
+        self.events.step_finished(self.host.name, rec)
+
     def _save(self) -> None:
         if self.record is not None:
             if self._log is not None:
@@ -688,8 +700,7 @@ class Executor:
                 rec.message = "interrupted (Ctrl-C); the remote command was stopped"
                 rec.finished = now_iso()
                 rec.tail = list(self._tail)[-TAIL_LINES:]
-                self._save()
-                self.events.step_finished(self.host.name, rec)
+                self._step_done(rec)
 
     def _check_cancel(self) -> None:
         if self._cancel.is_set():
@@ -755,6 +766,8 @@ class Executor:
         attempts = step.retries + 1
         for attempt in range(1, attempts + 1):
             rec.attempts = attempt
+            self._log_event(f"step {step.id} started" + (f" (attempt {attempt}/{attempts})"
+                                                          if attempt > 1 else ""))
             self._save()
             self.events.step_started(self.host.name, rec, attempt, displays)
             result = self._perform_all(planned.commands, step.body.timeout)
@@ -780,8 +793,7 @@ class Executor:
         rec.state = OK
         rec.finished = now_iso()
         rec.tail = list(self._tail)[-TAIL_LINES:]
-        self._save()
-        self.events.step_finished(self.host.name, rec)
+        self._step_done(rec)
         return OK
 
     def _probe(self, probe: RemoteCommand) -> Result | None:
@@ -818,8 +830,7 @@ class Executor:
         rec.state = SKIPPED
         rec.message = self.redactor.mask(reason)
         rec.finished = now_iso()
-        self._save()
-        self.events.step_finished(self.host.name, rec)
+        self._step_done(rec)
         return SKIPPED
 
     def _fail(self, step: Step, rec: StepRecord, exit_code: int | None,
@@ -829,8 +840,7 @@ class Executor:
         rec.message = self.redactor.mask(message or "failed")
         rec.finished = now_iso()
         rec.tail = list(self._tail)[-TAIL_LINES:]
-        self._save()
-        self.events.step_finished(self.host.name, rec)
+        self._step_done(rec)
         tail = list(self._tail)
         return Failure(step_id=step.id, step_name=step.name, kind=step.kind,
                        exit_code=exit_code, message=rec.message, tail=tail[-TAIL_LINES:],
@@ -876,6 +886,8 @@ class Executor:
                                               for c in commands])
 
             def undo_finished(self, rec: StepRecord, state: str, message: str) -> None:
+                executor._log_event(f"undo {rec.id}: {state}" + (f" ({message})"
+                                                                  if message else ""))
                 executor.events.undo_finished(executor.host.name, rec, state, message)
 
         return rollback_mod.roll_back(self.record, self._render_undo, self._perform_undo,

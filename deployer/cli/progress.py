@@ -1,0 +1,247 @@
+"""Live output of ``deployer run``/``rollback`` and the summaries of runs.
+
+``ConsoleEvents`` receives the executor's events (already masked) and prints them:
+each output line prefixed by host and step, step transitions with a mark and a
+duration, rollback progress, and at the end a summary that names the failed step, its
+exit code, its last output lines, the diagnosis (or that no known pattern matched), the
+steps undone and still applied, the state the host is left in, and how to resume.
+
+Output lines are written straight to the stream (colour codes added by hand when it is
+a terminal) rather than through rich's renderer: a step printing millions of lines
+must not be slowed down by markup parsing. rich is used for the summary tables.
+Writes are serialised with a lock so several hosts can share one console.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, TextIO
+
+from deployer.executor import Events, RunOutcome
+from deployer.state import (
+    FAILED,
+    INTERRUPTED,
+    OK,
+    ROLLBACK_FAILED,
+    ROLLED_BACK,
+    RUNNING,
+    SKIPPED,
+    RunRecord,
+    StepRecord,
+)
+
+_MARKS = {OK: "✓", FAILED: "✗", SKIPPED: "↷", ROLLED_BACK: "↺", ROLLBACK_FAILED: "✗",
+          INTERRUPTED: "■", RUNNING: "▶"}
+_COLORS = {OK: "32", FAILED: "31", SKIPPED: "2", ROLLED_BACK: "36", ROLLBACK_FAILED: "31",
+           INTERRUPTED: "33", RUNNING: "1", "warning": "33", "error": "31", "info": "2"}
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, sec = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class ConsoleEvents(Events):
+    """Prints executor events to a terminal or a pipe."""
+
+    def __init__(self, stream: TextIO | None = None, color: bool | None = None,
+                 interactive: bool | None = None, show_host: bool = True) -> None:
+        self.stream = stream or sys.stdout
+        isatty = getattr(self.stream, "isatty", lambda: False)()
+        self.color = isatty if color is None else color
+        self.interactive = (sys.stdin.isatty() if interactive is None else interactive)
+        self.show_host = show_host
+        self._lock = threading.Lock()
+        self.total: dict[str, int] = {}
+
+    # -- low level -----------------------------------------------------------------------
+
+    def _c(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color and code else text
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def _prefix(self, host: str, step: str) -> str:
+        who = f"{host} {step}" if self.show_host else step
+        return self._c("2", who)
+
+    # -- events --------------------------------------------------------------------------
+
+    def run_started(self, record: RunRecord, resumed: bool) -> None:
+        self.total[record.host] = len(record.steps)
+        verb = "resuming" if resumed else "run"
+        self._write(self._c("1", f"{verb} {record.id}: {record.runbook} on {record.host} "
+                                 f"({record.address}) by {record.operator}"))
+
+    def notice(self, host: str, text: str, level: str = "info") -> None:
+        mark = "!" if level in ("warning", "error") else "·"
+        self._write(self._c(_COLORS.get(level, ""), f"{mark} {host}: {text}"))
+
+    def step_started(self, host: str, rec: StepRecord, attempt: int,
+                     commands: list[str]) -> None:
+        total = self.total.get(host, 0)
+        again = f" (attempt {attempt})" if attempt > 1 else ""
+        self._write(self._c("1", f"▶ {host} [{rec.index}/{total}] {rec.id}") +
+                    f" {rec.name}{again}")
+
+    def output(self, host: str, step_id: str, stream: str, line: str) -> None:
+        bar = self._c("31", "!") if stream == "stderr" else "|"
+        self._write(f"{self._prefix(host, step_id)} {bar} {line}")
+
+    def step_finished(self, host: str, rec: StepRecord) -> None:
+        mark = _MARKS.get(rec.state, "?")
+        extra = []
+        if rec.duration is not None and rec.state != SKIPPED:
+            extra.append(_fmt_duration(rec.duration))
+        if (rec.state == FAILED and rec.exit_code is not None
+                and rec.message != f"exit code {rec.exit_code}"):
+            extra.append(f"exit {rec.exit_code}")
+        if rec.message:
+            extra.append(rec.message)
+        tail = f" ({'; '.join(extra)})" if extra else ""
+        self._write(self._c(_COLORS.get(rec.state, ""), f"{mark} {host} {rec.id} {rec.state}")
+                    + tail)
+
+    def can_confirm(self) -> bool:
+        return self.interactive
+
+    def confirm(self, host: str, step_id: str, question: str) -> bool:
+        import click
+
+        with self._lock:
+            try:
+                return click.confirm(f"? {host} {step_id}: {question}", default=False,
+                                     err=True)
+            except click.exceptions.Abort:
+                return False
+
+    def rollback_started(self, host: str, reason: str, steps: list[str]) -> None:
+        what = ", ".join(steps) if steps else "no completed step"
+        self._write(self._c("36;1", f"↺ {host}: rolling back ({reason}): {what}"))
+
+    def undo_started(self, host: str, rec: StepRecord, commands: list[str]) -> None:
+        self._write(self._c("36", f"↺ {host} undo {rec.id}"))
+
+    def undo_finished(self, host: str, rec: StepRecord, state: str, message: str) -> None:
+        text = f"  {host} {rec.id}: {state.replace('_', ' ')}"
+        if message:
+            text += f" ({message})"
+        self._write(self._c(_COLORS.get(state, ""), text))
+
+    def run_finished(self, outcome: RunOutcome) -> None:
+        print_summary(outcome, self)
+
+
+def print_summary(outcome: RunOutcome, events: ConsoleEvents) -> None:
+    """The end-of-run report: what happened, what is left, what to do next."""
+    w = events._write
+    c = events._c
+    rec = outcome.record
+    w("")
+    color = "32" if outcome.exit_code == 0 else "33" if outcome.exit_code == 130 else "31"
+    w(c(color + ";1", f"{outcome.status.replace('_', ' ').upper()}: {outcome.runbook} on "
+                      f"{outcome.host} (run {outcome.run_id}, exit {outcome.exit_code})"))
+    counts: dict[str, int] = {}
+    for s in rec.steps:
+        counts[s.state] = counts.get(s.state, 0) + 1
+    w("  steps: " + ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in counts.items()))
+    w(f"  {outcome.message}")
+    f = outcome.failure
+    if f is not None:
+        code = "none (no exit status)" if f.exit_code is None else str(f.exit_code)
+        w(c("31", f"  failed step: {f.step_id} ({f.step_name}), kind {f.kind}, exit code "
+                  f"{code}"))
+        w(f"  reason: {f.message}")
+        if f.tail:
+            w("  last output:")
+            for line in f.tail[-10:]:
+                w(f"    {line}")
+        if f.diagnoses:
+            for d in f.diagnoses:
+                w(c("33", f"  diagnosis [{d['id']}]: {d['title']}"))
+                w(f"    cause: {d['cause']}")
+                w(f"    fix:   {d['fix']}")
+        else:
+            w("  diagnosis: no known failure pattern matched "
+              f"(try `deployer explain {outcome.log_path}`)")
+    r = outcome.rollback
+    if r is not None:
+        w(f"  rolled back: {', '.join(r.undone) or 'nothing'}")
+        if r.nothing_to_undo:
+            w(f"  nothing to undo: {', '.join(r.nothing_to_undo)}")
+        if r.remaining:
+            w(c("31", f"  still applied: {', '.join(r.remaining)}"))
+        if r.host_state() not in outcome.message:
+            w(f"  host: {r.host_state()}")
+    w(f"  state: {outcome.state_path}")
+    w(f"  log:   {outcome.log_path}")
+    if outcome.exit_code not in (0, 1) and rec.status != "rolled_back":
+        w(f"  resume: deployer run {outcome.runbook} --host {outcome.host} --resume")
+
+
+def history_table(records: list[RunRecord], console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("run", "runbook", "host", "status", "started", "duration", "operator",
+                "failed step"):
+        table.add_column(col)
+    for r in records:
+        table.add_row(r.id, r.runbook, r.host, r.status, r.started,
+                      _fmt_duration(r.duration), r.operator, r.failed_step or "")
+    console.print(table)
+
+
+def show_run(record: RunRecord, console: Any, tail: int = 10) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    console.print(Text(f"run {record.id}: {record.runbook} on {record.host} ({record.address})",
+                       style="bold"))
+    console.print(Text(f"status {record.status}, exit {record.exit_code}, by "
+                       f"{record.operator}, started {record.started}, finished "
+                       f"{record.finished or '-'}, duration {_fmt_duration(record.duration)}"))
+    if record.message:
+        console.print(Text(record.message))
+    for res in record.resumes:
+        console.print(Text(f"  {res.get('action', 'resumed')} at {res.get('at')} by "
+                           f"{res.get('operator')}"
+                           + (" (took over the lock)" if res.get("took_over_lock") else "")))
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("#", "step", "state", "exit", "attempts", "duration", "note"):
+        table.add_column(col)
+    for s in record.steps:
+        note = s.message
+        if s.captured:
+            note = (note + " " if note else "") + ", ".join(
+                f"{k}={v}" for k, v in s.captured.items())
+        if s.rollback.get("state"):
+            note = (note + " " if note else "") + f"[rollback: {s.rollback['state']}]"
+        table.add_row(str(s.index), s.id, s.state, "" if s.exit_code is None else
+                      str(s.exit_code), str(s.attempts or ""), _fmt_duration(s.duration),
+                      Text(note))
+    console.print(table)
+    for s in record.steps:
+        lines = s.tail[-tail:]
+        rb_lines = (s.rollback.get("tail") or [])[-tail:]
+        if lines:
+            console.print(Text(f"--- {s.id} ({s.state}) last output", style="dim"))
+            for line in lines:
+                console.print(Text("  " + line))
+        if rb_lines:
+            console.print(Text(f"--- {s.id} rollback output", style="dim"))
+            for line in rb_lines:
+                console.print(Text("  " + line))
+    if record.rollback:
+        console.print(Text(f"rollback: {record.rollback.get('host_state', '')}"))

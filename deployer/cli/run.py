@@ -1,0 +1,350 @@
+"""``deployer run``, ``apply``, ``rollback``, ``unlock``, ``history`` and ``show``.
+
+These commands load their inputs through ``deployer.session.load_session`` (the same
+loader as ``plan``), hand each host to a ``deployer.executor.Executor`` and render
+its events with ``deployer.cli.progress``. The process exit code is the run's:
+0 success; 1 a step failed and rollback completed; 2 usage or validation error;
+3 failed and rollback incomplete or not run (or a confirmation was declined);
+4 lock held by another run; 130 interrupted.
+
+When ``--host`` names several hosts they run one after another, each with its own
+connection, lock, record and rollback, and the first host that does not succeed stops
+the rest (its exit code is the command's).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from deployer.cli.common import load_session_from_cli, session_options
+from deployer.cli.main import get_options
+from deployer.errors import EXIT_OK, EXIT_USAGE, DeployerError, UsageError
+
+RUN_EPILOG = """\b
+Examples:
+  deployer run first-time --host vps
+  deployer run deploy --host vps --var release=v1.4.2 --yes
+  deployer run deploy --host vps --dry-run          # exactly `deployer plan`
+  deployer run deploy --host vps --resume           # continue the last unfinished run
+  deployer run deploy --host vps --from migrate     # start at a step
+\b
+Exit codes: 0 ok; 1 failed, rolled back; 2 usage/validation; 3 failed, not (fully)
+rolled back; 4 host locked by another run; 130 interrupted.
+"""
+
+
+def _run_options(func: Any) -> Any:
+    options = [
+        click.option("--yes", "-y", is_flag=True,
+                     help="Answer yes to every `confirm` step (review the plan first)."),
+        click.option("--no-rollback", is_flag=True,
+                     help="On failure, leave completed steps applied (resume later)."),
+        click.option("--accept-new-host-key", is_flag=True,
+                     help="Trust and record the key of a host seen for the first time."),
+        click.option("--skip-preflight", is_flag=True,
+                     help="Skip the quick host checks made before the first step."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _sudo_password(session: Any, variables: Any) -> str | None:
+    name = variables.get("sudo_password_secret") if hasattr(variables, "get") else None
+    return session.secrets.get(str(name or "sudo_password"))
+
+
+def _run_hosts(session: Any, options: Any, events: Any) -> int:
+    """Run the session's runbook on each host in turn; the first failure stops."""
+    from deployer.executor import Executor
+
+    code = EXIT_OK
+    hosts = list(session.hosts)
+    events.show_host = True
+    for n, host in enumerate(hosts):
+        variables = session.vars_for(host)
+        executor = Executor(session.runbook, host, variables=variables,
+                            secrets=session.secrets, redactor=session.redactor,
+                            digests=session.digests, options=options, events=events,
+                            project_dir=session.project_dir,
+                            sudo_password=_sudo_password(session, variables))
+        if len(hosts) == 1:
+            return executor.run().exit_code
+        try:
+            code = executor.run().exit_code
+        except DeployerError as exc:
+            from deployer.cli.main import report_error
+
+            click.echo(f"{host.name}:", err=True)
+            report_error(exc)
+            code = exc.exit_code
+        if code != EXIT_OK:
+            rest = [h.name for h in hosts[n + 1:]]
+            if rest:
+                click.echo(f"not started (host {host.name} did not succeed): "
+                           f"{', '.join(rest)}", err=True)
+            return code
+    return code
+
+
+@click.command(epilog=RUN_EPILOG)
+@click.argument("runbook")
+@session_options
+@_run_options
+@click.option("--dry-run", is_flag=True, help="Print the plan (`deployer plan`) and stop.")
+@click.option("--resume", is_flag=True,
+              help="Continue the latest unfinished run of RUNBOOK on the host.")
+@click.option("--force", is_flag=True,
+              help="With --resume: go on even though inputs changed since that run.")
+@click.option("--from", "from_step", metavar="STEP", default=None,
+              help="Start at STEP (id or 1-based number); earlier steps count as done.")
+@click.option("--only", "only_step", metavar="STEP", default=None,
+              help="Run only STEP (id or 1-based number).")
+@click.pass_context
+def run(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str, ...],
+        vars_files: tuple[str, ...], secrets_file: str | None, yes: bool, no_rollback: bool,
+        accept_new_host_key: bool, skip_preflight: bool, dry_run: bool, resume: bool,
+        force: bool, from_step: str | None, only_step: str | None) -> None:
+    """Run RUNBOOK on a host: live output, checkpoints, rollback on failure.
+
+    Every step transition is saved to .deployer/runs/<run-id>.json and all output
+    (secrets masked) to .deployer/runs/<run-id>.log. A failed step rolls back the
+    completed ones in reverse order (unless --no-rollback or on_failure: stop); an
+    interrupted or killed run continues with --resume. The host is locked for the
+    duration of the run.
+    """
+    from deployer.cli.progress import ConsoleEvents
+    from deployer.executor import RunOptions
+
+    if dry_run:
+        from deployer.cli.plan import plan as plan_command
+
+        if resume or from_step or only_step:
+            raise UsageError("--dry-run shows the whole plan; it cannot be combined with "
+                             "--resume, --from or --only")
+        ctx.invoke(plan_command, runbook=runbook, host=host, cli_vars=cli_vars,
+                   vars_files=vars_files, secrets_file=secrets_file, fmt="table", out=None,
+                   placeholder_secrets=False)
+        return
+    if force and not resume:
+        raise UsageError("--force only applies to --resume")
+    session = load_session_from_cli(ctx, runbook, host, vars_files, cli_vars, secrets_file)
+    options = RunOptions(yes=yes, resume=resume, force=force, from_step=from_step,
+                         only_step=only_step, no_rollback=no_rollback,
+                         accept_new_host_key=accept_new_host_key,
+                         skip_preflight=skip_preflight)
+    ctx.exit(_run_hosts(session, options, ConsoleEvents()))
+
+
+@click.command()
+@click.argument("plan_file", metavar="PLAN.json", type=click.Path(dir_okay=False))
+@_run_options
+@click.pass_context
+def apply(ctx: click.Context, plan_file: str, yes: bool, no_rollback: bool,
+          accept_new_host_key: bool, skip_preflight: bool) -> None:
+    """Run a plan saved with `deployer plan --out PLAN.json`.
+
+    The plan's inputs (runbook, host, vars, vars files, inventory, secrets file) are
+    loaded again and their digests compared with those saved in the plan: if any file
+    changed since, the plan is refused as stale. Secrets are fetched again (a saved
+    plan never holds them).
+    """
+    from deployer.cli.progress import ConsoleEvents
+    from deployer.errors import StalePlanError
+    from deployer.executor import RunOptions
+    from deployer.planner import load_plan, stale_changes
+    from deployer.session import load_session
+
+    data = load_plan(plan_file)
+    inputs = data["inputs"]
+    if any("***" in str(v) for v in inputs.get("cli_vars") or []):
+        raise StalePlanError(f"{plan_file} was saved with a --var holding a secret, which "
+                             "is masked in the file and cannot be replayed",
+                             hint="pass secrets through the secrets mechanism, not --var")
+    try:
+        session = load_session(inputs["runbook"], project_dir=inputs.get("project_dir", "."),
+                               inventory_path=inputs.get("inventory"), host=inputs.get("host"),
+                               vars_files=inputs.get("vars_files") or [],
+                               cli_vars=inputs.get("cli_vars") or [],
+                               secrets_file=inputs.get("secrets_file"))
+    except FileNotFoundError as exc:
+        raise StalePlanError(f"an input of {plan_file} is gone: {exc}") from None
+    changes = stale_changes(data, session.digests)
+    saved_hosts = [h.get("host") for h in data.get("hosts") or []]
+    if saved_hosts and saved_hosts != [h.name for h in session.hosts]:
+        changes.append(f"hosts were {', '.join(map(str, saved_hosts))}, now "
+                       f"{', '.join(h.name for h in session.hosts)}")
+    if changes:
+        raise StalePlanError(f"{plan_file} is stale: its inputs changed since it was saved",
+                             changes, hint="review and save a new plan with `deployer plan "
+                             f"{inputs['runbook']} --out {plan_file}`")
+    options = RunOptions(yes=yes, no_rollback=no_rollback,
+                         accept_new_host_key=accept_new_host_key,
+                         skip_preflight=skip_preflight)
+    ctx.exit(_run_hosts(session, options, ConsoleEvents()))
+
+
+@click.command(name="rollback")
+@click.argument("runbook")
+@session_options
+@click.option("--run", "run_id", default=None, metavar="RUN_ID",
+              help="The run to roll back (default: the latest run of RUNBOOK on the host).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before rolling back.")
+@click.option("--force", is_flag=True, help="Go on even though inputs changed since the run.")
+@click.option("--accept-new-host-key", is_flag=True,
+              help="Trust and record the key of a host seen for the first time.")
+@click.pass_context
+def rollback(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str, ...],
+             vars_files: tuple[str, ...], secrets_file: str | None, run_id: str | None,
+             yes: bool, force: bool, accept_new_host_key: bool) -> None:
+    """Roll back the completed steps of a finished or failed run, newest first.
+
+    Undo actions are the steps' `rollback` bodies (or their kind's built-in undo),
+    rendered with the values the run captured. An irreversible step stops the
+    rollback. The run record is updated (steps rolled_back / rollback_failed).
+    """
+    from deployer.cli.progress import ConsoleEvents
+    from deployer.executor import Executor, RunOptions
+    from deployer.rollback import targets
+    from deployer.state import StateStore
+
+    session = load_session_from_cli(ctx, runbook, host, vars_files, cli_vars, secrets_file)
+    if len(session.hosts) != 1:
+        raise UsageError("rollback works on one host at a time",
+                         hint="name a single host with --host")
+    target = session.hosts[0]
+    store = StateStore(session.project_dir)
+    if run_id:
+        record = store.load(run_id)
+        if record.runbook != session.runbook.name or record.host != target.name:
+            raise UsageError(f"run {record.id} is {record.runbook} on {record.host}, not "
+                             f"{session.runbook.name} on {target.name}")
+    else:
+        found = store.latest(session.runbook.name, target.name)
+        if found is None:
+            raise UsageError(f"no run of {session.runbook.name} on {target.name} recorded",
+                             hint="list runs with `deployer history`")
+        record = found
+    todo = [r.id for r in targets(record)]
+    events = ConsoleEvents()
+    if todo and not yes:
+        if not events.can_confirm():
+            raise UsageError("rollback changes the host; confirm with --yes when there is "
+                             "no terminal")
+        click.echo(f"run {record.id} ({record.status}): will undo, newest first: "
+                   f"{', '.join(todo)}", err=True)
+        if not click.confirm("Roll back?", default=False, err=True):
+            click.echo("not rolled back", err=True)
+            ctx.exit(EXIT_OK)
+    variables = session.vars_for(target)
+    executor = Executor(session.runbook, target, variables=variables,
+                        secrets=session.secrets, redactor=session.redactor,
+                        digests=session.digests,
+                        options=RunOptions(force=force, accept_new_host_key=accept_new_host_key,
+                                           yes=True),
+                        events=events, project_dir=session.project_dir,
+                        sudo_password=_sudo_password(session, variables))
+    ctx.exit(executor.rollback_run(record).exit_code)
+
+
+@click.command()
+@click.option("--host", "-H", "host", required=True, metavar="HOST",
+              help="Host (or group) from the inventory.")
+@click.option("--lock-dir", default=None, metavar="PATH",
+              help="Lock directory, if the runbook sets var lock_dir.")
+@click.option("--yes", "-y", is_flag=True, help="Remove without asking.")
+@click.option("--accept-new-host-key", is_flag=True,
+              help="Trust and record the key of a host seen for the first time.")
+@click.pass_context
+def unlock(ctx: click.Context, host: str, lock_dir: str | None, yes: bool,
+           accept_new_host_key: bool) -> None:
+    """Show who holds the deploy lock of a host, then remove it.
+
+    For a lock left by a run that died (machine rebooted, process killed). A run
+    resumed with --resume takes over its own lock without this.
+    """
+    from deployer.executor import default_transport_factory
+    from deployer.inventory import load_inventory
+    from deployer.lock import lock_path, read_lock, remove_lock
+
+    opts = get_options(ctx)
+    inventory = load_inventory(opts.inventory, opts.project_dir)
+    for target in inventory.resolve(host):
+        path = lock_dir or lock_path(target)
+        transport = default_transport_factory(target, accept_new_host_key, None)
+        transport.connect()
+        try:
+            held, holder = read_lock(transport, target, path)
+            if not held:
+                click.echo(f"{target.name}: not locked ({path})")
+                continue
+            who = holder.describe() if holder else "unknown holder (no readable info.json)"
+            click.echo(f"{target.name}: locked by {who}")
+            click.echo(f"  lock: {path}")
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise UsageError("refusing to remove a lock without confirmation",
+                                     hint="add --yes")
+                if not click.confirm(f"Remove the lock of {target.name}?", default=False,
+                                     err=True):
+                    click.echo("  kept")
+                    continue
+            remove_lock(transport, target, path)
+            click.echo(f"{target.name}: lock removed")
+        finally:
+            transport.close()
+
+
+@click.command()
+@click.option("--host", "-H", "host", default=None, help="Only runs on this host.")
+@click.option("--runbook", "-r", "runbook", default=None, help="Only runs of this runbook.")
+@click.option("--limit", "-n", default=20, show_default=True, help="How many runs (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def history(ctx: click.Context, host: str | None, runbook: str | None, limit: int,
+            as_json: bool) -> None:
+    """List past runs, newest first: id, runbook, host, status, start, duration, operator."""
+    from deployer.state import StateStore
+
+    store = StateStore(get_options(ctx).project_dir)
+    records = store.list_runs(host=host, runbook=runbook, limit=limit or None)
+    if as_json:
+        click.echo(json.dumps([r.summary() for r in records], indent=2))
+        return
+    if not records:
+        click.echo("no runs recorded" + (f" for host {host}" if host else "")
+                   + (f" of runbook {runbook}" if runbook else ""))
+        return
+    from rich.console import Console
+
+    from deployer.cli.progress import history_table
+
+    history_table(records, Console(highlight=False, soft_wrap=True))
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole run record as JSON.")
+@click.option("--tail", default=10, show_default=True, help="Output lines shown per step.")
+@click.pass_context
+def show(ctx: click.Context, run_id: str, as_json: bool, tail: int) -> None:
+    """Show one run: every step with its state, duration and last output lines."""
+    from deployer.state import StateStore
+
+    store = StateStore(get_options(ctx).project_dir)
+    record = store.load(run_id)
+    if as_json:
+        click.echo(json.dumps(record.to_dict(), indent=2))
+        return
+    from rich.console import Console
+
+    from deployer.cli.progress import show_run
+
+    show_run(record, Console(highlight=False, soft_wrap=True), tail=tail)
+
+
+__all__ = ["run", "apply", "rollback", "unlock", "history", "show", "EXIT_USAGE"]
