@@ -1,0 +1,245 @@
+"""CLI: plan formats (golden files), validate, schema, error handling and exit codes.
+
+Golden files live in tests/golden/; regenerate them with
+``UPDATE_GOLDEN=1 pytest tests/test_cli_plan.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deployer.cli import main as main_mod
+from deployer.cli.main import main
+from tests.kinds_fallback import all_real, install
+
+install()
+
+FIXTURE = Path(__file__).parent / "fixtures" / "project"
+GOLDEN = Path(__file__).parent / "golden"
+SECRET_VALUES = ["pa$$ word/with:specials", "k3y-For-T3sts-0nly"]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    dest = tmp_path / "project"
+    shutil.copytree(FIXTURE, dest)
+    monkeypatch.chdir(dest)
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.setenv("NO_COLOR", "1")
+    for name in list(os.environ):
+        if name.startswith("DEPLOYER_SECRET_"):
+            monkeypatch.delenv(name)
+    return dest
+
+
+def cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_rb(project, text, name="bad.yml"):
+    (project / "runbooks" / name).write_text(text)
+
+
+def assert_clean_error(code, err, *needles):
+    assert code == 2, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, f"{needle!r} not in {err!r}"
+
+
+def check_golden(name, text, project):
+    text = text.replace(str(project), "<project>")
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    if not all_real():
+        pytest.skip("golden files are recorded with the real step kinds")
+    assert text == path.read_text()
+
+
+@pytest.mark.parametrize("fmt, ext", [("table", "txt"), ("json", "json"),
+                                      ("markdown", "md")])
+def test_plan_golden_and_secrets_never_shown(capsys, project, fmt, ext):
+    code, out, err = cli(capsys, "plan", "first-time", "--host", "web", "--format", fmt,
+                         "--secrets-file", "secrets.env")
+    assert code == 0, err
+    for value in SECRET_VALUES:
+        assert value not in out and value not in err
+    assert "***" in out
+    check_golden(f"plan-first-time.{ext}", out, project)
+
+
+def test_plan_out_file_has_no_secret_and_digests(capsys, project):
+    code, _out, err = cli(capsys, "plan", "first-time", "--secrets-file", "secrets.env",
+                          "--format", "json", "--out", "plan.json")
+    assert code == 0, err
+    raw = (project / "plan.json").read_text()
+    for value in SECRET_VALUES:
+        assert value not in raw
+    data = json.loads(raw)
+    assert "runbook:runbooks/first-time.yml" in data["digests"]
+    assert data["inputs"]["secrets_file"].endswith("secrets.env")
+    assert "deployer apply plan.json" in err
+
+
+def test_plan_secret_from_env_and_placeholder(capsys, project, monkeypatch):
+    monkeypatch.setenv("DEPLOYER_SECRET_DB_PASSWORD", "env-password-1")
+    monkeypatch.setenv("DEPLOYER_SECRET_APP_SECRET_KEY", "env-key-2")
+    code, out, _ = cli(capsys, "plan", "first-time", "--format", "json")
+    assert code == 0 and "env-password-1" not in out and "env-key-2" not in out
+    code, out, _ = cli(capsys, "plan", "deploy", "--placeholder-secrets", "--format",
+                       "markdown")
+    assert code == 0 and "# Plan: `deploy`" in out
+
+
+def test_plan_var_precedence_end_to_end(capsys, project):
+    (project / "vars.yml").write_text("release: from-file\n")
+    code, out, _ = cli(capsys, "plan", "first-time", "--secrets-file", "secrets.env",
+                       "--format", "json", "--vars-file", "vars.yml")
+    assert code == 0 and "checkout from-file" in out
+    code, out, _ = cli(capsys, "plan", "first-time", "--secrets-file", "secrets.env",
+                       "--format", "json", "--vars-file", "vars.yml", "--var",
+                       "release=from-cli")
+    assert code == 0 and "checkout from-cli" in out and "from-file" not in out
+
+
+BAD_INPUTS = [
+    ("malformed yaml", "steps:\n  - id: a\n\t run: ls\n", ["bad.yml:3:1", "invalid YAML",
+                                                            "tabs"]),
+    ("unknown kind", "steps:\n  - id: a\n    shel: ls\n", ["bad.yml:3:5", "unknown field `shel`",
+                                                             "step has no kind"]),
+    ("unknown field", "steps:\n  - id: a\n    run: ls\n    retires: 2\n",
+     ["bad.yml:4:5", "unknown field `retires`", "did you mean `retries`?"]),
+    ("wrong type", "steps:\n  - id: a\n    run: ls\n    timeout: soon\n",
+     ["bad.yml:4:14", "steps[0].timeout: expected a number"]),
+    ("duplicate id", "steps:\n  - {id: a, run: ls}\n  - {id: a, run: ls}\n",
+     ["bad.yml:3:5", "duplicate step id `a`"]),
+    ("invalid id", "steps:\n  - {id: 'Not OK', run: ls}\n", ["bad.yml:2:10", "invalid id"]),
+    ("include cycle", "steps:\n  - {id: a, include: bad.yml}\n",
+     ["bad.yml:2:22", "include cycle: runbooks/bad.yml -> runbooks/bad.yml"]),
+    ("missing template", "steps:\n  - {id: a, psql: {file: sql/nope.sql.j2}}\n",
+     ["bad.yml:2:5", "template `sql/nope.sql.j2` not found"]),
+    ("undefined variable", "steps:\n  - {id: a, run: 'echo {{ relaese }}'}\n",
+     ["bad.yml:2:5", "step `a`", "undefined variable `relaese`", "did you mean `release`?"]),
+]
+
+
+@pytest.mark.parametrize("label, text, needles", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_runbook_inputs(capsys, project, label, text, needles):
+    write_rb(project, text)
+    code, out, err = cli(capsys, "plan", "bad")
+    assert_clean_error(code, err, *needles)
+    code, out, err = cli(capsys, "validate")
+    assert_clean_error(code, err, *needles)
+
+
+def test_unknown_host_or_group(capsys, project):
+    code, _, err = cli(capsys, "plan", "deploy", "--host", "vsp")
+    assert_clean_error(code, err, "unknown host or group `vsp`", "did you mean `vps`?",
+                       "groups: web")
+
+
+def test_missing_inventory(capsys, project):
+    code, _, err = cli(capsys, "-i", "nope.yml", "plan", "deploy")
+    assert_clean_error(code, err, "inventory not found: nope.yml", "-i")
+
+
+def test_missing_secret(capsys, project):
+    code, _, err = cli(capsys, "plan", "first-time")
+    assert_clean_error(code, err, "missing secrets: `db_password`, `app_secret_key`",
+                       "DEPLOYER_SECRET_DB_PASSWORD")
+
+
+def test_unknown_runbook_and_bad_var(capsys, project):
+    code, _, err = cli(capsys, "plan", "deplyo")
+    assert_clean_error(code, err, "unknown runbook `deplyo`", "did you mean `deploy`?")
+    code, _, err = cli(capsys, "plan", "deploy", "--var", "novalue")
+    assert_clean_error(code, err, "--var `novalue` is not of the form NAME=VALUE")
+
+
+def test_usage_error_exit_2(capsys, project):
+    code, _, err = cli(capsys, "plan")
+    assert code == 2 and "Missing argument" in err
+
+
+def test_validate_ok_with_warnings(capsys, project):
+    write_rb(project, """\
+        steps:
+          - {id: wipe, run: rm -rf /srv/data, destructive: true}
+          - id: check
+            local: curl -s localhost
+        """.replace("        ", ""), name="warn.yml")
+    code, out, err = cli(capsys, "validate")
+    assert code == 0, err
+    assert "warning: " in out and "warn.yml:2:5" in out
+    assert "destructive step with neither a rollback nor a confirm" in out
+    code, out, err = cli(capsys, "validate", "--strict")
+    assert code == 2
+
+
+def test_validate_reports_every_error_at_once(capsys, project):
+    write_rb(project, "steps:\n  - {id: a, run: ls, retires: 1}\n")
+    write_rb(project, "steps:\n  - {id: b, run: ls}\n  - {id: b, run: ls}\n", name="bad2.yml")
+    (project / "inventory.yml").write_text(
+        (project / "inventory.yml").read_text().replace("port: 2222", "port: many"))
+    code, _, err = cli(capsys, "validate")
+    assert_clean_error(code, err, "bad.yml:2:22", "bad2.yml:3:5", "inventory.yml:11:11",
+                       "hosts.vps.port: expected an integer")
+    assert "3 errors" in err
+
+
+def test_schema_command(capsys, project):
+    code, out, _ = cli(capsys, "schema")
+    data = json.loads(out)
+    assert code == 0 and data["$schema"].endswith("2020-12/schema")
+    assert "retries" in data["$defs"]["step"]["properties"]
+    code, out, _ = cli(capsys, "schema", "--inventory")
+    assert "hosts" in json.loads(out)["properties"]
+
+
+def test_internal_error_and_debug(capsys, project, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr("deployer.session.load_runbook", boom)
+    code, _, err = cli(capsys, "plan", "deploy")
+    assert code == 70 and "internal error" in err and "--debug" in err
+    assert "Traceback" not in err
+    code, _, err = cli(capsys, "--debug", "plan", "deploy")
+    assert "Traceback" in err and "kaboom" in err
+
+
+def test_keyboard_interrupt_exit_130(capsys, project, monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("deployer.session.load_runbook", interrupted)
+    code, _, err = cli(capsys, "plan", "deploy")
+    assert code == 130
+
+
+def test_every_command_help_has_an_example(capsys):
+    for name in ["plan", "validate", "schema"]:
+        code, out, _ = cli(capsys, name, "--help")
+        assert code == 0 and "Examples:" in out and f"deployer {name}" in out
+    code, out, _ = cli(capsys, "--help")
+    assert "Examples:" in out
+    assert set(main_mod.COMMANDS) <= set(out.split())
+
+
+def test_help_is_light():
+    code = ("import sys; from deployer.cli.main import main; main(['--help']); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('fabric', 'paramiko', 'jinja2', 'rich', 'invoke', 'yaml')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
