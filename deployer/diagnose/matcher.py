@@ -101,7 +101,7 @@ class Rule:
     app_package_group: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity equality: hashable for the prepared cache
 class Entry:
     """One failure class of the catalogue."""
 
@@ -277,7 +277,7 @@ def _build_entry(raw: Any, index: int, problems: list[Problem]) -> Entry | None:
             for placeholder in _PLACEHOLDER_RE.findall(text):
                 if placeholder.isdigit():
                     continue
-                if names and placeholder not in names and placeholder.islower():
+                if placeholder not in names and placeholder.islower():
                     problems.append(_problem(
                         entry_id, f"{key}: placeholder {{{placeholder}}} is not a group of any "
                         "pattern", hint="name the group (?P<name>...) or escape the braces"))
