@@ -1,0 +1,1 @@
+"""HTTP routers; app.main includes every one of them (a router left out answers 404)."""
