@@ -175,32 +175,41 @@ def _inventory(project_dir: str, inventory_path: str | None,
 
 
 def render_problems(runbook: Runbook, inventory: Inventory, project_dir: str) -> list[Problem]:
-    """Render every step for every host with placeholder secrets; all problems."""
-    problems: list[Problem] = []
+    """Render every step for every host with placeholder secrets; all problems.
+
+    A problem met on only some hosts names them (a variable missing from one host's
+    vars is the usual cause).
+    """
+    found: dict[Problem, list[str]] = {}
     secrets = placeholder_secrets(runbook.secrets)
-    for host in inventory.hosts.values():
-        try:
-            variables = merge_vars(runbook, host, [], [])
-        except DeployerError as exc:  # pragma: no cover - no files or CLI vars here
-            problems.append(Problem(exc.message, hint=exc.hint))
-            continue
+    hosts = list(inventory.hosts.values())
+    for host in hosts:
+        variables = merge_vars(runbook, host, [], [])
         for index, step in enumerate(runbook.steps, start=1):
             ctx = make_context(runbook, host, variables, secrets, {}, step, planning=True,
                                project_dir=project_dir)
             try:
                 planned = render_step(step, index, ctx)
             except InputError as exc:
-                problems += exc.problems
+                for p in exc.problems:
+                    found.setdefault(p, []).append(host.name)
                 continue
             if planned.skipped:
                 try:
                     render_step(step, index, ctx, render_skipped=True)
                 except InputError as exc:
                     for p in exc.problems:
-                        problems.append(Problem(
-                            f"{p.message} (the step is skipped on `{host.name}`, but would "
-                            "fail when its `when` is true)", p.position, p.path, p.hint,
-                            "warning"))
+                        p = Problem(f"{p.message} (the step is skipped here, but would fail "
+                                    "when its `when` is true)", p.position, p.path, p.hint,
+                                    "warning")
+                        found.setdefault(p, []).append(host.name)
+    problems = []
+    for p, on_hosts in found.items():
+        if len(on_hosts) < len(hosts):
+            label = "host" if len(on_hosts) == 1 else "hosts"
+            p = Problem(f"{p.message} [on {label} {', '.join(on_hosts)}]", p.position, p.path,
+                        p.hint, p.severity)
+        problems.append(p)
     return problems
 
 

@@ -196,8 +196,9 @@ _Loader.yaml_implicit_resolvers = {
 
 def parse_yaml(text: str, path: str = "<string>") -> Node:
     """Parse YAML text into a ``Node`` tree; raise ``InputError`` with a position."""
-    loader = _Loader(text)
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text)  # the reader rejects control characters right here
         try:
             root = loader.get_single_node()
         except yaml.composer.ComposerError as exc:
@@ -223,8 +224,11 @@ def parse_yaml(text: str, path: str = "<string>") -> Node:
     except yaml.YAMLError as exc:
         # Reader errors (control characters, bad encoding) carry no mark attribute.
         where = None
-        if getattr(exc, "position", None) is not None:
-            where = Position(display_path(path), 1, 1)
+        offset = getattr(exc, "position", None)
+        if isinstance(offset, int):
+            before = text[:offset]
+            where = Position(display_path(path), before.count("\n") + 1,
+                             offset - (before.rfind("\n") + 1) + 1)
         raise InputError(Problem(f"invalid YAML: {exc}", where,
                                  hint="remove control characters; save the file as UTF-8")
                          ) from None
@@ -232,7 +236,8 @@ def parse_yaml(text: str, path: str = "<string>") -> Node:
         raise InputError(Problem("document nested too deeply", Position(display_path(path), 1, 1),
                                  hint="flatten the structure")) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_yaml(path: str) -> Node:
