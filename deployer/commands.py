@@ -151,6 +151,16 @@ class Sync(Command):
         return mask(f"sync {self.local_dir}/ -> {self.remote_dir}/{ex}{mode}")
 
 
+def _mask_json(value: Any, mask: Mask) -> Any:
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, list):
+        return [_mask_json(v, mask) for v in value]
+    if isinstance(value, dict):
+        return {k: _mask_json(v, mask) for k, v in value.items()}
+    return value
+
+
 @dataclass(frozen=True)
 class HttpCheck(Command):
     """Send one HTTP request and check the answer.
@@ -179,12 +189,16 @@ class HttpCheck(Command):
         for key in sorted(self.headers):
             lines.append(f"  {key}: {self.headers[key]}")
         if self.json_body is not None:
-            lines.append("  json: " + _json.dumps(self.json_body, sort_keys=True))
+            # mask the values before encoding: JSON escapes (\" \\ \n) would hide a
+            # secret from a mask applied to the encoded text
+            lines.append("  json: " + _json.dumps(_mask_json(self.json_body, mask),
+                                                  sort_keys=True, ensure_ascii=False))
         elif self.body is not None:
             lines.append(f"  body: {self.body}")
         expect = "expect status " + "|".join(str(s) for s in self.expect_status)
         if self.expect_json is not None:
-            expect += ", json ⊇ " + _json.dumps(self.expect_json, sort_keys=True)
+            expect += ", json ⊇ " + _json.dumps(_mask_json(self.expect_json, mask),
+                                                sort_keys=True, ensure_ascii=False)
         if self.body_contains is not None:
             expect += f", body contains {self.body_contains!r}"
         lines.append("  " + expect)

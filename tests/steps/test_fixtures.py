@@ -20,6 +20,7 @@ stands for the fixture project directory.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 from typing import Any
 
@@ -110,7 +111,8 @@ def test_fixture(case: dict[str, Any]) -> None:
         for value in secrets.values():
             forms = {value, value.replace("'", "''"), value.replace("\\", "\\\\"),
                      value.replace("\\", "\\\\").replace("'", "''"),
-                     shlex.quote(value), value.replace("'", "'\"'\"'")}
+                     shlex.quote(value), value.replace("'", "'\"'\"'"),
+                     json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
             assert not [form for form in forms if len(form) >= 4 and form in shown]
         # argv-visible text must never carry a secret, whatever the display shows
         if isinstance(command, RemoteCommand):

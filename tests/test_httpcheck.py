@@ -1,0 +1,279 @@
+"""httpcheck: judging answers, and sending requests for real to a loopback http.server,
+both with urllib (local) and with the host-side curl script run by bash."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from deployer.commands import HttpCheck
+from deployer.httpcheck import (
+    HttpResponse,
+    evaluate,
+    json_mismatch,
+    parse_curl,
+    remote_curl,
+    send_local,
+)
+
+SECRET = 'tok"en\\with $pecial\'s'
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def _reply(self, status: int, body: bytes, ctype: str = "application/json",
+               extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up first (timeout test)
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        data = self.rfile.read(length) if length else b""
+        if self.path == "/health":
+            self._reply(200, b'{"status": "healthy", "db": {"ok": true, "latency": 1.0}}')
+        elif self.path == "/api/v1/auth/login":
+            self._reply(401, b'{"detail": "Invalid credentials"}')
+        elif self.path == "/redirect":
+            self._reply(302, b"", "text/plain", {"Location": "/health"})
+        elif self.path == "/slow":
+            time.sleep(3)
+            self._reply(200, b"late")
+        elif self.path == "/big":
+            self._reply(200, b"x" * (2 * 1024 * 1024), "text/plain")
+        elif self.path.startswith("/echo"):
+            self._reply(200, json.dumps({
+                "method": self.command, "path": self.path,
+                "auth": self.headers.get("Authorization"),
+                "ctype": self.headers.get("Content-Type"),
+                "body": data.decode("utf-8"),
+            }).encode())
+        else:
+            self._reply(404, b'{"detail":"Not Found"}')
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _handle
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def via_curl(check: HttpCheck) -> HttpResponse:
+    command = remote_curl(check)
+    result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", command.script],
+                            input=command.stdin, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "http_proxy": "http://127.0.0.1:9",
+                                 "HTTP_PROXY": "http://127.0.0.1:9"})
+    assert result.returncode == 0, result.stderr
+    return parse_curl(result.stdout)
+
+
+SENDERS = {"local": send_local, "curl": via_curl}
+
+
+@pytest.fixture(params=sorted(SENDERS))
+def send(request, monkeypatch):
+    # a proxy that would break any request sent through it: loopback must bypass it
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    return SENDERS[request.param]
+
+
+def test_health_json_subset(server: str, send) -> None:
+    check = HttpCheck("GET", server + "/health", expect_json={"status": "healthy",
+                                                               "db": {"ok": True}})
+    response = send(check)
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/json"
+    assert evaluate(check, response) == (True, "status 200, JSON matched")
+
+
+def test_login_route_accepts_401_but_404_fails(server: str, send) -> None:
+    check = HttpCheck("POST", server + "/api/v1/auth/login", json_body={"u": "a"},
+                      expect_status=(200, 401))
+    assert evaluate(check, send(check)) == (True, "status 401")
+    missing = HttpCheck("POST", server + "/api/v1/auth/logn", json_body={},
+                        expect_status=(200, 401))
+    assert evaluate(missing, send(missing)) == (
+        False, 'expected status 200|401, got 404: {"detail":"Not Found"}')
+
+
+def test_headers_and_body_arrive_intact(server: str, send) -> None:
+    body = "@/etc/passwd\nline2 \"quoted\" \\ back ünï"
+    check = HttpCheck("PUT", server + "/echo?a=1&b=2", headers={"Authorization": SECRET},
+                      body=body)
+    response = send(check)
+    echoed = json.loads(response.body)
+    assert echoed == {"method": "PUT", "path": "/echo?a=1&b=2", "auth": SECRET,
+                      "ctype": echoed["ctype"], "body": body}
+
+
+def test_json_body_sets_content_type(server: str, send) -> None:
+    check = HttpCheck("POST", server + "/echo", json_body={"name": "x'y", "n": [1, 2]})
+    echoed = json.loads(send(check).body)
+    assert echoed["ctype"] == "application/json"
+    assert json.loads(echoed["body"]) == {"name": "x'y", "n": [1, 2]}
+
+
+def test_redirect_is_not_followed(server: str, send) -> None:
+    check = HttpCheck("GET", server + "/redirect")
+    response = send(check)
+    assert response.status == 302
+    assert response.headers["location"] == "/health"
+    assert evaluate(check, response) == (False, "expected status 200, got 302: (empty body)")
+
+
+def test_head_request(server: str, send) -> None:
+    check = HttpCheck("HEAD", server + "/health")
+    response = send(check)
+    assert (response.status, response.body) == (200, "")
+
+
+def test_connection_refused_is_an_answer_not_an_exception(send) -> None:
+    check = HttpCheck("GET", f"http://127.0.0.1:{closed_port()}/health")
+    response = send(check)
+    assert response.status == 0
+    ok, message = evaluate(check, response)
+    assert not ok
+    assert message.startswith(f"GET {check.url}: cannot connect")
+
+
+def test_timeout(server: str, send) -> None:
+    check = HttpCheck("GET", server + "/slow", timeout=1)
+    response = send(check)
+    assert response.status == 0
+    assert "no answer" in (response.error or "")
+
+
+def test_big_body_truncated(server: str, send) -> None:
+    check = HttpCheck("GET", server + "/big", body_contains="y")
+    response = send(check)
+    assert response.status == 200 and response.truncated
+    assert set(response.body) == {"x"}
+    assert evaluate(check, response)[0] is False
+
+
+def test_remote_curl_keeps_secrets_out_of_argv(server: str) -> None:
+    check = HttpCheck("POST", server + "/echo?token=" + "abc123secret",
+                      headers={"Authorization": SECRET}, json_body={"password": "pw-secret"})
+    command = remote_curl(check)
+    for secret in ("abc123secret", "tok\"en", "pw-secret"):
+        assert secret not in command.script
+    # the display names the URL (masked by the redactor like any text) but not the
+    # config, whose escaped header values the redactor could not recognise
+    shown = command.display()
+    assert "pw-secret" not in shown and "tok" not in shown.replace("token=", "")
+
+
+def test_remote_curl_reports_missing_curl(tmp_path) -> None:
+    command = remote_curl(HttpCheck("GET", "http://127.0.0.1:1/"))
+    result = subprocess.run(["/bin/bash", "-e", "-o", "pipefail", "-c", command.script],
+                            input=command.stdin, capture_output=True, text=True,
+                            env={"PATH": str(tmp_path)}, timeout=30)
+    assert result.returncode == 127
+    assert "curl is not installed" in result.stderr
+
+
+def test_parse_curl_without_frame() -> None:
+    response = parse_curl("bash: something odd\n")
+    assert response.status == 0 and "unexpected output" in (response.error or "")
+
+
+# -- evaluate and the subset match, exhaustively ------------------------------------
+
+def resp(status: int = 200, body: str = "", error: str | None = None) -> HttpResponse:
+    return HttpResponse(status, body, {}, error)
+
+
+@pytest.mark.parametrize("check, response, expected", [
+    (HttpCheck("GET", "http://x/"), resp(200, "ok"), (True, "status 200")),
+    (HttpCheck("GET", "http://x/"), resp(500, "boom"),
+     (False, "expected status 200, got 500: boom")),
+    (HttpCheck("GET", "http://x/", expect_status=(200, 401)), resp(401),
+     (True, "status 401")),
+    (HttpCheck("GET", "http://x/", expect_status=(200, 401)), resp(404, '{"detail":"Not Found"}'),
+     (False, 'expected status 200|401, got 404: {"detail":"Not Found"}')),
+    (HttpCheck("GET", "http://x/"), resp(503, ""), (False, "expected status 200, got 503: "
+                                                           "(empty body)")),
+    (HttpCheck("GET", "http://x/"), resp(500, "a\n  b\tc"),
+     (False, "expected status 200, got 500: a b c")),
+    (HttpCheck("GET", "http://x/"), resp(500, "y" * 400),
+     (False, "expected status 200, got 500: " + "y" * 300 + "…")),
+    (HttpCheck("GET", "http://x/h"), resp(0, error="cannot connect: refused"),
+     (False, "GET http://x/h: cannot connect: refused")),
+    (HttpCheck("GET", "http://x/", expect_json={"status": "ok"}), resp(200, '{"status":"ok"}'),
+     (True, "status 200, JSON matched")),
+    (HttpCheck("GET", "http://x/", expect_json={"status": "ok"}), resp(200, "<html>"),
+     (False, "expected a JSON body, got: <html>")),
+    (HttpCheck("GET", "http://x/", expect_json={"status": "ok"}),
+     resp(200, '{"status":"degraded"}'),
+     (False, 'JSON does not match at $.status: expected "ok", got "degraded"')),
+    (HttpCheck("GET", "http://x/", expect_json={"status": "ok"}), resp(500, '{"status":"ok"}'),
+     (False, 'expected status 200, got 500: {"status":"ok"}')),
+    (HttpCheck("GET", "http://x/", body_contains="healthy"), resp(200, "all healthy"),
+     (True, "status 200, body contains 'healthy'")),
+    (HttpCheck("GET", "http://x/", body_contains="healthy"), resp(200, "down"),
+     (False, "expected body to contain 'healthy', got: down")),
+    (HttpCheck("GET", "http://x/", expect_json={"a": 1}, body_contains="b"),
+     resp(200, '{"a": 1, "b": 2}'), (True, "status 200, JSON matched, body contains 'b'")),
+    (HttpCheck("GET", "http://x/", expect_json={"a": 1}, body_contains="zzz"),
+     resp(200, '{"a": 1}'), (False, "expected body to contain 'zzz', got: {\"a\": 1}")),
+])
+def test_evaluate(check: HttpCheck, response: HttpResponse, expected) -> None:
+    assert evaluate(check, response) == expected
+
+
+@pytest.mark.parametrize("expected, actual, mismatch", [
+    ({}, {"a": 1}, None),
+    ({"a": 1}, {"a": 1, "b": 2}, None),
+    ({"a": 1}, {"a": 1.0}, None),
+    ({"a": 1}, {"a": True}, "$.a: expected 1, got true"),
+    ({"a": True}, {"a": 1}, "$.a: expected true, got 1"),
+    ({"a": None}, {"a": None}, None),
+    ({"a": None}, {"a": 0}, "$.a: expected null, got 0"),
+    ({"a": 1}, {"b": 1}, "$.a: missing"),
+    ({"a": {"b": {"c": "x"}}}, {"a": {"b": {"c": "x", "d": 1}}}, None),
+    ({"a": {"b": {"c": "x"}}}, {"a": {"b": {"c": "y"}}}, '$.a.b.c: expected "x", got "y"'),
+    ({"a": {"b": 1}}, {"a": [1]}, "$.a: expected an object, got [1]"),
+    ([1, 2], [1, 2], None),
+    ([1, 2], [2, 1], "$[0]: expected 1, got 2"),
+    ([1], [1, 2], "$: expected 1 items, got 2"),
+    ([{"id": 1}, {}], [{"id": 1, "n": "a"}, {"id": 2}], None),
+    ([{"id": 1}], [{"id": 2}], "$[0].id: expected 1, got 2"),
+    ({"items": []}, {"items": [1]}, "$.items: expected 0 items, got 1"),
+    ({"items": [1]}, {"items": {"0": 1}}, '$.items: expected an array, got {"0": 1}'),
+    ("ok", "ok", None),
+    ("ok", "OK", '$: expected "ok", got "OK"'),
+])
+def test_json_mismatch(expected, actual, mismatch) -> None:
+    assert json_mismatch(expected, actual) == mismatch
