@@ -90,18 +90,18 @@ def kinds_section() -> str:
         else:
             kind = kinds[name]
             doc, fields, shorthand = kind.doc, kind.fields, kind.shorthand
-        parts.append(f"### `{name}`\n\n{doc}\n")
+        parts.append(f"### `{name}`\n\n{doc}\n\n")
         if name != "include":
             where = "on the host" if kinds[name].remote else "on the operator's machine"
             parts.append(f"Runs {where}.")
             if kinds[name].auto_rollback is not None:
                 parts.append(" Has a built-in rollback used when the step sets no "
                              "`rollback`.")
-            parts.append("\n")
+            parts.append("\n\n")
         if shorthand:
             parts.append(f"Shorthand: `{name}: \"...\"` is `{name}: {{{shorthand}: "
-                         "\"...\"}`.\n")
-        parts.append("\n" + table(fields) + "\n\n")
+                         "\"...\"}`.\n\n")
+        parts.append(table(fields) + "\n\n")
     return "".join(parts).rstrip() + "\n"
 
 
