@@ -142,7 +142,7 @@ def step_warnings(step: Step, runbook: Runbook, project_dir: str) -> list[Proble
                     "add `no_cache: true` to the build", body.position))
         if body.kind == "http":
             status = opts.get("expect_status")
-            statuses = status if isinstance(status, list) else [status]
+            statuses = status if isinstance(status, list) else str(status).split(",")
             if any(str(s).strip() == "404" for s in statuses if s is not None):
                 out.append(_warning(
                     "http check accepts 404: a missing route would pass as success", step,

@@ -51,7 +51,7 @@ def test_plan_steps_flags_and_rollbacks(project):
     s = session()
     plan = s.plan()
     steps = by_id(plan)
-    assert [ps.index for ps in plan.hosts[0].steps] == list(range(1, 8))
+    assert [ps.index for ps in plan.hosts[0].steps] == list(range(1, 12))
     reset = steps["reset_schema"]
     assert reset.skipped and reset.skip_reason == "when reset_db is false"
     assert reset.commands == [] and reset.irreversible
@@ -65,7 +65,9 @@ def test_plan_steps_flags_and_rollbacks(project):
     start = steps["start"]
     assert isinstance(start.skip_if, RemoteCommand) and start.skip_if.check is False
     assert "grep -q api" in start.skip_if.script
-    assert summary(plan) == {"hosts": 1, "steps": 7, "destructive": 2, "irreversible": 1,
+    assert steps["env_file"].rollback is not None and not steps["env_file"].irreversible
+    assert steps["login"].commands[0].expect_status == (200, 401)
+    assert summary(plan) == {"hosts": 1, "steps": 11, "destructive": 2, "irreversible": 1,
                              "skipped": 1, "confirm": 1}
 
 
@@ -80,10 +82,11 @@ def test_group_target_plans_each_host_with_its_vars(project):
 
 def test_render_step_is_the_run_time_path(project):
     s = session()
-    step = s.runbook.steps[4]  # db.migrate, rollback uses the captured old_rev
+    index, step = next((i, st) for i, st in enumerate(s.runbook.steps, 1)
+                       if st.id == "db.migrate")  # its rollback uses the captured old_rev
     ctx = make_context(s.runbook, s.hosts[0], s.vars_for(s.hosts[0]), s.secrets,
                        {"old_rev": "abc123"}, step, planning=False, project_dir=".")
-    ps = render_step(step, 5, ctx)
+    ps = render_step(step, index, ctx)
     assert "downgrade abc123" in ps.rollback[0].display()
 
 
@@ -120,7 +123,8 @@ def test_digests_cover_inputs_and_detect_changes(project):
     s = session(vars_files=["extra.yml"])
     keys = set(s.digests)
     assert {"runbook:runbooks/first-time.yml", "include:runbooks/parts/migrate.yml",
-            "inventory:inventory.yml", "vars:extra.yml"} <= keys
+            "inventory:inventory.yml", "vars:extra.yml",
+            "template:templates/app.env.j2"} <= keys
     (project / "runbooks" / "parts" / "migrate.yml").write_text(
         (project / "runbooks" / "parts" / "migrate.yml").read_text() + "\n# edited\n")
     (project / "extra.yml").write_text("a: 2\n")
