@@ -20,6 +20,7 @@ from deployer.errors import InputError, Problem
 from deployer.models import StepBody
 from deployer.steps.base import FieldSpec, RenderContext
 
+CAPTURED = "<captured: "
 _TRUE = {"true", "yes", "on", "1", "y"}
 _FALSE = {"false", "no", "off", "0", "n", "", "none"}
 
@@ -108,6 +109,10 @@ class Options:
             raise self.error(name, f"`{name}` must be an integer, got {value!r}")
         if isinstance(value, int):
             return value
+        if isinstance(value, str) and CAPTURED in value:
+            # plan time: a value captured at run time is only a placeholder; keep it so
+            # the plan shows where it goes (the run renders the real number)
+            return value  # type: ignore[return-value]
         if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
             return int(value)
         raise self.error(name, f"`{name}` must be an integer, got {value!r}")

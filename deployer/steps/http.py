@@ -59,7 +59,7 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
         raise opts.error("json", "give either `json` or `body`, not both")
     statuses = opts.int_list("expect_status") or [200]
     for status in statuses:
-        if not 100 <= status <= 599:
+        if isinstance(status, int) and not 100 <= status <= 599:
             raise opts.error("expect_status", f"{status} is not an HTTP status code")
     where = opts.raw("from") or "local"
     if where not in ("local", "remote"):

@@ -33,7 +33,7 @@ FIELDS: dict[str, FieldSpec] = {
         "YAML reads 0600 as octal but 600 as decimal."),
     "owner": FieldSpec("string", "Owner user name or uid (needs `sudo` unless it is the "
                        "SSH user)."),
-    "group": FieldSpec("string", "Group name or gid."),
+    "group": FieldSpec("string", "Group name or gid of the file."),
     "vars": FieldSpec("any", "Extra variables for the template (override host vars).",
                       default={}),
 }

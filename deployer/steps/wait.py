@@ -51,13 +51,13 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
             raise opts.error("url", f"`url` must start with http:// or https://, got {url!r}")
         statuses = opts.int_list("expect_status")
         for status in statuses:
-            if not 100 <= status <= 599:
+            if isinstance(status, int) and not 100 <= status <= 599:
                 raise opts.error("expect_status", f"{status} is not an HTTP status code")
         return [WaitFor(url=url, expect_status=tuple(statuses), **common)]
     if opts.given("expect_status"):
         raise opts.error("expect_status", "`expect_status` applies to `url` only")
     port = opts.int("port") or 0
-    if not 1 <= port <= 65535:
+    if isinstance(port, int) and not 1 <= port <= 65535:
         raise opts.error("port", f"`port` must be between 1 and 65535, got {port}")
     host = (opts.str("host") or "127.0.0.1").strip()
     if not host or any(c.isspace() for c in host):
