@@ -294,7 +294,7 @@ class Executor:
                                                 "action": "rollback"}]
             self._save()
             self.events.run_started(record, True)
-            todo = rollback_mod.targets(record)
+            todo = rollback_mod.undoable(record)
             if not todo:
                 msg = f"run {record.id} has no completed step to roll back"
                 self._notice(msg)

@@ -103,6 +103,12 @@ def targets(record: RunRecord) -> list[StepRecord]:
     return [s for s in reversed(record.steps) if s.state == OK]
 
 
+def undoable(record: RunRecord) -> list[StepRecord]:
+    """Targets not already known to have nothing to undo (``deployer rollback`` asks
+    about these)."""
+    return [s for s in targets(record) if s.rollback.get("state") != "nothing_to_undo"]
+
+
 def roll_back(
     record: RunRecord,
     render: Callable[[StepRecord], Undo],

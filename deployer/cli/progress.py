@@ -81,6 +81,8 @@ class ConsoleEvents(Events):
     def run_started(self, record: RunRecord, resumed: bool) -> None:
         self.total[record.host] = len(record.steps)
         verb = "resuming" if resumed else "run"
+        if record.resumes and record.resumes[-1].get("action") == "rollback":
+            verb = "rolling back"
         self._write(self._c("1", f"{verb} {record.id}: {record.runbook} on {record.host} "
                                  f"({record.address}) by {record.operator}"))
 

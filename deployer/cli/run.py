@@ -209,7 +209,7 @@ def rollback(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple
     """
     from deployer.cli.progress import ConsoleEvents
     from deployer.executor import Executor, RunOptions
-    from deployer.rollback import targets
+    from deployer.rollback import undoable
     from deployer.state import StateStore
 
     session = load_session_from_cli(ctx, runbook, host, vars_files, cli_vars, secrets_file)
@@ -229,7 +229,7 @@ def rollback(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple
             raise UsageError(f"no run of {session.runbook.name} on {target.name} recorded",
                              hint="list runs with `deployer history`")
         record = found
-    todo = [r.id for r in targets(record)]
+    todo = [r.id for r in undoable(record)]
     events = ConsoleEvents()
     if todo and not yes:
         if not events.can_confirm():
