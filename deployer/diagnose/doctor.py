@@ -676,12 +676,13 @@ def _connect(transport: Any) -> Check:
         transport.connect()
     except DeployerError as exc:
         message = str(exc)
-        title, fix = _catalogue_fix(message, exc.hint or "check address, port, user and "
-                                    "identity_file in the inventory")
-        if exc.hint and not title:
-            fix = exc.hint
-        detail = f"cannot connect to {label}: {message}" if label else message
-        return Check("ssh", "SSH", FAIL, detail, fix)
+        # the transport's own hint names exact commands; the catalogue covers the rest
+        title, fix = _catalogue_fix(message, "check address, port, user and identity_file "
+                                    "in the inventory")
+        fix = exc.hint or fix
+        where = f"cannot connect to {label}: " if label and label not in message else ""
+        known = f" ({title})" if title else ""
+        return Check("ssh", "SSH", FAIL, f"{where}{message}{known}", fix)
     return Check("ssh", "SSH", OK, f"connected to {label}" if label else "connected")
 
 
