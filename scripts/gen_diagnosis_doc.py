@@ -52,14 +52,16 @@ Optional rules refine it:
 
 | rule | effect |
 |---|---|
-| `kinds` | step kinds the entry applies to; when the failing step's kind is known and not listed, the entry is skipped (a match adds to the score) |
+| `kinds` | step kinds it applies to: another known kind skips it, a listed one adds score |
 | `exit_codes` | same, for the step's exit code |
 | `after_steps` | regex over the ids of the steps that ran before; a match adds to the score |
 | `also` / `unless` | regexes that must / must not occur within 40 lines of the hit |
-| `app_package_group` | the named group must be the app's own package (var `app_package`, `app_module`, `project_name`, or a `gunicorn`/`uvicorn pkg.module:app` line near the hit) |
+| `app_package_group` | the group must be the app's own package (note below) |
 | `supersedes` | more general entries dropped when this one matches nearby |
 | `priority` | base score (default 50); the best score is listed first |
 
+The app's own package comes from the vars `app_package`, `app_module` or `project_name`,
+or from a `gunicorn`/`uvicorn pkg.module:app` start line near the hit.
 Named groups fill `{name}` placeholders in the cause and fix (so the fix names the
 missing module, role or port). Passwords in URLs are masked in everything shown.
 Huge logs cost one regex pass per block: a trie of the literal parts of every
