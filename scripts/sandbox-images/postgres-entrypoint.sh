@@ -26,7 +26,18 @@ if [ "${1:0:1}" = '-' ]; then
 	set -- postgres "$@"
 fi
 
-if [ "$1" != 'postgres' ]; then
+# Like the official image: anything but a server start (other programs, or postgres asked
+# for --version/--help/--describe-config) runs as is, without initialising a cluster.
+want_info() {
+	local arg
+	for arg; do
+		case "$arg" in
+			-'?'|--help|--describe-config|-V|--version) return 0 ;;
+		esac
+	done
+	return 1
+}
+if [ "$1" != 'postgres' ] || want_info "$@"; then
 	exec "$@"
 fi
 

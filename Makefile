@@ -1,0 +1,35 @@
+# Two entry points from the README: `make demo` and `make test`. Both install deployer into
+# .venv and start the sandbox VPS (scripts/sandbox, see docs/sandbox.md) first.
+PYTHON ?= python3
+VENV := .venv
+DEPLOYER := $(VENV)/bin/deployer -i .sandbox/inventory.yml
+
+.PHONY: venv sandbox-up sandbox-down sandbox-status demo test lint
+
+venv: $(VENV)/.installed
+
+# Reinstalled only when the package metadata changes; the install is editable.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+sandbox-up:
+	scripts/sandbox up
+
+sandbox-down:
+	scripts/sandbox down
+
+sandbox-status:
+	scripts/sandbox status
+
+demo: venv sandbox-up
+	$(DEPLOYER) run first-time --host sandbox --yes
+	$(DEPLOYER) run restart --host sandbox
+
+# -m '' clears any marker filter: the e2e tests against the sandbox run too.
+test: venv sandbox-up
+	$(VENV)/bin/pytest -m ''
+
+lint: venv
+	$(VENV)/bin/ruff check .

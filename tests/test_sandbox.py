@@ -1,0 +1,352 @@
+"""End-to-end checks of the sandbox VPS that `scripts/sandbox up` provides (marker e2e).
+
+They assume the sandbox is up (`make test` runs `scripts/sandbox up` first; a fixture runs
+it too, which is fast when everything already runs) and verify what the runbooks rely on:
+ssh as root with the sandbox's known_hosts, a Docker engine and compose reachable over that
+ssh, both local base images, and a postgres image that behaves like the official one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parent.parent
+SANDBOX = ROOT / "scripts" / "sandbox"
+STATE = ROOT / ".sandbox"
+PYTHON_IMAGE = "deployer-sandbox/python:3.11-bookworm"
+POSTGRES_IMAGE = "deployer-sandbox/postgres:15"
+
+
+def sh(cmd: list[str], *, check: bool = True, timeout: float = 120,
+       env: dict[str, str] | None = None, stdin: str | None = None
+       ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check,
+                          env=env, input=stdin)
+
+
+@pytest.fixture(scope="module")
+def inventory() -> dict:
+    r = sh([str(SANDBOX), "up"], check=False, timeout=900)
+    assert r.returncode == 0, f"scripts/sandbox up failed:\n{r.stdout}\n{r.stderr}"
+    return yaml.safe_load((STATE / "inventory.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def host(inventory: dict) -> dict:
+    return inventory["hosts"]["sandbox"]
+
+
+def ssh_cmd(host: dict, known_hosts: str | None = None) -> list[str]:
+    return ["ssh", "-F", "/dev/null", "-i", host["identity_file"],
+            "-o", f"UserKnownHostsFile={known_hosts or host['known_hosts']}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+            "-o", "ConnectTimeout=10", "-p", str(host["port"]),
+            f"{host['user']}@{host['host']}"]
+
+
+def remote(host: dict, command: str, **kw) -> subprocess.CompletedProcess[str]:
+    return sh([*ssh_cmd(host), command], **kw)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ----------------------------------------------------------------------------- inventory
+
+def test_inventory_describes_the_sandbox_host(inventory: dict, host: dict) -> None:
+    assert inventory["default_host"] == "sandbox"
+    assert host["host"] == "127.0.0.1"
+    assert host["port"] == int(os.environ.get("SANDBOX_SSH_PORT", "2222"))
+    assert host["user"] == "root"
+    for key in ("identity_file", "known_hosts"):
+        assert Path(host[key]).is_absolute() and Path(host[key]).is_file(), key
+    v = host["vars"]
+    for key in ("app_dir", "app_source", "compose_project", "compose_files", "base_image",
+                "postgres_image", "api_image", "api_port", "pg_port", "db_name",
+                "db_app_role", "db_ui_role", "admin_email"):
+        assert key in v, key
+    assert Path(v["app_dir"]).is_absolute() and v["app_dir"].startswith(str(STATE))
+    assert (Path(v["app_source"]) / "docker-compose.yml").is_file()
+    assert v["base_image"] == PYTHON_IMAGE and v["postgres_image"] == POSTGRES_IMAGE
+    assert (v["api_port"], v["pg_port"]) == (18000, 55432)
+
+
+def test_secrets_are_generated_private_and_reachable_from_inventory(inventory: dict) -> None:
+    path = STATE / "secrets.env"
+    assert path.stat().st_mode & 0o077 == 0, "secrets.env must not be group/world readable"
+    values = dict(line.split("=", 1) for line in path.read_text().splitlines()
+                  if line and not line.startswith("#"))
+    names = {"postgres_password", "db_app_password", "db_ui_password", "admin_password",
+             "jwt_secret"}
+    assert names <= set(values)
+    assert len({values[n] for n in names}) == len(names), "secrets must differ"
+    for name in names:
+        assert len(values[name]) >= 24
+        spec = inventory["secrets"][name]
+        out = sh(["bash", "-c", spec["command"]]).stdout.strip()
+        assert out == values[name]
+    # The inventory refers to secrets by command; it never holds a value.
+    inv_text = (STATE / "inventory.yml").read_text()
+    assert not any(values[n] in inv_text for n in names)
+
+
+# ----------------------------------------------------------------------------- ssh
+
+def test_ssh_as_root_with_the_sandbox_known_hosts(host: dict) -> None:
+    r = remote(host, "id -u && echo $HOME")
+    assert r.stdout.split() == ["0", "/root"]
+
+
+def test_ssh_refuses_an_unknown_host_key(host: dict, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    r = sh([*ssh_cmd(host, str(empty)), "true"], check=False)
+    assert r.returncode == 255
+    assert "Host key verification failed" in r.stderr
+
+
+def test_ssh_refuses_another_client_key(host: dict, tmp_path: Path) -> None:
+    key = tmp_path / "other"
+    sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
+    cmd = ssh_cmd(host)
+    cmd[cmd.index(host["identity_file"])] = str(key)
+    r = sh([*cmd, "true"], check=False)
+    assert r.returncode == 255
+    assert "Permission denied" in r.stderr
+
+
+def test_sftp_subsystem_works(host: dict, tmp_path: Path) -> None:
+    # Fabric's put() goes through SFTP.
+    src = tmp_path / "payload"
+    src.write_bytes(os.urandom(4096))
+    dest = f"/tmp/deployer-sandbox-sftp-{uuid.uuid4().hex}"
+    scp = ["scp", "-s", "-q", "-F", "/dev/null", "-i", host["identity_file"],
+           "-o", f"UserKnownHostsFile={host['known_hosts']}", "-o", "StrictHostKeyChecking=yes",
+           "-o", "BatchMode=yes", "-P", str(host["port"])]
+    try:
+        sh([*scp, str(src), f"root@{host['host']}:{dest}"])
+        digest = remote(host, f"sha256sum {dest}").stdout.split()[0]
+        assert digest == hashlib.sha256(src.read_bytes()).hexdigest()
+    finally:
+        remote(host, f"rm -f {dest}", check=False)
+
+
+# ----------------------------------------------------------------------------- docker
+
+def test_docker_and_compose_answer_over_ssh(host: dict) -> None:
+    r = remote(host, "docker info --format '{{.ServerVersion}} {{.Driver}}'")
+    assert r.stdout.strip()
+    r = remote(host, "docker compose version 2>/dev/null || docker-compose version --short")
+    assert r.stdout.strip()
+
+
+def test_host_networking_reaches_host_loopback_ports(host: dict) -> None:
+    nets = remote(host, "docker network ls --format '{{.Name}}'").stdout.split()
+    assert "host" in nets
+    port = free_port()
+    script = (f"import socket; s = socket.socket(); s.bind(('127.0.0.1', {port})); "
+              "print(s.getsockname()[1])")
+    r = remote(host, f"docker run --rm --network host {PYTHON_IMAGE} python3 -c "
+                     f"{shlex.quote(script)}")
+    assert r.stdout.strip() == str(port)
+
+
+@pytest.mark.parametrize("image", [PYTHON_IMAGE, POSTGRES_IMAGE])
+def test_base_images_exist(host: dict, image: str) -> None:
+    r = remote(host, f"docker image inspect --format '{{{{.Id}}}}' {image}", check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("sha256:")
+
+
+def test_python_image_has_bookworm_python_and_the_host_ca_bundle(host: dict) -> None:
+    script = ("import sys, os, ssl, venv, hashlib; print('%d.%d' % sys.version_info[:2]); "
+              "print(hashlib.sha256(open('/etc/ssl/certs/ca-certificates.crt','rb').read())"
+              ".hexdigest()); print(os.environ['PIP_CERT'], os.environ['SSL_CERT_FILE'], "
+              "os.environ['REQUESTS_CA_BUNDLE'])")
+    r = sh(["docker", "run", "--rm", PYTHON_IMAGE, "python3", "-c", script])
+    version, digest, env = r.stdout.strip().splitlines()
+    assert version == "3.11"
+    host_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    if host_bundle.exists():
+        assert digest == hashlib.sha256(host_bundle.read_bytes()).hexdigest()
+    assert env.split() == ["/etc/ssl/certs/ca-certificates.crt"] * 3
+    r = sh(["docker", "run", "--rm", PYTHON_IMAGE, "sh", "-c",
+            "python3 -m venv /tmp/v && /tmp/v/bin/pip --version"])
+    assert "python 3.11" in r.stdout
+
+
+# ----------------------------------------------------------------------------- postgres
+
+class Pg:
+    """One throwaway container of the sandbox postgres image on host networking."""
+
+    def __init__(self, tmp: Path, **env: str) -> None:
+        self.name = f"deployer-test-pg-{uuid.uuid4().hex[:10]}"
+        self.port = free_port()
+        self.volume = self.name
+        self.env = {"PGPORT": str(self.port), **env}
+        self.initdb = tmp / "initdb"
+        self.initdb.mkdir(exist_ok=True)
+
+    def start(self, *args: str) -> None:
+        cmd = ["docker", "run", "-d", "--name", self.name, "--network", "host",
+               "-v", f"{self.volume}:/var/lib/postgresql/data",
+               "-v", f"{self.initdb}:/docker-entrypoint-initdb.d:ro"]
+        for k, v in self.env.items():
+            cmd += ["-e", f"{k}={v}"]
+        sh([*cmd, POSTGRES_IMAGE, *args])
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            # TCP, not the socket: the init-time server listens on the socket only.
+            if sh(["docker", "exec", self.name, "pg_isready", "-q", "-h", "127.0.0.1"],
+                  check=False).returncode == 0:
+                return
+            state = sh(["docker", "inspect", "-f", "{{.State.Running}}", self.name]).stdout
+            if state.strip() != "true":
+                break
+            time.sleep(0.3)
+        pytest.fail(f"postgres not ready:\n{self.logs()}")
+
+    def psql(self, sql: str, *args: str, password: str | None = None,
+             check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = ["docker", "exec", "-i"]
+        if password is not None:
+            cmd += ["-e", f"PGPASSWORD={password}"]
+        return sh([*cmd, self.name, "psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", *args],
+                  stdin=sql, check=check)
+
+    def logs(self) -> str:
+        r = sh(["docker", "logs", self.name], check=False)
+        return r.stdout + r.stderr
+
+    def remove(self) -> None:
+        sh(["docker", "rm", "-f", self.name], check=False)
+        sh(["docker", "volume", "rm", "-f", self.volume], check=False)
+
+
+@pytest.fixture
+def pg(inventory: dict, tmp_path: Path) -> Iterator[Pg]:
+    made = Pg(tmp_path, POSTGRES_PASSWORD="s3cret-pw", POSTGRES_USER="boss",
+              POSTGRES_DB="shop")
+    yield made
+    made.remove()
+
+
+def test_postgres_image_initialises_like_the_official_one(pg: Pg) -> None:
+    (pg.initdb / "10-init.sql").write_text("CREATE TABLE seeded (n int); "
+                                           "INSERT INTO seeded VALUES (42);\n")
+    pg.start()
+    pg.wait_ready()
+    # POSTGRES_USER is the superuser, POSTGRES_DB exists, init scripts ran in it.
+    r = pg.psql("SELECT current_user, rolsuper, current_database(), (SELECT n FROM seeded) "
+                "FROM pg_roles WHERE rolname = current_user;", "-U", "boss", "-d", "shop")
+    assert r.stdout.strip() == "boss|t|shop|42"
+    # Runs as the postgres user, on the port from PGPORT.
+    r = pg.psql("SELECT setting FROM pg_settings WHERE name = 'port';", "-U", "boss",
+                "-d", "shop")
+    assert r.stdout.strip() == str(pg.port)
+    r = sh(["docker", "exec", pg.name, "sh", "-c", "cat /proc/1/status | grep ^Uid"])
+    assert r.stdout.split()[1] != "0"
+
+
+def test_postgres_socket_trusted_tcp_needs_password(pg: Pg) -> None:
+    pg.start()
+    pg.wait_ready()
+    tcp = ["-h", "127.0.0.1", "-U", "boss", "-d", "shop"]
+    assert pg.psql("SELECT 1;", "-U", "boss", "-d", "shop").stdout.strip() == "1"
+    wrong = pg.psql("SELECT 1;", *tcp, "-w", password="nope", check=False)
+    assert wrong.returncode != 0
+    assert "password authentication failed" in wrong.stderr
+    missing = pg.psql("SELECT 1;", *tcp, "-w", check=False)
+    assert missing.returncode != 0
+    assert pg.psql("SELECT 1;", *tcp, password="s3cret-pw").stdout.strip() == "1"
+    r = pg.psql("SHOW password_encryption;", "-U", "boss", "-d", "shop")
+    assert r.stdout.strip() == "scram-sha-256"
+
+
+def test_postgres_stops_cleanly_and_keeps_data(pg: Pg) -> None:
+    pg.start()
+    pg.wait_ready()
+    pg.psql("CREATE TABLE keep (v text); INSERT INTO keep VALUES ('kept');",
+            "-U", "boss", "-d", "shop")
+    sh(["docker", "stop", "-t", "30", pg.name])
+    code = sh(["docker", "inspect", "-f", "{{.State.ExitCode}}", pg.name]).stdout.strip()
+    assert code == "0", pg.logs()  # 137 would mean it ignored SIGTERM and was killed
+    assert "database system is shut down" in pg.logs()
+    sh(["docker", "start", pg.name])
+    pg.wait_ready()
+    assert pg.psql("SELECT v FROM keep;", "-U", "boss", "-d", "shop").stdout.strip() == "kept"
+    assert pg.logs().count("initializing cluster") == 1
+
+
+def test_postgres_refuses_to_initialise_without_password(inventory: dict,
+                                                         tmp_path: Path) -> None:
+    bare = Pg(tmp_path)
+    try:
+        bare.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            state = sh(["docker", "inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}",
+                        bare.name]).stdout.split()
+            if state[0] == "false":
+                break
+            time.sleep(0.2)
+        assert state == ["false", "1"]
+        assert "POSTGRES_PASSWORD" in bare.logs()
+    finally:
+        bare.remove()
+
+
+def test_postgres_runs_other_commands_unchanged(inventory: dict) -> None:
+    r = sh(["docker", "run", "--rm", POSTGRES_IMAGE, "postgres", "--version"])
+    assert r.stdout.startswith("postgres (PostgreSQL) 15.")
+    r = sh(["docker", "run", "--rm", POSTGRES_IMAGE, "pg_dump", "--version"])
+    assert "15." in r.stdout
+
+
+# ----------------------------------------------------------------------------- lifecycle
+
+def test_up_is_idempotent_and_keeps_sshd(inventory: dict) -> None:
+    pid_before = (STATE / "sshd.pid").read_text().strip()
+    r = sh([str(SANDBOX), "up"], timeout=300)
+    assert "sshd started" not in r.stdout
+    assert (STATE / "sshd.pid").read_text().strip() == pid_before
+    assert sh([str(SANDBOX), "status"]).returncode == 0
+
+
+def test_second_sandbox_down_stops_only_what_it_started(inventory: dict, host: dict,
+                                                        tmp_path: Path) -> None:
+    env = dict(os.environ, SANDBOX_DIR=str(tmp_path / "sb2"), SANDBOX_SSH_PORT=str(free_port()),
+               SANDBOX_PROJECT=f"deployer-test-{uuid.uuid4().hex[:8]}")
+    try:
+        sh([str(SANDBOX), "up"], env=env, timeout=300)
+        inv2 = yaml.safe_load((tmp_path / "sb2" / "inventory.yml").read_text())
+        host2 = inv2["hosts"]["sandbox"]
+        assert host2["port"] == int(env["SANDBOX_SSH_PORT"])
+        assert sh([*ssh_cmd(host2), "true"]).returncode == 0
+        status = sh([str(SANDBOX), "status"], env=env).stdout
+        assert "not started by sandbox" in status  # docker was already running
+    finally:
+        sh([str(SANDBOX), "down"], env=env, timeout=300)
+    assert sh([*ssh_cmd(host2), "true"], check=False).returncode == 255
+    # The engine and the main sandbox's sshd are untouched.
+    assert remote(host, "docker info --format '{{.ServerVersion}}'").stdout.strip()
+    assert sh([str(SANDBOX), "status"], check=False).returncode == 0
