@@ -269,10 +269,9 @@ class Executor:
             self._open(run_id, "run", prev)
             self.record = self._build_record(run_id, prev)
             self._start_log()
-            if prev is not None:
-                took = self._lock.took_over if self._lock else None
-                self._notice(f"resuming run {run_id}" + (
-                    f" (took over the lock it left: {took.describe()})" if took else ""))
+            took = self._lock.took_over if self._lock else None
+            if took is not None:
+                self._notice(f"took over the lock left by run {run_id} ({took.describe()})")
             self._save()
             self.events.run_started(self.record, prev is not None)
             outcome = self._execute(resumed=prev is not None)
@@ -351,8 +350,8 @@ class Executor:
         if not changes:
             return
         if self.options.force:
-            self.notices.append(f"inputs changed since run {prev.id} "
-                                         f"({'; '.join(changes)}); going on (--force)")
+            self._notice(f"inputs changed since run {prev.id} ({'; '.join(changes)}); "
+                         "going on (--force)", "warning")
             return
         raise StalePlanError(
             f"refusing to {action} run {prev.id}: its inputs changed since", changes,
@@ -520,6 +519,13 @@ class Executor:
             if (step.capture and step.capture not in self.captured
                     and step.capture not in self.variables and rec.state != OK):
                 missing.append((step, rec))
+        if not missing:
+            return
+        used: set[str] = set()
+        for i, step in enumerate(self.runbook.steps):
+            if self._selected(i) and record.steps[i].state not in (OK, SKIPPED):
+                used |= _referenced_names(step, self.project_dir)
+        missing = [(step, rec) for step, rec in missing if step.capture in used]
         if not missing:
             return
         history = self.store.list_runs(host=self.host.name, runbook=self.runbook.name)
@@ -963,6 +969,49 @@ def _reset(rec: StepRecord) -> None:
     rec.captured_masked = []
     rec.tail = []
     rec.rollback = {}
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _strings(v)]
+    return []
+
+
+def _referenced_names(step: Step, project_dir: str) -> set[str]:
+    """Template names a step (with its rollback, when, skip_if, confirm, and any
+    template file it names) refers to; used to tell which captures a step needs."""
+    import jinja2
+    import jinja2.meta
+
+    from deployer.templating import environment
+
+    env = environment(project_dir)
+    texts: list[str] = []
+    bodies = [step.body] + ([step.rollback] if isinstance(step.rollback, StepBody) else [])
+    for body in bodies:
+        texts += _strings(body.options) + _strings(body.env) + _strings(body.cwd)
+        for key in ("template", "file", "src"):
+            name = body.options.get(key)
+            if isinstance(name, str) and "{{" not in name:
+                try:
+                    texts.append(env.loader.get_source(env, name)[0])  # type: ignore[union-attr]
+                except (jinja2.TemplateNotFound, OSError):
+                    pass
+    if step.when is not None and not isinstance(step.when, bool):
+        text = str(step.when).strip()
+        texts.append(text if "{{" in text else "{{ " + text + " }}")
+    texts += _strings(step.skip_if) + _strings(step.confirm)
+    names: set[str] = set()
+    for text in texts:
+        try:
+            names |= jinja2.meta.find_undeclared_variables(env.parse(text))
+        except jinja2.TemplateSyntaxError:
+            continue
+    return names
 
 
 def _known_captures(record: RunRecord) -> dict[str, str]:

@@ -1,0 +1,170 @@
+"""Resume: after a failed step, after SIGKILL mid-step (lock takeover), refusal when
+inputs changed (and --force), --from and --only. Real CLI in subprocesses, real sshd."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from tests.executor_helpers import RunProject, kill, wait_for
+
+
+@pytest.fixture
+def project(tmp_path, sshd) -> RunProject:
+    return RunProject(tmp_path, sshd)
+
+
+def _counting_runbook(project: RunProject, gate: str) -> None:
+    log = project.remote / "log"
+    project.runbook("app", f"""
+        steps:
+          - id: rev
+            run: "echo rev >> {log}; echo abc123"
+            capture: old_rev
+          - id: build
+            run: "echo build >> {log}"
+          - id: gated
+            run: "echo gated >> {log}; test -f {gate}"
+          - id: finish
+            run: "echo finish-{{{{ old_rev }}}} >> {log}"
+    """)
+
+
+def test_resume_after_failed_step(project) -> None:
+    gate = project.remote / "gate"
+    log = project.remote / "log"
+    _counting_runbook(project, str(gate))
+    r = project.cli("run", "app", "--host", "t", "--no-rollback")
+    assert r.returncode == 3
+    assert project.states() == {"rev": "ok", "build": "ok", "gated": "failed",
+                                "finish": "pending"}
+    run_id = project.record()["id"]
+    gate.write_text("")  # the operator fixes the problem
+    r = project.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"resuming {run_id}" in r.stdout
+    # ok steps not re-run; the captured value came back for `finish`.
+    assert log.read_text().split() == ["rev", "build", "gated", "gated", "finish-abc123"]
+    records = project.records()
+    assert len(records) == 1 and records[0]["id"] == run_id
+    assert records[0]["status"] == "succeeded"
+    assert len(records[0]["resumes"]) == 1
+    # Nothing left to resume.
+    r = project.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 2 and "nothing to resume" in r.stderr
+
+
+def test_resume_after_rollback_reruns_undone_steps(project) -> None:
+    gate = project.remote / "gate"
+    log = project.remote / "log"
+    project.runbook("app", f"""
+        steps:
+          - id: one
+            run: "echo one >> {log}"
+            rollback: {{run: "echo undo-one >> {log}"}}
+          - id: two
+            run: "echo two >> {log}; test -f {gate}"
+    """)
+    assert project.cli("run", "app", "--host", "t").returncode == 1
+    gate.write_text("")
+    assert project.cli("run", "app", "--host", "t", "--resume").returncode == 0
+    assert log.read_text().split() == ["one", "two", "undo-one", "one", "two"]
+
+
+def test_resume_refused_when_the_runbook_changed(project) -> None:
+    gate = project.remote / "gate"
+    _counting_runbook(project, str(gate))
+    assert project.cli("run", "app", "--host", "t", "--no-rollback").returncode == 3
+    path = project.root / "runbooks" / "app.yml"
+    path.write_text(path.read_text().replace("echo build", "echo BUILD"))
+    r = project.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 2
+    assert "changed" in r.stderr and "runbooks/app.yml" in r.stderr
+    assert "--force" in r.stderr
+    gate.write_text("")
+    r = project.cli("run", "app", "--host", "t", "--resume", "--force")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "--force" in r.stdout
+
+
+def test_resume_after_sigkill_mid_step_takes_over_the_lock(project) -> None:
+    log = project.remote / "log"
+    started = project.remote / "started"
+    gate = project.remote / "gate"
+    project.runbook("app", f"""
+        steps:
+          - id: first
+            run: "echo first >> {log}"
+          - id: slow
+            run: |
+              echo slow >> {log}
+              touch {started}
+              while [ ! -f {gate} ]; do sleep 0.05; done
+          - id: last
+            run: "echo last >> {log}"
+    """)
+    proc = project.popen("run", "app", "--host", "t")
+    try:
+        wait_for(started.exists)
+        # The state file says `slow` is running.
+        wait_for(lambda: project.records() and project.states().get("slow") == "running")
+        kill(proc, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    # Every state file is complete JSON (atomic writes); the lock is still there.
+    for path in project.runs_dir.glob("*.json"):
+        json.loads(path.read_text())
+    assert not list(project.runs_dir.glob(".*.tmp"))
+    assert project.record()["status"] == "running"
+    assert (project.root / "lock" / "info.json").exists()
+    # A fresh run is refused: the dead run still holds the lock.
+    r = project.cli("run", "app", "--host", "t")
+    assert r.returncode == 4
+    assert project.record()["id"] in r.stderr
+    gate.write_text("")
+    r = project.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "took over the lock" in r.stdout
+    assert log.read_text().split() == ["first", "slow", "slow", "last"]
+    assert project.states() == {"first": "ok", "slow": "ok", "last": "ok"}
+    assert not (project.root / "lock").exists()
+
+
+def test_from_step_uses_captures_of_earlier_runs(project) -> None:
+    gate = project.remote / "gate"
+    gate.write_text("")
+    log = project.remote / "log"
+    _counting_runbook(project, str(gate))
+    assert project.cli("run", "app", "--host", "t").returncode == 0
+    log.write_text("")
+    r = project.cli("run", "app", "--host", "t", "--from", "gated")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert log.read_text().split() == ["gated", "finish-abc123"]
+    states = project.states()
+    assert states["rev"] == "skipped" and states["build"] == "skipped"
+    assert "taken from run" in r.stdout
+
+
+def test_from_step_without_known_capture_is_refused(project) -> None:
+    _counting_runbook(project, "/nonexistent")
+    r = project.cli("run", "app", "--host", "t", "--from", "finish")
+    assert r.returncode == 2
+    assert "old_rev" in r.stderr and "--var old_rev=" in r.stderr
+    r = project.cli("run", "app", "--host", "t", "--from", "4", "--var", "old_rev=given")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (project.remote / "log").read_text().split() == ["finish-given"]
+
+
+def test_only_step_and_unknown_step(project) -> None:
+    _counting_runbook(project, "/nonexistent")
+    r = project.cli("run", "app", "--host", "t", "--only", "build")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (project.remote / "log").read_text().split() == ["build"]
+    r = project.cli("run", "app", "--host", "t", "--only", "biuld")
+    assert r.returncode == 2 and "did you mean `build`" in r.stderr
