@@ -1,0 +1,167 @@
+"""The run-related CLI commands end to end: concurrent runs and the lock, unlock,
+history, show, --dry-run, apply (fresh and stale), kinds that upload and sync."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from tests.executor_helpers import RunProject, kill, wait_for
+
+
+@pytest.fixture
+def project(tmp_path, sshd) -> RunProject:
+    return RunProject(tmp_path, sshd)
+
+
+def _gated(project: RunProject) -> None:
+    project.runbook("app", f"""
+        steps:
+          - id: hello
+            run: "echo hello"
+          - id: wait
+            run: "touch {project.remote}/started; while [ ! -f {project.remote}/gate ]; do sleep 0.05; done"
+    """)  # noqa: E501
+
+
+def test_two_concurrent_runs_exactly_one_runs(tmp_path, sshd) -> None:
+    # The default lock location (per host address and port), not a per-test one.
+    project = RunProject(tmp_path, sshd, default_lock=True)
+    _gated(project)
+    first = project.popen("run", "app", "--host", "t")
+    try:
+        wait_for((project.remote / "started").exists)
+        second = project.cli("run", "app", "--host", "t")
+        assert second.returncode == 4, second.stdout + second.stderr
+        run_id = project.record()["id"]
+        assert "locked by" in second.stderr and run_id in second.stderr
+        assert "@" in second.stderr  # user@machine of the holder
+        assert "deployer unlock" in second.stderr
+        (project.remote / "gate").write_text("")
+        out, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, out + err
+    assert len(project.records()) == 1
+    # The lock is gone: a new run goes through.
+    assert project.cli("run", "app", "--host", "t").returncode == 0
+
+
+def test_unlock_shows_the_holder_then_removes(project) -> None:
+    _gated(project)
+    proc = project.popen("run", "app", "--host", "t")
+    try:
+        wait_for((project.remote / "started").exists)
+        kill(proc, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run_id = project.record()["id"]
+    lock_args = ("--lock-dir", project.lock_dir)
+    r = project.cli("unlock", "--host", "t", *lock_args)  # no terminal, no --yes
+    assert r.returncode == 2
+    assert run_id in r.stdout and "locked by" in r.stdout
+    assert (project.root / "lock").exists()
+    r = project.cli("unlock", "--host", "t", "--yes", *lock_args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert run_id in r.stdout and "lock removed" in r.stdout
+    assert not (project.root / "lock").exists()
+    r = project.cli("unlock", "--host", "t", "--yes", *lock_args)
+    assert r.returncode == 0 and "not locked" in r.stdout
+
+
+def test_history_and_show(project) -> None:
+    project.runbook("good", "steps:\n  - id: a\n    run: \"echo line-a\"\n")
+    project.runbook("bad", "steps:\n  - id: b\n    run: \"echo line-b; exit 2\"\n")
+    assert project.cli("run", "good", "--host", "t").returncode == 0
+    assert project.cli("run", "bad", "--host", "t").returncode == 1
+    r = project.cli("history", "--json")
+    assert r.returncode == 0
+    rows = json.loads(r.stdout)
+    assert [(x["runbook"], x["status"]) for x in rows] == [("bad", "rolled_back"),
+                                                           ("good", "succeeded")]
+    for key in ("id", "runbook", "host", "status", "started", "duration", "operator"):
+        assert key in rows[0]
+    r = project.cli("history", "--runbook", "good", "--json")
+    assert [x["runbook"] for x in json.loads(r.stdout)] == ["good"]
+    r = project.cli("history", "--host", "t")
+    assert r.returncode == 0 and "rolled_back" in r.stdout and "succeeded" in r.stdout
+    assert project.cli("history", "--host", "other").stdout.startswith("no runs")
+    r = project.cli("show", rows[0]["id"])
+    assert r.returncode == 0
+    assert "b" in r.stdout and "failed" in r.stdout and "line-b" in r.stdout
+    r = project.cli("show", rows[0]["id"], "--json")
+    assert json.loads(r.stdout)["steps"][0]["tail"] == ["line-b"]
+    assert project.cli("show", "nope").returncode == 2
+
+
+def test_dry_run_prints_exactly_the_plan(project) -> None:
+    project.runbook("app", """
+        secrets: [db_password]
+        steps:
+          - id: a
+            run: "echo {{ secrets.db_password }} {{ remote_dir }}"
+    """)
+    dry = project.cli("run", "app", "--host", "t", "--dry-run")
+    plan = project.cli("plan", "app", "--host", "t")
+    assert dry.returncode == 0 and plan.returncode == 0
+    assert dry.stdout == plan.stdout
+    assert not project.records()
+
+
+def test_apply_runs_a_fresh_plan_and_refuses_a_stale_one(project) -> None:
+    log = project.remote / "log"
+    project.runbook("app", f"steps:\n  - id: a\n    run: \"echo applied >> {log}\"\n")
+    plan_file = project.root / "plan.json"
+    assert project.cli("plan", "app", "--host", "t", "--out", str(plan_file)).returncode == 0
+    r = project.cli("apply", str(plan_file))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert log.read_text() == "applied\n"
+    path = project.root / "runbooks" / "app.yml"
+    path.write_text(path.read_text().replace("applied", "changed"))
+    r = project.cli("apply", str(plan_file))
+    assert r.returncode == 2
+    assert "stale" in r.stderr and "runbooks/app.yml" in r.stderr
+    assert log.read_text() == "applied\n"
+
+
+def test_upload_and_sync_steps_with_auto_rollback(project) -> None:
+    (project.root / "templates").mkdir()
+    (project.root / "templates" / "app.conf.j2").write_text("port={{ port }}\n")
+    (project.root / "src").mkdir()
+    (project.root / "src" / "main.py").write_text("print('hi')\n")
+    conf = project.remote / "etc" / "app.conf"
+    conf.parent.mkdir()
+    conf.write_text("port=1\n")
+    project.runbook("files", f"""
+        vars: {{port: 8000}}
+        steps:
+          - id: conf
+            upload: {{template: app.conf.j2, dest: "{conf}", mode: "0640"}}
+          - id: code
+            sync: {{src: src, dest: "{project.remote}/app/current"}}
+          - id: boom
+            run: "exit 1"
+    """)
+    r = project.cli("run", "files", "--host", "t")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert (project.remote / "app" / "current" / "main.py").exists()
+    # The upload's built-in undo put the previous file back.
+    assert conf.read_text() == "port=1\n"
+    assert project.states()["conf"] == "rolled_back"
+
+
+def test_usage_errors(project) -> None:
+    project.runbook("app", "steps:\n  - id: a\n    run: \"true\"\n")
+    r = project.cli("run", "app", "--host", "t", "--force")
+    assert r.returncode == 2 and "--resume" in r.stderr
+    r = project.cli("run", "app", "--host", "t", "--from", "a", "--only", "a")
+    assert r.returncode == 2
+    r = project.cli("run", "missing", "--host", "t")
+    assert r.returncode == 2
+    r = project.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 2 and "no run" in r.stderr
