@@ -1,7 +1,8 @@
 """The one redactor: every secret value is shown as ``***`` wherever deployer writes.
 
 ``Redactor.mask`` replaces each secret, its URL-encoded forms (``quote`` and
-``quote_plus``: a password inside a ``DATABASE_URL`` is usually percent-encoded) and,
+``quote_plus``: a password inside a ``DATABASE_URL`` is usually percent-encoded), its
+shell-quoted, SQL-literal and JSON-string escaped forms, and,
 for multi-line secrets, each of its lines (output is streamed line by line, so a key
 file would otherwise leak one line at a time). Longer values are replaced first so a
 secret that contains another is masked whole.
@@ -14,6 +15,7 @@ secrets; validate/plan callers can warn about them with ``Redactor.too_short``.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -37,7 +39,12 @@ class Redactor:
                 if value:
                     self.too_short.append(value)
                 continue
-            candidates = {value, quote(value, safe=""), quote(value), quote_plus(value)}
+            candidates = {value, quote(value, safe=""), quote(value), quote_plus(value),
+                          # escaped forms a value takes when inserted in a shell word
+                          # (| quote), an SQL literal, or a JSON string
+                          value.replace("'", "'\"'\"'"), value.replace("'", "''"),
+                          value.replace("\\", "\\\\").replace("'", "''"),
+                          json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
             if "\n" in value.strip():
                 candidates |= {line.strip() for line in value.splitlines()}
             forms |= {c for c in candidates if len(c) >= MIN_LENGTH}
