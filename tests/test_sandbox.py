@@ -87,6 +87,18 @@ def test_inventory_describes_the_sandbox_host(inventory: dict, host: dict) -> No
     assert (v["api_port"], v["pg_port"]) == (18000, 55432)
 
 
+def test_inventory_loads_with_deployer(inventory: dict) -> None:
+    from deployer.inventory import load_inventory
+
+    inv = load_inventory(str(STATE / "inventory.yml"), str(ROOT))
+    host = inv.hosts["sandbox"]
+    assert (host.address, host.port, host.user) == ("127.0.0.1", inventory["hosts"]["sandbox"]
+                                                     ["port"], "root")
+    assert host.known_hosts == [str(STATE / "known_hosts")]
+    assert host.vars["db_name"] == "appdb"
+    assert set(inv.secret_commands) >= {"postgres_password", "jwt_secret"}
+
+
 def test_secrets_are_generated_private_and_reachable_from_inventory(inventory: dict) -> None:
     path = STATE / "secrets.env"
     assert path.stat().st_mode & 0o077 == 0, "secrets.env must not be group/world readable"
