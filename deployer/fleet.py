@@ -522,8 +522,10 @@ class FleetRecord:
 
     def __init__(self, project_dir: str | os.PathLike[str], runbook: str, target: str,
                  hosts: Sequence[str], resumed_from: str | None = None) -> None:
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        self.id = f"fleet-{stamp}-{_secrets.token_hex(3)}"
+        now_ns = time.time_ns()
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now_ns / 1e9))
+        # Microseconds in the id keep records of quick successive runs ordered.
+        self.id = f"fleet-{stamp}.{now_ns // 1000 % 1_000_000:06d}-{_secrets.token_hex(2)}"
         self.path = fleets_dir(project_dir) / f"{self.id}.json"
         self._lock = threading.Lock()
         try:
@@ -535,7 +537,8 @@ class FleetRecord:
             "runbook": runbook,
             "target": target,
             "operator": operator,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now_ns / 1e9)),
+            "started_ns": now_ns,
             "finished": None,
             "status": "running",
             "resumed_from": resumed_from,
@@ -577,7 +580,7 @@ def load_fleet_records(project_dir: str | os.PathLike[str]) -> list[dict[str, An
             continue
         if isinstance(data, dict) and isinstance(data.get("hosts"), dict):
             out.append(data)
-    out.sort(key=lambda d: (d.get("started") or "", d.get("id") or ""))
+    out.sort(key=lambda d: (d.get("started_ns") or 0, d.get("id") or ""))
     return out
 
 
