@@ -233,8 +233,11 @@ class RunRecord:
                 "failed_step": self.failed_step, "exit_code": self.exit_code}
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: temp file in the same dir, fsync, rename, fsync dir."""
+def atomic_write(path: Path, text: str, sync_dir: bool = True) -> None:
+    """Replace ``path`` with ``text``: temp file in the same dir, fsync, rename, fsync dir.
+
+    ``sync_dir`` false skips the directory fsync: after a power loss the file is then
+    the previous complete version rather than the newest; never a torn one."""
     directory = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
@@ -249,6 +252,8 @@ def atomic_write(path: Path, text: str) -> None:
         except OSError:
             pass
         raise
+    if not sync_dir:
+        return
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -261,6 +266,7 @@ class StateStore:
 
     def __init__(self, project_dir: str | os.PathLike[str] = ".") -> None:
         self.root = Path(project_dir) / ".deployer" / "runs"
+        self._durable: set[str] = set()  # run ids whose file name is already on disk
 
     def ensure(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -272,8 +278,14 @@ class StateStore:
         return self.root / f"{run_id}.log"
 
     def save(self, record: RunRecord) -> None:
+        """Atomically rewrite the record. The directory is fsynced when the record is
+        first written and when the run is no longer running; in between, a power loss
+        can cost the latest transitions but never leaves an invalid file (a SIGKILL
+        loses nothing: the rename is already visible)."""
         self.ensure()
-        atomic_write(self.json_path(record.id), record.encode())
+        sync_dir = record.id not in self._durable or record.status != RUN_RUNNING
+        atomic_write(self.json_path(record.id), record.encode(), sync_dir=sync_dir)
+        self._durable.add(record.id)
 
     def load(self, run_id: str) -> RunRecord:
         path = self.json_path(run_id)
