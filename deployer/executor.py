@@ -274,7 +274,14 @@ class Executor:
                 self._notice(f"took over the lock left by run {run_id} ({took.describe()})")
             self._save()
             self.events.run_started(self.record, prev is not None)
-            outcome = self._execute(resumed=prev is not None)
+            try:
+                outcome = self._execute(resumed=prev is not None)
+            except Exception as exc:
+                # A bug or an unexpected error: never leave the record claiming to run.
+                self._finalise(self._outcome(RUN_FAILED, EXIT_FAILED,
+                                             f"aborted by an internal error: "
+                                             f"{type(exc).__name__}: {exc}"))
+                raise
         finally:
             self._close()
         self.events.run_finished(outcome)

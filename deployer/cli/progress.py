@@ -14,6 +14,7 @@ Writes are serialised with a lock so several hosts can share one console.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Any, TextIO
@@ -56,7 +57,9 @@ class ConsoleEvents(Events):
                  interactive: bool | None = None, show_host: bool = True) -> None:
         self.stream = stream or sys.stdout
         isatty = getattr(self.stream, "isatty", lambda: False)()
-        self.color = isatty if color is None else color
+        if color is None:
+            color = isatty and not os.environ.get("NO_COLOR")
+        self.color = color
         self.interactive = (sys.stdin.isatty() if interactive is None else interactive)
         self.show_host = show_host
         self._lock = threading.Lock()
@@ -126,7 +129,8 @@ class ConsoleEvents(Events):
                 return click.confirm(f"? {host} {step_id}: {question}", default=False,
                                      err=True)
             except click.exceptions.Abort:
-                return False
+                # Ctrl-C at the prompt means what Ctrl-C means everywhere: interrupt.
+                raise KeyboardInterrupt from None
 
     def rollback_started(self, host: str, reason: str, steps: list[str]) -> None:
         what = ", ".join(steps) if steps else "no completed step"
