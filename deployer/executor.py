@@ -269,6 +269,10 @@ class Executor:
             self._open(run_id, "run", prev)
             self.record = self._build_record(run_id, prev)
             self._start_log()
+            if prev is not None:
+                done = [s.id for s in self.record.steps if s.state == OK]
+                if done:
+                    self._notice(f"done earlier in this run, not repeated: {', '.join(done)}")
             took = self._lock.took_over if self._lock else None
             if took is not None:
                 self._notice(f"took over the lock left by run {run_id} ({took.describe()})")
@@ -783,6 +787,7 @@ class Executor:
                                                           if attempt > 1 else ""))
             self._save()
             self.events.step_started(self.host.name, rec, attempt, displays)
+            self._tail.clear()  # the failure report shows the last attempt
             result = self._perform_all(planned.commands, step.body.timeout)
             if result.ok:
                 break

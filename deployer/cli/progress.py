@@ -38,6 +38,11 @@ _COLORS = {OK: "32", FAILED: "31", SKIPPED: "2", ROLLED_BACK: "36", ROLLBACK_FAI
            INTERRUPTED: "33", RUNNING: "1", "warning": "33", "error": "31", "info": "2"}
 
 
+def _indent(text: str, width: int) -> str:
+    """Continuation lines of a multi-line text aligned under its first line."""
+    return ("\n" + " " * width).join(line.strip() for line in str(text).splitlines())
+
+
 def _fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -176,8 +181,8 @@ def print_summary(outcome: RunOutcome, events: ConsoleEvents) -> None:
         if f.diagnoses:
             for d in f.diagnoses:
                 w(c("33", f"  diagnosis [{d['id']}]: {d['title']}"))
-                w(f"    cause: {d['cause']}")
-                w(f"    fix:   {d['fix']}")
+                w("    cause: " + _indent(d["cause"], 11))
+                w("    fix:   " + _indent(d["fix"], 11))
         else:
             w("  diagnosis: no known failure pattern matched "
               f"(try `deployer explain {outcome.log_path}`)")
@@ -196,15 +201,30 @@ def print_summary(outcome: RunOutcome, events: ConsoleEvents) -> None:
         w(f"  resume: deployer run {outcome.runbook} --host {outcome.host} --resume")
 
 
+def console() -> Any:
+    """A rich console for tables: the terminal's width, or a wide one for pipes."""
+    import shutil
+
+    from rich.console import Console
+
+    width = shutil.get_terminal_size((160, 24)).columns
+    return Console(highlight=False, width=max(width, 60),
+                   no_color=bool(os.environ.get("NO_COLOR")))
+
+
+def _when(stamp: str | None) -> str:
+    return (stamp or "").replace("T", " ").rstrip("Z")
+
+
 def history_table(records: list[RunRecord], console: Any) -> None:
     from rich.table import Table
 
     table = Table(show_edge=False, header_style="bold")
-    for col in ("run", "runbook", "host", "status", "started", "duration", "operator",
+    for col in ("run", "runbook", "host", "status", "started (UTC)", "duration", "operator",
                 "failed step"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("run", "started (UTC)", "status"))
     for r in records:
-        table.add_row(r.id, r.runbook, r.host, r.status, r.started,
+        table.add_row(r.id, r.runbook, r.host, r.status, _when(r.started),
                       _fmt_duration(r.duration), r.operator, r.failed_step or "")
     console.print(table)
 
@@ -216,8 +236,9 @@ def show_run(record: RunRecord, console: Any, tail: int = 10) -> None:
     console.print(Text(f"run {record.id}: {record.runbook} on {record.host} ({record.address})",
                        style="bold"))
     console.print(Text(f"status {record.status}, exit {record.exit_code}, by "
-                       f"{record.operator}, started {record.started}, finished "
-                       f"{record.finished or '-'}, duration {_fmt_duration(record.duration)}"))
+                       f"{record.operator}, started {_when(record.started)} UTC, finished "
+                       f"{_when(record.finished) or '-'}, duration "
+                       f"{_fmt_duration(record.duration)}"))
     if record.message:
         console.print(Text(record.message))
     for res in record.resumes:
@@ -226,14 +247,17 @@ def show_run(record: RunRecord, console: Any, tail: int = 10) -> None:
                            + (" (took over the lock)" if res.get("took_over_lock") else "")))
     table = Table(show_edge=False, header_style="bold")
     for col in ("#", "step", "state", "exit", "attempts", "duration", "note"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("step", "state"))
     for s in record.steps:
         note = s.message
         if s.captured:
             note = (note + " " if note else "") + ", ".join(
                 f"{k}={v}" for k, v in s.captured.items())
-        if s.rollback.get("state"):
-            note = (note + " " if note else "") + f"[rollback: {s.rollback['state']}]"
+        rb = s.rollback.get("state")
+        if rb and rb != s.state:
+            text = {"nothing_to_undo": "nothing to undo", "irreversible": "irreversible: "
+                    "not undone"}.get(rb, rb.replace("_", " "))
+            note = (note + "; " if note else "") + text
         table.add_row(str(s.index), s.id, s.state, "" if s.exit_code is None else
                       str(s.exit_code), str(s.attempts or ""), _fmt_duration(s.duration),
                       Text(note))

@@ -7,9 +7,10 @@ its events with ``deployer.cli.progress``. The process exit code is the run's:
 3 failed and rollback incomplete or not run (or a confirmation was declined);
 4 lock held by another run; 130 interrupted.
 
-When ``--host`` names several hosts they run one after another, each with its own
-connection, lock, record and rollback, and the first host that does not succeed stops
-the rest (its exit code is the command's).
+When ``--host`` names several hosts (or with ``--parallel``, ``--batch-size``,
+``--max-fail``, ``--format json``), ``run`` hands over to ``deployer.cli.fleet_run``:
+each host gets its own executor, connection, lock, record and rollback, scheduled by
+``deployer.fleet`` (default one at a time, the first failure stops the rest).
 """
 
 from __future__ import annotations
@@ -104,11 +105,21 @@ def _run_hosts(session: Any, options: Any, events: Any) -> int:
               help="Start at STEP (id or 1-based number); earlier steps count as done.")
 @click.option("--only", "only_step", metavar="STEP", default=None,
               help="Run only STEP (id or 1-based number).")
+@click.option("--parallel", "-p", type=int, default=None, metavar="N",
+              help="Run on N hosts at once (default 1; with --batch-size: the batch size).")
+@click.option("--batch-size", type=int, default=None, metavar="K",
+              help="Rolling: K hosts at a time; a batch starts when the previous succeeded.")
+@click.option("--max-fail", default=None, metavar="N|P%",
+              help="Stop starting hosts once more than N hosts (or P% of them) failed "
+              "(default 0).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="json: per-host results on stdout, progress on stderr.")
 @click.pass_context
 def run(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str, ...],
         vars_files: tuple[str, ...], secrets_file: str | None, yes: bool, no_rollback: bool,
         accept_new_host_key: bool, skip_preflight: bool, dry_run: bool, resume: bool,
-        force: bool, from_step: str | None, only_step: str | None) -> None:
+        force: bool, from_step: str | None, only_step: str | None, parallel: int | None,
+        batch_size: int | None, max_fail: str | None, fmt: str) -> None:
     """Run RUNBOOK on a host: live output, checkpoints, rollback on failure.
 
     Every step transition is saved to .deployer/runs/<run-id>.json and all output
@@ -137,6 +148,13 @@ def run(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str,
                          only_step=only_step, no_rollback=no_rollback,
                          accept_new_host_key=accept_new_host_key,
                          skip_preflight=skip_preflight)
+    if len(session.hosts) > 1 or fmt == "json" or parallel or batch_size or max_fail:
+        # Several hosts: parallel/rolling scheduling and the fleet summary (fleet_run).
+        from deployer.cli.fleet_run import run_group
+
+        ctx.exit(run_group(session, options, target=host, parallel=parallel,
+                           batch_size=batch_size, max_fail=max_fail, fmt=fmt,
+                           sudo_password=_sudo_password))
     ctx.exit(_run_hosts(session, options, ConsoleEvents()))
 
 
@@ -319,11 +337,9 @@ def history(ctx: click.Context, host: str | None, runbook: str | None, limit: in
         click.echo("no runs recorded" + (f" for host {host}" if host else "")
                    + (f" of runbook {runbook}" if runbook else ""))
         return
-    from rich.console import Console
+    from deployer.cli.progress import console, history_table
 
-    from deployer.cli.progress import history_table
-
-    history_table(records, Console(highlight=False, soft_wrap=True))
+    history_table(records, console())
 
 
 @click.command()
@@ -340,11 +356,9 @@ def show(ctx: click.Context, run_id: str, as_json: bool, tail: int) -> None:
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2))
         return
-    from rich.console import Console
+    from deployer.cli.progress import console, show_run
 
-    from deployer.cli.progress import show_run
-
-    show_run(record, Console(highlight=False, soft_wrap=True), tail=tail)
+    show_run(record, console(), tail=tail)
 
 
 __all__ = ["run", "apply", "rollback", "unlock", "history", "show", "EXIT_USAGE"]
