@@ -345,3 +345,145 @@ def test_bad_options_are_usage_errors():
         run_fleet(hosts[:1], lambda h: None, parallel=0)
     with pytest.raises(UsageError):
         run_fleet(hosts[:1], lambda h: None, batch_size=-2)
+
+
+# -- `deployer run` on a group (the real CLI in a subprocess) --------------------------
+
+FLEET_RUNBOOK = """\
+steps:
+  - id: one
+    run: 'echo "start {{ host.name }}" >> {{ remote_dir }}/order.log; echo hello from {{ host.name }}'
+    rollback: {run: 'echo "undo {{ host.name }}" >> {{ remote_dir }}/order.log'}
+  - id: two
+    run: 'test ! -f {{ remote_dir }}/fail-{{ host.name }} || { echo "No space left on device" >&2; exit 1; }'
+  - id: three
+    run: 'echo "end {{ host.name }}" >> {{ remote_dir }}/order.log'
+"""  # noqa: E501
+
+
+class FleetProject:
+    """A project whose inventory has group ``web`` = web1..web4 on four addresses."""
+
+    def __init__(self, root: Path, server: SshServer) -> None:
+        import yaml
+
+        self.root = root
+        self.remote = root / "remote"
+        self.remote.mkdir(parents=True)
+        (root / "runbooks").mkdir()
+        (root / "runbooks" / "app.yml").write_text(FLEET_RUNBOOK)
+        hosts = {}
+        for i, address in enumerate(ADDRESSES, start=1):
+            hosts[f"web{i}"] = {
+                "host": address, "port": server.port, "user": server.user,
+                "identity_file": server.client_key, "known_hosts": server.known_hosts,
+                "connect_timeout": 5, "groups": ["web"],
+                "vars": {"remote_dir": str(self.remote),
+                         "lock_dir": str(root / f"lock-web{i}")},
+            }
+        (root / "inventory.yml").write_text(yaml.safe_dump({"hosts": hosts,
+                                                            "groups": {"web": {}}}))
+        self.env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+        self.env.update({"DEPLOYER_SSH_CONFIG": "none", "DEPLOYER_KNOWN_HOSTS": "none",
+                         "NO_COLOR": "1", "COLUMNS": "200"})
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        import sys
+
+        return subprocess.run([sys.executable, "-m", "deployer.cli.main", "-C",
+                               str(self.root), *args], capture_output=True, text=True,
+                              timeout=180, env=self.env, stdin=subprocess.DEVNULL)
+
+    def order(self) -> list[tuple[str, str]]:
+        path = self.remote / "order.log"
+        return [tuple(x.split()) for x in path.read_text().splitlines()] if path.exists() \
+            else []
+
+    def runs(self) -> list[dict]:
+        return [json.loads(p.read_text())
+                for p in sorted((self.root / ".deployer" / "runs").glob("*.json"))]
+
+
+@pytest.fixture
+def group(make_sshd, tmp_path) -> FleetProject:
+    return FleetProject(tmp_path / "project", make_sshd(addresses=ADDRESSES))
+
+
+def test_cli_parallel_group_json(group):
+    r = group.cli("run", "app", "--host", "web", "--parallel", "4", "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    data = json.loads(r.stdout)
+    assert [h["host"] for h in data["hosts"]] == ["web1", "web2", "web3", "web4"]
+    assert {h["status"] for h in data["hosts"]} == {"ok"}
+    assert all(h["run_id"] and h["steps_done"] == h["steps_total"] == 3 for h in data["hosts"])
+    # One run record per host, each for its own host and address.
+    runs = {rec["host"]: rec for rec in group.runs()}
+    assert sorted(runs) == ["web1", "web2", "web3", "web4"]
+    assert runs["web3"]["address"] == "127.0.0.4"
+    assert sorted(e for e in group.order() if e[0] == "end") == [
+        ("end", f"web{i}") for i in range(1, 5)]
+    # Progress went to stderr, every output line prefixed by its host.
+    assert "web2 one | hello from web2" in r.stderr
+
+
+def test_cli_failure_in_batch_1_stops_batch_2_and_rolls_back_only_that_host(group):
+    (group.remote / "fail-web2").write_text("")
+    r = group.cli("run", "app", "--host", "web", "--batch-size", "2")
+    assert r.returncode == 1, r.stdout + r.stderr
+    order = group.order()
+    assert {h for k, h in order if k == "start"} == {"web1", "web2"}
+    assert ("undo", "web2") in order
+    assert ("undo", "web1") not in order and ("end", "web1") in order
+    out = r.stdout
+    fleet_line = next(line for line in out.splitlines() if line.startswith("FLEET"))
+    assert "FLEET FAILED" in fleet_line and "2 not started" in fleet_line
+    summary = out[out.index(fleet_line):]
+    # Failed host first with its failed step, then the others.
+    rows = [line.split()[0] for line in summary.splitlines()[1:5]]
+    assert rows == ["web2", "web3", "web4", "web1"]
+    assert "[two] step two failed" in summary
+    assert "--resume" in summary
+    # The detailed per-host report of the failed host came before the fleet summary.
+    assert "failed step: two" in out[:out.index(fleet_line)]
+
+
+def test_cli_resume_group_runs_exactly_the_hosts_that_did_not_finish(group):
+    (group.remote / "fail-web2").write_text("")
+    first = group.cli("run", "app", "--host", "web", "--batch-size", "2",
+                      "--format", "json")
+    assert first.returncode == 1
+    before = {h["host"]: h for h in json.loads(first.stdout)["hosts"]}
+    assert [before[f"web{i}"]["status"] for i in range(1, 5)] == [
+        "ok", "rolled_back", "not_started", "not_started"]
+
+    (group.remote / "fail-web2").unlink()
+    (group.remote / "order.log").write_text("")
+    second = group.cli("run", "app", "--host", "web", "--batch-size", "2", "--resume",
+                       "--format", "json")
+    assert second.returncode == 0, second.stdout + second.stderr
+    after = {h["host"]: h for h in json.loads(second.stdout)["hosts"]}
+    assert after["web1"]["status"] == "skipped"
+    assert after["web1"]["run_id"] == before["web1"]["run_id"]
+    assert after["web2"]["status"] == "ok"
+    assert after["web2"]["run_id"] == before["web2"]["run_id"]  # the same run, resumed
+    assert {after[h]["status"] for h in ("web3", "web4")} == {"ok"}
+    started = [h for k, h in group.order() if k == "start"]
+    assert "web1" not in started and sorted(started) == ["web2", "web3", "web4"]
+
+    third = group.cli("run", "app", "--host", "web", "--resume", "--format", "json")
+    assert third.returncode == 0
+    assert {h["status"] for h in json.loads(third.stdout)["hosts"]} == {"skipped"}
+
+
+def test_cli_max_fail_and_bad_values(group):
+    for name in ("web1", "web2"):
+        (group.remote / f"fail-{name}").write_text("")
+    r = group.cli("run", "app", "--host", "web", "--max-fail", "1", "--format", "json")
+    assert r.returncode == 1
+    data = json.loads(r.stdout)
+    assert [h["status"] for h in data["hosts"]] == ["rolled_back", "rolled_back",
+                                                    "not_started", "not_started"]
+    assert data["hosts"][0]["failed_step"] == "two"
+    bad = group.cli("run", "app", "--host", "web", "--max-fail", "lots")
+    assert bad.returncode == 2 and "--max-fail" in bad.stderr
+    assert "Traceback" not in bad.stderr
