@@ -269,6 +269,8 @@ class Executor:
             self._open(run_id, "run", prev)
             self.record = self._build_record(run_id, prev)
             self._start_log()
+            self._save()
+            self.events.run_started(self.record, prev is not None)
             if prev is not None:
                 done = [s.id for s in self.record.steps if s.state == OK]
                 if done:
@@ -276,8 +278,6 @@ class Executor:
             took = self._lock.took_over if self._lock else None
             if took is not None:
                 self._notice(f"took over the lock left by run {run_id} ({took.describe()})")
-            self._save()
-            self.events.run_started(self.record, prev is not None)
             try:
                 outcome = self._execute(resumed=prev is not None)
             except Exception as exc:
