@@ -165,3 +165,20 @@ def test_usage_errors(project) -> None:
     assert r.returncode == 2
     r = project.cli("run", "app", "--host", "t", "--resume")
     assert r.returncode == 2 and "no run" in r.stderr
+
+
+def test_host_keys_unknown_refused_then_accepted_and_recorded(tmp_path, sshd) -> None:
+    project = RunProject(tmp_path, sshd)
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    inventory = project.root / "inventory.yml"
+    inventory.write_text(inventory.read_text().replace(sshd.known_hosts, str(known)))
+    project.runbook("app", "steps:\n  - id: a\n    run: \"echo hi\"\n")
+    r = project.cli("run", "app", "--host", "t")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "key" in r.stderr.lower()
+    assert not project.records()
+    r = project.cli("run", "app", "--host", "t", "--accept-new-host-key")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sshd.host_key_line.split()[1] in known.read_text()
+    assert project.cli("run", "app", "--host", "t").returncode == 0
