@@ -57,7 +57,7 @@ RUN_STATUSES = (RUN_RUNNING, RUN_SUCCEEDED, RUN_FAILED, RUN_ROLLED_BACK,
 
 TAIL_LINES = 20  # output lines kept per step in the record
 
-_RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
+_RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9]{3}[0-9a-f]{4}$")
 
 
 def now_iso() -> str:
@@ -75,9 +75,10 @@ def operator() -> str:
 
 
 def new_run_id() -> str:
-    """Sortable by start time (UTC), unique enough across operators."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{_random.token_hex(3)}"
+    """Sortable by start time (UTC, to the millisecond), unique across operators:
+    ``20240131-142501-0734f9c2`` = date, time, milliseconds, 4 random hex digits."""
+    now = datetime.now(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}{_random.token_hex(2)}"
 
 
 def is_run_id(text: str) -> bool:
