@@ -72,7 +72,13 @@ def free_port() -> int:
 def test_inventory_describes_the_sandbox_host(inventory: dict, host: dict) -> None:
     assert inventory["default_host"] == "sandbox"
     assert host["host"] == "127.0.0.1"
-    assert host["port"] == int(os.environ.get("SANDBOX_SSH_PORT", "2222"))
+    configured = [line for line in (STATE / "sshd_config").read_text().splitlines()
+                  if line.startswith("Port ")]
+    assert configured == [f"Port {host['port']}"]
+    if os.environ.get("SANDBOX_SSH_PORT"):
+        assert host["port"] == int(os.environ["SANDBOX_SSH_PORT"])
+    known = (STATE / "known_hosts").read_text()
+    assert known.startswith(f"[127.0.0.1]:{host['port']} ssh-ed25519 ")
     assert host["user"] == "root"
     for key in ("identity_file", "known_hosts"):
         assert Path(host[key]).is_absolute() and Path(host[key]).is_file(), key
