@@ -123,6 +123,7 @@ class SshServer:
         addresses: Iterable[str] = ("127.0.0.1",),
         port: int | None = None,
         extra_config: str = "",
+        user: str | None = None,
     ) -> None:
         self.addresses = list(addresses)
         if not 1 <= len(self.addresses) <= MAX_ADDRESSES:
@@ -134,7 +135,9 @@ class SshServer:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or 0
-        self.user = pwd.getpwuid(os.getuid()).pw_name
+        # Another login user needs root (sshd must switch users); its own
+        # ~/.ssh/authorized_keys is honoured besides the throwaway file.
+        self.user = user or pwd.getpwuid(os.getuid()).pw_name
         self.extra_config = extra_config
         self.host_key = self.workdir / "ssh_host_ed25519_key"
         self.client_key = str(self.workdir / "client_ed25519")
@@ -198,6 +201,8 @@ class SshServer:
 
     def _write_config(self) -> None:
         listen = "\n".join(f"ListenAddress {a}:{self.port}" for a in self.addresses)
+        me = pwd.getpwuid(os.getuid()).pw_name
+        own_keys = "" if self.user == me else " .ssh/authorized_keys"
         sftp = "/usr/lib/openssh/sftp-server"
         sftp = sftp if os.path.exists(sftp) else "internal-sftp"
         self.config_path.write_text(
@@ -205,7 +210,7 @@ class SshServer:
 {listen}
 HostKey {self.host_key}
 PidFile {self.pid_file}
-AuthorizedKeysFile {self.authorized_keys}
+AuthorizedKeysFile {self.authorized_keys}{own_keys}
 StrictModes no
 UsePAM no
 PermitRootLogin prohibit-password

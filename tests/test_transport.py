@@ -425,3 +425,57 @@ def test_import_is_cheap() -> None:
                         "print(any(m in sys.modules for m in ('paramiko', 'fabric', 'invoke')))"],
                        capture_output=True, text=True)
     assert r.stdout.strip() == "False", r.stderr
+
+
+@pytest.fixture
+def sudo_user(make_sshd, tmp_path: Path):
+    """A throwaway login user whose sudo needs a password (root only: creates the user
+    and a sudoers rule, removes both afterwards)."""
+    if os.getuid() != 0:
+        pytest.skip("creating a sudo user needs root (CI runs as root)")
+    assert os.path.exists("/usr/bin/sudo"), "sudo is required: apt-get install sudo"
+    name = "dpl" + os.urandom(3).hex()
+    password = "pw-" + os.urandom(8).hex()
+    rule = Path(f"/etc/sudoers.d/{name}")
+    subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], check=True)
+    try:
+        subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+        rule.write_text(f"{name} ALL=(ALL) ALL\nDefaults:{name} lecture=never\n")
+        os.chmod(rule, 0o440)
+        server = make_sshd(user=name)
+        home = Path(f"/home/{name}")
+        (home / ".ssh").mkdir(mode=0o700)
+        (home / ".ssh" / "authorized_keys").write_text(Path(server.client_key + ".pub").read_text())
+        subprocess.run(["chown", "-R", f"{name}:{name}", str(home / ".ssh")], check=True)
+        yield server, password
+    finally:
+        rule.unlink(missing_ok=True)
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        subprocess.run(["userdel", "-r", name], capture_output=True)
+
+
+@pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "per-channel"])
+def test_sudo_with_password_from_secret(sudo_user, persistent: bool) -> None:
+    server, password = sudo_user
+    listings: list[str] = []
+
+    def on_line(stream: str, line: str) -> None:
+        if line == "ready":
+            listings.append(server.ssh("ps -eo args"))
+
+    with SSHTransport(server.host(), sudo_password=password, persistent=persistent) as t:
+        assert t.run("id -u").stdout.strip() != "0"
+        r = t.run("echo ready; sleep 2; id -u; cat", sudo=True, stdin="x\n", on_line=on_line)
+        assert r.ok and r.stdout == "ready\n0\nx\n", r.tail
+        assert listings and password not in listings[0]
+        tag = f"300.{os.getpid()}5"
+        r = t.run(f"sleep {tag}", sudo=True, timeout=1)
+        assert r.timed_out
+        assert _gone(server, f"slee[p] {tag}")
+    with SSHTransport(server.host(), sudo_password="wrong-" + password) as t:
+        r = t.run("id -u", sudo=True)
+        assert r.exit_code != 0 and "0" not in r.stdout.split()
+        assert all(password not in line for line in r.tail)
+    with SSHTransport(server.host()) as t:
+        r = t.run("id -u", sudo=True)
+        assert r.exit_code != 0 and any("password is required" in line for line in r.tail)
