@@ -879,7 +879,7 @@ class SSHTransport:
             if on_line is not None and not callback_error:
                 try:
                     on_line(stream, line)
-                except BaseException as e:  # stop the step, re-raise after
+                except Exception as e:  # stop the step, re-raise after
                     callback_error.append(e)
 
         out = _Stream("stdout", agent.token, emit, True, agent.leftover_out)
@@ -978,10 +978,16 @@ class SSHTransport:
             if self._wake_r in r:
                 self._drain_wake()
         got = False
-        while chan.recv_ready():
+        # Bounded reads per call, so a step printing non-stop still lets the caller
+        # check its deadline and interrupts.
+        for _ in range(16):
+            if not chan.recv_ready():
+                break
             out.feed(chan.recv(_RECV))
             got = True
-        while chan.recv_stderr_ready():
+        for _ in range(16):
+            if not chan.recv_stderr_ready():
+                break
             err.feed(chan.recv_stderr(_RECV))
             got = True
         if not got and (chan.closed or chan.eof_received) and not (

@@ -479,3 +479,28 @@ def test_sudo_with_password_from_secret(sudo_user, persistent: bool) -> None:
     with SSHTransport(server.host()) as t:
         r = t.run("id -u", sudo=True)
         assert r.exit_code != 0 and any("password is required" in line for line in r.tail)
+
+
+def test_timeout_applies_to_a_step_printing_non_stop(transport: SSHTransport) -> None:
+    lines = 0
+
+    def on_line(stream: str, line: str) -> None:
+        nonlocal lines
+        lines += 1
+
+    r = transport.run("yes deployer", timeout=1, on_line=on_line)
+    assert r.timed_out and lines > 0 and r.tail[-2] == "deployer"
+    assert "deployer".startswith(r.tail[-1])  # killed mid-line maybe
+    assert transport.run("echo next").stdout == "next\n"
+
+
+def test_failing_line_callback_stops_the_step(transport: SSHTransport, sshd: SshServer) -> None:
+    tag = f"300.{os.getpid()}6"
+
+    def on_line(stream: str, line: str) -> None:
+        raise ValueError("renderer broke")
+
+    with pytest.raises(ValueError, match="renderer broke"):
+        transport.run(f"echo hi; sleep {tag}", on_line=on_line)
+    assert _gone(sshd, f"slee[p] {tag}")
+    assert transport.run("echo next").stdout == "next\n"
