@@ -487,6 +487,7 @@ class SSHTransport:
         self._agent: _Agent | None = None
         self._sftp: Any = None
         self._jump: SSHTransport | None = None
+        self._proxyjump: str | None = None  # set on jump hosts: the hops before them
         self._lock = threading.Lock()
         self._interrupt = threading.Event()
         self._wake_r, self._wake_w = -1, -1
@@ -539,7 +540,9 @@ class SSHTransport:
         import getpass
 
         self._user = host.user or cfg.get("user") or getpass.getuser()
-        timeout = float(cfg.get("connecttimeout", host.connect_timeout) or host.connect_timeout)
+        timeout = float(host.connect_timeout)
+        if cfg.get("connecttimeout") and host.connect_timeout == Host.connect_timeout:
+            timeout = float(cfg["connecttimeout"])  # inventory left the default
 
         # Host keys: every file OpenSSH would read, plus the inventory's.
         files: list[str] = []
@@ -609,11 +612,13 @@ class SSHTransport:
             raise HostKeyError(f"host key of {self.label} changed: {e}") from e
         except paramiko.PasswordRequiredException as e:
             conn.close()
+            self._close_jump()
             raise TransportError(
                 f"the key for {self.label} is encrypted and no agent offers it",
                 hint="load it into ssh-agent (ssh-add KEY) and run again") from e
         except paramiko.AuthenticationException as e:
             conn.close()
+            self._close_jump()
             tried = ", ".join(keys) if keys else "ssh-agent and ~/.ssh/id_*"
             raise TransportError(
                 f"authentication failed for {self.label} (tried {tried}): {e}",
@@ -621,8 +626,15 @@ class SSHTransport:
                      f"`ssh -p {self._port} {self._user}@{self._hostname}`; install the public "
                      "key with ssh-copy-id") from e
         except (paramiko.SSHException, EOFError, OSError) as e:
+            t = conn.client.get_transport()
+            handshaken = t is not None and t.is_active() and not t.is_authenticated()
             conn.close()
             self._close_jump()
+            if handshaken:  # e.g. unreadable key file, no usable authentication method
+                raise TransportError(
+                    f"authentication failed for {self.label}: {e or type(e).__name__}",
+                    hint="check identity_file in the inventory (a readable private key), "
+                         "or load the key into ssh-agent") from e
             raise TransportError(
                 f"SSH handshake with {self.label} failed: {e or type(e).__name__}",
                 hint="is it an SSH server on that port? try `ssh -v` to the same host") from e
@@ -639,8 +651,9 @@ class SSHTransport:
             from paramiko.proxy import ProxyCommand
 
             return ProxyCommand(cfg["proxycommand"])
-        if cfg.get("proxyjump") and str(cfg["proxyjump"]).lower() != "none":
-            return self._jump_channel(str(cfg["proxyjump"]), timeout)
+        jump = self._proxyjump if self._proxyjump is not None else cfg.get("proxyjump")
+        if jump and str(jump).lower() != "none":
+            return self._jump_channel(str(jump), timeout)
         try:
             sock = socket.create_connection((self._hostname, self._port), timeout=timeout)
         except TimeoutError as e:
@@ -676,14 +689,17 @@ class SSHTransport:
         m = re.fullmatch(r"\[?([^\]]+?)\]?(?::(\d+))?", rest)
         if m:
             address, port = m.group(1), int(m.group(2) or 22)
-        jump_host = Host(name=f"{self.host.name}-jump", address=address, user=user or None,
-                         port=port, known_hosts=list(self.host.known_hosts),
-                         connect_timeout=timeout)
+        # The jump host is checked and authenticated like the target: same known_hosts,
+        # its own ssh config block, and the target's identity as a fallback.
+        jump_host = Host(name=f"{self.host.name} via jump host {hop}", address=address,
+                         user=user or None, port=port, known_hosts=list(self.host.known_hosts),
+                         identity_file=self.host.identity_file, connect_timeout=timeout)
         self._jump = SSHTransport(jump_host, accept_new_host_key=self.accept_new_host_key,
                                   extra_known_hosts=self.extra_known_hosts,
                                   ssh_config=self.ssh_config_path,
                                   user_known_hosts=self.user_known_hosts,
                                   use_agent=self.use_agent, keepalive=self.keepalive)
+        self._jump._proxyjump = ",".join(hops[:-1]) or "none"  # earlier hops, in order
         self._jump.connect()
         try:
             t = self._jump.conn.client.get_transport()

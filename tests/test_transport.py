@@ -504,3 +504,29 @@ def test_failing_line_callback_stops_the_step(transport: SSHTransport, sshd: Ssh
         transport.run(f"echo hi; sleep {tag}", on_line=on_line)
     assert _gone(sshd, f"slee[p] {tag}")
     assert transport.run("echo next").stdout == "next\n"
+
+
+def test_proxyjump_and_proxycommand(make_sshd, tmp_path: Path) -> None:
+    bastion = make_sshd(addresses=["127.0.0.5"])
+    target = make_sshd(addresses=["127.0.0.6"])
+    known = tmp_path / "known_hosts"
+    known.write_text(Path(bastion.known_hosts).read_text() + Path(target.known_hosts).read_text())
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host viajump\n  HostName 127.0.0.6\n  Port {target.port}\n  User {target.user}\n"
+        f"  IdentityFile {target.client_key}\n"
+        f"  ProxyJump {bastion.user}@127.0.0.5:{bastion.port}\n"
+        f"Host 127.0.0.5\n  IdentityFile {bastion.client_key}\n"
+        f"Host viacommand\n  HostName 127.0.0.6\n  Port {target.port}\n  User {target.user}\n"
+        f"  IdentityFile {target.client_key}\n"
+        f"  ProxyCommand {' '.join(bastion.ssh_argv('127.0.0.5'))} -W %h:%p\n")
+    for alias in ("viajump", "viacommand"):
+        host = Host(name=alias, address=alias, known_hosts=[str(known)], ssh_config_alias=True)
+        with SSHTransport(host, ssh_config=str(config)) as t:
+            assert t.run("echo $SSH_CONNECTION").stdout.split()[2] == "127.0.0.6"
+            assert t.host_key_fingerprint == target.host_key_fingerprint
+    # the bastion's key is checked too
+    known.write_text(Path(target.known_hosts).read_text())
+    host = Host(name="viajump", address="viajump", known_hosts=[str(known)], ssh_config_alias=True)
+    with pytest.raises(HostKeyError, match="unknown"):
+        SSHTransport(host, ssh_config=str(config)).connect()
