@@ -4,7 +4,9 @@ Kept small and generic; other suites may add fixtures at the end of this file.
 
 - ``sshd``: one session-wide server on 127.0.0.1 (``SshServer``); ``sshd.host()``
   gives a ready ``deployer.models.Host``.
-- ``make_sshd(addresses=["127.0.0.2"], ...)``: more servers, stopped after the test.
+- ``make_sshd(addresses=["127.0.0.2"], user=None, extra_config="")``: more servers
+  (up to 16 addresses each), stopped after the test. Use one of these, not ``sshd``,
+  for tests that call ``kill_sessions()`` or change the server.
 
 Every test runs with ``DEPLOYER_SSH_CONFIG=none`` and ``DEPLOYER_KNOWN_HOSTS=none`` and
 without ``SSH_AUTH_SOCK``, so deployer never reads the user's ~/.ssh/config,
