@@ -65,6 +65,10 @@ class ConsoleEvents(Events):
         if color is None:
             color = isatty and not os.environ.get("NO_COLOR")
         self.color = color
+        # On a terminal every line shows at once; into a pipe or file, lines are
+        # buffered and flushed at each step transition (a step printing millions of
+        # lines would otherwise pay one write system call per line).
+        self.flush_lines = isatty
         self.interactive = (sys.stdin.isatty() if interactive is None else interactive)
         self.show_host = show_host
         self._lock = threading.Lock()
@@ -79,6 +83,14 @@ class ConsoleEvents(Events):
         with self._lock:
             self.stream.write(text + "\n")
             self.stream.flush()
+
+    def _write_line(self, text: str) -> None:
+        # A subclass that renders writes itself (a live table) gets every line.
+        if self.flush_lines or type(self)._write is not ConsoleEvents._write:
+            self._write(text)
+            return
+        with self._lock:
+            self.stream.write(text + "\n")
 
     def _prefix(self, host: str, step: str) -> str:
         who = f"{host} {step}" if self.show_host else step
@@ -107,7 +119,7 @@ class ConsoleEvents(Events):
 
     def output(self, host: str, step_id: str, stream: str, line: str) -> None:
         bar = self._c("31", "!") if stream == "stderr" else "|"
-        self._write(f"{self._prefix(host, step_id)} {bar} {line}")
+        self._write_line(f"{self._prefix(host, step_id)} {bar} {line}")
 
     def step_finished(self, host: str, rec: StepRecord) -> None:
         mark = _MARKS.get(rec.state, "?")
