@@ -130,3 +130,20 @@ def test_session_killed_then_rollback_reconnects(tmp_path, make_sshd) -> None:
     assert proc.returncode == 1, out + err
     assert (project.remote / "log").read_text().split() == ["first", "long", "undo-first"]
     assert not (project.root / "lock").exists()
+
+
+def test_sigterm_is_handled_like_ctrl_c(project, sshd) -> None:
+    marker = f"deployer-term-{uuid.uuid4().hex[:8]}"
+    _runbook(project, marker)
+    proc = project.popen("run", "app", "--host", "t")
+    try:
+        wait_for(lambda: remote_processes(sshd, marker))
+        kill(proc, signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    wait_for(lambda: not remote_processes(sshd, marker), timeout=20)
+    assert project.states()["first"] == "rolled_back"
+    assert not (project.root / "lock").exists()

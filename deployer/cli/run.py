@@ -15,8 +15,12 @@ each host gets its own executor, connection, lock, record and rollback, schedule
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -59,6 +63,24 @@ def _sudo_password(session: Any, variables: Any) -> str | None:
     return session.secrets.get(str(name or "sudo_password"))
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI job cancelled, `kill PID`) stops the run like Ctrl-C: the remote
+    command is stopped, completed steps roll back, the lock is released."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run_hosts(session: Any, options: Any, events: Any) -> int:
     """Run the session's runbook on each host in turn; the first failure stops."""
     from deployer.executor import Executor
@@ -74,7 +96,8 @@ def _run_hosts(session: Any, options: Any, events: Any) -> int:
                             project_dir=session.project_dir,
                             sudo_password=_sudo_password(session, variables))
         if len(hosts) == 1:
-            return executor.run().exit_code
+            with _sigterm_as_interrupt():
+                return executor.run().exit_code
         try:
             code = executor.run().exit_code
         except DeployerError as exc:
