@@ -153,6 +153,13 @@ def test_missing_inventory(capsys, project):
     assert_clean_error(code, err, "inventory not found: nope.yml", "-i")
 
 
+def test_inventory_option_after_subcommand(capsys, project):
+    code, _, err = cli(capsys, "plan", "deploy", "-i", "nope.yml")
+    assert_clean_error(code, err, "inventory not found: nope.yml")
+    code, _, err = cli(capsys, "validate", "--inventory", "nope.yml")
+    assert code == 2 and "nope.yml" in err
+
+
 def test_missing_secret(capsys, project):
     code, _, err = cli(capsys, "plan", "first-time")
     assert_clean_error(code, err, "missing secrets: `db_password`, `app_secret_key`",

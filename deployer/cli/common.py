@@ -13,9 +13,24 @@ import click
 from deployer.cli.main import get_options
 
 
+def _set_inventory(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    # Users write `deployer plan X -i inv.yml` as often as `deployer -i inv.yml plan X`;
+    # both land in the one global Options so every loader sees the same inventory.
+    if value is not None:
+        get_options(ctx).inventory = value
+
+
+def inventory_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Accept ``-i/--inventory`` after the subcommand too (same as the global option)."""
+    return click.option("-i", "--inventory", default=None, expose_value=False,
+                        is_eager=True, callback=_set_inventory, metavar="FILE",
+                        help="Inventory file (same as the global -i).")(func)
+
+
 def session_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add ``--host``, ``--var``, ``--vars-file`` and ``--secrets-file``."""
+    """Add ``--host``, ``--var``, ``--vars-file``, ``--secrets-file`` and ``-i``."""
     options = [
+        inventory_option,
         click.option("--host", "-H", "host", default=None, metavar="HOST",
                      help="Host or group from the inventory (default: default_host, or the "
                      "only host). Comma-separate several."),

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from deployer.cli.common import load_session_from_cli, session_options
+from deployer.cli.common import inventory_option, load_session_from_cli, session_options
 from deployer.cli.main import get_options
 from deployer.errors import EXIT_USAGE
 
@@ -84,6 +84,7 @@ def plan(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str
 
 
 @click.command(epilog=VALIDATE_EPILOG)
+@inventory_option
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 2).")
 @click.pass_context
 def validate(ctx: click.Context, strict: bool) -> None:

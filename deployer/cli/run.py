@@ -25,7 +25,7 @@ from typing import Any
 
 import click
 
-from deployer.cli.common import load_session_from_cli, session_options
+from deployer.cli.common import inventory_option, load_session_from_cli, session_options
 from deployer.cli.main import get_options
 from deployer.errors import EXIT_OK, EXIT_USAGE, DeployerError, UsageError
 
@@ -293,6 +293,7 @@ def rollback(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple
 
 
 @click.command()
+@inventory_option
 @click.option("--host", "-H", "host", required=True, metavar="HOST",
               help="Host (or group) from the inventory.")
 @click.option("--lock-dir", default=None, metavar="PATH",
