@@ -220,11 +220,15 @@ def http(method: str, url: str, body: dict[str, Any] | None = None
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method,
                                  headers={"Content-Type": "application/json"})
+    # never through a proxy from the environment: the target is the sandbox's loopback
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with opener.open(req, timeout=10) as resp:
             status, raw = resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, exc.read().decode()
+    except urllib.error.URLError as exc:
+        return 0, str(exc.reason)  # not answering (yet): callers may wait
     try:
         return status, json.loads(raw)
     except ValueError:
