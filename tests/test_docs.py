@@ -47,4 +47,5 @@ def test_docs_mention_every_field_and_kind():
 def test_example_inventory_loads():
     inv = load_inventory(str(ROOT / "inventory.example.yml"), str(ROOT))
     assert [h.name for h in inv.resolve(None)] == ["vps"]
-    assert set(inv.secret_commands) == {"db_password", "app_secret_key"}
+    assert set(inv.secret_commands) == {"postgres_password", "db_app_password",
+                                        "db_ui_password", "admin_password", "jwt_secret"}
