@@ -492,14 +492,19 @@ def _budget_text(max_fail: str | int | None, budget: int) -> str:
 # -- fleet records and --resume -------------------------------------------------------
 
 
-def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
+def _atomic_write_json(path: Path, data: dict[str, Any], durable: bool = True) -> None:
+    """Write-then-rename, so readers and a killed deployer only ever see a whole file.
+    ``durable`` adds an fsync (power loss); per-host updates skip it because 50 hosts
+    finishing together would queue 50 journal commits on the scheduling thread, and a
+    lost update only makes ``--resume`` fall back to the per-host run history."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1, sort_keys=True)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -547,15 +552,15 @@ class FleetRecord:
         }
         self._save()
 
-    def _save(self) -> None:
-        _atomic_write_json(self.path, self.data)
+    def _save(self, durable: bool = True) -> None:
+        _atomic_write_json(self.path, self.data, durable)
 
     def update(self, outcome: HostOutcome) -> None:
         with self._lock:
             entry = self.data["hosts"].setdefault(outcome.host, {})
             entry.update(status=outcome.status, exit_code=outcome.exit_code,
                          run_id=outcome.run_id, failed_step=outcome.failed_step)
-            self._save()
+            self._save(durable=False)
 
     def finish(self, outcome: FleetOutcome) -> None:
         with self._lock:
