@@ -9,6 +9,7 @@ Every test that changes the app edits its own copy of examples/app.
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import shlex
@@ -214,7 +215,7 @@ def test_concurrent_runs_one_exits_4_naming_the_holder(healthy: Deployment, cli:
     assert still_running, "the first run ended before the second started: nothing proven"
     assert second.returncode == 4, second.describe()
     assert run_id in second.output, second.output
-    assert "root@" in second.output, second.output
+    assert f"{getpass.getuser()}@" in second.output, second.output  # who holds it
     assert cli.run_ids() - before == {run_id}, "the refused run left a record"
     assert_serving(sandbox)
 
