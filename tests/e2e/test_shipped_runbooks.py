@@ -198,6 +198,31 @@ def test_restart_ships_a_code_change(healthy: Deployment, cli: Cli, sandbox: San
     assert steps["db_revision"]["captured"]["prev_rev"] == "0002"
 
 
+def test_rollback_on_request_returns_to_the_previous_release(
+        healthy: Deployment, cli: Cli, sandbox: Sandbox, app_copy: Path) -> None:
+    _, body = http("GET", api(sandbox, "/api/health"))
+    assert isinstance(body, dict)
+    version_before, image_before = body["version"], sandbox.image_id()
+    init = app_copy / "app" / "__init__.py"
+    init.write_text(re.sub(r'__version__ = ".*"', '__version__ = "1.2.0-e2e"',
+                           init.read_text()))
+    before = cli.run_ids()
+    r = cli.run("run", "restart", "--host", "sandbox", "--var", source_var(app_copy))
+    assert r.returncode == 0, r.describe()
+    run_id = cli.new_record(before)["id"]
+    assert assert_serving(sandbox)["version"] == "1.2.0-e2e"
+
+    back = cli.run("rollback", "restart", "--host", "sandbox", "--run", run_id, "--yes",
+                   "--var", source_var(app_copy))
+    assert back.returncode == 0, back.describe()
+    states = {s["id"]: s["state"] for s in cli.record(run_id)["steps"]}
+    assert states["migrate"] == states["build"] == states["code.sync"] == "rolled_back"
+    assert sandbox.image_id() == image_before
+    assert assert_serving(sandbox)["version"] == version_before
+    app_init = sandbox.ssh(f"cat {shlex.quote(sandbox.vars['app_dir'] + '/app/__init__.py')}")
+    assert "1.2.0-e2e" not in app_init.stdout
+
+
 def test_concurrent_runs_one_exits_4_naming_the_holder(healthy: Deployment, cli: Cli,
                                                        sandbox: Sandbox,
                                                        app_copy: Path) -> None:
