@@ -40,6 +40,8 @@ class PlannedStep:
     flags: list[str] = field(default_factory=list)
     confirm_question: str | None = None
     when_pending: list[str] = field(default_factory=list)  # captures `when` waits for
+    # shows the stand-in `docker compose` for a flavour the executor detects on the host
+    compose_detected: bool = False
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Plan:
     hosts: list[HostPlan]
     digests: dict[str, str] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the plan cannot know yet
 
 
 def _kind(name: str):
@@ -133,12 +136,29 @@ def render_step(step: Step, index: int, ctx: StepContext,
             else:
                 question = f"Run step `{step.id}` ({step.name}) on {ctx.host.name}?"
     irreversible = step.rollback == IRREVERSIBLE or (step.destructive and rollback is None)
+    detected = getattr(ctx, "compose_detected_at_run_time", None)
     return PlannedStep(
         index=index, step=step, commands=commands, rollback=rollback,
         irreversible=irreversible, skipped=skipped, skip_reason=reason, skip_if=skip_probe,
         flags=_flags(step, rollback, irreversible), confirm_question=question,
         when_pending=pending,
+        compose_detected=bool(detected and not skipped and detected()),
     )
+
+
+def compose_note(host_names: list[str], all_hosts: int) -> str:
+    """The plan-level note for steps rendered with the stand-in compose command."""
+    where = "" if len(host_names) == all_hosts else f" (on {', '.join(host_names)})"
+    return (f"compose command detected on the host at run time{where}: "
+            f"`docker compose` (v2) or `docker-compose` (v1); this plan shows "
+            f"`docker compose`. Set var compose_command to pin it.")
+
+
+def plan_notes(host_plans: list[HostPlan]) -> list[str]:
+    """Plan-level notes: what the plan shows that the run decides on the host."""
+    detected = [hp.host.name for hp in host_plans if any(ps.compose_detected
+                                                          for ps in hp.steps)]
+    return [compose_note(detected, len(host_plans))] if detected else []
 
 
 def build_plan(runbook: Runbook, hosts: list[Host],
@@ -165,7 +185,7 @@ def build_plan(runbook: Runbook, hosts: list[Host],
         host_plans.append(HostPlan(host, planned))
     if problems:
         raise InputError(problems)
-    return Plan(runbook=runbook, hosts=host_plans)
+    return Plan(runbook=runbook, hosts=host_plans, notes=plan_notes(host_plans))
 
 
 # --------------------------------------------------------------------------- digests
@@ -313,6 +333,7 @@ def step_to_dict(ps: PlannedStep, mask: Mask) -> dict[str, Any]:
         "capture": s.capture,
         "on_failure": s.on_failure,
         "flags": ps.flags,
+        "compose_detected": ps.compose_detected,
         "source": str(s.position) if s.position else s.runbook,
     }
 
@@ -337,6 +358,7 @@ def plan_to_dict(plan: Plan, mask: Mask) -> dict[str, Any]:
             }
             for hp in plan.hosts
         ],
+        "notes": [mask(n) for n in plan.notes],
         "summary": summary(plan),
     }
 

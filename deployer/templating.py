@@ -32,6 +32,8 @@ from deployer.steps.base import RenderContext
 from deployer.yamlsrc import display_path, load_yaml
 
 RESERVED = ("secrets", "host", "runbook")
+# What a plan shows for the compose invocation when var compose_command is unset.
+DEFAULT_COMPOSE_COMMAND = "docker compose"
 _FALSY = {"", "false", "no", "off", "0", "none", "null"}
 _UNDEF_RE = re.compile(r"'([^']+)' is undefined")
 _ATTR_RE = re.compile(r"has no attribute '([^']+)'")
@@ -106,7 +108,13 @@ class LazyVars(dict):
         return value
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self else default
+        return self[key] if dict.__contains__(self, key) else default
+
+    def __contains__(self, key: object) -> bool:
+        looked_up = getattr(self, "looked_up", None)
+        if looked_up is not None:
+            looked_up.add(key)
+        return dict.__contains__(self, key)
 
     def items(self):  # type: ignore[override]
         return [(k, self[k]) for k in self.keys()]
@@ -183,8 +191,38 @@ class StepContext(RenderContext):
         for key, value in reserved.items():
             dict.__setitem__(self._names, key, value)
             self._names._done.add(key)
+        # Names a template asked for (Jinja tests `name in context` before reading it),
+        # kept so the planner can tell when a value it showed comes from a default.
+        self._names.looked_up = set()
         compose = raw.get("compose_command")
-        self.compose_cmd = str(self.vars["compose_command"]) if compose else "docker compose"
+        self._compose_pinned = bool(compose)
+        self._compose_cmd = (str(self.vars["compose_command"]) if compose
+                             else DEFAULT_COMPOSE_COMMAND)
+        self._compose_default_used = False
+
+    # -- compose flavour ----------------------------------------------------------------
+
+    @property
+    def compose_cmd(self) -> str:  # type: ignore[override]
+        """The compose invocation; when var ``compose_command`` is unset this is the
+        stand-in ``docker compose`` and the real one is detected on the host at run
+        time, which ``compose_detected_at_run_time`` reports to the planner."""
+        if not self._compose_pinned:
+            self._compose_default_used = True
+        return self._compose_cmd
+
+    @compose_cmd.setter
+    def compose_cmd(self, value: str) -> None:
+        self._compose_cmd = value
+        self._compose_pinned = True
+
+    def compose_detected_at_run_time(self) -> bool:
+        """True when something rendered so far used the compose invocation (a kind, or
+        a template naming ``compose_command``) while var ``compose_command`` is unset:
+        the plan then shows ``docker compose`` for what the host decides at run time."""
+        if self._compose_pinned:
+            return False
+        return self._compose_default_used or "compose_command" in self._names.looked_up
 
     # -- errors -----------------------------------------------------------------------
 
@@ -300,6 +338,7 @@ class StepContext(RenderContext):
             names = LazyVars({k: dict.__getitem__(self._names, k) for k in self._names.keys()},
                              self._render_var)
             names._done = set(self._names._done)
+            names.looked_up = self._names.looked_up
             for key, value in extra.items():
                 dict.__setitem__(names, key, value)
                 names._done.add(key)

@@ -75,6 +75,9 @@ def test_plan_golden_and_secrets_never_shown(capsys, project, fmt, ext):
     for value in SECRET_VALUES:
         assert value not in out and value not in err
     assert "***" in out
+    # the fixture sets no compose_command: every format must say the shown
+    # `docker compose` is a stand-in for what the host decides at run time
+    assert "compose command detected on the host at run time" in " ".join(out.split())
     check_golden(f"plan-first-time.{ext}", out, project)
 
 

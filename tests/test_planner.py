@@ -158,3 +158,58 @@ def test_save_and_load_plan(project):
     (project / "old.json").write_text('{"version": 0}')
     with pytest.raises(StalePlanError, match="version"):
         load_plan("old.json")
+
+
+# ------------------------------------------------------------ compose flavour honesty
+
+def _compose_runbook(project, steps: str) -> None:
+    (project / "runbooks" / "deploy.yml").write_text("steps:\n" + steps)
+
+
+def test_plan_says_compose_command_is_detected_at_run_time(project):
+    _compose_runbook(project, "  - {id: up, compose: {action: up}}\n")
+    plan = load_session("deploy", ".", environ=SECRETS).plan()
+    assert plan.hosts[0].steps[0].compose_detected
+    assert len(plan.notes) == 1
+    note = plan.notes[0]
+    assert "detected on the host at run time" in note and "compose_command" in note
+    data = plan_to_dict(plan, lambda t: t)
+    assert data["notes"] == plan.notes
+    assert data["hosts"][0]["steps"][0]["compose_detected"] is True
+
+
+def test_pinned_compose_command_needs_no_note(project):
+    _compose_runbook(project, "  - {id: up, compose: {action: up}}\n")
+    plan = load_session("deploy", ".", environ=SECRETS,
+                        cli_vars=["compose_command=docker-compose"]).plan()
+    assert plan.notes == [] and not plan.hosts[0].steps[0].compose_detected
+    assert plan.hosts[0].steps[0].commands[0].script.startswith("docker-compose ")
+
+
+@pytest.mark.parametrize("steps, expected", [
+    # psql's default client is `compose exec postgres psql`
+    ("  - {id: q, psql: 'SELECT 1'}\n", True),
+    ("  - {id: q, psql: {sql: 'SELECT 1', client: 'psql -h 127.0.0.1'}}\n", False),
+    # a template asking for compose_command, even through a default, gets the detected one
+    ("  - {id: v, run: \"{{ compose_command | default('docker compose') }} version\"}\n",
+     True),
+    ("  - {id: v, run: 'docker version'}\n", False),
+    # a skipped step runs nothing on the host
+    ("  - {id: up, compose: {action: up}, when: false}\n", False),
+])
+def test_compose_note_only_when_the_stand_in_is_shown(project, steps, expected):
+    _compose_runbook(project, steps)
+    plan = load_session("deploy", ".", environ=SECRETS).plan()
+    assert bool(plan.notes) is expected
+    assert plan.hosts[0].steps[0].compose_detected is expected
+
+
+def test_compose_note_names_the_hosts_that_detect(project):
+    _compose_runbook(project, "  - {id: up, compose: {action: up}}\n")
+    inv = project / "inventory.yml"
+    inv.write_text(inv.read_text().replace("vars: {release: v1.0.0}",
+                                           "vars: {release: v1.0.0, compose_command: "
+                                           "docker-compose}"))
+    plan = load_session("deploy", ".", host="web", environ=SECRETS).plan()
+    assert [ps.compose_detected for hp in plan.hosts for ps in hp.steps] == [False, True]
+    assert len(plan.notes) == 1 and "(on stage)" in plan.notes[0]

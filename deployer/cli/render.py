@@ -97,6 +97,8 @@ def render_table(data: dict[str, Any], console: Any) -> None:
             table.add_row(str(step["index"]), name, Text(step["kind"], style=style), action,
                           flags)
         console.print(table)
+    for note in data.get("notes", []):
+        console.print(Text("note: " + note, style="yellow"))
     console.print(Text(summary_line(data), style="bold"))
 
 
@@ -118,7 +120,8 @@ def render_markdown(data: dict[str, Any]) -> str:
     if rb.get("description"):
         out += [rb["description"], ""]
     out += [f"- runbook: `{rb['path']}`", f"- on failure: {rb['on_failure']}",
-            f"- summary: {summary_line(data)}", ""]
+            f"- summary: {summary_line(data)}"]
+    out += [f"- note: {note}" for note in data.get("notes", [])] + [""]
     for host in data["hosts"]:
         out += [f"## Host {_host_title(host)}", "",
                 "| # | step | kind | flags |", "|---:|---|---|---|"]
