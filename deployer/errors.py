@@ -86,10 +86,11 @@ class InputError(DeployerError):
     def __init__(self, problems: list[Problem] | Problem | str, hint: str = "") -> None:
         if isinstance(problems, str):
             problems = [Problem(problems, hint=hint)]
+            hint = ""  # shown with its one problem
         elif isinstance(problems, Problem):
             problems = [problems]
         self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+        super().__init__("\n".join(str(p) for p in self.problems), hint)
 
 
 class SecretError(DeployerError):
