@@ -60,7 +60,8 @@ Optional rules refine it:
 | `supersedes` | more general entries dropped when this one matches nearby |
 | `priority` | base score (default 50); the best score is listed first |
 
-The app's own package comes from the vars `app_package`, `app_module` or `project_name`,
+The app's own package comes from the vars `app_package`, `app_module`, `app_imports`
+(the shipped runbooks' modules that must import in the new image) or `project_name`,
 or from a `gunicorn`/`uvicorn pkg.module:app` start line near the hit.
 Named groups fill `{name}` placeholders in the cause and fix (so the fix names the
 missing module, role or port). Passwords in URLs are masked in everything shown.

@@ -15,8 +15,8 @@ Match semantics of a catalogue entry (see docs/diagnosis.md):
 - ``after_steps``: regex over preceding step ids; a match adds to the score;
 - ``also`` / ``unless``: regexes that must / must not occur within ``WINDOW`` lines;
 - ``app_package_group``: the named group must be the app's own top-level package,
-  known from the context (``app_package``, ``app_module``, ``project_name``,
-  ``start_command``) or from a gunicorn/uvicorn start line near the hit;
+  known from the context (``app_package``, ``app_module``, ``app_imports``,
+  ``project_name``, ``start_command``) or from a gunicorn/uvicorn start line near the hit;
 - ``supersedes``: more general entries dropped when this one matches nearby.
 """
 
@@ -491,14 +491,17 @@ def _context_packages(context: Mapping[str, Any] | None) -> set[str]:
         return found
 
     def add(value: Any) -> None:
-        if isinstance(value, str) and value.strip():
-            module = value.strip().split(":", 1)[0]
-            found.add(module.split(".", 1)[0].replace("-", "_"))
+        if isinstance(value, str):
+            # "app, app.main" (the shipped runbooks' app_imports) names several modules
+            for item in re.split(r"[,\s]+", value.strip()):
+                module = item.split(":", 1)[0]
+                if module:
+                    found.add(module.split(".", 1)[0].replace("-", "_"))
         elif isinstance(value, (list, tuple, set)):
             for item in value:
                 add(item)
 
-    for key in ("app_package", "app_packages", "app_module", "project_name"):
+    for key in ("app_package", "app_packages", "app_module", "app_imports", "project_name"):
         add(context.get(key))
     for key in ("start_command", "dockerfile", "compose"):
         text = context.get(key)

@@ -150,6 +150,23 @@ def test_own_package_from_start_line_or_context() -> None:
     assert "import shop" in found[0].fix
 
 
+
+def test_own_package_from_the_shipped_runbooks_app_imports() -> None:
+    # the shipped runbooks name the app's modules in `app_imports` ("app, app.main"):
+    # a run of them knows which package is the app's own without an extra var
+    context = {"app_imports": "app, app.main", "app_name": "app"}
+    own = diagnose("ModuleNotFoundError: No module named 'app'", context=context)
+    assert [d.id for d in own] == ["own-package-missing"]
+    nested = diagnose("ModuleNotFoundError: No module named 'app.main'", context=context)
+    assert nested[0].id == "own-package-missing"
+    third_party = diagnose("ModuleNotFoundError: No module named 'alembic.config'",
+                           context=context)
+    assert [d.id for d in third_party] == ["dependency-missing"]
+    assert diagnose("No module named 'application'", context=context)[0].id == \
+        "dependency-missing"  # a prefix of the name is not the package
+    assert diagnose("No module named 'app'", context={"app_imports": ["web", "web.main"]}
+                    )[0].id == "dependency-missing"
+
 def test_best_first_and_ties_prefer_later_line() -> None:
     text = ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker "
             "daemon running?\nModuleNotFoundError: No module named 'requests'")
