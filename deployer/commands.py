@@ -115,12 +115,20 @@ class Upload(Command):
             extra.append(f"mode {self.mode}")
         if self.owner:
             extra.append(f"owner {self.owner}" + (f":{self.group}" if self.group else ""))
-        digest = hashlib.sha256(self.content).hexdigest()[:12]
         meta = f" ({', '.join(extra)})" if extra else ""
-        return mask(
-            f"upload {self.source} -> {self.dest}{meta} "
-            f"[{len(self.content)} bytes, sha256 {digest}, previous kept]"
-        )
+        if self.holds_secret(mask):
+            # A digest (or even the exact size) of a file holding a low-entropy secret
+            # lets anyone with the template guess the secret offline.
+            facts = "contains secrets: size and digest not shown"
+        else:
+            digest = hashlib.sha256(self.content).hexdigest()[:12]
+            facts = f"{len(self.content)} bytes, sha256 {digest}"
+        return mask(f"upload {self.source} -> {self.dest}{meta} [{facts}, previous kept]")
+
+    def holds_secret(self, mask: Mask) -> bool:
+        """Whether the content contains a value the redactor masks."""
+        text = self.content.decode("utf-8", errors="surrogateescape")
+        return mask(text) != text
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,16 @@ class Sync(Command):
         ex = "".join(f" --exclude {shlex.quote(e)}" for e in self.excludes)
         mode = " (delete extraneous)" if self.delete else ""
         return mask(f"sync {self.local_dir}/ -> {self.remote_dir}/{ex}{mode}")
+
+
+def quoted_text(text: str) -> str:
+    """``text`` as a JSON string literal: exactly one of the escaped forms the redactor
+    masks, so a secret inside stays ``***`` even when quoting escaped its quotes,
+    backslashes or newlines (``repr`` escapes differently: a value holding both kinds
+    of quote comes out as ``'it\\'s "x"'``, a form no mask knows)."""
+    import json as _json
+
+    return _json.dumps(text, ensure_ascii=False)
 
 
 def _mask_json(value: Any, mask: Mask) -> Any:
@@ -187,27 +205,33 @@ class HttpCheck(Command):
         where = " (from host)" if self.from_remote else ""
         lines = [f"{self.method} {self.url}{where}"]
         for key in sorted(self.headers):
-            lines.append(f"  {key}: {self.headers[key]}")
+            lines.append(f"  {key}: {mask(str(self.headers[key]))}")
         if self.json_body is not None:
             # mask the values before encoding: JSON escapes (\" \\ \n) would hide a
             # secret from a mask applied to the encoded text
             lines.append("  json: " + _json.dumps(_mask_json(self.json_body, mask),
                                                   sort_keys=True, ensure_ascii=False))
         elif self.body is not None:
-            lines.append(f"  body: {self.body}")
+            lines.append(f"  body: {mask(self.body)}")
         expect = "expect status " + "|".join(str(s) for s in self.expect_status)
         if self.expect_json is not None:
             expect += ", json ⊇ " + _json.dumps(_mask_json(self.expect_json, mask),
                                                 sort_keys=True, ensure_ascii=False)
         if self.body_contains is not None:
-            expect += f", body contains {self.body_contains!r}"
+            # masked before quoting: repr() escapes quotes and backslashes, which would
+            # hide a secret holding them from a mask applied afterwards
+            expect += f", body contains {quoted_text(mask(self.body_contains))}"
         lines.append("  " + expect)
         return mask("\n".join(lines))
 
 
 @dataclass(frozen=True)
 class WaitFor(Command):
-    """Wait until a TCP port accepts connections or an HTTP URL answers."""
+    """Wait until a TCP port accepts connections or an HTTP URL answers.
+
+    For a URL, an answer counts when its status is in ``expect_status``, or is any 2xx
+    or 3xx when ``expect_status`` is empty.
+    """
 
     host: str | None = None
     port: int | None = None
@@ -220,4 +244,10 @@ class WaitFor(Command):
     def display(self, mask: Mask = _identity) -> str:
         target = self.url if self.url else f"tcp {self.host}:{self.port}"
         where = "from host" if self.from_remote else "from here"
-        return mask(f"wait for {target} ({where}, up to {self.timeout:g}s)")
+        status = ""
+        if self.url:
+            # what counts as an answer decides when the wait ends: show it
+            status = (", status " + "|".join(str(s) for s in self.expect_status)
+                      if self.expect_status else ", status 2xx|3xx")
+        return mask(f"wait for {target} ({where}{status}, every {self.interval:g}s, "
+                    f"up to {self.timeout:g}s)")

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deployer import __version__
-from deployer.commands import HttpCheck, RemoteCommand
+from deployer.commands import HttpCheck, RemoteCommand, quoted_text
 
 MAX_BODY = 1024 * 1024  # bytes of body kept from a local request
 MAX_REMOTE_BODY = 64 * 1024  # kept from a remote one: it travels in captured stdout
@@ -280,7 +280,7 @@ def evaluate(check: HttpCheck, response: HttpResponse) -> tuple[bool, str]:
         passed.append("JSON matched")
     if check.body_contains is not None:
         if check.body_contains not in response.body:
-            return False, (f"expected body to contain {check.body_contains!r}, got: "
+            return False, (f"expected body to contain {quoted_text(check.body_contains)}, got: "
                            f"{_snippet(response.body)}")
-        passed.append(f"body contains {check.body_contains!r}")
+        passed.append(f"body contains {quoted_text(check.body_contains)}")
     return True, ", ".join(passed)

@@ -241,13 +241,13 @@ def resp(status: int = 200, body: str = "", error: str | None = None) -> HttpRes
     (HttpCheck("GET", "http://x/", expect_json={"status": "ok"}), resp(500, '{"status":"ok"}'),
      (False, 'expected status 200, got 500: {"status":"ok"}')),
     (HttpCheck("GET", "http://x/", body_contains="healthy"), resp(200, "all healthy"),
-     (True, "status 200, body contains 'healthy'")),
+     (True, 'status 200, body contains "healthy"')),
     (HttpCheck("GET", "http://x/", body_contains="healthy"), resp(200, "down"),
-     (False, "expected body to contain 'healthy', got: down")),
+     (False, 'expected body to contain "healthy", got: down')),
     (HttpCheck("GET", "http://x/", expect_json={"a": 1}, body_contains="b"),
-     resp(200, '{"a": 1, "b": 2}'), (True, "status 200, JSON matched, body contains 'b'")),
+     resp(200, '{"a": 1, "b": 2}'), (True, 'status 200, JSON matched, body contains "b"')),
     (HttpCheck("GET", "http://x/", expect_json={"a": 1}, body_contains="zzz"),
-     resp(200, '{"a": 1}'), (False, "expected body to contain 'zzz', got: {\"a\": 1}")),
+     resp(200, '{"a": 1}'), (False, 'expected body to contain "zzz", got: {"a": 1}')),
 ])
 def test_evaluate(check: HttpCheck, response: HttpResponse, expected) -> None:
     assert evaluate(check, response) == expected

@@ -22,7 +22,7 @@ FIELDS: dict[str, FieldSpec] = {
     "url": FieldSpec("string", "HTTP(S) URL to wait for. Exactly one of `port` and `url`."),
     "expect_status": FieldSpec(
         "any", "For `url`: status code or list of codes that count as ready. Default: any "
-        "HTTP answer."),
+        "2xx or 3xx answer."),
     "timeout": FieldSpec("number", "Seconds to wait before failing.", default=60),
     "interval": FieldSpec("number", "Seconds between attempts.", default=1),
     "from": FieldSpec("choice", "Where to check from: `remote` (the host) or `local` "
