@@ -253,3 +253,90 @@ def test_help_is_light():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ------------------------------------------------------------- no network, no SSH
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Runs in a child interpreter: an audit hook records every socket the process opens
+# or resolves and every program it starts; the commands run through the real entry
+# point, in a copy of the shipped project (runbooks/, templates/, example inventory).
+NETWORK_PROBE = r"""
+import json, sys
+events = []
+def hook(event, args):
+    if event.startswith("socket.") or event in ("subprocess.Popen", "os.exec", "os.spawn",
+                                                 "os.posix_spawn", "os.system"):
+        events.append(event)
+sys.addaudithook(hook)
+from deployer.cli.main import main
+codes = [main(["validate"]),
+         main(["plan", "first-time", "--host", "vps", "-i", "inventory.example.yml",
+               "--placeholder-secrets", "--format", "json"])]
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"fabric", "paramiko", "invoke"})
+with open(sys.argv[1], "w") as fh:
+    json.dump({"codes": codes, "events": sorted(set(events)), "heavy": heavy}, fh)
+"""
+
+
+def _shipped_project(tmp_path: Path) -> Path:
+    dest = tmp_path / "shipped"
+    dest.mkdir()
+    for name in ("runbooks", "templates"):
+        shutil.copytree(ROOT / name, dest / name)
+    shutil.copy(ROOT / "inventory.example.yml", dest / "inventory.example.yml")
+    (dest / "examples").symlink_to(ROOT / "examples")  # the app the runbooks sync
+    return dest
+
+
+def _offline_env(tmp_path: Path) -> dict[str, str]:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on once this closes
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("DEPLOYER_", "SSH_")) and k.lower() not in (
+               "http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    home = tmp_path / "home"
+    home.mkdir()
+    env.update({"HOME": str(home), "NO_COLOR": "1", "COLUMNS": "120",
+                "PYTHONPATH": str(ROOT)})
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        env[name] = env[name.upper()] = closed
+    return env
+
+
+def test_validate_and_plan_never_touch_the_network(tmp_path):
+    project = _shipped_project(tmp_path)
+    env = _offline_env(tmp_path)
+    report = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, "-c", NETWORK_PROBE, str(report)], cwd=project,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(report.read_text())
+    assert data["codes"] == [0, 0], proc.stdout + proc.stderr
+    assert data["events"] == [], "validate/plan opened sockets or started programs"
+    assert data["heavy"] == []
+    assert "inventory.yml not found" in proc.stdout + proc.stderr  # the example was used
+    plan = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert plan["hosts"][0]["host"] == "vps" and plan["summary"]["steps"] > 0
+
+
+def test_validate_and_plan_in_a_namespace_without_network(tmp_path):
+    """The same commands with no network interface at all (where unshare works)."""
+    unshare = shutil.which("unshare")
+    if not unshare or subprocess.run([unshare, "-n", "true"],
+                                     capture_output=True).returncode != 0:
+        pytest.skip("unshare -n is not permitted here")
+    project = _shipped_project(tmp_path)
+    env = _offline_env(tmp_path)
+    base = [unshare, "-n", sys.executable, "-m", "deployer.cli.main"]
+    for args in (["validate"], ["plan", "first-time", "--host", "vps", "-i",
+                                "inventory.example.yml", "--placeholder-secrets"]):
+        proc = subprocess.run(base + args, cwd=project, env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert "destructive" in proc.stdout and "reset_schema" in proc.stdout
