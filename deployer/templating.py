@@ -74,6 +74,23 @@ def environment(project_dir: str = ".") -> jinja2.Environment:
     return env
 
 
+_COMPILED: dict[tuple[int, str], jinja2.Template] = {}
+_COMPILED_MAX = 4096
+
+
+def _compiled(env: jinja2.Environment, text: str) -> jinja2.Template:
+    """``env.from_string(text)``, compiled once: a plan renders the same strings for
+    every host and validate renders every runbook, and compiling dominates rendering."""
+    key = (id(env), text)
+    template = _COMPILED.get(key)
+    if template is None:
+        template = env.from_string(text)
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.clear()
+        _COMPILED[key] = template
+    return template
+
+
 class _Pending:
     """Marks a variable being rendered, to detect cycles."""
 
@@ -277,7 +294,7 @@ class StepContext(RenderContext):
         if "{{" not in text and "{%" not in text and "{#" not in text:
             return text
         try:
-            template = self.env.from_string(text)
+            template = _compiled(self.env, text)
             ctx = template.new_context(self._names, shared=True)
             return self.env.concat(template.root_render_func(ctx))  # type: ignore[attr-defined]
         except jinja2.UndefinedError as exc:
