@@ -4,7 +4,9 @@ history, show, --dry-run, apply (fresh and stale), kinds that upload and sync.""
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 
 import pytest
 
@@ -182,3 +184,35 @@ def test_host_keys_unknown_refused_then_accepted_and_recorded(tmp_path, sshd) ->
     assert r.returncode == 0, r.stdout + r.stderr
     assert sshd.host_key_line.split()[1] in known.read_text()
     assert project.cli("run", "app", "--host", "t").returncode == 0
+
+
+def test_hundred_megabytes_of_output_keep_memory_bounded(project) -> None:
+    """A step printing ~100 MB goes through the whole CLI path (transport, executor,
+    log, console into a pipe) without deployer's memory growing with it."""
+    project.runbook("loud", """
+        steps:
+          - id: loud
+            run: "head -c 100000000 < <(yes 'a line of output that is about one hundred bytes long, repeated: 0123456789 abcdefghij')"
+            capture: loud_out
+          - id: after
+            run: "echo done-after"
+    """)  # noqa: E501
+    proc = subprocess.Popen(project.argv("run", "loud", "--host", "t"), env=project.env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    seen = 0
+    last = b""
+    for chunk in iter(lambda: proc.stdout.read(1 << 20), b""):
+        seen += len(chunk)
+        last = (last + chunk)[-4096:]
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, last.decode(errors="replace")
+    assert seen > 100_000_000  # every line reached the console, prefixed
+    assert b"after | done-after" in last and b"SUCCEEDED" in last
+    assert (project.runs_dir / f"{project.record()['id']}.log").stat().st_size > 100_000_000
+    peak_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
+    assert peak_mb < 200, f"deployer peaked at {peak_mb:.0f} MB for 100 MB of output"
+    step = project.record()["steps"][0]
+    assert len(step["tail"]) <= 20
