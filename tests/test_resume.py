@@ -168,3 +168,37 @@ def test_only_step_and_unknown_step(project) -> None:
     assert (project.remote / "log").read_text().split() == ["build"]
     r = project.cli("run", "app", "--host", "t", "--only", "biuld")
     assert r.returncode == 2 and "did you mean `build`" in r.stderr
+
+
+@pytest.mark.parametrize("changed", ["template", "inventory"])
+def test_resume_refused_when_a_template_or_the_inventory_changed(project, changed) -> None:
+    gate = project.remote / "gate"
+    (project.root / "templates").mkdir()
+    template = project.root / "templates" / "app.conf.j2"
+    template.write_text("port={{ port }}\n")
+    project.runbook("app", f"""
+        vars: {{port: 8000}}
+        steps:
+          - id: conf
+            upload: {{template: app.conf.j2, dest: "{project.remote}/app.conf"}}
+          - id: gated
+            run: "test -f {gate}"
+    """)
+    assert project.cli("run", "app", "--host", "t", "--no-rollback").returncode == 3
+    if changed == "template":
+        template.write_text("port={{ port }}\nworkers=4\n")
+        expected = "template templates/app.conf.j2 changed"
+    else:
+        inventory = project.root / "inventory.yml"
+        inventory.write_text(inventory.read_text().replace("connect_timeout: 5",
+                                                           "connect_timeout: 6"))
+        expected = "inventory inventory.yml changed"
+    gate.write_text("")
+    r = project.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert expected in r.stderr
+    assert project.record()["status"] == "failed"  # untouched by the refusal
+    r = project.cli("run", "app", "--host", "t", "--resume", "--force")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert expected in r.stdout
+    assert project.states() == {"conf": "ok", "gated": "ok"}

@@ -47,6 +47,7 @@ def test_failure_at_step_k_rolls_back_k_minus_1_to_1_in_reverse(project) -> None
     assert "boom at s4" in r.stdout
     assert "back to its state before this run" in r.stdout
     assert "diagnosis" in r.stdout
+    assert not (project.root / "lock").exists()  # released after a failure
 
 
 def test_irreversible_step_stops_the_rollback(project) -> None:
@@ -63,6 +64,7 @@ def test_irreversible_step_stops_the_rollback(project) -> None:
     assert rec["rollback"]["remaining"] == ["s1", "s2"]
     assert "irreversible step s2" in r.stdout
     assert "still applied: s1, s2" in r.stdout
+    assert not (project.root / "lock").exists()
 
 
 def test_destructive_step_without_rollback_is_irreversible(project) -> None:
@@ -104,6 +106,13 @@ def test_no_rollback_and_on_failure_stop(project) -> None:
     assert log.read_text().split() == ["s1", "s2", "s3"]
     assert project.record()["status"] == "failed"
     assert "--resume" in r.stdout
+    assert not (project.root / "lock").exists()
+    # The failed run is rolled back on request, newest first.
+    r = project.cli("rollback", "five", "--host", "t", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert log.read_text().split() == ["s1", "s2", "s3", "undo-s2", "undo-s1"]
+    assert project.states() == {"s1": "rolled_back", "s2": "rolled_back", "s3": "failed"}
+    assert project.record()["status"] == "rolled_back"
     project.runbook("stop", "on_failure: stop\n" + _steps(str(log), 2, fail_at=2))
     log.write_text("")
     assert project.cli("run", "stop", "--host", "t").returncode == 3
