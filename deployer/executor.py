@@ -895,7 +895,8 @@ class Executor:
         except Exception:  # noqa: BLE001 - a broken catalogue must not hide the failure
             return []
         return [{"id": d.id, "title": self.redactor.mask(d.title),
-                 "cause": self.redactor.mask(d.cause), "fix": self.redactor.mask(d.fix)}
+                 "cause": self.redactor.mask(d.cause), "fix": self.redactor.mask(d.fix),
+                 "line": self.redactor.mask(d.matched_line)}
                 for d in found[:3]]
 
     # -- rollback --------------------------------------------------------------------

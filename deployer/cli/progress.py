@@ -191,8 +191,12 @@ def print_summary(outcome: RunOutcome, events: ConsoleEvents) -> None:
             for line in f.tail[-10:]:
                 w(f"    {line}")
         if f.diagnoses:
+            shown = {line.strip() for line in (*f.tail[-10:], f.message)}
             for d in f.diagnoses:
                 w(c("33", f"  diagnosis [{d['id']}]: {d['title']}"))
+                line = str(d.get("line") or "").strip()
+                if line and line not in shown:  # scrolled out of the last output shown
+                    w("    seen:  " + line)
                 w("    cause: " + _indent(d["cause"], 11))
                 w("    fix:   " + _indent(d["fix"], 11))
         else:

@@ -187,6 +187,27 @@ def test_docker_engine_not_running_is_diagnosed_in_the_summary(tmp_path: Path, s
     assert "Cannot connect to the Docker daemon" in summary
     block = diagnosis_block(summary, "docker-daemon-down")
     assert "cause:" in block and "systemctl enable --now docker" in block
+    assert "seen:" not in block  # the matching line is already in the last output shown
+
+
+@needs_docker_cli
+def test_summary_shows_the_matching_line_when_it_scrolled_out(tmp_path: Path, sshd) -> None:
+    project = RunProject(tmp_path, sshd)
+    project.runbook("engine", f"""\
+        steps:
+          - id: engine_info
+            run: |
+              docker info || {{ for i in $(seq 1 25); do echo "cleanup line $i"; done; exit 1; }}
+            env: {{DOCKER_HOST: "{DEAD_DOCKER}"}}
+        """)
+    r = project.cli("run", "engine", "--host", "t", "--skip-preflight")
+    assert r.returncode == 1, r.stdout + r.stderr
+    summary = summary_of(r.stdout)
+    shown = summary[summary.index("last output:"):summary.index("diagnosis [")]
+    assert "cleanup line 25" in shown and "Cannot connect" not in shown
+    block = diagnosis_block(summary, "docker-daemon-down")
+    seen = [line for line in block.splitlines() if line.strip().startswith("seen:")]
+    assert len(seen) == 1 and "Cannot connect to the Docker daemon" in seen[0], block
 
 
 @pytest.fixture

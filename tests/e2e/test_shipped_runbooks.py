@@ -270,8 +270,8 @@ def test_failed_verification_downgrades_restores_and_is_diagnosed(
     assert states["code.sync"] == "rolled_back"
     assert states["code.env_file"] == "rolled_back"
 
-    # the failure summary names the cause
-    assert "route-404" in r.output, r.output[-3000:]
+    # the failure summary names the cause (its `diagnosis [id]` line, cause and fix)
+    assert "diagnosis [route-404]" in r.output, r.output[-3000:]
 
     assert sandbox.image_id() == image_before
     assert db_revision(sandbox) == "0002"
