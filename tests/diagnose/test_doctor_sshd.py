@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,24 @@ def test_doctor_command_json_and_exit_codes(sshd, tmp_path, monkeypatch) -> None
     from deployer.cli.main import main
 
     assert main(["-C", str(project), "doctor", "--only", "nonsense"]) == 2
+
+
+def test_doctor_command_nearly_full_disk_as_a_subprocess(sshd, small_tmpfs, tmp_path) -> None:
+    # the real console entry point, the disk check against vars given on the command line
+    project = _project(tmp_path, sshd)
+    app_dir = str(small_tmpfs / "srv" / "app")
+    env = dict(os.environ, NO_COLOR="1", COLUMNS="200",
+               DEPLOYER_SECRET_DB_PASSWORD="k3J9x-Vq2mPz8-real")
+    argv = [sys.executable, "-m", "deployer.cli.main", "-C", str(project), "doctor",
+            "--host", "vps", "--only", "disk", "--var", f"app_dir={app_dir}",
+            "--var", f"docker_root={app_dir}"]
+    done = subprocess.run([*argv, "--json"], capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    disk = json.loads(done.stdout)["hosts"]["vps"][0]
+    assert disk["id"] == "disk" and disk["status"] == "fail", disk
+    assert app_dir in disk["detail"] and "MB free" in disk["detail"]
+    assert "docker image prune" in disk["fix"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 1
+    assert "FAIL" in done.stdout and "not ready" in done.stdout and "fix:" in done.stdout
