@@ -269,3 +269,22 @@ def test_doctor_cli_reports_the_stopped_engine(tmp_path: Path, dead_engine_host)
     table = project.cli("doctor", "--host", "t", "--only", "docker")
     assert table.returncode == 1
     assert "FAIL" in table.stdout and "not ready" in table.stdout
+
+
+def test_summary_says_plainly_when_nothing_matched(tmp_path: Path, sshd) -> None:
+    project = RunProject(tmp_path, sshd)
+    project.runbook("odd", """\
+        steps:
+          - id: odd
+            run: echo "the frobnicator declined politely" >&2; exit 7
+        """)
+    r = project.cli("run", "odd", "--host", "t")
+    assert r.returncode == 1, r.stdout + r.stderr
+    summary = summary_of(r.stdout)
+    assert "diagnosis [" not in summary
+    log = last_run_log(project)
+    assert f"diagnosis: no known failure pattern matched (try `deployer explain {log}`)" \
+        in summary
+    explained = project.cli("explain", str(log))  # the command it suggests
+    assert explained.returncode == 1
+    assert "no known failure pattern matched" in explained.stdout
