@@ -171,3 +171,184 @@ def test_random_step_lists_never_traceback(steps):
 @given(raw_text)
 def test_random_text_never_traceback(text):
     _check_project(text)
+
+
+# ------------------------------------------- well-formed steps of every kind, odd values
+# Values are drawn from each field's declared type (so most runbooks load and reach the
+# kinds' build code), with plausible-but-wrong values mixed in (bad ports, statuses,
+# modes, undefined names, failing expressions, secrets where they must not go).
+
+STRINGS = st.sampled_from([
+    "http://127.0.0.1:8000/health", "https://{{ host.address }}/x", "/srv/app/.env",
+    "/srv/app", "app.env.j2", "nope.j2", "app", "missing-dir", "0600", "0999", "api",
+    "up", "build", "exec", "run", "down", "ps", "SELECT 1", "postgres", "app",
+    "DO $$ BEGIN PERFORM :'x'; END $$", "{{ secrets.pw }}", "{{ app_dir }}/x",
+    "{{ captured }}", "{{ app_dir | quote }}", "psql -h 127.0.0.1", "POST", "GET",
+    "remote", "local", "{{ 1/0 }}", "{{ none.attr }}", "{{ undefined_name }}", "{{",
+    "", " ", "x" * 40, "it's \"q\" \\", "$(rm -rf /)", "*.pyc", "true", "false",
+])
+
+
+def _typed(spec) -> st.SearchStrategy:
+    kind = spec.type
+    if kind == "choice":
+        return st.sampled_from(list(spec.choices))
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "integer":
+        return st.sampled_from([0, 1, 3, 200, 404, 5432, 8000, 65535, 70000, -1])
+    if kind == "number":
+        return st.sampled_from([0, 0.5, 1, 30, 90.5, -1])
+    if kind == "string":
+        return STRINGS
+    if kind in ("list[string]", "string|list[string]"):
+        return st.one_of(STRINGS, st.lists(STRINGS, max_size=3))
+    if kind == "list[integer]":
+        return st.lists(st.sampled_from([200, 204, 401, 404, 99, 600]), max_size=3)
+    if kind == "mapping":
+        return st.dictionaries(st.sampled_from(["A", "PW", "X-Token", "1bad", "name"]),
+                               STRINGS, max_size=3)
+    if kind == "boolean|string":
+        return st.one_of(st.booleans(), STRINGS)
+    return st.one_of(STRINGS, st.integers(0, 70000), st.booleans(),
+                     st.lists(st.one_of(STRINGS, st.sampled_from([200, 404])), max_size=3),
+                     st.dictionaries(st.sampled_from(["a", "pw", "status", "1bad"]), STRINGS,
+                                     max_size=3))
+
+
+def _field_values(fields: dict, names: list[str]) -> st.SearchStrategy:
+    # mostly the declared type, one time in four anything at all
+    return st.one_of(*[st.tuples(st.just(n), st.one_of(_typed(fields[n]), _typed(fields[n]),
+                                                       _typed(fields[n]), scalars))
+                       for n in names])
+
+
+def _kind_specs() -> dict[str, dict]:
+    from deployer.steps import INCLUDE_FIELDS, registry
+
+    specs = {name: dict(kind.fields) for name, kind in registry().items()}
+    specs["include"] = dict(INCLUDE_FIELDS)
+    return specs
+
+
+KIND_SPECS = _kind_specs()
+COMMON = ["name", "when", "retries", "delay", "timeout", "cwd", "env", "sudo", "destructive",
+          "confirm", "capture", "skip_if", "on_failure"]
+
+
+@st.composite
+def kind_body(draw, kinds=None):
+    kind = draw(st.sampled_from(kinds or sorted(KIND_SPECS)))
+    fields = KIND_SPECS[kind]
+    required = {n: draw(_typed(fields[n])) for n, f in fields.items() if f.required}
+    extra = dict(draw(st.lists(_field_values(fields, sorted(fields)), max_size=4)))
+    return kind, {**required, **extra}
+
+
+@st.composite
+def kind_step(draw, index: int):
+    from deployer.schema import STEP_FIELDS
+
+    kind, options = draw(kind_body())
+    step = {"id": f"s{index}", kind: options}
+    if kind != "include":
+        step.update(dict(draw(st.lists(_field_values(STEP_FIELDS, COMMON), max_size=3))))
+        if draw(st.booleans()):
+            if draw(st.booleans()):
+                step["rollback"] = "irreversible"
+            else:
+                rb_kind, rb_options = draw(kind_body(["run", "psql", "compose", "upload"]))
+                step["rollback"] = {rb_kind: rb_options}
+    return step
+
+
+@st.composite
+def kind_runbooks(draw):
+    count = draw(st.integers(1, 4))
+    steps = [draw(kind_step(i)) for i in range(count)]
+    return {"secrets": ["pw"], "vars": {"captured": "x", "app_dir": "/srv/app"},
+            "steps": steps}
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from deployer.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue() + err.getvalue()
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind_runbooks())
+def test_random_steps_of_every_kind_never_traceback(doc):
+    """Structurally valid steps of every kind with odd option values, through the real
+    entry point: validate and plan end in a report (exit 0 or 2), never a traceback."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        make_project(root, {"rb.yml": yaml.safe_dump(doc),
+                            "a.yml": "steps: [{id: a, run: ls}]\n"},
+                     templates={"app.env.j2": "PW={{ secrets.pw }}\n"})
+        (root / "app").mkdir()
+        (root / "app" / "main.py").write_text("print(1)\n")
+        for args in (["validate"], ["plan", "rb", "--placeholder-secrets", "--format", "json"],
+                     ["plan", "rb", "--placeholder-secrets", "--format", "markdown"]):
+            code, text = _cli("-C", tmp, *args)
+            assert code in (0, 2), text
+            assert "Traceback" not in text and "internal error" not in text, text
+            if code == 2:
+                assert "error" in text
+
+
+@st.composite
+def typed_inventories(draw):
+    from deployer.schema import DEFAULTS_FIELDS, GROUP_FIELDS, HOST_FIELDS
+
+    def entry(fields, names):
+        return dict(draw(st.lists(_field_values(fields, names), max_size=4)))
+
+    host_names = draw(st.lists(st.sampled_from(["vps", "web1", "db", "Bad Name", "x"]),
+                               min_size=1, max_size=3, unique=True))
+    hosts = {}
+    for name in host_names:
+        host = entry(HOST_FIELDS, sorted(set(HOST_FIELDS) - {"vars", "groups"}))
+        if draw(st.booleans()):
+            host["groups"] = draw(st.lists(st.sampled_from(["web", "db", "nope"]), max_size=2))
+        if draw(st.booleans()):
+            host["vars"] = {"app_dir": draw(STRINGS)}
+        hosts[name] = host
+    doc = {"hosts": hosts}
+    if draw(st.booleans()):
+        doc["defaults"] = entry(DEFAULTS_FIELDS, sorted(set(DEFAULTS_FIELDS) - {"vars"}))
+    if draw(st.booleans()):
+        doc["groups"] = {"web": entry(GROUP_FIELDS, sorted(GROUP_FIELDS))}
+    if draw(st.booleans()):
+        doc["default_host"] = draw(st.sampled_from(host_names + ["web", "nope"]))
+    return doc
+
+
+INVENTORY_KEYS = ["default_host", "defaults", "hosts", "groups", "secrets", "vars", "host",
+                  "user", "port", "identity_file", "known_hosts", "groups", "command", "all",
+                  "children", "ansible_host", "ansible_port", "vps", "web", "x"]
+inventories = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.sampled_from(INVENTORY_KEYS), inner,
+                                            max_size=5)),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(inventories, typed_inventories()))
+def test_random_inventories_never_traceback(doc):
+    with tempfile.TemporaryDirectory() as tmp:
+        make_project(Path(tmp), {"rb.yml": "steps: [{id: a, run: 'echo {{ host.name }}'}]\n"},
+                     inventory=yaml.safe_dump(doc) if doc is not None else "")
+        for args in (["validate"], ["plan", "rb", "--format", "json"]):
+            code, text = _cli("-C", tmp, *args)
+            assert code in (0, 2), text
+            assert "Traceback" not in text and "internal error" not in text, text
