@@ -53,6 +53,32 @@ SUMMARIES: dict[str, str] = {
     "doctor": "Check the local setup and a host's prerequisites.",
 }
 
+# Examples for commands whose module gives none, so every `--help` shows one.
+EXAMPLES: dict[str, str] = {
+    "apply": """\
+  deployer plan deploy --host vps --out plan.json
+  deployer apply plan.json
+  deployer apply plan.json --yes""",
+    "rollback": """\
+  deployer rollback deploy --host vps
+  deployer rollback first-time --host vps --run 20240501-101500-123a1b2""",
+    "unlock": """\
+  deployer unlock --host vps
+  deployer unlock --host vps --yes""",
+    "history": """\
+  deployer history
+  deployer history --host vps --runbook deploy -n 5""",
+    "show": """\
+  deployer history --host vps -n 1
+  deployer show 20240501-101500-123a1b2 --tail 30""",
+    "explain": """\
+  deployer explain .deployer/runs/20240501-101500-123a1b2.log
+  docker compose logs api | deployer explain -""",
+    "doctor": """\
+  deployer doctor --host vps
+  deployer doctor --host vps --only docker --only disk""",
+}
+
 EPILOG = """\b
 Examples:
   deployer validate
@@ -91,6 +117,8 @@ class LazyGroup(click.Group):
                 raise
             return _unavailable(cmd_name)
         command = getattr(module, attr)
+        if not command.epilog and cmd_name in EXAMPLES:
+            command.epilog = "\b\nExamples:\n" + EXAMPLES[cmd_name]
         self.commands[cmd_name] = command
         return command
 
