@@ -487,3 +487,46 @@ def test_cli_max_fail_and_bad_values(group):
     bad = group.cli("run", "app", "--host", "web", "--max-fail", "lots")
     assert bad.returncode == 2 and "--max-fail" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_cli_ctrl_c_interrupts_running_hosts_and_starts_no_more(group):
+    import signal as _signal
+    import sys
+    import time as _time
+
+    (group.root / "runbooks" / "gated.yml").write_text(
+        "steps:\n"
+        "  - id: one\n"
+        "    run: 'echo \"start {{ host.name }}\" >> {{ remote_dir }}/order.log'\n"
+        "    rollback: {run: 'echo \"undo {{ host.name }}\" >> {{ remote_dir }}/order.log'}\n"
+        "  - id: wait\n"
+        "    run: 'touch {{ remote_dir }}/started-{{ host.name }}; "
+        "while [ ! -f {{ remote_dir }}/gate ]; do sleep 0.05; done'\n")
+    proc = subprocess.Popen([sys.executable, "-m", "deployer.cli.main", "-C", str(group.root),
+                             "run", "gated", "--host", "web", "--parallel", "2",
+                             "--format", "json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=group.env,
+                            stdin=subprocess.DEVNULL)
+    try:
+        deadline = _time.monotonic() + 60
+        while not all((group.remote / f"started-web{i}").exists() for i in (1, 2)):
+            assert _time.monotonic() < deadline and proc.poll() is None, proc.stderr
+            _time.sleep(0.05)
+        proc.send_signal(_signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    data = json.loads(out)
+    status = {h["host"]: h["status"] for h in data["hosts"]}
+    assert status == {"web1": "interrupted", "web2": "interrupted", "web3": "not_started",
+                      "web4": "not_started"}
+    assert data["interrupted"] is True
+    order = group.order()
+    assert {h for k, h in order if k == "start"} == {"web1", "web2"}
+    # Each interrupted host rolled back its own completed step.
+    assert {h for k, h in order if k == "undo"} == {"web1", "web2"}
+    # No remote step is left running.
+    ps = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True).stdout
+    assert str(group.remote / "gate") not in ps
