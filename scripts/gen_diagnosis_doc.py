@@ -30,7 +30,15 @@ recognise it, the cause in two sentences, the concrete fix, and real sample mess
 ## Where diagnoses show up
 
 - **Every failed step.** The run summary shows the best matching entries for the step's
-  output tail (id, cause, fix), or says plainly that no known pattern matched.
+  last 200 output lines (id, cause, fix, and the matching line as `seen:` when it has
+  scrolled out of the last output lines shown), or says plainly that no known pattern
+  matched and which `deployer explain` command to try. The run's vars give the
+  context: `app_package`, `app_module` or the shipped runbooks' `app_imports` tell the
+  app's own package from a third-party one.
+- **Before the first step** `deployer run` makes the cheap `doctor` checks (SSH, free
+  disk, and the Docker engine and Compose flavour when the runbook uses Docker); a
+  failing check stops the run (exit 2) before anything changes, unless
+  `--skip-preflight`.
 - **`deployer explain FILE|-`** diagnoses a saved run log, a CI log or pasted output,
   of any size (streamed; a 100 MB log takes seconds). Each known failure is listed once,
   in log order, with the line that gave it away. `--json` for machines;
