@@ -530,3 +530,30 @@ def test_cli_ctrl_c_interrupts_running_hosts_and_starts_no_more(group):
     # No remote step is left running.
     ps = subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True, text=True).stdout
     assert str(group.remote / "gate") not in ps
+
+
+def test_live_board_with_50_hosts_fits_the_terminal():
+    from rich.console import Console
+
+    from deployer.cli.fleet_run import FleetBoard
+
+    names = [f"web{i:02d}" for i in range(1, 51)]
+    board = FleetBoard(names)
+    for name in names[:30]:
+        board.update(name, state="ok", step="three", index=3, total=3)
+    board.update("web31", state="running", step="migrate", index=2, total=3, since=1.0)
+    board.update("web32", state="rolled_back", step="two", index=2, total=3)
+    console = Console(width=100, height=24, record=True, file=open(os.devnull, "w"))
+    console.print(board.render(console.size.height))
+    text = console.export_text()
+    assert text.splitlines()[0].strip() == "50 hosts: 30 ok, 1 running, 1 rolled back, 18 pending"
+    assert "[2/3] migrate" in text and "web32" in text and "rolled back" in text
+    assert "web01" not in text  # finished hosts are counted in the title, not listed
+    assert len(text.splitlines()) <= 24
+
+    small = FleetBoard(names[:4])
+    small.update("web01", state="running", step="one", index=1, total=3)
+    console = Console(width=100, height=24, record=True, file=open(os.devnull, "w"))
+    console.print(small.render(24))
+    small_text = console.export_text()
+    assert all(n in small_text for n in names[:4])

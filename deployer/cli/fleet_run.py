@@ -73,6 +73,7 @@ class FleetBoard:
             return [(h, dict(self.rows[h])) for h in self.order if h in self.rows]
 
     def render(self, height: int) -> Any:
+        from rich.console import Group
         from rich.table import Table
         from rich.text import Text
 
@@ -90,8 +91,7 @@ class FleetBoard:
             busy = [r for r in rows if r[1]["state"] not in ("pending", OK, "skipped",
                                                               NOT_STARTED)]
             shown = busy[:room]
-        table = Table(title=title, title_justify="left", show_edge=False,
-                      header_style="bold", expand=False)
+        table = Table(show_edge=False, header_style="bold", expand=False)
         for col in ("host", "step", "state", "time"):
             table.add_column(col, no_wrap=True)
         now = time.monotonic()
@@ -101,7 +101,7 @@ class FleetBoard:
             state = row["state"].replace("_", " ")
             table.add_row(host, Text(step), Text(state, style=_STATE_STYLE.get(row["state"],
                                                                               "")), since)
-        return table
+        return Group(Text(title, style="bold"), table)
 
 
 class FleetEvents(ConsoleEvents):
