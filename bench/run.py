@@ -178,7 +178,7 @@ class Lab:
 
     def _server(self, name: str, addresses: list[str], home: Path) -> SshServer:
         server = SshServer(self.work / f"sshd-{name}", addresses=addresses,
-                           extra_config=f"SetEnv HOME={home}\nMaxSessions 200\n").start()
+                           extra_config=f"SetEnv HOME={home}\n").start()
         self.servers.append(server)
         return server
 
