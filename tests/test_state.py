@@ -13,6 +13,7 @@ from deployer.state import (
     OK,
     RUN_FAILED,
     RUN_SUCCEEDED,
+    RUNNING,
     RunLog,
     RunRecord,
     StateStore,
@@ -143,3 +144,112 @@ def test_pid_checks() -> None:
     assert pid_alive(os.getpid())
     assert not pid_alive(0)
     assert not deployer_alive(2 ** 22 + 12345)
+
+
+def _walk(store: StateStore, rec: RunRecord, monkeypatch, check=None) -> tuple[int, int]:
+    """Take every step through running -> ok, saving at each transition like the
+    executor does; return (bytes written to the .json, bytes appended to the journal)."""
+    import deployer.state as state_mod
+
+    written: list[int] = []
+    real = state_mod.atomic_write
+
+    def counting(path, text, sync_dir=True):
+        written.append(len(text.encode()))
+        real(path, text, sync_dir)
+
+    monkeypatch.setattr(state_mod, "atomic_write", counting)
+    journal = store.journal_path(rec.id)
+    journal_bytes = last = 0
+    store.save(rec)
+    for step in rec.steps:
+        for state in (RUNNING, OK):
+            step.state = state
+            store.save(rec)
+            size = journal.stat().st_size if journal.exists() else 0
+            journal_bytes += size - last if size >= last else size  # smaller: a new file
+            last = size
+            if check is not None:
+                check(step)
+    monkeypatch.undo()
+    return sum(written), journal_bytes
+
+
+def test_small_records_are_rewritten_whole_at_every_transition(tmp_path, monkeypatch) -> None:
+    store = StateStore(tmp_path)
+    rec = _record("20240101-000000-000aaaa", n=5)
+
+    def check(step: StepRecord) -> None:
+        on_disk = json.loads(store.json_path(rec.id).read_text())
+        assert {s["id"]: s["state"] for s in on_disk["steps"]}[step.id] == step.state
+
+    json_bytes, journal_bytes = _walk(store, rec, monkeypatch, check)
+    assert journal_bytes == 0 and json_bytes > 10 * len(rec.encode())
+    assert not store.journal_path(rec.id).exists()
+
+
+def test_large_records_journal_transitions_and_stay_linear(tmp_path, monkeypatch) -> None:
+    """2,000 steps: the bytes written over the run grow linearly with the record, not
+    with steps x record (rewriting ~0.5 MB at each of 4,000 transitions)."""
+    store = StateStore(tmp_path)
+    rec = _record("20240101-000000-000aaaa", n=2000)
+    reader = StateStore(tmp_path)
+    seen: list[str] = []
+
+    def check(step: StepRecord) -> None:
+        if step.index % 250 == 0:  # what history/show/--resume read, mid-run
+            seen.append(reader.load(rec.id).step(step.id).state)
+            json.loads(store.json_path(rec.id).read_text())  # always valid JSON
+
+    json_bytes, journal_bytes = _walk(store, rec, monkeypatch, check)
+    assert seen == [RUNNING, OK] * 8
+    final = len(rec.encode())
+    assert json_bytes + journal_bytes < 8 * final, (json_bytes, journal_bytes, final)
+    assert store.journal_path(rec.id).exists()
+    rec.status = RUN_SUCCEEDED
+    store.save(rec)
+    assert not store.journal_path(rec.id).exists()  # folded into the .json at the end
+    data = json.loads(store.json_path(rec.id).read_text())
+    assert data["status"] == RUN_SUCCEEDED and {s["state"] for s in data["steps"]} == {OK}
+
+
+def test_journal_replay_stops_at_a_torn_line(tmp_path) -> None:
+    store = StateStore(tmp_path, journal_threshold=0)
+    rec = _record("20240101-000000-000aaaa", n=3)
+    store.save(rec)
+    rec.steps[0].state = OK
+    rec.message = "first done"
+    store.save(rec)
+    rec.steps[1].state = FAILED
+    store.save(rec)
+    journal = store.journal_path(rec.id)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 2
+    assert json.loads(store.json_path(rec.id).read_text())["steps"][0]["state"] != OK
+    journal.write_bytes(lines[0] + lines[1][:25])  # power lost mid-append
+    back = StateStore(tmp_path).load(rec.id)
+    assert [s.state for s in back.steps] == [OK, "pending", "pending"]
+    assert back.message == "first done"
+
+
+def test_journal_is_folded_when_it_outgrows_the_record(tmp_path) -> None:
+    store = StateStore(tmp_path, journal_threshold=0)
+    rec = _record("20240101-000000-000aaaa", n=4)
+    store.save(rec)
+    size = store.json_path(rec.id).stat().st_size
+    for n in range(40):
+        rec.steps[n % 4].tail = [f"line {n}" * 10]
+        store.save(rec)
+        journal = store.journal_path(rec.id)
+        assert not journal.exists() or journal.stat().st_size <= 2 * size + 2000
+    assert StateStore(tmp_path).load(rec.id).steps[3].tail == ["line 39" * 10]
+
+
+def test_a_new_steps_list_is_written_whole(tmp_path) -> None:
+    store = StateStore(tmp_path, journal_threshold=0)
+    rec = _record("20240101-000000-000aaaa", n=3)
+    store.save(rec)
+    rec.steps = rec.steps[:1] + [StepRecord(id="new", name="new", index=2)] + rec.steps[1:]
+    store.save(rec)
+    on_disk = json.loads(store.json_path(rec.id).read_text())
+    assert [s["id"] for s in on_disk["steps"]] == ["s1", "new", "s2", "s3"]
