@@ -19,7 +19,11 @@ The shape of a run:
    path as ``deployer plan``) with the values captured so far; ``when`` false or a
    ``skip_if`` probe exiting 0 skips it; ``confirm`` asks through ``Events.confirm``
    (declining stops the run, nothing is undone, the run stays resumable). Attempts
-   repeat up to ``retries`` with ``delay``. The record is saved at every transition.
+   repeat up to ``retries`` with ``delay``. The record is saved at every transition;
+   the end of a step is written together with the start of the next one (one atomic
+   write instead of two: nothing reaches the host in between), and always before
+   anything else does (a command, a ``skip_if`` probe, an undo) or the run waits for
+   the operator (``confirm``).
 4. A failed step with ``on_failure: rollback`` (the default) triggers
    ``rollback.roll_back`` over the completed steps unless ``--no-rollback``; ``stop``
    ends the run as it is; ``continue`` goes on.
@@ -245,6 +249,7 @@ class Executor:
         self._current = ""  # step id output lines belong to
         self._quiet = False  # probe output: logged, not shown
         self._tail: deque[str] = deque(maxlen=DIAGNOSE_LINES)
+        self._unsaved = False  # a step ended; its state goes out with the next write
         self._cancel = threading.Event()
         self._cancels = 0
         self._started = time.monotonic()
@@ -605,14 +610,23 @@ class Executor:
             self._log.event(self.redactor.mask(text))
 
     def _step_done(self, rec: StepRecord) -> None:
-        """Save a step's final state and tell the log and the events about it."""
+        """Record a step's final state and tell the log and the events about it. The
+        write itself goes out with the next transition (see ``_flush_state``)."""
         detail = f" (exit {rec.exit_code})" if rec.state == FAILED else ""
         self._log_event(f"step {rec.id} {rec.state}{detail}"
                         + (f": {rec.message}" if rec.message else ""))
-        self._save()
+        self._unsaved = True
         self.events.step_finished(self.host.name, rec)
 
+    def _flush_state(self) -> None:
+        """Write the record if a step ended since the last write. Called before any
+        command reaches the host and before waiting for the operator, so a killed run
+        never re-runs a step whose end was reported while the host sat idle."""
+        if self._unsaved:
+            self._save()
+
     def _save(self) -> None:
+        self._unsaved = False
         if self.record is not None:
             if self._log is not None:
                 self._log.flush()
@@ -779,6 +793,7 @@ class Executor:
             if probe is not None and probe.ok:
                 return self._finish_skipped(rec, "already done (skip_if succeeded)")
         if planned.confirm_question and not self.options.yes:
+            self._flush_state()  # the operator may take a while to answer
             if not self.events.confirm(self.host.name, step.id,
                                        self.redactor.mask(planned.confirm_question)):
                 rec.message = "confirmation declined"
@@ -841,6 +856,7 @@ class Executor:
         """Perform commands in order; stop at the first failure. The result's stdout is
         that of the last command (what ``capture`` takes)."""
         last = Result(exit_code=0)
+        self._flush_state()  # the record is current before anything touches the host
         for cmd in commands:
             self._check_cancel()
             try:
@@ -903,6 +919,7 @@ class Executor:
 
     def _roll_back(self, reason: str) -> RollbackReport:
         assert self.record is not None
+        self._flush_state()
         self._cancel.clear()
         todo = [r.id for r in rollback_mod.targets(self.record)]
         self.events.rollback_started(self.host.name, reason, todo)
