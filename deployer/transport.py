@@ -543,6 +543,9 @@ class SSHTransport:
         timeout = float(host.connect_timeout)
         if cfg.get("connecttimeout") and host.connect_timeout == Host.connect_timeout:
             timeout = float(cfg["connecttimeout"])  # inventory left the default
+        alive = str(cfg.get("serveraliveinterval", "")).strip()
+        if alive.isdigit() and self.keepalive == KEEPALIVE:
+            self.keepalive = float(alive)  # ServerAliveInterval, as OpenSSH (0: none)
 
         # Host keys: every file OpenSSH would read, plus the inventory's.
         files: list[str] = []

@@ -124,6 +124,7 @@ class SshServer:
         port: int | None = None,
         extra_config: str = "",
         user: str | None = None,
+        log_level: str = "INFO",
     ) -> None:
         self.addresses = list(addresses)
         if not 1 <= len(self.addresses) <= MAX_ADDRESSES:
@@ -139,6 +140,7 @@ class SshServer:
         # ~/.ssh/authorized_keys is honoured besides the throwaway file.
         self.user = user or pwd.getpwuid(os.getuid()).pw_name
         self.extra_config = extra_config
+        self.log_level = log_level  # DEBUG logs global requests such as keepalives
         self.host_key = self.workdir / "ssh_host_ed25519_key"
         self.client_key = str(self.workdir / "client_ed25519")
         self.authorized_keys = self.workdir / "authorized_keys"
@@ -223,7 +225,7 @@ MaxStartups 100:30:200
 UseDNS no
 PrintMotd no
 PrintLastLog no
-LogLevel INFO
+LogLevel {self.log_level}
 Subsystem sftp {sftp}
 {self.extra_config}
 """

@@ -530,3 +530,29 @@ def test_proxyjump_and_proxycommand(make_sshd, tmp_path: Path) -> None:
     host = Host(name="viajump", address="viajump", known_hosts=[str(known)], ssh_config_alias=True)
     with pytest.raises(HostKeyError, match="unknown"):
         SSHTransport(host, ssh_config=str(config)).connect()
+
+
+def test_keepalives_are_sent_on_an_idle_connection(make_sshd, tmp_path: Path) -> None:
+    server = make_sshd(addresses=["127.0.0.5"], log_level="DEBUG")
+
+    def keepalives() -> int:
+        return server.log_path.read_text(errors="replace").count("keepalive@")
+
+    with SSHTransport(server.host(), keepalive=1) as t:
+        assert t.run("true").ok
+        time.sleep(3.5)  # idle: nothing but keepalives on the wire
+        assert t.run("true").ok
+    assert keepalives() >= 2
+    before = keepalives()
+    with SSHTransport(server.host(), keepalive=0) as t:
+        time.sleep(2.5)
+        assert t.run("true").ok
+    assert keepalives() == before
+    # ServerAliveInterval from the ssh config, as OpenSSH reads it.
+    config = tmp_path / "ssh_config"
+    config.write_text("Host *\n  ServerAliveInterval 1\n")
+    with SSHTransport(server.host(), ssh_config=str(config)) as t:
+        assert t.keepalive == 1
+        time.sleep(2.5)
+        assert t.run("true").ok
+    assert keepalives() > before
