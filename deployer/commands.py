@@ -95,7 +95,9 @@ class Upload(Command):
 
     ``content`` is the rendered file; ``source`` names where it came from for display
     (a template path or a local file). The previous file, if any, is kept as
-    ``dest + backup_suffix`` so rollback can restore it.
+    ``dest + backup_suffix`` so rollback can restore it. The plan shows the size and
+    a digest of the content, unless it holds a secret or was rendered from a template
+    that reads one (``sensitive``).
     """
 
     dest: str
@@ -106,6 +108,9 @@ class Upload(Command):
     group: str | None = None
     backup_suffix: str = ".deployer-prev"
     sudo: bool = False
+    # rendered from a template that can read a secret: even a value derived from one
+    # (encoded, hashed) is in the content, so the plan shows no digest
+    sensitive: bool = False
 
     def display(self, mask: Mask = _identity) -> str:
         import hashlib
@@ -116,7 +121,7 @@ class Upload(Command):
         if self.owner:
             extra.append(f"owner {self.owner}" + (f":{self.group}" if self.group else ""))
         meta = f" ({', '.join(extra)})" if extra else ""
-        if self.holds_secret(mask):
+        if self.sensitive or self.holds_secret(mask):
             # A digest (or even the exact size) of a file holding a low-entropy secret
             # lets anyone with the template guess the secret offline.
             facts = "contains secrets: size and digest not shown"

@@ -164,6 +164,16 @@ def _contains_template(value: Any) -> bool:
     return False
 
 
+def _template_strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if ("{{" in value or "{%" in value) else []
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _template_strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _template_strings(v)]
+    return []
+
+
 class StepContext(RenderContext):
     """Renders values for one host and (optionally) one step."""
 
@@ -372,6 +382,52 @@ class StepContext(RenderContext):
         except Exception as exc:  # noqa: BLE001 - a filter or expression failed
             raise self._problem(f"cannot render: {type(exc).__name__}: {exc}", where
                                 ) from None
+
+    def template_uses_secrets(self, path: str, extra: dict[str, Any] | None = None) -> bool:
+        """Whether ``templates/<path>`` can read a secret: it names ``secrets``, or a
+        variable (or ``extra`` value, or included template) that does, at any depth.
+
+        Static and conservative on purpose (a branch not taken counts): the answer
+        decides whether a plan may show a digest of the rendered file, and a digest of
+        a value derived from a secret (``| b64encode``, a hash) betrays it as surely as
+        one of the secret itself."""
+        raw = {**self._raw, **(extra or {})}
+        seen_templates: set[str] = set()
+        seen_names: set[str] = set()
+        queue: list[Any] = []
+
+        def parse_names(source: str) -> set[str]:
+            try:
+                ast = self.env.parse(source)
+            except jinja2.TemplateSyntaxError:
+                return set()
+            for ref in jinja2.meta.find_referenced_templates(ast):
+                if ref and ref not in seen_templates:
+                    seen_templates.add(ref)
+                    queue.append(("template", ref))
+            return set(jinja2.meta.find_undeclared_variables(ast))
+
+        seen_templates.add(path)
+        queue.append(("template", path))
+        while queue:
+            what, item = queue.pop()
+            if what == "template":
+                try:
+                    source = self.env.loader.get_source(self.env, item)[0]  # type: ignore[union-attr]
+                except jinja2.TemplateNotFound:
+                    continue
+                names = parse_names(source)
+            else:
+                names = set()
+                for text in _template_strings(item):
+                    names |= parse_names(text)
+            if "secrets" in names:
+                return True
+            for name in names - seen_names:
+                seen_names.add(name)
+                if name in raw and _contains_template(raw[name]):
+                    queue.append(("value", raw[name]))
+        return False
 
     def local_path(self, path: str) -> str:
         """A path on the operator's machine, relative to the project directory."""

@@ -180,3 +180,42 @@ def test_vars_file_errors(tmp_path):
         merge_vars(rb, Host("h", "h"), [str(bad)], [])
     with pytest.raises(InputError, match="file not found"):
         merge_vars(rb, Host("h", "h"), [str(tmp_path / "none.yml")], [])
+
+
+def test_template_uses_secrets_directly_through_vars_includes_and_extra(tmp_path):
+    templates = {
+        "direct.j2": "PW={{ secrets.db_password | upper }}\n",
+        "via_var.j2": "URL={{ db_url }}\n",
+        "via_include.j2": "{% include 'direct.j2' %}\nX=1\n",
+        "via_extra.j2": "T={{ token }}\n",
+        "branch.j2": "{% if false %}{{ secrets.db_password }}{% endif %}ok\n",
+        "plain.j2": "DIR={{ app_dir }} URL={{ url }}\n",
+    }
+    variables = {"app_dir": "/srv/app", "url": "http://{{ app_dir }}",
+                 "db_url": "postgresql://app:{{ pw_part }}@db/app",
+                 "pw_part": "{{ secrets.db_password | urlencode }}"}
+    ctx = ctx_for(tmp_path, variables=variables, templates=templates)
+    for name in ("direct.j2", "via_var.j2", "via_include.j2", "branch.j2"):
+        assert ctx.template_uses_secrets(name), name
+    assert ctx.template_uses_secrets("via_extra.j2", {"token": "{{ secrets.db_password }}"})
+    assert not ctx.template_uses_secrets("via_extra.j2", {"token": "abc"})
+    assert not ctx.template_uses_secrets("plain.j2")
+
+
+def test_compose_detected_at_run_time_only_when_unpinned_and_used(tmp_path):
+    ctx = ctx_for(tmp_path, variables={"app_dir": "/srv/app"})
+    assert not ctx.compose_detected_at_run_time()
+    ctx.render("echo {{ app_dir }}")
+    assert not ctx.compose_detected_at_run_time()
+    ctx.render("{{ cli | default('x') }}")  # a name other than compose_command
+    assert not ctx.compose_detected_at_run_time()
+    ctx.render("{{ compose_command | default('docker compose') }} ps")
+    assert ctx.compose_detected_at_run_time()
+    via_var = ctx_for(tmp_path, variables={
+        "cli": "{{ compose_command | default('docker compose') }} -p shop"})
+    assert via_var.render("{{ cli }} up") == "docker compose -p shop up"
+    assert via_var.compose_detected_at_run_time()
+    pinned = ctx_for(tmp_path, variables={"compose_command": "docker-compose"})
+    assert pinned.render("{{ compose_command }} ps") == "docker-compose ps"
+    assert pinned.compose_cmd == "docker-compose"
+    assert not pinned.compose_detected_at_run_time()

@@ -38,7 +38,9 @@ class RenderContext:
     ``render(value, where)`` renders Jinja in a string (or recursively in lists and
     dicts) with StrictUndefined; ``where`` is the option name used in error messages.
     ``vars`` are the merged variables for this host; ``template(path)`` renders a file
-    from ``templates/`` and returns its text; ``read_local(path)`` returns bytes of a
+    from ``templates/`` and returns its text; ``template_uses_secrets(path)`` says
+    whether that template can read a secret (directly or through variables), so a
+    plan shows no digest of it; ``read_local(path)`` returns bytes of a
     local file relative to the project; ``compose_cmd`` is the compose invocation for
     this host ("docker compose" or "docker-compose").
     """
@@ -51,6 +53,10 @@ class RenderContext:
         raise NotImplementedError
 
     def template(self, path: str, extra: dict[str, Any] | None = None) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+    def template_uses_secrets(self, path: str, extra: dict[str, Any] | None = None
+                              ) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
 
     def read_local(self, path: str) -> bytes:  # pragma: no cover - interface

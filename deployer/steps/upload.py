@@ -4,7 +4,9 @@ Builds one ``Upload``: the executor writes it atomically (temp file + rename) an
 the previous version as ``<dest>.deployer-prev``, so the built-in rollback
 (``RestoreUpload``) puts the old file back, or removes the file if it was new.
 The content is rendered at plan time: the plan shows its size and digest, never the
-content (templates often hold secrets, e.g. a production ``.env``).
+content; and neither size nor digest when the content holds a secret or the template
+can read one (templates often do, e.g. a production ``.env``), since a digest of a
+known template lets a low-entropy secret be guessed offline.
 """
 
 from __future__ import annotations
@@ -88,13 +90,17 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
             raise opts.error("vars", "`vars` must be a mapping")
         content = ctx.template(path, extra).encode("utf-8")
         source = f"templates/{path}"
+        raw_vars = body.options.get("vars")
+        sensitive = ctx.template_uses_secrets(
+            path, raw_vars if isinstance(raw_vars, dict) else None)
     else:
         path = opts.str("src") or ""
         content = ctx.read_local(path)
         source = path
+        sensitive = False
     return [Upload(dest=dest, content=content, source=source, mode=_mode(opts),
                    owner=_name(opts, "owner"), group=_name(opts, "group"),
-                   sudo=bool(body.sudo))]
+                   sudo=bool(body.sudo), sensitive=sensitive)]
 
 
 def auto_rollback(body: StepBody, ctx: RenderContext, step: Step) -> list[Command]:

@@ -67,6 +67,16 @@ class FixtureContext(RenderContext):
         except jinja2.TemplateError as exc:
             raise InputError(Problem(f"templates/{path}: {exc}")) from None
 
+    def template_uses_secrets(self, path: str, extra: dict[str, Any] | None = None) -> bool:
+        # the simple reading of the contract: the template or a variable it names
+        # mentions `secrets`
+        from jinja2 import meta
+
+        source = self.env.loader.get_source(self.env, path)[0]
+        names = meta.find_undeclared_variables(self.env.parse(source))
+        values = {**self.vars, **(extra or {})}
+        return "secrets" in names or any("secrets" in str(values.get(n, "")) for n in names)
+
     def read_local(self, path: str) -> bytes:
         try:
             return (Path(self.project_dir) / path).read_bytes()
