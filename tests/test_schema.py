@@ -93,3 +93,26 @@ def test_json_schema_shape_and_agreement():
                 "steps:\n  - {id: a, run: ls, local: ls}\n",
                 "steps: []\n"):
         assert list(validator.iter_errors(parse_yaml(bad).plain())), bad
+
+
+def test_json_schema_accepts_every_shipped_and_fixture_file():
+    """Editors using `deployer schema` must not flag files deployer itself accepts."""
+    import glob
+    from pathlib import Path
+
+    from deployer.yamlsrc import load_yaml
+
+    jsonschema = pytest.importorskip("jsonschema")
+    root = Path(__file__).resolve().parent.parent
+    runbooks = sorted(glob.glob(str(root / "runbooks" / "**" / "*.yml"), recursive=True)
+                      + glob.glob(str(root / "tests" / "fixtures" / "project" / "runbooks"
+                                      / "**" / "*.yml"), recursive=True))
+    assert len(runbooks) >= 5
+    validator = jsonschema.Draft202012Validator(json_schema())
+    for path in runbooks:
+        errors = [e.message for e in validator.iter_errors(load_yaml(path).plain())]
+        assert errors == [], path
+    inventory = jsonschema.Draft202012Validator(inventory_json_schema())
+    for path in (root / "inventory.example.yml",
+                 root / "tests" / "fixtures" / "project" / "inventory.yml"):
+        assert [e.message for e in inventory.iter_errors(load_yaml(str(path)).plain())] == []
