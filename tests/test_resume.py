@@ -202,3 +202,68 @@ def test_resume_refused_when_a_template_or_the_inventory_changed(project, change
     assert r.returncode == 0, r.stdout + r.stderr
     assert expected in r.stdout
     assert project.states() == {"conf": "ok", "gated": "ok"}
+
+
+def test_resume_after_sigkill_of_a_journaled_run(project) -> None:
+    """A record large enough to journal its transitions (forced here with a zero
+    threshold): killed mid-step, its .json lags but is valid, and --resume reads the
+    journal: the steps that finished are not re-run."""
+    import subprocess
+    import sys
+
+    log = project.remote / "log"
+    started = project.remote / "started"
+    gate = project.remote / "gate"
+    project.runbook("app", f"""
+        steps:
+          - id: first
+            run: "echo first >> {log}"
+          - id: second
+            run: "echo second >> {log}"
+          - id: slow
+            run: |
+              echo slow >> {log}
+              touch {started}
+              while [ ! -f {gate} ]; do sleep 0.05; done
+          - id: last
+            run: "echo last >> {log}"
+    """)
+    root = str(project.root)
+    code = (
+        "from deployer.executor import Executor\n"
+        "from deployer.session import load_session\n"
+        "from deployer.state import StateStore\n"
+        f"s = load_session('app', project_dir={root!r}, host='t', environ={{}})\n"
+        "h = s.hosts[0]\n"
+        "Executor(s.runbook, h, variables=s.vars_for(h), secrets=s.secrets,\n"
+        "         redactor=s.redactor, digests=s.digests, project_dir=" + repr(root) + ",\n"
+        f"         store=StateStore({root!r}, journal_threshold=0)).run()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, "deployer-journal-test"],
+                            env=project.env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(started.exists)
+        from deployer.state import StateStore
+
+        store = StateStore(project.root)
+        run_id = wait_for(lambda: project.records() and project.record()["id"])
+        wait_for(lambda: store.load(run_id).step("slow").state == "running")
+        kill(proc, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert store.journal_path(run_id).exists()
+    on_disk = project.states()  # the .json itself: valid, behind its journal
+    assert on_disk["slow"] == "pending"
+    assert {s.id: s.state for s in store.load(run_id).steps} == {
+        "first": "ok", "second": "ok", "slow": "running", "last": "pending"}
+    gate.write_text("")
+    r = project.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "took over the lock" in r.stdout
+    assert log.read_text().split() == ["first", "second", "slow", "slow", "last"]
+    assert project.states() == {"first": "ok", "second": "ok", "slow": "ok", "last": "ok"}
+    assert not store.journal_path(run_id).exists()
