@@ -119,8 +119,10 @@ def run_secret_command(name: str, command: str, environ: Mapping[str, str]) -> s
 
 
 def resolve_secrets(names: list[str], inventory: Any, secrets_file: str | None,
-                    environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """Values for every name; raises one ``SecretError`` naming all missing ones."""
+                    environ: Mapping[str, str] = os.environ,
+                    declared: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Values for every name; raises one ``SecretError`` naming all missing ones, each
+    with where it is declared (``declared``: name -> ``file:line:col``) when known."""
     file_values = load_secrets_file(secrets_file) if secrets_file else {}
     commands: Mapping[str, str] = getattr(inventory, "secret_commands", None) or {}
     found: dict[str, str] = {}
@@ -136,7 +138,9 @@ def resolve_secrets(names: list[str], inventory: Any, secrets_file: str | None,
         else:
             found[name] = value
     if missing:
-        listed = ", ".join(f"`{n}`" for n in missing)
+        where = declared or {}
+        listed = ", ".join(f"`{n}`" + (f" ({where[n]})" if n in where else "")
+                           for n in missing)
         example = env_name(missing[0])
         raise SecretError(
             f"missing secret{'s' if len(missing) > 1 else ''}: {listed}",

@@ -43,6 +43,27 @@ class Session:
         return plan
 
 
+def secret_declarations(rb: Runbook) -> dict[str, str]:
+    """Where each secret name is declared (``file:line:col`` of its `secrets:` item),
+    in the runbook or the first included runbook that names it."""
+    from deployer.errors import DeployerError
+    from deployer.yamlsrc import load_yaml
+
+    found: dict[str, str] = {}
+    for path in [rb.path] + list(rb.included_files):
+        try:
+            node = load_yaml(path)
+        except DeployerError:
+            continue
+        items = node.get("secrets") if node.is_mapping else None
+        if items is None or not items.is_list:
+            continue
+        for item in items.value:
+            if isinstance(item.value, str) and item.value not in found:
+                found[item.value] = str(item.pos)
+    return found
+
+
 def load_session(runbook: str, project_dir: str = ".", inventory_path: str | None = None,
                  host: str | None = None, vars_files: list[str] | tuple[str, ...] = (),
                  cli_vars: list[str] | tuple[str, ...] = (), secrets_file: str | None = None,
@@ -57,7 +78,8 @@ def load_session(runbook: str, project_dir: str = ".", inventory_path: str | Non
         secrets = placeholder_secrets(rb.secrets)
     else:
         secrets = resolve_secrets(rb.secrets, inv, secrets_file,
-                                  os.environ if environ is None else environ)
+                                  os.environ if environ is None else environ,
+                                  declared=secret_declarations(rb))
     redactor = Redactor(secrets.values())
     digests = compute_digests(rb, inv, list(vars_files), project_dir)
     inputs = {

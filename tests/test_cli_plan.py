@@ -165,8 +165,16 @@ def test_inventory_option_after_subcommand(capsys, project):
 
 def test_missing_secret(capsys, project):
     code, _, err = cli(capsys, "plan", "first-time")
-    assert_clean_error(code, err, "missing secrets: `db_password`, `app_secret_key`",
-                       "DEPLOYER_SECRET_DB_PASSWORD")
+    assert_clean_error(code, err, "missing secrets: `db_password` "
+                       "(runbooks/first-time.yml:5:11), `app_secret_key` "
+                       "(runbooks/first-time.yml:5:24)", "DEPLOYER_SECRET_DB_PASSWORD")
+    # a secret only an included runbook declares points there
+    (project / "runbooks" / "parts" / "migrate.yml").write_text(
+        (project / "runbooks" / "parts" / "migrate.yml").read_text()
+        .replace("vars: {target: head}", "vars: {target: head}\nsecrets: [alembic_key]"))
+    code, _, err = cli(capsys, "plan", "first-time", "--secrets-file", "secrets.env")
+    assert_clean_error(code, err, "missing secret: `alembic_key` "
+                       "(runbooks/parts/migrate.yml:2:11)")
 
 
 def test_unknown_runbook_and_bad_var(capsys, project):
