@@ -92,10 +92,20 @@ def test_history_and_show(project) -> None:
     assert [x["runbook"] for x in json.loads(r.stdout)] == ["good"]
     r = project.cli("history", "--host", "t")
     assert r.returncode == 0 and "rolled_back" in r.stdout and "succeeded" in r.stdout
+    header = r.stdout.splitlines()[0]
+    for column in ("run", "runbook", "host", "status", "started", "duration", "operator"):
+        assert column in header
+    assert rows[0]["id"] in r.stdout and rows[0]["operator"] in r.stdout
     assert project.cli("history", "--host", "other").stdout.startswith("no runs")
     r = project.cli("show", rows[0]["id"])
     assert r.returncode == 0
     assert "b" in r.stdout and "failed" in r.stdout and "line-b" in r.stdout
+    import re
+
+    rows_shown = [[c.strip() for c in line.split("│")] for line in r.stdout.splitlines()
+                  if "│" in line]
+    assert rows_shown[0][:4] == ["1", "b", "failed", "2"]  # index, step, state, exit code
+    assert re.fullmatch(r"\d+\.\ds", rows_shown[0][5])  # duration
     r = project.cli("show", rows[0]["id"], "--json")
     assert json.loads(r.stdout)["steps"][0]["tail"] == ["line-b"]
     assert project.cli("show", "nope").returncode == 2

@@ -147,3 +147,26 @@ def test_sigterm_is_handled_like_ctrl_c(project, sshd) -> None:
     wait_for(lambda: not remote_processes(sshd, marker), timeout=20)
     assert project.states()["first"] == "rolled_back"
     assert not (project.root / "lock").exists()
+
+
+def test_ctrl_c_with_no_rollback_leaves_completed_steps_and_resumes(project, sshd) -> None:
+    marker = f"deployer-int3-{uuid.uuid4().hex[:8]}"
+    _runbook(project, marker)
+    proc = project.popen("run", "app", "--host", "t", "--no-rollback")
+    try:
+        wait_for(lambda: remote_processes(sshd, marker))
+        kill(proc, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    wait_for(lambda: not remote_processes(sshd, marker), timeout=20)
+    assert (project.remote / "log").read_text().split() == ["first", "long"]  # no undo
+    assert project.states() == {"first": "ok", "long": "interrupted", "last": "pending"}
+    assert "--no-rollback" in out and "--resume" in out
+    assert not (project.root / "lock").exists()
+    (project.remote / "gate").write_text("")
+    r = project.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (project.remote / "log").read_text().split() == ["first", "long", "long", "last"]

@@ -253,7 +253,7 @@ def show_run(record: RunRecord, console: Any, tail: int = 10) -> None:
                        style="bold"))
     console.print(Text(f"status {record.status}, exit {record.exit_code}, by "
                        f"{record.operator}, started {_when(record.started)} UTC, finished "
-                       f"{_when(record.finished) or '-'}, duration "
+                       f"{_when(record.finished) + ' UTC' if record.finished else '-'}, duration "
                        f"{_fmt_duration(record.duration)}"))
     if record.message:
         console.print(Text(record.message))
