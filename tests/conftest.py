@@ -4,9 +4,11 @@ Kept small and generic; other suites may add fixtures at the end of this file.
 
 - ``sshd``: one session-wide server on 127.0.0.1 (``SshServer``); ``sshd.host()``
   gives a ready ``deployer.models.Host``.
-- ``make_sshd(addresses=["127.0.0.2"], user=None, extra_config="")``: more servers
-  (up to 16 addresses each), stopped after the test. Use one of these, not ``sshd``,
-  for tests that call ``kill_sessions()`` or change the server.
+- ``make_sshd(addresses=["127.0.0.2"], user=None, extra_config="", log_level="INFO")``:
+  more servers (up to 16 addresses each), stopped after the test. Use one of these, not
+  ``sshd``, for tests that call ``kill_sessions()`` or change the server.
+- ``sudo_user``: ``(server, password)``: a throwaway login user whose ``sudo`` asks for
+  a password, and an sshd that lets it in (root only; skipped otherwise).
 
 Every test runs with ``DEPLOYER_SSH_CONFIG=none`` and ``DEPLOYER_KNOWN_HOSTS=none`` and
 without ``SSH_AUTH_SOCK``, so deployer never reads the user's ~/.ssh/config,
@@ -16,7 +18,9 @@ without ``SSH_AUTH_SOCK``, so deployer never reads the user's ~/.ssh/config,
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +61,30 @@ def make_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def sudo_user(make_sshd, tmp_path: Path):
+    """A throwaway login user whose sudo needs a password (root only: creates the user
+    and a sudoers rule, removes both afterwards)."""
+    if os.getuid() != 0:
+        pytest.skip("creating a sudo user needs root (CI runs as root)")
+    assert os.path.exists("/usr/bin/sudo"), "sudo is required: apt-get install sudo"
+    name = "dpl" + os.urandom(3).hex()
+    password = "pw-" + os.urandom(8).hex()
+    rule = Path(f"/etc/sudoers.d/{name}")
+    subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], check=True)
+    try:
+        subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+        rule.write_text(f"{name} ALL=(ALL) ALL\nDefaults:{name} lecture=never\n")
+        os.chmod(rule, 0o440)
+        server = make_sshd(user=name)
+        home = Path(f"/home/{name}")
+        (home / ".ssh").mkdir(mode=0o700)
+        (home / ".ssh" / "authorized_keys").write_text(Path(server.client_key + ".pub").read_text())
+        subprocess.run(["chown", "-R", f"{name}:{name}", str(home / ".ssh")], check=True)
+        yield server, password
+    finally:
+        rule.unlink(missing_ok=True)
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        subprocess.run(["userdel", "-r", name], capture_output=True)

@@ -333,11 +333,60 @@ def test_secret_never_leaks(project, sshd, pg_cluster) -> None:  # noqa: F811
     assert "the password is ***" in r.stdout
     assert "echo:***" in r.stdout
     assert any("psql" in snap for snap in seen), "the psql step was never seen running"
+    run_files = "".join(p.read_text(errors="replace") for p in project.runs_dir.iterdir())
     for where, text in [("stdout", r.stdout), ("stderr", r.stderr),
                         ("log", project.log_text()),
                         ("state", json.dumps(project.records())),
+                        ("run files", run_files),
                         ("ps", "\n".join(seen))]:
         assert SECRET not in text, f"secret leaked into {where}"
     shown = project.record()["steps"][1]
     assert shown["captured"] == {"shown": "the password is ***"}
     assert shown["captured_masked"] == ["shown"]
+
+
+def test_sudo_password_from_a_secret_through_the_cli(tmp_path, sudo_user) -> None:
+    """`sudo: true` with the password from the sudo_password secret: the step runs as
+    root, and the password shows nowhere: output, log, state, the host's ps."""
+    server, password = sudo_user
+    project = RunProject(tmp_path, server)
+    project.env["DEPLOYER_SECRET_SUDO_PASSWORD"] = password
+    project.runbook("root", """
+        secrets: [sudo_password]
+        lock: false
+        steps:
+          - id: whoami
+            run: "echo started >&2; sleep 2; id -u"
+            sudo: true
+            capture: uid
+          - id: show
+            run: "echo uid={{ uid }}"
+    """)
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def watch_ps() -> None:
+        while not stop.is_set():
+            seen.append(subprocess.run(["ps", "-eww", "-o", "args="], capture_output=True,
+                                       text=True).stdout)
+            stop.wait(0.05)
+
+    watcher = threading.Thread(target=watch_ps)
+    watcher.start()
+    try:
+        r = project.cli("run", "root", "--host", "t", "--skip-preflight")
+    finally:
+        stop.set()
+        watcher.join()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "uid=0" in r.stdout
+    assert any("sleep 2" in snap for snap in seen), "the sudo step was never seen running"
+    files = "".join(p.read_text(errors="replace") for p in project.runs_dir.iterdir())
+    for where, text in [("stdout", r.stdout), ("stderr", r.stderr), ("run files", files),
+                        ("ps", "\n".join(seen))]:
+        assert password not in text, f"sudo password leaked into {where}"
+    # A wrong password fails the step without echoing it either.
+    project.env["DEPLOYER_SECRET_SUDO_PASSWORD"] = "wrong-" + password
+    r = project.cli("run", "root", "--host", "t", "--skip-preflight")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert password not in r.stdout + r.stderr

@@ -427,33 +427,6 @@ def test_import_is_cheap() -> None:
     assert r.stdout.strip() == "False", r.stderr
 
 
-@pytest.fixture
-def sudo_user(make_sshd, tmp_path: Path):
-    """A throwaway login user whose sudo needs a password (root only: creates the user
-    and a sudoers rule, removes both afterwards)."""
-    if os.getuid() != 0:
-        pytest.skip("creating a sudo user needs root (CI runs as root)")
-    assert os.path.exists("/usr/bin/sudo"), "sudo is required: apt-get install sudo"
-    name = "dpl" + os.urandom(3).hex()
-    password = "pw-" + os.urandom(8).hex()
-    rule = Path(f"/etc/sudoers.d/{name}")
-    subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], check=True)
-    try:
-        subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
-        rule.write_text(f"{name} ALL=(ALL) ALL\nDefaults:{name} lecture=never\n")
-        os.chmod(rule, 0o440)
-        server = make_sshd(user=name)
-        home = Path(f"/home/{name}")
-        (home / ".ssh").mkdir(mode=0o700)
-        (home / ".ssh" / "authorized_keys").write_text(Path(server.client_key + ".pub").read_text())
-        subprocess.run(["chown", "-R", f"{name}:{name}", str(home / ".ssh")], check=True)
-        yield server, password
-    finally:
-        rule.unlink(missing_ok=True)
-        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
-        subprocess.run(["userdel", "-r", name], capture_output=True)
-
-
 @pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "per-channel"])
 def test_sudo_with_password_from_secret(sudo_user, persistent: bool) -> None:
     server, password = sudo_user
