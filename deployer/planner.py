@@ -146,6 +146,20 @@ def render_step(step: Step, index: int, ctx: StepContext,
     )
 
 
+def uses_compose(step: Step) -> bool:
+    """Whether the executor detects the compose flavour on the host for this step (when
+    var ``compose_command`` is unset): compose steps, psql on its default ``compose
+    exec`` client, and bodies naming ``compose_command``, rollback bodies included.
+    Mirrors ``executor._uses_compose`` (a test keeps the two in agreement)."""
+    bodies = [step.body] + ([step.rollback] if isinstance(step.rollback, StepBody) else [])
+    for body in bodies:
+        if body.kind == "compose" or (body.kind == "psql" and not body.options.get("client")):
+            return True
+        if "compose_command" in repr(body.options):
+            return True
+    return False
+
+
 def compose_note(host_names: list[str], all_hosts: int) -> str:
     """The plan-level note for steps rendered with the stand-in compose command."""
     where = "" if len(host_names) == all_hosts else f" (on {', '.join(host_names)})"
@@ -182,6 +196,11 @@ def build_plan(runbook: Runbook, hosts: list[Host],
                                     p.severity)
                     if p not in problems:
                         problems.append(p)
+        if variables.get("compose_command") or not any(uses_compose(s)
+                                                        for s in runbook.steps):
+            # no detection will run on this host: what the plan shows is what runs
+            for ps in planned:
+                ps.compose_detected = False
         host_plans.append(HostPlan(host, planned))
     if problems:
         raise InputError(problems)

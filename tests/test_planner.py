@@ -213,3 +213,35 @@ def test_compose_note_names_the_hosts_that_detect(project):
     plan = load_session("deploy", ".", host="web", environ=SECRETS).plan()
     assert [ps.compose_detected for hp in plan.hosts for ps in hp.steps] == [False, True]
     assert len(plan.notes) == 1 and "(on stage)" in plan.notes[0]
+
+
+def test_no_note_when_the_executor_will_not_detect(project):
+    # only a var naming compose_command through a default: no step makes the executor
+    # probe the host, so `docker compose` is really what runs
+    (project / "runbooks" / "deploy.yml").write_text(
+        "vars: {cli: \"{{ compose_command | default('docker compose') }} -p shop\"}\n"
+        "steps:\n  - {id: v, run: '{{ cli }} ps'}\n")
+    plan = load_session("deploy", ".", environ=SECRETS).plan()
+    assert plan.notes == [] and not plan.hosts[0].steps[0].compose_detected
+    # add a compose step (even one skipped by `when`): the host is probed, and the
+    # run step gets the detected flavour too
+    (project / "runbooks" / "deploy.yml").write_text(
+        "vars: {cli: \"{{ compose_command | default('docker compose') }} -p shop\"}\n"
+        "steps:\n  - {id: v, run: '{{ cli }} ps'}\n"
+        "  - {id: up, compose: {action: up}, when: false}\n")
+    plan = load_session("deploy", ".", environ=SECRETS).plan()
+    assert plan.notes and plan.hosts[0].steps[0].compose_detected
+
+
+def test_uses_compose_agrees_with_the_executor(project):
+    from deployer import executor
+    from deployer.planner import uses_compose
+    from deployer.runbook import load_runbook
+
+    root = Path(__file__).resolve().parent.parent
+    steps = list(load_runbook("first-time", ".").steps)
+    for name in ("first-time", "restart"):
+        steps += load_runbook(name, str(root)).steps
+    assert {uses_compose(s) for s in steps} == {True, False}
+    for step in steps:
+        assert uses_compose(step) == executor._uses_compose(step), step.id
