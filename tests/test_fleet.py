@@ -557,3 +557,18 @@ def test_live_board_with_50_hosts_fits_the_terminal():
     console.print(small.render(24))
     small_text = console.export_text()
     assert all(n in small_text for n in names[:4])
+
+
+def test_cli_confirm_steps_need_yes_when_hosts_run_at_once(group):
+    (group.root / "runbooks" / "ask.yml").write_text(
+        "steps:\n"
+        "  - id: drop\n"
+        "    run: 'echo \"start {{ host.name }}\" >> {{ remote_dir }}/order.log'\n"
+        "    confirm: Really?\n")
+    r = group.cli("run", "ask", "--host", "web", "--parallel", "2")
+    assert r.returncode == 2
+    assert "step drop asks for confirmation" in r.stderr and "--yes" in r.stderr
+    assert group.order() == []  # refused before any host started
+    ok = group.cli("run", "ask", "--host", "web", "--parallel", "2", "--yes")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert sorted(h for _, h in group.order()) == ["web1", "web2", "web3", "web4"]
