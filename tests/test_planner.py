@@ -22,9 +22,6 @@ from deployer.planner import (
 )
 from deployer.session import load_session
 from deployer.templating import make_context
-from tests.kinds_fallback import install
-
-install()
 
 FIXTURE = Path(__file__).parent / "fixtures" / "project"
 SECRETS = {"DEPLOYER_SECRET_DB_PASSWORD": "pa$$ word/with:specials",

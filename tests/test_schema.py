@@ -15,9 +15,6 @@ from deployer.schema import (
 )
 from deployer.steps.base import FieldSpec
 from deployer.yamlsrc import parse_yaml
-from tests.kinds_fallback import install
-
-install()
 
 
 def check(text, spec):
