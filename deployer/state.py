@@ -120,16 +120,22 @@ class StepRecord:
     irreversible: bool = False
     rollback: dict[str, Any] = field(default_factory=dict)  # state/exit_code/tail/message
     _json: str | None = field(default=None, repr=False, compare=False)
+    # Where a journaling StateStore learns that this step changed (no scan of all steps).
+    _sink: list[StepRecord] | None = field(default=None, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Any assignment invalidates the cached encoding; in-place mutation of a list
         # or dict field must be followed by ``touch()``.
         object.__setattr__(self, name, value)
-        if name != "_json":
-            object.__setattr__(self, "_json", None)
+        if name not in ("_json", "_sink"):
+            self.touch()
 
     def touch(self) -> None:
-        object.__setattr__(self, "_json", None)
+        if self.__dict__.get("_json") is not None:  # clean -> changed
+            object.__setattr__(self, "_json", None)
+            sink = self.__dict__.get("_sink")
+            if sink is not None:
+                sink.append(self)
 
     def encoded(self) -> str:
         if self._json is None:
@@ -318,6 +324,8 @@ class _Written:
     snapshot_len: int
     journal_len: int = 0
     journal_fd: int | None = None
+    changed: list[StepRecord] = field(default_factory=list)  # steps' _sink
+    position: dict[int, int] = field(default_factory=dict)  # id(step) -> index
 
 
 class StateStore:
@@ -372,20 +380,25 @@ class StateStore:
             except FileNotFoundError:
                 pass
         if running:
-            self._written[record.id] = _Written(record.steps, len(record.steps),
-                                                record.header_json(), len(text))
+            w = _Written(record.steps, len(record.steps), record.header_json(), len(text))
+            if len(text) > self.journal_threshold:
+                for i, rec in enumerate(record.steps):  # all encoded (clean) by now
+                    rec._sink = w.changed
+                    w.position[id(rec)] = i
+            self._written[record.id] = w
         else:
             self._written.pop(record.id, None)
 
     def _append(self, record: RunRecord, w: _Written) -> None:
-        changed = [(i, rec) for i, rec in enumerate(record.steps) if rec._json is None]
+        changed = {w.position[id(rec)]: rec for rec in w.changed if id(rec) in w.position}
+        w.changed.clear()
         head = record.header_json()
         if not changed and head == w.head:
             return
         parts = []
         if head != w.head:
             parts.append(f'"head": {head}')
-        steps = ", ".join(f'"{i}": {rec.encoded()}' for i, rec in changed)
+        steps = ", ".join(f'"{i}": {rec.encoded()}' for i, rec in sorted(changed.items()))
         parts.append(f'"steps": {{{steps}}}')
         line = ("{" + ", ".join(parts) + "}\n").encode("utf-8")
         if w.journal_fd is None:
