@@ -529,3 +529,29 @@ def test_keepalives_are_sent_on_an_idle_connection(make_sshd, tmp_path: Path) ->
         time.sleep(2.5)
         assert t.run("true").ok
     assert keepalives() > before
+
+
+def test_key_from_ssh_agent(sshd: SshServer, tmp_path: Path, monkeypatch) -> None:
+    """No identity_file: the key comes from a real ssh-agent (SSH_AUTH_SOCK)."""
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        env = dict(os.environ, SSH_AUTH_SOCK=str(sock))
+        host = sshd.host()
+        host.identity_file = None
+        with pytest.raises(TransportError, match="authentication failed"):
+            SSHTransport(host, user_known_hosts=None).connect()  # no agent, no key
+        subprocess.run(["ssh-add", sshd.client_key], env=env, check=True,
+                       capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        with SSHTransport(host) as t:
+            assert t.run("echo via-agent").stdout == "via-agent\n"
+        with pytest.raises(TransportError, match="authentication failed"):
+            SSHTransport(host, use_agent=False).connect()
+    finally:
+        agent.terminate()
+        agent.wait(10)
