@@ -620,8 +620,8 @@ class Executor:
 
     def _flush_state(self) -> None:
         """Write the record if a step ended since the last write. Called before any
-        command reaches the host and before waiting for the operator, so a killed run
-        never re-runs a step whose end was reported while the host sat idle."""
+        command reaches the host and before waiting for the operator, so what the host
+        did is on disk before it is asked to do more, or left idle for long."""
         if self._unsaved:
             self._save()
 
