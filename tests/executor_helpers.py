@@ -55,6 +55,9 @@ class RunProject:
                          "DEPLOYER_SECRET_DB_PASSWORD": SECRET, "NO_COLOR": "1",
                          "COLUMNS": "200"})
         self.env.pop("SSH_AUTH_SOCK", None)
+        # As in a plain CI job: stdout into a pipe is block-buffered (deployer must
+        # still show output while a step runs, and flush at the end).
+        self.env.pop("PYTHONUNBUFFERED", None)
 
     # -- files -------------------------------------------------------------------------
 

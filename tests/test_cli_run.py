@@ -226,3 +226,30 @@ def test_hundred_megabytes_of_output_keep_memory_bounded(project) -> None:
     assert peak_mb < 200, f"deployer peaked at {peak_mb:.0f} MB for 100 MB of output"
     step = project.record()["steps"][0]
     assert len(step["tail"]) <= 20
+
+
+def test_output_into_a_pipe_shows_while_the_step_runs(project) -> None:
+    """Into a pipe (CI logs, tee) output is buffered, but a line still shows while its
+    step is running, not only when the step ends."""
+    import threading
+
+    gate = project.remote / "gate"
+    project.runbook("quiet", f"""
+        steps:
+          - id: slow
+            run: "echo early-line; while [ ! -f {gate} ]; do sleep 0.05; done; echo late-line"
+    """)
+    proc = project.popen("run", "quiet", "--host", "t")
+    lines: list[str] = []
+    assert proc.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))
+    reader.start()
+    try:
+        wait_for(lambda: any("slow | early-line" in line for line in lines), timeout=30)
+        assert not any("late-line" in line for line in lines)
+    finally:
+        gate.write_text("")
+        proc.wait(60)
+        reader.join(10)
+    assert proc.returncode == 0, "".join(lines) + (proc.stderr.read() if proc.stderr else "")
+    assert any("slow | late-line" in line for line in lines)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from typing import Any, TextIO
 
 from deployer.executor import Events, RunOutcome
@@ -31,6 +32,8 @@ from deployer.state import (
     RunRecord,
     StepRecord,
 )
+
+FLUSH_EVERY = 0.2  # seconds a buffered output line may wait before it is shown
 
 _MARKS = {OK: "✓", FAILED: "✗", SKIPPED: "↷", ROLLED_BACK: "↺", ROLLBACK_FAILED: "✗",
           INTERRUPTED: "■", RUNNING: "▶"}
@@ -65,13 +68,17 @@ class ConsoleEvents(Events):
         if color is None:
             color = isatty and not os.environ.get("NO_COLOR")
         self.color = color
-        # On a terminal every line shows at once; into a pipe or file, lines are
-        # buffered and flushed at each step transition (a step printing millions of
-        # lines would otherwise pay one write system call per line).
+        # On a terminal every line shows at once; into a pipe or file (CI logs, tee),
+        # lines are buffered and flushed at each step transition and at most
+        # FLUSH_EVERY seconds after they were written (a step printing millions of
+        # lines would otherwise pay one write system call per line, and a quiet one
+        # would hide its last lines until it ends).
         self.flush_lines = isatty
         self.interactive = (sys.stdin.isatty() if interactive is None else interactive)
         self.show_host = show_host
         self._lock = threading.Lock()
+        self._unflushed = False
+        self._flusher = False  # a flusher thread is running
         self.total: dict[str, int] = {}
 
     # -- low level -----------------------------------------------------------------------
@@ -83,6 +90,7 @@ class ConsoleEvents(Events):
         with self._lock:
             self.stream.write(text + "\n")
             self.stream.flush()
+            self._unflushed = False
 
     def _write_line(self, text: str) -> None:
         # A subclass that renders writes itself (a live table) gets every line.
@@ -91,6 +99,28 @@ class ConsoleEvents(Events):
             return
         with self._lock:
             self.stream.write(text + "\n")
+            self._unflushed = True
+            if self._flusher:
+                return
+            self._flusher = True
+        threading.Thread(target=self._flush_soon, name="deployer-console-flush",
+                         daemon=True).start()
+
+    def _flush_soon(self) -> None:
+        """Flush buffered output lines every FLUSH_EVERY seconds while they come; end
+        after a quiet period (the next line starts another)."""
+        while True:
+            time.sleep(FLUSH_EVERY)
+            with self._lock:
+                if not self._unflushed:
+                    self._flusher = False
+                    return
+                try:
+                    self.stream.flush()
+                except (OSError, ValueError):  # closed pipe or stream: nothing to show
+                    self._flusher = False
+                    return
+                self._unflushed = False
 
     def _prefix(self, host: str, step: str) -> str:
         who = f"{host} {step}" if self.show_host else step
