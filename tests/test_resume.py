@@ -100,6 +100,7 @@ def test_resume_after_sigkill_mid_step_takes_over_the_lock(project) -> None:
           - id: slow
             run: |
               echo slow >> {log}
+              echo "migrating table 3 of 7"
               touch {started}
               while [ ! -f {gate} ]; do sleep 0.05; done
           - id: last
@@ -110,6 +111,9 @@ def test_resume_after_sigkill_mid_step_takes_over_the_lock(project) -> None:
         wait_for(started.exists)
         # The state file says `slow` is running.
         wait_for(lambda: project.records() and project.states().get("slow") == "running")
+        # The running step's output reaches the log while it runs (not at its end),
+        # so a killed run's log still holds it.
+        wait_for(lambda: "slow | migrating table 3 of 7" in project.log_text(), timeout=10)
         kill(proc, signal.SIGKILL)
         proc.wait(30)
     finally:
