@@ -555,3 +555,26 @@ def test_key_from_ssh_agent(sshd: SshServer, tmp_path: Path, monkeypatch) -> Non
     finally:
         agent.terminate()
         agent.wait(10)
+
+
+def test_user_known_hosts_and_ssh_config_known_hosts(sshd: SshServer, tmp_path: Path,
+                                                     monkeypatch) -> None:
+    """Without known_hosts in the inventory, keys are checked against the user's file
+    (~/.ssh/known_hosts, here $DEPLOYER_KNOWN_HOSTS) and the ssh config's
+    UserKnownHostsFile; a key accepted with --accept-new-host-key goes to the user's."""
+    user_file = tmp_path / "user_known_hosts"
+    user_file.write_text("")
+    monkeypatch.setenv("DEPLOYER_KNOWN_HOSTS", str(user_file))
+    host = sshd.host()
+    host.known_hosts = []
+    with pytest.raises(HostKeyError, match="unknown"):
+        SSHTransport(host).connect()
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host *\n  UserKnownHostsFile {sshd.known_hosts}\n")
+    with SSHTransport(host, ssh_config=str(config)) as t:
+        assert t.run("true").ok
+    with SSHTransport(host, accept_new_host_key=True) as t:
+        assert t.recorded_host_key == str(user_file)
+    assert sshd.host_key_line.split()[1] in user_file.read_text()
+    with SSHTransport(host) as t:
+        assert t.run("true").ok
