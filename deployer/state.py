@@ -17,8 +17,9 @@ journal has grown as large as it, and when the run ends. The cost of a transitio
 stays constant (amortised) whatever the number of steps. The ``.json`` is always
 complete, valid JSON; while a large run is in progress it may lag behind its journal,
 which ``StateStore.load`` (and so ``history``, ``show`` and ``--resume``) applies. A
-line torn by a power loss ends the journal; replaying lines already folded into the
-``.json`` is harmless (each holds whole step records, applied in order).
+line torn by a power loss ends the journal. Lines are numbered and the ``.json`` names
+the last one it holds (``journal_seq``), so lines left behind by a crash between a
+rewrite and the removal of the journal are never replayed over the newer ``.json``.
 
 Nothing here sees secrets: callers pass text already masked by the redactor (the
 executor masks output tails, captured values and messages before they reach a record).
@@ -175,7 +176,8 @@ class StepRecord:
 
 _HEADER_FIELDS = ("version", "id", "runbook", "runbook_path", "host", "address", "operator",
                   "pid", "status", "started", "finished", "duration", "digests", "options",
-                  "message", "failed_step", "rollback", "resumes", "exit_code")
+                  "message", "failed_step", "rollback", "resumes", "exit_code",
+                  "journal_seq")
 
 
 @dataclass
@@ -202,6 +204,8 @@ class RunRecord:
     exit_code: int | None = None
     steps: list[StepRecord] = field(default_factory=list)
     version: int = FORMAT_VERSION
+    # Journal lines numbered up to this one are already in the .json (see StateStore).
+    journal_seq: int = 0
 
     def step(self, step_id: str) -> StepRecord:
         for rec in self.steps:
@@ -299,6 +303,7 @@ def _apply_journal(data: dict[str, Any], path: Path) -> None:
     steps = data.get("steps")
     if not isinstance(steps, list):
         return
+    folded = data.get("journal_seq") or 0
     for line in raw.split(b"\n")[:-1]:  # the last piece is empty or a torn line
         try:
             entry = json.loads(line)
@@ -306,9 +311,13 @@ def _apply_journal(data: dict[str, Any], path: Path) -> None:
             break
         if not isinstance(entry, dict):
             break
+        seq = entry.get("seq")
+        if not isinstance(seq, int) or seq <= folded:
+            continue  # already in the .json
         head = entry.get("head")
         if isinstance(head, dict):
             data.update({k: v for k, v in head.items() if k != "steps"})
+        data["journal_seq"] = folded = seq
         for key, value in (entry.get("steps") or {}).items():
             index = int(key) if str(key).isdigit() else -1
             if 0 <= index < len(steps) and isinstance(value, dict):
@@ -325,6 +334,7 @@ class _Written:
     snapshot_len: int
     journal_len: int = 0
     journal_fd: int | None = None
+    seq: int = 0  # number of the last journal line (the snapshot's journal_seq before any)
     changed: list[StepRecord] = field(default_factory=list)  # steps' _sink
     position: dict[int, int] = field(default_factory=dict)  # id(step) -> index
 
@@ -368,6 +378,10 @@ class StateStore:
 
     def _snapshot(self, record: RunRecord, w: _Written | None, running: bool) -> None:
         self.ensure()
+        # Journal lines up to here are folded into this snapshot; a line left behind
+        # (a crash before the journal is removed) must not be replayed over it.
+        seq = w.seq if w is not None else record.journal_seq
+        record.journal_seq = seq
         text = record.encode()
         journaled = w is None or w.journal_len > 0
         # The rename must be on disk before the journal it replaces is dropped.
@@ -381,7 +395,8 @@ class StateStore:
             except FileNotFoundError:
                 pass
         if running:
-            w = _Written(record.steps, len(record.steps), record.header_json(), len(text))
+            w = _Written(record.steps, len(record.steps), record.header_json(), len(text),
+                         seq=seq)
             if len(text) > self.journal_threshold:
                 for i, rec in enumerate(record.steps):  # all encoded (clean) by now
                     rec._sink = w.changed
@@ -396,7 +411,8 @@ class StateStore:
         head = record.header_json()
         if not changed and head == w.head:
             return
-        parts = []
+        w.seq += 1
+        parts = [f'"seq": {w.seq}']
         if head != w.head:
             parts.append(f'"head": {head}')
         steps = ", ".join(f'"{i}": {rec.encoded()}' for i, rec in sorted(changed.items()))

@@ -253,3 +253,36 @@ def test_a_new_steps_list_is_written_whole(tmp_path) -> None:
     store.save(rec)
     on_disk = json.loads(store.json_path(rec.id).read_text())
     assert [s["id"] for s in on_disk["steps"]] == ["s1", "new", "s2", "s3"]
+
+
+def test_journal_left_behind_by_a_crash_is_not_replayed_over_a_newer_json(tmp_path) -> None:
+    store = StateStore(tmp_path, journal_threshold=0)
+    rec = _record("20240101-000000-000aaaa", n=20)
+    store.save(rec)
+    rec.steps[0].state = RUNNING
+    store.save(rec)
+    rec.steps[0].state = OK
+    rec.steps[1].state = RUNNING
+    rec.message = "half way"
+    store.save(rec)
+    journal = store.journal_path(rec.id)
+    left_behind = journal.read_bytes()
+    assert left_behind.count(b"\n") == 2
+    for step in rec.steps:
+        step.state = OK
+    rec.message = "all done"
+    rec.status = RUN_SUCCEEDED
+    store.save(rec)  # final rewrite, then the journal is removed ...
+    assert not journal.exists()
+    journal.write_bytes(left_behind)  # ... as if the deployer died right before that
+    back = StateStore(tmp_path).load(rec.id)
+    assert back.status == RUN_SUCCEEDED and back.message == "all done"
+    assert {s.state for s in back.steps} == {OK}
+    # A resumed run numbers its lines after those the .json holds.
+    back.status = "running"
+    store2 = StateStore(tmp_path, journal_threshold=0)
+    store2.save(back)
+    back.steps[0].message = "again"
+    store2.save(back)
+    again = StateStore(tmp_path).load(rec.id)
+    assert again.steps[0].message == "again" and again.status == "running"
