@@ -847,7 +847,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not install ansible/pyinfra; skip them if absent")
     parser.add_argument("--no-tools", action="store_true",
                         help="leave ansible-playbook and pyinfra out (quick runs)")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite --out from --json (e.g. after editing ANALYSIS.md)")
     args = parser.parse_args(argv)
+    if args.render_only:
+        results = json.loads(Path(args.json).read_text())
+        Path(args.out).write_text(render(results))
+        log(f"rewrote {args.out} from {args.json}")
+        return 0
     global NO_TOOLS
     NO_TOOLS = args.no_tools
     only = {s.strip() for s in args.only.split(",") if s.strip()}
