@@ -5,11 +5,19 @@ item carries a ``Position`` (file:line:col, 1-based) so schema errors can point 
 the exact spot. Duplicate keys are errors (PyYAML silently keeps the last one, which
 hides typos in runbooks). Malformed YAML becomes an ``InputError`` with the position
 and a hint for the usual mistakes (tabs, unquoted ``{{ }}``, ``: `` inside values).
+
+Scanning and parsing use libyaml when PyYAML was built with it (ten times faster on a
+big runbook); composing stays PyYAML's Python composer, so a deeply nested document
+still ends in ``RecursionError`` rather than overflowing the C stack. Any error on that
+path, and any text libyaml might read differently (control characters, Unicode line
+breaks, a BOM), goes through the pure-Python loader, so messages and positions are
+always exactly the pure-Python ones.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,9 +112,13 @@ def _position(path: str, mark: Any) -> Position:
     return Position(display_path(path), mark.line + 1, mark.column + 1)
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 class _Builder:
-    def __init__(self, path: str, loader: _Loader, text: str) -> None:
+    def __init__(self, path: str, loader: Any, text: str) -> None:
         self.path = path
+        self.shown = display_path(path)  # computed once: relpath costs a getcwd a call
         self.loader = loader
         self.lines = text.splitlines()
         self.count = 0
@@ -114,7 +126,8 @@ class _Builder:
         self.problems: list[Problem] = []
 
     def pos(self, node: yaml.Node) -> Position:
-        return _position(self.path, node.start_mark)
+        mark = node.start_mark
+        return Position(self.shown, mark.line + 1, mark.column + 1)
 
     def build(self, node: yaml.Node) -> Node:
         self.count += 1
@@ -126,6 +139,9 @@ class _Builder:
             raise InputError(Problem("recursive alias: a node contains itself", self.pos(node),
                                      hint="remove the self-referencing alias"))
         if isinstance(node, yaml.ScalarNode):
+            if node.tag == _STR_TAG:
+                # What SafeConstructor would return for a string, minus its bookkeeping.
+                return Node(node.value, self.pos(node))
             try:
                 value = self.loader.construct_object(node, deep=True)
             except yaml.constructor.ConstructorError as exc:
@@ -194,8 +210,66 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
+try:
+    from yaml.cyaml import CParser as _CParser
+except ImportError:  # PyYAML built without libyaml
+    _CParser = None
+
+if _CParser is not None:
+    class _CLoader(_CParser, yaml.composer.Composer, yaml.constructor.SafeConstructor,
+                   yaml.resolver.Resolver):
+        """libyaml's scanner and parser feeding PyYAML's Python composer.
+
+        ``CParser`` has its own recursive composer in C, which crashes the interpreter on
+        a deeply nested document; PyYAML's composer hits ``RecursionError`` instead."""
+
+        yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+        get_single_node = yaml.composer.Composer.get_single_node
+        compose_document = yaml.composer.Composer.compose_document
+        compose_node = yaml.composer.Composer.compose_node
+
+# Text the C path leaves to the pure-Python loader: what its reader rejects, and
+# characters where libyaml's idea of lines and columns could differ from PyYAML's.
+_NOT_FOR_LIBYAML = re.compile(
+    "[^\x09\x0A\x0D\x20-\x7E\xA0-\uD7FF\uE000-\uFEFE\uFF00-\uFFFD"
+    "\U00010000-\U0010FFFF]|[\u2028\u2029]")
+
+
+def _parse_fast(text: str, path: str) -> Node | None:
+    """The tree through libyaml, or None when the pure-Python loader must decide."""
+    if _CParser is None or _NOT_FOR_LIBYAML.search(text):
+        return None
+    loader = None
+    try:
+        loader = _CLoader(text)
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        return _Builder(path, loader, text).build(root)
+    except (yaml.YAMLError, InputError, RecursionError, ValueError, UnicodeError):
+        return None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
 def parse_yaml(text: str, path: str = "<string>") -> Node:
     """Parse YAML text into a ``Node`` tree; raise ``InputError`` with a position."""
+    fast = _parse_fast(text, path)
+    if fast is not None:
+        return fast
+    return _parse_pure(text, path)
+
+
+def _parse_pure(text: str, path: str = "<string>") -> Node:
+    """``parse_yaml`` with PyYAML's pure-Python loader: the reference for every error."""
     loader: _Loader | None = None
     try:
         loader = _Loader(text)  # the reader rejects control characters right here

@@ -88,3 +88,112 @@ def test_empty_document_is_none(tmp_path):
     f = tmp_path / "e.yml"
     f.write_text("# nothing\n")
     assert load_yaml(str(f)).value is None
+
+
+# -- libyaml fast path vs the pure-Python loader ---------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+from deployer import yamlsrc  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _shape(node: yamlsrc.Node) -> object:
+    """The tree with every value's type and every position, for strict comparison
+    (``True == 1`` would otherwise hide a bool read as an int)."""
+    if isinstance(node.value, dict):
+        return ("map", str(node.pos), [(type(k).__name__, k, str(node.key_pos(k)), _shape(v))
+                                        for k, v in node.value.items()])
+    if isinstance(node.value, list):
+        return ("seq", str(node.pos), [_shape(v) for v in node.value])
+    return (type(node.value).__name__, repr(node.value), str(node.pos))
+
+
+def _yaml_files() -> list[Path]:
+    found: list[Path] = []
+    for top in ("runbooks", "examples", "tests/fixtures", "templates"):
+        found += sorted((REPO / top).rglob("*.yml")) + sorted((REPO / top).rglob("*.yaml"))
+    found += sorted(REPO.glob("*.yml"))
+    return [p for p in found if ".deployer" not in p.parts]
+
+
+needs_libyaml = pytest.mark.skipif(yamlsrc._CParser is None,
+                                   reason="PyYAML built without libyaml")
+
+
+@needs_libyaml
+def test_libyaml_and_pure_loader_agree_on_shipped_yaml_files():
+    files = _yaml_files()
+    assert len(files) >= 5
+    fast_used = 0
+    for path in files:
+        text = path.read_text(encoding="utf-8-sig")
+        try:
+            pure = yamlsrc._parse_pure(text, str(path))
+        except InputError:
+            continue  # malformed on purpose; errors always come from the pure loader
+        fast = yamlsrc._parse_fast(text, str(path))
+        if fast is not None:
+            fast_used += 1
+            assert _shape(fast) == _shape(pure), path
+    assert fast_used >= len(files) // 2
+
+
+AGREE_CASES = [
+    "name: x\nsteps:\n  - id: a\n    run: ls\n",
+    "a: 1\nb: 1.5\nc: true\nd: null\ne: ~\nf: 2024-01-02\ng: '3'\nh: 0x1f\ni: .inf\nj: yes\n",
+    "défaut: «é»\nclé: [ü, {ß: ñ}]\n  # comment\nk:   v  # trailing\n",
+    "base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\nlist: [*b, *b]\n",
+    "run: |\n  echo one\n  echo two\nfolded: >-\n  a\n  b\nq: \"{{ x }}\"\n",
+    "- - - deep\n  - [1, [2, [3]]]\n- {a: {b: {c: d}}}\n",
+    "\r\n".join(["k: v", "l:", "  - 1", "  - 2", ""]),
+    "",
+    "# only a comment\n",
+    "---\nkey: value\n...\n",
+    "? complex\n: value\nempty:\nquoted: 'it''s'\n",
+]
+
+
+@needs_libyaml
+@pytest.mark.parametrize("text", AGREE_CASES)
+def test_libyaml_and_pure_loader_agree(text):
+    fast = yamlsrc._parse_fast(text, "rb.yml")
+    pure = yamlsrc._parse_pure(text, "rb.yml")
+    if fast is None:
+        assert text.strip() in ("", "# only a comment")  # empty: the pure loader decides
+        assert pure.value is None
+    else:
+        assert _shape(fast) == _shape(pure)
+
+
+ERROR_CASES = [
+    "a: b: c\n",
+    "steps:\n\t- id: x\n",
+    "run: {{ x }}\n",
+    "a: 1\na: 2\n",
+    "a: *nope\n",
+    "a: 'open\n",
+    "x: 1\n---\ny: 2\n",
+    "a: !!python/object:os.system x\n",
+    "a: \x07\n",
+    "- [1, 2\n",
+    "<<: 3\n",
+]
+
+
+@pytest.mark.parametrize("text", ERROR_CASES)
+def test_errors_are_the_pure_loaders(text):
+    with pytest.raises(InputError) as fast:
+        parse_yaml(text, "rb.yml")
+    with pytest.raises(InputError) as pure:
+        yamlsrc._parse_pure(text, "rb.yml")
+    assert [str(p) for p in fast.value.problems] == [str(p) for p in pure.value.problems]
+    assert [p.hint for p in fast.value.problems] == [p.hint for p in pure.value.problems]
+
+
+def test_deep_nesting_is_an_error_not_a_crash():
+    # libyaml's own composer is recursive C and would overflow the stack here.
+    depth = 100_000
+    err = _error("[" * depth + "]" * depth)
+    assert "nested too deeply" in str(err)
