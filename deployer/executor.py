@@ -1013,29 +1013,20 @@ def _reset(rec: StepRecord) -> None:
     rec.rollback = {}
 
 
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _strings(v)]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _strings(v)]
-    return []
-
-
 def _referenced_names(step: Step, project_dir: str) -> set[str]:
     """Template names a step (with its rollback, when, skip_if, confirm, and any
     template file it names) refers to; used to tell which captures a step needs."""
     import jinja2
     import jinja2.meta
 
+    from deployer.planner import strings_in
     from deployer.templating import environment
 
     env = environment(project_dir)
     texts: list[str] = []
     bodies = [step.body] + ([step.rollback] if isinstance(step.rollback, StepBody) else [])
     for body in bodies:
-        texts += _strings(body.options) + _strings(body.env) + _strings(body.cwd)
+        texts += strings_in(body.options) + strings_in(body.env) + strings_in(body.cwd)
         for key in ("template", "file", "src"):
             name = body.options.get(key)
             if isinstance(name, str) and "{{" not in name:
@@ -1046,7 +1037,7 @@ def _referenced_names(step: Step, project_dir: str) -> set[str]:
     if step.when is not None and not isinstance(step.when, bool):
         text = str(step.when).strip()
         texts.append(text if "{{" in text else "{{ " + text + " }}")
-    texts += _strings(step.skip_if) + _strings(step.confirm)
+    texts += strings_in(step.skip_if) + strings_in(step.confirm)
     names: set[str] = set()
     for text in texts:
         try:

@@ -39,7 +39,6 @@ import os
 import secrets as _secrets
 import signal
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -497,21 +496,10 @@ def _atomic_write_json(path: Path, data: dict[str, Any], durable: bool = True) -
     ``durable`` adds an fsync (power loss); per-host updates skip it because 50 hosts
     finishing together would queue 50 journal commits on the scheduling thread, and a
     lost update only makes ``--resume`` fall back to the per-host run history."""
+    from deployer.state import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True), durable=durable)
 
 
 def fleets_dir(project_dir: str | os.PathLike[str]) -> Path:

@@ -219,13 +219,13 @@ def _rel(path: str, project_dir: str) -> str:
     return os.path.abspath(path) if rel.startswith("..") else rel
 
 
-def _strings(value: Any) -> list[str]:
+def strings_in(value: Any) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
+        return [s for v in value.values() for s in strings_in(v)]
     if isinstance(value, (list, tuple)):
-        return [s for v in value for s in _strings(v)]
+        return [s for v in value for s in strings_in(v)]
     return []
 
 
@@ -245,7 +245,7 @@ def referenced_files(runbook: Runbook, project_dir: str) -> list[str]:
         if isinstance(step.rollback, StepBody):
             bodies.append(step.rollback)
     for body in bodies:
-        for text in _strings(body.options):
+        for text in strings_in(body.options):
             if "\n" in text or "{{" in text or len(text) > 300:
                 continue
             for candidate in (os.path.join(tdir, text), os.path.join(project_dir, text)):

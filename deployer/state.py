@@ -263,18 +263,21 @@ class RunRecord:
                 "failed_step": self.failed_step, "exit_code": self.exit_code}
 
 
-def atomic_write(path: Path, text: str, sync_dir: bool = True) -> None:
+def atomic_write(path: Path, text: str, sync_dir: bool = True, durable: bool = True) -> None:
     """Replace ``path`` with ``text``: temp file in the same dir, fsync, rename, fsync dir.
 
     ``sync_dir`` false skips the directory fsync: after a power loss the file is then
-    the previous complete version rather than the newest; never a torn one."""
+    the previous complete version rather than the newest; never a torn one.
+    ``durable`` false skips both fsyncs: readers and a killed deployer still only ever
+    see a whole file, but a power loss may lose the update."""
     directory = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -282,7 +285,7 @@ def atomic_write(path: Path, text: str, sync_dir: bool = True) -> None:
         except OSError:
             pass
         raise
-    if sync_dir:
+    if sync_dir and durable:
         _fsync_dir(directory)
 
 
