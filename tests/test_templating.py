@@ -9,7 +9,7 @@ from deployer.errors import InputError, UsageError
 from deployer.inventory import load_inventory
 from deployer.models import Host
 from deployer.runbook import load_runbook
-from deployer.templating import make_context, merge_vars, parse_cli_var
+from deployer.templating import _simple_parts, make_context, merge_vars, parse_cli_var
 from tests.projecttools import make_project
 
 RB = """\
@@ -219,3 +219,98 @@ def test_compose_detected_at_run_time_only_when_unpinned_and_used(tmp_path):
     assert pinned.render("{{ compose_command }} ps") == "docker-compose ps"
     assert pinned.compose_cmd == "docker-compose"
     assert not pinned.compose_detected_at_run_time()
+
+
+# -- fast path (`{{ name }}`, `{{ a.b }}` looked up directly) vs Jinja ------------------
+
+FAST_RB = """\
+vars:
+  app_dir: /srv/app
+  port: 8080
+  ratio: 1.5
+  flag: true
+  nothing: null
+  items_list: [1, two]
+  conf: {key: v, items: shadowed, nested: {deep: 1}, n: 3}
+  url: "http://{{ host.address }}:{{ port }}{{ path }}"
+  path: /health
+  loop_a: "{{ loop_b }}"
+  loop_b: "{{ loop_a }}"
+  uses_missing: "x {{ nope }}"
+secrets: [db_password]
+steps:
+  - {id: first, run: "true", capture: rev}
+  - {id: second, run: "echo {{ rev }}"}
+"""
+
+FAST_CASES = [
+    "{{ app_dir }}", "{{app_dir}}", "cd {{ app_dir }} && ls", "{{ port }}", "{{ ratio }}",
+    "{{ flag }}", "{{ nothing }}", "{{ items_list }}", "{{ conf }}", "{{ conf.key }}",
+    "{{ conf.nested }}", "{{ conf.n }}", "{{ url }}", "{{ host.name }}", "{{ host.port }}",
+    "{{ host.groups }}", "{{ runbook.name }}", "{{ secrets.db_password }}", "{{ rev }}",
+    "a {{ rev }} b {{ app_dir }}\n", "{{ app_dir }}/{{ path }}", "${HOME} {{ app_dir }}",
+    "x }} y {{ app_dir }}", "{{ app_dir }}}",
+    "{{ app_dir }}\r\n", "{{ app_dir|upper }}", "{{ true }}",
+    "{{ none }}", "{{ range }}", "{{- app_dir -}}", "{{ app_dir }} {# c #}",
+]
+FAST_ERRORS = [
+    "{{ app_dri }}", "{{ host.nme }}", "{{ secrets.api_key }}", "{{ conf.missing }}",
+    "{{ loop_a }}", "{{ uses_missing }}", "x {{ app_dir }} {{ nope }}", "{{ port.x }}",
+    "{{{ app_dir }}",
+]
+
+
+def fast_ctx(tmp_path, planning=True):
+    if not (tmp_path / "runbooks" / "rb.yml").exists():
+        make_project(tmp_path, {"rb.yml": FAST_RB})
+    rb = load_runbook("rb", str(tmp_path))
+    host = Host("vps", "127.0.0.1", user="deploy", groups=["web"])
+    return make_context(rb, host, merge_vars(rb, host, [], []), {"db_password": "s3cret!"},
+                        {}, rb.steps[1], planning=planning, project_dir=str(tmp_path))
+
+
+def _outcome(render, text):
+    try:
+        return ("ok", render(text, "run.command"))
+    except InputError as exc:
+        return ("error", [(p.message, str(p.position), p.hint) for p in exc.problems])
+
+
+def test_fast_path_matches_jinja(tmp_path):
+    ctx = fast_ctx(tmp_path)
+    slow = fast_ctx(tmp_path)  # a context of its own: nothing cached by the fast one
+    fast_taken = 0
+    for text in FAST_CASES:
+        expected = _outcome(slow._render_jinja, text)
+        assert expected[0] == "ok", text
+        assert _outcome(ctx._render_str, text) == expected, text
+        if _simple_parts(text) is not None:
+            fast_taken += 1
+            assert ctx._render_simple(_simple_parts(text)) == expected[1], text
+    assert fast_taken >= 20
+    assert ctx.render("{{ rev }}") == "<captured: rev>"
+    # Jinja reads `.items` as the dict method before the key: so must the fast path.
+    assert ctx.render("{{ conf.items }}").startswith("<built-in method items")
+    assert ctx.render("{{ port }}") == "8080" and ctx.render("{{ flag }}") == "True"
+
+
+def test_fast_path_errors_match_jinja(tmp_path):
+    ctx = fast_ctx(tmp_path)
+    slow = fast_ctx(tmp_path)  # a context of its own: nothing cached by the fast one
+    for text in FAST_ERRORS:
+        expected = _outcome(slow._render_jinja, text)
+        assert expected[0] == "error", text
+        assert _outcome(ctx._render_str, text) == expected, text
+    (message, position, hint), = _outcome(ctx._render_str, "{{ app_dri }}")[1]
+    assert "step `second` run.command: undefined variable `app_dri`" in message
+    assert position.endswith("runbooks/rb.yml:17:5") and "did you mean `app_dir`?" in hint
+
+
+def test_fast_path_records_lookups_like_jinja(tmp_path):
+    ctx = fast_ctx(tmp_path)
+    assert not ctx.compose_detected_at_run_time()
+    ctx.render("{{ app_dir }}")
+    assert "app_dir" in ctx._names.looked_up
+    assert "port" not in ctx._names.looked_up
+    ctx.render("{{ port }} {{ conf.key }}")
+    assert {"port", "conf"} <= ctx._names.looked_up
