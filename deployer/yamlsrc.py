@@ -314,10 +314,19 @@ def _parse_pure(text: str, path: str = "<string>") -> Node:
             loader.dispose()
 
 
+# Recent trees by (file, working directory, bytes read): one command reads a runbook
+# more than once (the runbook loader, then secret declarations, validate's checks), and
+# parsing is the costly part. Trees are shared, so callers must not modify them (none
+# does: they read nodes and copy values out with ``plain()``).
+_TREES: dict[tuple[str, str, bytes], Node] = {}
+_TREES_MAX = 16
+
+
 def load_yaml(path: str) -> Node:
     """Load a YAML file into a ``Node`` tree with positions.
 
-    Missing or unreadable files and malformed YAML raise ``InputError``.
+    Missing or unreadable files and malformed YAML raise ``InputError``. The tree may be
+    shared with an earlier load of the same unchanged file: treat it as read-only.
     """
     try:
         with open(path, "rb") as fh:
@@ -334,4 +343,11 @@ def load_yaml(path: str) -> Node:
     except UnicodeDecodeError as exc:
         raise InputError(Problem(f"{display_path(path)} is not UTF-8 text (byte {exc.start})",
                                  hint="save the file as UTF-8")) from None
-    return parse_yaml(text, path)
+    key = (path, os.getcwd(), raw)
+    tree = _TREES.get(key)
+    if tree is None:
+        tree = parse_yaml(text, path)
+        if len(_TREES) >= _TREES_MAX:
+            _TREES.pop(next(iter(_TREES)))
+        _TREES[key] = tree
+    return tree

@@ -346,3 +346,55 @@ def test_validate_and_plan_in_a_namespace_without_network(tmp_path):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "Traceback" not in proc.stderr
     assert "destructive" in proc.stdout and "reset_schema" in proc.stdout
+
+
+def _long_runbook(n: int) -> str:
+    lines = ["vars: {app_dir: /srv/app}", "steps:"]
+    for i in range(n):
+        lines += [f"  - id: step-{i}", f"    name: Step number {i}",
+                  f"    run: \"echo {i} in {{{{ app_dir }}}} " + "word " * (i % 40) + "\""]
+        if i % 50 == 7:
+            lines += ["    destructive: true", "    confirm: true", "    rollback: irreversible"]
+        if i % 50 == 9:
+            lines += ["    when: false"]
+    return "\n".join(lines) + "\n"
+
+
+def test_long_plan_table_shows_every_step(capsys, project):
+    from deployer.cli.render import LONG_PLAN
+
+    n = LONG_PLAN + 50
+    write_rb(project, _long_runbook(n), "long.yml")
+    code, out, err = cli(capsys, "plan", "long", "--host", "web", "--format", "table",
+                         "--secrets-file", "secrets.env")
+    assert code == 0, err
+    assert max(len(line) for line in out.splitlines()) <= 120
+    lines = out.splitlines()
+    assert lines[0].startswith("Plan: long on ")
+    header = next(line for line in lines if "action / rollback" in line)
+    assert [c.strip() for c in header.strip("│").split("│")] == [
+        "#", "step", "kind", "action / rollback", "flags"]
+    rows = [[c.strip() for c in line.strip("│").split("│")] for line in lines
+            if line.startswith("│") and line.split("│")[1].strip().isdigit()]
+    data = json.loads(cli(capsys, "plan", "long", "--host", "web", "--format", "json",
+                          "--secrets-file", "secrets.env")[1])
+    hosts = len(data["hosts"])
+    assert [int(r[0]) for r in rows] == list(range(1, n + 1)) * hosts
+    steps = [step for host in data["hosts"] for step in host["steps"]]
+    for row, step in zip(rows, steps, strict=True):
+        assert row[1] == step["id"] and row[2] == step["kind"]
+    for step in steps:
+        assert step["id"] in out
+        for flag in step["flags"] + (["skipped"] if step["skipped"] else []):
+            assert flag in out
+    joined = " ".join(out.split())
+    # wrapped actions are all there, word for word
+    for step in steps:
+        if not step["skipped"]:
+            assert " ".join(step["commands"][0]["display"].split()[:3]) in joined
+    assert any(s["skipped"] for s in steps) and any(s["destructive"] for s in steps)
+    assert "↩ rollback: irreversible" in out and "skipped: " in out
+    from deployer.cli.render import summary_line
+
+    assert out.rstrip().endswith(summary_line(data))
+    assert f"{n // 50 * hosts} destructive" in summary_line(data)

@@ -197,3 +197,16 @@ def test_deep_nesting_is_an_error_not_a_crash():
     depth = 100_000
     err = _error("[" * depth + "]" * depth)
     assert "nested too deeply" in str(err)
+
+
+def test_load_yaml_reuses_the_tree_only_while_the_file_is_unchanged(tmp_path):
+    path = tmp_path / "rb.yml"
+    path.write_text("a: 1\n")
+    first = load_yaml(str(path))
+    assert load_yaml(str(path)) is first
+    path.write_text("a: 2\n")
+    changed = load_yaml(str(path))
+    assert changed.plain() == {"a": 2} and first.plain() == {"a": 1}
+    path.write_text("a: [\n")
+    with pytest.raises(InputError):
+        load_yaml(str(path))

@@ -52,6 +52,111 @@ def _notes(step: dict[str, Any]) -> list[str]:
     return notes
 
 
+# Above this many steps on a host the table is drawn by ``_long_table`` (same layout,
+# same styles): rich's Table measures and lays out every cell of every row generically,
+# about 0.5 ms a step, a full second for a 2,000-step plan.
+LONG_PLAN = 200
+
+
+def _flag_list(step: dict[str, Any]) -> list[str]:
+    return step["flags"] + (["skipped"] if step["skipped"] else [])
+
+
+_FLAG_STYLES = {"destructive": "bold red", "irreversible": "bold red", "confirm": "yellow",
+                "skipped": "dim"}
+
+
+def _cells(step: dict[str, Any]) -> list[list[tuple[str, str]]]:
+    """The five cells of a step's row, each a list of (line, style), as the rich table
+    shows them."""
+    skipped = step["skipped"]
+    style = "dim" if skipped else ""
+    name = [(step["id"], "dim" if skipped else "bold")]
+    if step["name"] != step["id"]:
+        name += [(line, "dim") for line in step["name"].split("\n")]
+    action = [(line, style) for line in _action(step).split("\n")]
+    for note in _notes(step):
+        action += [(line, "yellow") for line in note.split("\n")]
+    if not skipped:
+        rollback = _arrow_rollback(step)
+        rb_style = ("red" if rollback in ("none", "irreversible") and step["destructive"]
+                    else "dim")
+        action += [(line, rb_style) for line in ("↩ rollback: " + rollback).split("\n")]
+    flags = [(flag, _FLAG_STYLES.get(flag, "")) for flag in _flag_list(step)]
+    return [[(str(step["index"]), "")], name, [(step["kind"], style)], action, flags]
+
+
+def _wrap(lines: list[tuple[str, str]], width: int) -> list[tuple[str, str]]:
+    import textwrap
+
+    out: list[tuple[str, str]] = []
+    for line, style in lines:
+        if len(line) <= width:
+            out.append((line, style))
+            continue
+        parts = textwrap.wrap(line, width, break_long_words=True, break_on_hyphens=False,
+                              replace_whitespace=False, drop_whitespace=True,
+                              expand_tabs=False) or [""]
+        out += [(part, style) for part in parts]
+    return out
+
+
+def _long_table(steps: list[dict[str, Any]], console: Any) -> Any:
+    """The step table of ``render_table`` as one styled ``Text``, drawn directly."""
+    from rich.text import Span, Text
+
+    rows = [_cells(step) for step in steps]
+    headers = ["#", "step", "kind", "action / rollback", "flags"]
+
+    def widest(col: int) -> int:
+        return max([len(headers[col])] + [len(line) for row in rows for line, _ in row[col]])
+
+    widths = [widest(0), min(22, widest(1)), widest(2), 0, min(20, widest(4))]
+    room = (console.width or 80) - sum(widths) - 2 * len(widths) - (len(widths) + 1)
+    widths[3] = max(30, min(room, widest(3)))
+    # Plain text plus style spans, built by hand: ``Text.append`` per piece costs more
+    # than everything else here.
+    chunks: list[str] = []
+    spans: list[Span] = []
+    at = 0
+
+    def append(piece: str, style: str = "") -> None:
+        nonlocal at
+        if style and piece:
+            spans.append(Span(at, at + len(piece), style))
+        chunks.append(piece)
+        at += len(piece)
+
+    def rule(left: str, mid: str, right: str) -> None:
+        append(left + mid.join("─" * (w + 2) for w in widths) + right + "\n")
+
+    def draw(cells: list[list[tuple[str, str]]]) -> None:
+        wrapped = [_wrap(cell, w) for cell, w in zip(cells, widths, strict=True)]
+        for i in range(max(len(c) for c in wrapped)):
+            for col, cell in enumerate(wrapped):
+                line, style = cell[i] if i < len(cell) else ("", "")
+                pad = " " * (widths[col] - len(line))
+                if col == 0:
+                    append("│ " + pad)
+                    append(line, style)
+                    append(" ")
+                else:
+                    append("│ ")
+                    append(line, style)
+                    append(pad + " ")
+            append("│\n")
+
+    rule("┌", "┬", "┐")
+    draw([[(h, "bold")] for h in headers])
+    rule("├", "┼", "┤")
+    for n, cells in enumerate(rows):
+        if n:
+            rule("├", "┼", "┤")
+        draw(cells)
+    rule("└", "┴", "┘")
+    return Text("".join(chunks).rstrip("\n"), spans=spans, no_wrap=True, overflow="ignore")
+
+
 def render_table(data: dict[str, Any], console: Any) -> None:
     """Print the plan as rich tables, one per host, then the summary."""
     from rich import box
@@ -68,6 +173,9 @@ def render_table(data: dict[str, Any], console: Any) -> None:
         console.print(title)
         if rb.get("description"):
             console.print(Text(rb["description"], style="dim"))
+        if len(host["steps"]) > LONG_PLAN:
+            console.print(_long_table(host["steps"], console), soft_wrap=True)
+            continue
         table = Table(box=box.SQUARE, show_lines=True, expand=False, pad_edge=True)
         table.add_column("#", justify="right", no_wrap=True)
         table.add_column("step", overflow="fold", max_width=22)
