@@ -398,3 +398,20 @@ def test_long_plan_table_shows_every_step(capsys, project):
 
     assert out.rstrip().endswith(summary_line(data))
     assert f"{n // 50 * hosts} destructive" in summary_line(data)
+
+
+@pytest.mark.parametrize("columns", ["120", "72"])
+def test_long_table_drawing_matches_rich_table(capsys, project, monkeypatch, columns):
+    """The direct drawing used for long plans gives rich's table byte for byte."""
+    from deployer.cli import render
+
+    monkeypatch.setenv("COLUMNS", columns)
+    args = ("plan", "first-time", "--host", "web", "--secrets-file", "secrets.env")
+    code, by_rich, err = cli(capsys, *args)
+    assert code == 0, err
+    monkeypatch.setattr(render, "LONG_PLAN", 0)
+    code, drawn, err = cli(capsys, *args)
+    assert code == 0, err
+    assert drawn == by_rich
+    if columns == "120":
+        check_golden("plan-first-time.txt", drawn, project)

@@ -7,6 +7,7 @@ redactor, so no rendering path can show a secret the plan data does not hold.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from deployer.errors import Problem
@@ -56,6 +57,7 @@ def _notes(step: dict[str, Any]) -> list[str]:
 # same styles): rich's Table measures and lays out every cell of every row generically,
 # about 0.5 ms a step, a full second for a 2,000-step plan.
 LONG_PLAN = 200
+_WORDS = re.compile(r"\s*\S+\s*")
 
 
 def _flag_list(step: dict[str, Any]) -> list[str]:
@@ -86,34 +88,62 @@ def _cells(step: dict[str, Any]) -> list[list[tuple[str, str]]]:
     return [[(str(step["index"]), "")], name, [(step["kind"], style)], action, flags]
 
 
-def _wrap(lines: list[tuple[str, str]], width: int) -> list[tuple[str, str]]:
-    import textwrap
+def _cells_wide(text: str) -> int:
+    from rich.cells import cell_len
 
-    out: list[tuple[str, str]] = []
-    for line, style in lines:
-        if len(line) <= width:
-            out.append((line, style))
+    return len(text) if text.isascii() else cell_len(text)
+
+
+def _wrap_line(line: str, width: int) -> list[str]:
+    """Rich's word wrap with ``overflow="fold"`` (``rich._wrap.divide_line``): words
+    carry their leading whitespace, a word too long for a line is cut into pieces."""
+    if _cells_wide(line) <= width:
+        return [line]
+    from rich.cells import chop_cells
+
+    out: list[str] = []
+    current = ""
+    for word in _WORDS.findall(line):
+        used = _cells_wide(current)
+        if width - used >= _cells_wide(word.rstrip()):
+            current += word
             continue
-        parts = textwrap.wrap(line, width, break_long_words=True, break_on_hyphens=False,
-                              replace_whitespace=False, drop_whitespace=True,
-                              expand_tabs=False) or [""]
-        out += [(part, style) for part in parts]
-    return out
+        if _cells_wide(word.rstrip()) > width:
+            pieces = chop_cells(word, width)
+            if current:
+                out.append(current)
+            out += pieces[:-1]
+            current = pieces[-1]
+        else:
+            if current:
+                out.append(current)
+            current = word
+    out.append(current)
+    return [piece.rstrip() if _cells_wide(piece) > width else piece for piece in out]
+
+
+def _wrap(lines: list[tuple[str, str]], width: int) -> list[tuple[str, str]]:
+    return [(piece, style) for line, style in lines for piece in _wrap_line(line, width)]
 
 
 def _long_table(steps: list[dict[str, Any]], console: Any) -> Any:
-    """The step table of ``render_table`` as one styled ``Text``, drawn directly."""
+    """The step table of ``render_table`` as one styled ``Text``, drawn directly; None
+    on a console too narrow for every column at its natural width, where rich's own
+    shrinking of the other columns has to decide."""
     from rich.text import Span, Text
 
     rows = [_cells(step) for step in steps]
     headers = ["#", "step", "kind", "action / rollback", "flags"]
 
     def widest(col: int) -> int:
-        return max([len(headers[col])] + [len(line) for row in rows for line, _ in row[col]])
+        return max([len(headers[col])]
+                   + [_cells_wide(line) for row in rows for line, _ in row[col]])
 
     widths = [widest(0), min(22, widest(1)), widest(2), 0, min(20, widest(4))]
     room = (console.width or 80) - sum(widths) - 2 * len(widths) - (len(widths) + 1)
-    widths[3] = max(30, min(room, widest(3)))
+    if room < 30:
+        return None
+    widths[3] = max(30, min(room, widest(3)))  # the column's min_width
     # Plain text plus style spans, built by hand: ``Text.append`` per piece costs more
     # than everything else here.
     chunks: list[str] = []
@@ -135,7 +165,7 @@ def _long_table(steps: list[dict[str, Any]], console: Any) -> Any:
         for i in range(max(len(c) for c in wrapped)):
             for col, cell in enumerate(wrapped):
                 line, style = cell[i] if i < len(cell) else ("", "")
-                pad = " " * (widths[col] - len(line))
+                pad = " " * (widths[col] - _cells_wide(line))
                 if col == 0:
                     append("│ " + pad)
                     append(line, style)
@@ -173,8 +203,10 @@ def render_table(data: dict[str, Any], console: Any) -> None:
         console.print(title)
         if rb.get("description"):
             console.print(Text(rb["description"], style="dim"))
-        if len(host["steps"]) > LONG_PLAN:
-            console.print(_long_table(host["steps"], console), soft_wrap=True)
+        long_table = _long_table(host["steps"], console) if len(host["steps"]) > LONG_PLAN \
+            else None
+        if long_table is not None:
+            console.print(long_table, soft_wrap=True)
             continue
         table = Table(box=box.SQUARE, show_lines=True, expand=False, pad_edge=True)
         table.add_column("#", justify="right", no_wrap=True)
