@@ -127,10 +127,11 @@ def _wrap(lines: list[tuple[str, str]], width: int) -> list[tuple[str, str]]:
 
 
 def _long_table(steps: list[dict[str, Any]], console: Any) -> Any:
-    """The step table of ``render_table`` as one styled ``Text``, drawn directly; None
+    """The step table of ``render_table`` as ready-made segments, drawn directly; None
     on a console too narrow for every column at its natural width, where rich's own
     shrinking of the other columns has to decide."""
-    from rich.text import Span, Text
+    from rich.segment import Segment
+    from rich.style import Style
 
     rows = [_cells(step) for step in steps]
     headers = ["#", "step", "kind", "action / rollback", "flags"]
@@ -144,18 +145,18 @@ def _long_table(steps: list[dict[str, Any]], console: Any) -> Any:
     if room < 30:
         return None
     widths[3] = max(30, min(room, widest(3)))  # the column's min_width
-    # Plain text plus style spans, built by hand: ``Text.append`` per piece costs more
-    # than everything else here.
-    chunks: list[str] = []
-    spans: list[Span] = []
-    at = 0
+    # Segments, built by hand: a ``Text`` of the whole table would be wrapped and split
+    # into lines again by the console, which costs more than drawing it.
+    segments: list[Segment] = []
+    styles: dict[str, Style] = {}
 
     def append(piece: str, style: str = "") -> None:
-        nonlocal at
-        if style and piece:
-            spans.append(Span(at, at + len(piece), style))
-        chunks.append(piece)
-        at += len(piece)
+        if style:
+            if style not in styles:
+                styles[style] = Style.parse(style)
+            segments.append(Segment(piece, styles[style]))
+        else:
+            segments.append(Segment(piece))
 
     def rule(left: str, mid: str, right: str) -> None:
         append(left + mid.join("─" * (w + 2) for w in widths) + right + "\n")
@@ -184,7 +185,17 @@ def _long_table(steps: list[dict[str, Any]], console: Any) -> Any:
             rule("├", "┼", "┤")
         draw(cells)
     rule("└", "┴", "┘")
-    return Text("".join(chunks).rstrip("\n"), spans=spans, no_wrap=True, overflow="ignore")
+    return _Drawn(segments)
+
+
+class _Drawn:
+    """Ready-made segments as a rich renderable."""
+
+    def __init__(self, segments: list[Any]) -> None:
+        self.segments = segments
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        return self.segments
 
 
 def render_table(data: dict[str, Any], console: Any) -> None:
