@@ -115,8 +115,13 @@ def _position(path: str, mark: Any) -> Position:
 _STR_TAG = "tag:yaml.org,2002:str"
 
 
+class _NeedPure(Exception):
+    """The libyaml tree may differ from the pure-Python one here: parse again."""
+
+
 class _Builder:
-    def __init__(self, path: str, loader: Any, text: str) -> None:
+    def __init__(self, path: str, loader: Any, text: str, fast: bool = False) -> None:
+        self.fast = fast
         self.path = path
         self.shown = display_path(path)  # computed once: relpath costs a getcwd a call
         self.loader = loader
@@ -139,6 +144,10 @@ class _Builder:
             raise InputError(Problem("recursive alias: a node contains itself", self.pos(node),
                                      hint="remove the self-referencing alias"))
         if isinstance(node, yaml.ScalarNode):
+            if self.fast and not node.value and not node.style:
+                # An empty value (`key:` with nothing after it): libyaml places it
+                # elsewhere than PyYAML does in some layouts (end of document, `? key`).
+                raise _NeedPure
             if node.tag == _STR_TAG:
                 # What SafeConstructor would return for a string, minus its bookkeeping.
                 return Node(node.value, self.pos(node))
@@ -237,14 +246,21 @@ if _CParser is not None:
 
 # Text the C path leaves to the pure-Python loader: what its reader rejects, and
 # characters where libyaml's idea of lines and columns could differ from PyYAML's.
+# Tabs too (checked apart): libyaml accepts some the pure-Python scanner rejects; and
+# `? ` where a flow collection may be open: PyYAML reads `[a? b]` as a key indicator
+# (an error), libyaml as the text `a? b`.
 _NOT_FOR_LIBYAML = re.compile(
     "[^\x09\x0A\x0D\x20-\x7E\xA0-\uD7FF\uE000-\uFEFE\uFF00-\uFFFD"
     "\U00010000-\U0010FFFF]|[\u2028\u2029]")
 
+_QUESTION = re.compile(r"\?(\s|$)")
+
 
 def _parse_fast(text: str, path: str) -> Node | None:
     """The tree through libyaml, or None when the pure-Python loader must decide."""
-    if _CParser is None or _NOT_FOR_LIBYAML.search(text):
+    if _CParser is None or _NOT_FOR_LIBYAML.search(text) or "\t" in text:
+        return None
+    if _QUESTION.search(text) and ("[" in text or "{" in text):
         return None
     loader = None
     try:
@@ -252,8 +268,8 @@ def _parse_fast(text: str, path: str) -> Node | None:
         root = loader.get_single_node()
         if root is None:
             return None
-        return _Builder(path, loader, text).build(root)
-    except (yaml.YAMLError, InputError, RecursionError, ValueError, UnicodeError):
+        return _Builder(path, loader, text, fast=True).build(root)
+    except (yaml.YAMLError, InputError, RecursionError, ValueError, UnicodeError, _NeedPure):
         return None
     finally:
         if loader is not None:
