@@ -253,3 +253,23 @@ def test_output_into_a_pipe_shows_while_the_step_runs(project) -> None:
         reader.join(10)
     assert proc.returncode == 0, "".join(lines) + (proc.stderr.read() if proc.stderr else "")
     assert any("slow | late-line" in line for line in lines)
+
+
+def test_terminal_escapes_from_remote_output_stay_out_of_pipes(project) -> None:
+    # docker and pytest colour their output; a CI log or `| tee` must get plain text,
+    # in the live lines and in the failure summary's last output.
+    project.runbook("colors", """
+name: colors
+steps:
+  - id: paint
+    run: |
+      printf '\\033[91mERROR\\033[0m in red\\n'
+      printf '\\033]0;window title\\007titled\\n'
+      exit 3
+""")
+    result = project.cli("run", "colors", "--host", "t", "--no-rollback")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "\x1b" not in result.stdout + result.stderr
+    assert "paint | ERROR in red" in result.stdout
+    assert "    ERROR in red" in result.stdout  # the summary's last output
+    assert "titled" in result.stdout

@@ -15,6 +15,7 @@ Writes are serialised with a lock so several hosts can share one console.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -58,6 +59,10 @@ def _fmt_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+# CSI sequences (colours, cursor) and OSC sequences (window titles, hyperlinks).
+_TERMINAL_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+
+
 class ConsoleEvents(Events):
     """Prints executor events to a terminal or a pipe."""
 
@@ -85,6 +90,11 @@ class ConsoleEvents(Events):
 
     def _c(self, code: str, text: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.color and code else text
+
+    def plain(self, text: str) -> str:
+        """Remote output as shown: terminal escapes (colours, cursor moves, titles)
+        pass only to a colour terminal; a pipe, a CI log or NO_COLOR gets clean text."""
+        return text if self.color else _TERMINAL_ESCAPE.sub("", text)
 
     def _write(self, text: str) -> None:
         with self._lock:
@@ -149,7 +159,7 @@ class ConsoleEvents(Events):
 
     def output(self, host: str, step_id: str, stream: str, line: str) -> None:
         bar = self._c("31", "!") if stream == "stderr" else "|"
-        self._write_line(f"{self._prefix(host, step_id)} {bar} {line}")
+        self._write_line(f"{self._prefix(host, step_id)} {bar} {self.plain(line)}")
 
     def step_finished(self, host: str, rec: StepRecord) -> None:
         mark = _MARKS.get(rec.state, "?")
@@ -219,7 +229,7 @@ def print_summary(outcome: RunOutcome, events: ConsoleEvents) -> None:
         if f.tail:
             w("  last output:")
             for line in f.tail[-10:]:
-                w(f"    {line}")
+                w(f"    {events.plain(line)}")
         if f.diagnoses:
             shown = {line.strip() for line in (*f.tail[-10:], f.message)}
             for d in f.diagnoses:
