@@ -1019,8 +1019,7 @@ def _referenced_names(step: Step, project_dir: str) -> set[str]:
     import jinja2
     import jinja2.meta
 
-    from deployer.planner import strings_in
-    from deployer.templating import environment
+    from deployer.templating import environment, strings_in
 
     env = environment(project_dir)
     texts: list[str] = []

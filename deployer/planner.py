@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 from deployer.commands import Command, Mask, RemoteCommand
 from deployer.errors import InputError, Problem, StalePlanError
 from deployer.models import IRREVERSIBLE, Host, Runbook, Step, StepBody
-from deployer.templating import StepContext, make_context
+from deployer.templating import StepContext, make_context, strings_in
 from deployer.yamlsrc import display_path
 
 PLAN_VERSION = 1
@@ -219,16 +218,6 @@ def _rel(path: str, project_dir: str) -> str:
     return os.path.abspath(path) if rel.startswith("..") else rel
 
 
-def strings_in(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in strings_in(v)]
-    if isinstance(value, (list, tuple)):
-        return [s for v in value for s in strings_in(v)]
-    return []
-
-
 _TEMPLATE_REF = re.compile(r"""\{%-?\s*(?:include|import|extends|from)\s+["']([^"']+)["']""")
 
 
@@ -396,21 +385,13 @@ def mask_inputs(inputs: dict[str, Any], mask: Mask) -> dict[str, Any]:
 
 
 def save_plan(plan: Plan, path: str, mask: Mask) -> None:
-    """Write the plan as JSON atomically (temp file + rename)."""
-    data = plan_to_dict(plan, mask)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".plan-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write the plan as JSON atomically (temp file + fsync + rename)."""
+    from pathlib import Path
+
+    from deployer.state import atomic_write
+
+    text = json.dumps(plan_to_dict(plan, mask), indent=2, sort_keys=False) + "\n"
+    atomic_write(Path(os.path.abspath(path)), text, sync_dir=False)
 
 
 def load_plan(path: str) -> dict[str, Any]:

@@ -210,14 +210,19 @@ def _contains_template(value: Any) -> bool:
     return False
 
 
-def _template_strings(value: Any) -> list[str]:
+def strings_in(value: Any) -> list[str]:
+    """Every string inside nested lists and dicts (values only, not keys)."""
     if isinstance(value, str):
-        return [value] if ("{{" in value or "{%" in value) else []
+        return [value]
     if isinstance(value, dict):
-        return [t for v in value.values() for t in _template_strings(v)]
+        return [s for v in value.values() for s in strings_in(v)]
     if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _template_strings(v)]
+        return [s for v in value for s in strings_in(v)]
     return []
+
+
+def _template_strings(value: Any) -> list[str]:
+    return [t for t in strings_in(value) if "{{" in t or "{%" in t]
 
 
 class StepContext(RenderContext):
