@@ -193,11 +193,12 @@ def test_docker_engine_not_running_is_diagnosed_in_the_summary(tmp_path: Path, s
 @needs_docker_cli
 def test_summary_shows_the_matching_line_when_it_scrolled_out(tmp_path: Path, sshd) -> None:
     project = RunProject(tmp_path, sshd)
+    # one stream, so the error line surely comes before the 25 lines that push it out
     project.runbook("engine", f"""\
         steps:
           - id: engine_info
             run: |
-              docker info || {{ for i in $(seq 1 25); do echo "cleanup line $i"; done; exit 1; }}
+              docker info 2>&1 || {{ for i in $(seq 1 25); do echo "cleanup line $i"; done; exit 1; }}
             env: {{DOCKER_HOST: "{DEAD_DOCKER}"}}
         """)
     r = project.cli("run", "engine", "--host", "t", "--skip-preflight")
