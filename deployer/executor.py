@@ -786,6 +786,7 @@ class Executor:
         except DeployerError as exc:
             return self._fail(step, rec, None, f"cannot render the step: {exc}")
         rec.irreversible = planned.irreversible
+        rec.name = self.redactor.mask(planned.title or step.name)
         if planned.skipped:
             return self._finish_skipped(rec, planned.skip_reason)
         if planned.skip_if is not None:
@@ -888,7 +889,7 @@ class Executor:
         rec.tail = list(self._tail)[-TAIL_LINES:]
         self._step_done(rec)
         tail = list(self._tail)
-        return Failure(step_id=step.id, step_name=step.name, kind=step.kind,
+        return Failure(step_id=step.id, step_name=rec.name, kind=step.kind,
                        exit_code=exit_code, message=rec.message, tail=tail[-TAIL_LINES:],
                        diagnoses=self._diagnose(step, exit_code, tail + [rec.message]))
 

@@ -71,6 +71,7 @@ class Runbook:
     lock: bool = True
     included_files: list[str] = field(default_factory=list)  # for digests
     template_files: list[str] = field(default_factory=list)  # for digests
+    description_position: Position | None = None  # for errors met rendering it
 
 
 @dataclass

@@ -41,12 +41,14 @@ class PlannedStep:
     when_pending: list[str] = field(default_factory=list)  # captures `when` waits for
     # shows the stand-in `docker compose` for a flavour the executor detects on the host
     compose_detected: bool = False
+    title: str = ""  # the step's `name`, rendered (as written while `when` is false)
 
 
 @dataclass
 class HostPlan:
     host: Host
     steps: list[PlannedStep]
+    description: str = ""  # the runbook's description rendered for this host
 
 
 @dataclass
@@ -114,7 +116,9 @@ def render_step(step: Step, index: int, ctx: StepContext,
     rollback: list[Command] | None = None
     skip_probe: RemoteCommand | None = None
     question: str | None = None
+    title = step.name
     if not skipped or render_skipped:
+        title = str(ctx.render(step.name, "name"))
         commands = _build(step.body, ctx, step)
         if isinstance(step.rollback, StepBody):
             rollback = _build(step.rollback, ctx, step)
@@ -133,7 +137,7 @@ def render_step(step: Step, index: int, ctx: StepContext,
             if isinstance(step.confirm, str):
                 question = str(ctx.render(step.confirm, "confirm"))
             else:
-                question = f"Run step `{step.id}` ({step.name}) on {ctx.host.name}?"
+                question = f"Run step `{step.id}` ({title}) on {ctx.host.name}?"
     irreversible = step.rollback == IRREVERSIBLE or (step.destructive and rollback is None)
     detected = getattr(ctx, "compose_detected_at_run_time", None)
     return PlannedStep(
@@ -142,6 +146,7 @@ def render_step(step: Step, index: int, ctx: StepContext,
         flags=_flags(step, rollback, irreversible), confirm_question=question,
         when_pending=pending,
         compose_detected=bool(detected and not skipped and detected()),
+        title=title,
     )
 
 
@@ -174,6 +179,14 @@ def plan_notes(host_plans: list[HostPlan]) -> list[str]:
     return [compose_note(detected, len(host_plans))] if detected else []
 
 
+def render_description(runbook: Runbook, host: Host, variables: dict, secrets: dict,
+                       project_dir: str) -> str:
+    """The runbook's ``description`` rendered with ``host``'s variables."""
+    ctx = make_context(runbook, host, variables, secrets, {}, None, planning=True,
+                       project_dir=project_dir)
+    return str(ctx.render(runbook.description, "description"))
+
+
 def build_plan(runbook: Runbook, hosts: list[Host],
                variables_for_host: Callable[[Host], dict], secrets: dict,
                project_dir: str) -> Plan:
@@ -183,6 +196,11 @@ def build_plan(runbook: Runbook, hosts: list[Host],
     for host in hosts:
         variables = variables_for_host(host)
         planned: list[PlannedStep] = []
+        description = runbook.description
+        try:
+            description = render_description(runbook, host, variables, secrets, project_dir)
+        except InputError as exc:
+            problems.extend(p for p in exc.problems if p not in problems)
         for index, step in enumerate(runbook.steps, start=1):
             ctx = make_context(runbook, host, variables, secrets, {}, step, planning=True,
                                project_dir=project_dir)
@@ -200,7 +218,7 @@ def build_plan(runbook: Runbook, hosts: list[Host],
             # no detection will run on this host: what the plan shows is what runs
             for ps in planned:
                 ps.compose_detected = False
-        host_plans.append(HostPlan(host, planned))
+        host_plans.append(HostPlan(host, planned, description))
     if problems:
         raise InputError(problems)
     return Plan(runbook=runbook, hosts=host_plans, notes=plan_notes(host_plans))
@@ -321,7 +339,7 @@ def step_to_dict(ps: PlannedStep, mask: Mask) -> dict[str, Any]:
     return {
         "index": ps.index,
         "id": s.id,
-        "name": mask(s.name),
+        "name": mask(ps.title or s.name),
         "kind": s.kind,
         "commands": _commands(ps.commands, mask),
         "rollback": _commands(ps.rollback, mask),
@@ -349,10 +367,11 @@ def step_to_dict(ps: PlannedStep, mask: Mask) -> dict[str, Any]:
 def plan_to_dict(plan: Plan, mask: Mask) -> dict[str, Any]:
     """The plan as masked JSON-friendly data (``--format json`` and ``--out``)."""
     rb = plan.runbook
+    description = plan.hosts[0].description if plan.hosts else rb.description
     return {
         "version": PLAN_VERSION,
         "runbook": {"name": rb.name, "path": display_path(rb.path),
-                    "description": mask(rb.description), "on_failure": rb.on_failure,
+                    "description": mask(description), "on_failure": rb.on_failure,
                     "lock": rb.lock},
         "inputs": mask_inputs(plan.inputs, mask),
         "digests": dict(plan.digests),
@@ -362,6 +381,8 @@ def plan_to_dict(plan: Plan, mask: Mask) -> dict[str, Any]:
                 "address": hp.host.address,
                 "user": hp.host.user,
                 "port": hp.host.port,
+                **({"description": mask(hp.description)}
+                   if hp.description != description else {}),
                 "steps": [step_to_dict(ps, mask) for ps in hp.steps],
             }
             for hp in plan.hosts

@@ -299,4 +299,5 @@ def load_runbook(name_or_path: str, project_dir: str) -> Runbook:
         on_failure=top.get("on_failure") or "rollback",
         lock=top.get("lock") if isinstance(top.get("lock"), bool) else True,
         included_files=list(loader.included),
+        description_position=desc.pos if (desc := node.get("description")) else None,
     )

@@ -33,7 +33,9 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # variable, secret and captur
 RUNBOOK_FIELDS: dict[str, FieldSpec] = {
     "name": FieldSpec("string", "Runbook name shown in plans and history (default: the file "
                       "name without extension).", template=False),
-    "description": FieldSpec("string", "What the runbook does, shown in plans.", template=False),
+    "description": FieldSpec("string", "What the runbook does, shown in plans (rendered per "
+                             "host; the plan's header shows the first host's).",
+                             template=True),
     "vars": FieldSpec("vars", "Default variables, the lowest precedence: inventory, "
                       "`--vars-file` and `--var` override them.", default={}),
     "secrets": FieldSpec("list[string]", "Names of the secrets the runbook needs; each must "
@@ -53,7 +55,8 @@ STEP_FIELDS: dict[str, FieldSpec] = {
                     "Checkpoints, `--from` and `--only` refer to it: do not rename it between "
                     "a failed run and its resume.", required=True, template=False),
     "name": FieldSpec("string", "Human description shown in plans and progress (default: "
-                      "the id).", template=False),
+                      "the id). Rendered like the body, so it may name variables and "
+                      "captured values.", template=True),
     "when": FieldSpec("boolean|string", "Jinja expression (braces optional); the step is "
                       "skipped when it is false.", template=False),
     "retries": FieldSpec("integer", "How many times to retry after a failure.", default=0,

@@ -307,7 +307,7 @@ class StepContext(RenderContext):
     def _position(self) -> Position | None:
         if self.step is not None:
             return self.step.position
-        return None
+        return self.runbook.description_position
 
     def _label(self, where: str) -> str:
         if self.step is not None:

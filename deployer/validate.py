@@ -21,7 +21,7 @@ from typing import Any
 from deployer.errors import DeployerError, InputError, Problem
 from deployer.inventory import DEFAULT_INVENTORY, Inventory, load_inventory
 from deployer.models import IRREVERSIBLE, Runbook, Step, StepBody
-from deployer.planner import render_step
+from deployer.planner import render_description, render_step
 from deployer.runbook import list_runbooks, load_runbook
 from deployer.secrets import placeholder_secrets
 from deployer.templating import make_context, merge_vars
@@ -185,6 +185,11 @@ def render_problems(runbook: Runbook, inventory: Inventory, project_dir: str) ->
     hosts = list(inventory.hosts.values())
     for host in hosts:
         variables = merge_vars(runbook, host, [], [])
+        try:
+            render_description(runbook, host, variables, secrets, project_dir)
+        except InputError as exc:
+            for p in exc.problems:
+                found.setdefault(p, []).append(host.name)
         for index, step in enumerate(runbook.steps, start=1):
             ctx = make_context(runbook, host, variables, secrets, {}, step, planning=True,
                                project_dir=project_dir)

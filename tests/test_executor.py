@@ -90,6 +90,24 @@ def test_capture_feeds_later_steps_and_is_recorded(project) -> None:
     assert project.record()["steps"][0]["captured"] == {"old_rev": "abc123"}
 
 
+def test_step_names_render_captured_values_in_progress_and_state(project) -> None:
+    project.runbook("named", """
+        steps:
+          - id: rev
+            run: "echo abc123"
+            capture: old_rev
+          - id: back
+            name: "Step back from {{ old_rev }}"
+            run: "exit 3"
+    """)
+    r = project.cli("run", "named", "--host", "t", "--skip-preflight", "--no-rollback")
+    assert r.returncode == 3, r.stdout + r.stderr  # failed, nothing rolled back
+    assert "[2/2] back Step back from abc123" in r.stdout
+    assert "failed step: back (Step back from abc123)" in r.stdout
+    assert "<captured" not in r.stdout
+    assert project.record()["steps"][1]["name"] == "Step back from abc123"
+
+
 def test_retries_until_success(project) -> None:
     counter = project.remote / "count"
     project.runbook("retry", f"""

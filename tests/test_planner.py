@@ -242,3 +242,40 @@ def test_uses_compose_agrees_with_the_executor(project):
     assert {uses_compose(s) for s in steps} == {True, False}
     for step in steps:
         assert uses_compose(step) == executor._uses_compose(step), step.id
+
+
+def test_step_names_and_description_are_rendered_per_host(project):
+    rb = project / "runbooks" / "deploy.yml"
+    rb.write_text(
+        "description: 'Ship {{ release }} to {{ host.name }}'\n"
+        "secrets: [db_password]\n"
+        "steps:\n"
+        "  - {id: a, name: 'Check out {{ release }}', run: 'true'}\n"
+        "  - {id: b, name: 'Use {{ secrets.db_password }}', run: 'true'}\n"
+        "  - {id: c, name: 'Later {{ nope }}', when: false, run: 'true'}\n")
+    s = load_session("deploy", ".", host="web", environ=SECRETS)
+    plan = s.plan()
+    vps, stage = by_id(plan, 0), by_id(plan, 1)
+    assert vps["a"].title == "Check out v1.0.0" and stage["a"].title == "Check out v1.1.0-rc1"
+    assert vps["c"].title == "Later {{ nope }}"  # not rendered while its `when` is false
+    data = plan_to_dict(plan, s.redactor.mask)
+    assert data["runbook"]["description"] == "Ship v1.0.0 to vps"
+    assert data["hosts"][1]["description"] == "Ship v1.1.0-rc1 to stage"
+    assert "description" not in data["hosts"][0]
+    assert [st["name"] for st in data["hosts"][0]["steps"]][:2] == ["Check out v1.0.0",
+                                                                   "Use ***"]
+    assert SECRETS["DEPLOYER_SECRET_DB_PASSWORD"] not in json.dumps(data)
+
+
+@pytest.mark.parametrize("field, where", [
+    ("description: '{{ nope }}'\n", "runbooks/deploy.yml:1:14: description: undefined "
+                                     "variable `nope`"),
+    ("", "runbooks/deploy.yml:2:5: step `a` name: undefined variable `nope`"),
+])
+def test_undefined_variable_in_a_name_or_description_has_a_position(project, field, where):
+    name = "x" if field else "'{{ nope }}'"
+    (project / "runbooks" / "deploy.yml").write_text(
+        f"{field}steps:\n  - {{id: a, name: {name}, run: 'true'}}\n")
+    with pytest.raises(InputError) as info:
+        load_session("deploy", ".", environ=SECRETS).plan()
+    assert where in str(info.value)

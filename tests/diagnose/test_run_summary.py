@@ -198,7 +198,7 @@ def test_summary_shows_the_matching_line_when_it_scrolled_out(tmp_path: Path, ss
         steps:
           - id: engine_info
             run: |
-              docker info 2>&1 || {{ for i in $(seq 1 25); do echo "cleanup line $i"; done; exit 1; }}
+              docker info 2>&1 || {{ for i in $(seq 25); do echo "cleanup line $i"; done; exit 1; }}
             env: {{DOCKER_HOST: "{DEAD_DOCKER}"}}
         """)
     r = project.cli("run", "engine", "--host", "t", "--skip-preflight")
