@@ -252,6 +252,8 @@ class Executor:
         self._unsaved = False  # a step ended; its state goes out with the next write
         self._cancel = threading.Event()
         self._cancels = 0
+        self._interrupted_by = "Ctrl-C"
+        self._interrupt_named = False
         self._started = time.monotonic()
         self._steps_by_id = {s.id: (i, s) for i, s in enumerate(runbook.steps)}
         self.performer = Performer(self._get_transport, self._on_line, project_dir,
@@ -259,10 +261,12 @@ class Executor:
 
     # -- public ----------------------------------------------------------------------
 
-    def cancel(self) -> None:
+    def cancel(self, cause: str = "Ctrl-C") -> None:
         """Ask a run on another thread to stop (first call) or to abandon its rollback
         (second call). Thread-safe; takes effect at the next command boundary, and at
-        once for local commands, waits and remote commands when the transport can."""
+        once for local commands, waits and remote commands when the transport can.
+        ``cause`` (``Ctrl-C``, ``SIGTERM``) is what the run record names."""
+        self.interrupted_by(cause)
         self._cancels += 1
         self._cancel.set()
         transport = self._transport
@@ -271,6 +275,14 @@ class Executor:
                 transport.interrupt()
             except Exception:  # noqa: BLE001 - best effort from another thread
                 pass
+
+    def interrupted_by(self, cause: str) -> None:
+        """Name what is about to interrupt the run (``SIGTERM``; Ctrl-C by default), for
+        the step's message and the record. Called by a signal handler before it raises
+        ``KeyboardInterrupt``; a later signal does not rename the first."""
+        if not self._interrupt_named:
+            self._interrupt_named = True
+            self._interrupted_by = cause
 
     def run(self) -> RunOutcome:
         """Run (or resume) the runbook on the host."""
@@ -722,8 +734,9 @@ class Executor:
         if self.options.no_rollback:
             text = "interrupted; not rolled back (--no-rollback); resume with --resume"
         else:
-            self._notice("interrupted: rolling back the completed steps (Ctrl-C again to "
-                         "abandon the rollback and leave the run resumable)", "warning")
+            self._notice(f"interrupted ({self._interrupted_by}): rolling back the completed "
+                         "steps (Ctrl-C again to abandon the rollback and leave the run "
+                         "resumable)", "warning")
             try:
                 report = self._roll_back("interrupted")
             except KeyboardInterrupt:
@@ -737,10 +750,12 @@ class Executor:
 
     def _mark_interrupted(self) -> None:
         assert self.record is not None
+        self._interrupt_named = True
         for rec in self.record.steps:
             if rec.state == RUNNING:
                 rec.state = INTERRUPTED
-                rec.message = "interrupted (Ctrl-C); the remote command was stopped"
+                rec.message = (f"interrupted ({self._interrupted_by}); the remote command "
+                               "was stopped")
                 rec.finished = now_iso()
                 rec.tail = list(self._tail)[-TAIL_LINES:]
                 self._step_done(rec)

@@ -17,8 +17,8 @@ Scheduling rules (documented for operators in docs/multi-host.md):
 - ``max_fail`` ("N" or "P%") is the failure budget over the whole run; once more hosts
   than that have failed, no new host is started. Hosts already running finish (and
   roll back) on their own; hosts never started are reported as ``not_started``;
-- Ctrl-C stops starting hosts and asks the running ones to stop (``on_interrupt``); a
-  second Ctrl-C stops waiting for them.
+- Ctrl-C (or SIGTERM) stops starting hosts and asks the running ones to stop
+  (``on_interrupt``); a second one stops waiting for them.
 
 Exit code of a fleet run: the worst per-host code, ordered by how much attention the
 operator owes the fleet (``EXIT_SEVERITY``): 0 < 4 (lock held, nothing done) < 2 (bad
@@ -303,15 +303,16 @@ def run_fleet(
     events: EventSink | None = None,
     skipped: Sequence[HostOutcome] = (),
     record: FleetRecord | None = None,
-    on_interrupt: Callable[[int], None] | None = None,
+    on_interrupt: Callable[[int, str], None] | None = None,
     poll: float = 0.2,
 ) -> FleetOutcome:
     """Run ``run_one`` for every host under the scheduling rules of this module.
 
     ``skipped`` are outcomes of hosts that are not run at all (``--resume`` found them
     finished); they are reported and recorded, not scheduled. ``record`` (optional) is
-    updated after every host. ``on_interrupt(n)`` is called on the n-th Ctrl-C so the
-    caller can stop its running executors (1: stop and roll back, 2: abandon rollback).
+    updated after every host. ``on_interrupt(n, cause)`` is called on the n-th Ctrl-C
+    or SIGTERM (``cause`` names which) so the caller can stop its running executors
+    (1: stop and roll back, 2: abandon rollback).
     ``events`` is called from the scheduling thread only, one event at a time.
     """
     _check_positive("--parallel", parallel)
@@ -381,19 +382,21 @@ def run_fleet(
                                    "no new host is started")
                 emit(FleetEvent("stop", message=stop_reason))
 
-    sigints = [0]  # bumped by the SIGINT handler; read by the scheduling loop
+    sigints = [0]  # bumped by the SIGINT/SIGTERM handler; read by the scheduling loop
+    causes: list[str] = []  # what each of those signals was
 
     def take_interrupts() -> None:
         nonlocal interrupts, stop_reason
         while interrupts < sigints[0]:
             interrupts += 1
+            cause = causes[interrupts - 1] if len(causes) >= interrupts else "Ctrl-C"
             if interrupts == 1:
-                stop_reason = "interrupted (Ctrl-C): no new host is started"
+                stop_reason = f"interrupted ({cause}): no new host is started"
             msg = ("interrupted: stopping running hosts (Ctrl-C again to stop waiting)"
                    if interrupts == 1 else "interrupted again: not waiting for running hosts")
             emit(FleetEvent("interrupt", message=msg))
             if on_interrupt is not None:
-                on_interrupt(interrupts)
+                on_interrupt(interrupts, cause)
 
     def wait_for_any() -> None:
         try:
@@ -404,14 +407,17 @@ def run_fleet(
             # Only when no handler could be installed (not the main thread).
             sigints[0] += 1
 
-    def on_sigint(_signum: int, _frame: object) -> None:
+    def on_sigint(signum: int, _frame: object) -> None:
         # Just count: a KeyboardInterrupt raised at an arbitrary point of the loop
         # (e.g. inside Thread.start) would lose track of running hosts.
+        causes.append("SIGTERM" if signum == signal.SIGTERM else "Ctrl-C")
         sigints[0] += 1
 
     previous_handler: Any = _NO_HANDLER
+    previous_term: Any = _NO_HANDLER
     if threading.current_thread() is threading.main_thread():
         previous_handler = signal.signal(signal.SIGINT, on_sigint)
+        previous_term = signal.signal(signal.SIGTERM, on_sigint)
     try:
         for index, batch in enumerate(batches_of(hosts, batch_size), start=1):
             take_interrupts()
@@ -444,6 +450,9 @@ def run_fleet(
         if previous_handler is not _NO_HANDLER:
             signal.signal(signal.SIGINT,
                           previous_handler if previous_handler is not None else signal.SIG_DFL)
+        if previous_term is not _NO_HANDLER:
+            signal.signal(signal.SIGTERM,
+                          previous_term if previous_term is not None else signal.SIG_DFL)
 
     # A second Ctrl-C leaves hosts still running: report them as interrupted.
     for name, host in list(running.items()):

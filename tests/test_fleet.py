@@ -257,8 +257,9 @@ def test_ctrl_c_stops_starting_hosts_and_reports_them(fleet):
             os.kill(os.getpid(), signal.SIGINT)
         return real(host)
 
-    out = run_fleet(hosts, run_one, on_interrupt=calls.append, poll=0.05)
-    assert calls == [1]
+    out = run_fleet(hosts, run_one, on_interrupt=lambda n, cause: calls.append((n, cause)),
+                    poll=0.05)
+    assert calls == [(1, "Ctrl-C")]
     assert out.interrupted and out.exit_code == EXIT_INTERRUPTED
     assert [o.status for o in out.hosts] == ["ok", "not_started", "not_started",
                                              "not_started"]
@@ -572,3 +573,26 @@ def test_cli_confirm_steps_need_yes_when_hosts_run_at_once(group):
     ok = group.cli("run", "ask", "--host", "web", "--parallel", "2", "--yes")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert sorted(h for _, h in group.order()) == ["web1", "web2", "web3", "web4"]
+
+
+def test_cli_resume_with_no_earlier_run_is_refused_like_on_one_host(group):
+    for target in ("web", "web1"):
+        r = group.cli("run", "app", "--host", target, "--resume", "--format", "json")
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert f"no run of app on {target} to resume" in r.stderr
+        assert "Traceback" not in r.stderr
+    assert group.order() == [] and group.runs() == []
+
+
+def test_cli_apply_a_group_plan_in_parallel_with_json(group):
+    plan_file = group.root / "plan.json"
+    r = group.cli("plan", "app", "--host", "web", "--out", str(plan_file))
+    assert r.returncode == 0, r.stdout + r.stderr
+    (group.remote / "fail-web3").write_text("")
+    r = group.cli("apply", str(plan_file), "--parallel", "2", "--max-fail", "1",
+                  "--format", "json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    status = {h["host"]: h["status"] for h in json.loads(r.stdout)["hosts"]}
+    assert status == {"web1": "ok", "web2": "ok", "web3": "rolled_back", "web4": "ok"}
+    assert sorted(rec["host"] for rec in group.runs()) == ["web1", "web2", "web3", "web4"]
+    assert ("undo", "web3") in group.order() and ("undo", "web1") not in group.order()

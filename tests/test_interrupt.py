@@ -3,10 +3,12 @@ the SSH session killed from the server side. Real CLI subprocesses, real sshd.""
 
 from __future__ import annotations
 
+import copy
 import signal
 import uuid
 
 import pytest
+import yaml
 
 from tests.executor_helpers import RunProject, kill, remote_processes, wait_for
 
@@ -58,6 +60,8 @@ def test_ctrl_c_stops_the_remote_command_and_rolls_back(project, sshd) -> None:
     assert project.states() == {"first": "rolled_back", "long": "interrupted",
                                 "last": "pending"}
     assert project.record()["status"] == "interrupted"
+    long = project.record()["steps"][1]
+    assert long["message"] == "interrupted (Ctrl-C); the remote command was stopped"
     assert "interrupted" in out
     assert not (project.root / "lock").exists()
 
@@ -146,7 +150,38 @@ def test_sigterm_is_handled_like_ctrl_c(project, sshd) -> None:
     assert proc.returncode == 130, out + err
     wait_for(lambda: not remote_processes(sshd, marker), timeout=20)
     assert project.states()["first"] == "rolled_back"
+    long = project.record()["steps"][1]
+    assert long["message"] == "interrupted (SIGTERM); the remote command was stopped"
+    assert "interrupted (SIGTERM): rolling back" in out + err
     assert not (project.root / "lock").exists()
+
+
+def test_sigterm_stops_a_group_run_and_releases_every_lock(project, sshd) -> None:
+    marker = f"deployer-fterm-{uuid.uuid4().hex[:8]}"
+    _runbook(project, marker)
+    inventory = yaml.safe_load((project.root / "inventory.yml").read_text())
+    u = copy.deepcopy(inventory["hosts"]["t"])  # a second name for the same sshd
+    u["vars"]["lock_dir"] = str(project.root / "lock-u")
+    inventory["hosts"]["u"] = u
+    inventory["groups"] = {"web": {}}
+    for host in inventory["hosts"].values():
+        host["groups"] = ["web"]
+    (project.root / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    proc = project.popen("run", "app", "--host", "web", "--parallel", "2")
+    try:
+        wait_for(lambda: len(remote_processes(sshd, marker)) >= 2)
+        kill(proc, signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    assert "interrupted (SIGTERM): no new host is started" in out + err
+    for record in project.records():
+        assert record["status"] == "interrupted", record
+        assert record["steps"][1]["message"].startswith("interrupted (SIGTERM)")
+    assert len(project.records()) == 2
+    assert not (project.root / "lock").exists() and not (project.root / "lock-u").exists()
 
 
 def test_ctrl_c_with_no_rollback_leaves_completed_steps_and_resumes(project, sshd) -> None:

@@ -202,6 +202,11 @@ def run_group(session: Any, options: RunOptions, *, target: str | None,
             return rec.id, OK if rec.status == RUN_SUCCEEDED else rec.status
 
         actions = resume_actions(hosts, previous, latest_run)
+        if previous is None and all(a.run_id is None for a in actions.values()):
+            # Like `--resume` on one host: nothing to continue is a mistake, not a fresh start.
+            raise UsageError(f"no run of {runbook} on {target_key} to resume",
+                             hint=f"start one with: deployer run {runbook} --host "
+                             f"{target or target_key}")
         resumed_from = previous.get("id") if previous else None
         skipped = [skipped_outcome(h, actions[h.name]) for h in hosts
                    if actions[h.name].action == "skip"]
@@ -232,11 +237,11 @@ def run_group(session: Any, options: RunOptions, *, target: str | None,
             with guard:
                 executors.pop(host.name, None)
 
-    def on_interrupt(count: int) -> None:
+    def on_interrupt(count: int, cause: str) -> None:
         with guard:
             running = list(executors.values())
         for executor in running:
-            executor.cancel()
+            executor.cancel(cause)
 
     def on_event(event: FleetEvent) -> None:
         if event.kind == "host_start" and event.host:

@@ -27,7 +27,7 @@ import click
 
 from deployer.cli.common import inventory_option, load_session_from_cli, session_options
 from deployer.cli.main import get_options
-from deployer.errors import EXIT_OK, EXIT_USAGE, DeployerError, UsageError
+from deployer.errors import EXIT_OK, EXIT_USAGE, UsageError
 
 RUN_EPILOG = """\b
 Examples:
@@ -58,20 +58,57 @@ def _run_options(func: Any) -> Any:
     return func
 
 
+def _fleet_options(func: Any) -> Any:
+    """Scheduling options shared by `run` and `apply` (several hosts)."""
+    for option in reversed([
+        click.option("--parallel", "-p", type=int, default=None, metavar="N",
+                     help="Run on N hosts at once (default 1; with --batch-size: the "
+                     "batch size)."),
+        click.option("--batch-size", type=int, default=None, metavar="K",
+                     help="Rolling: K hosts at a time; a batch starts when the previous "
+                     "succeeded."),
+        click.option("--max-fail", default=None, metavar="N|P%",
+                     help="Stop starting hosts once more than N hosts (or P% of them) "
+                     "failed (default 0)."),
+        click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                     show_default=True,
+                     help="json: per-host results on stdout, progress on stderr."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _execute(ctx: click.Context, session: Any, options: Any, target: str | None,
+             parallel: int | None, batch_size: int | None, max_fail: str | None,
+             fmt: str) -> None:
+    """One host with text output: the plain executor; otherwise the fleet scheduler."""
+    if len(session.hosts) > 1 or fmt == "json" or parallel or batch_size or max_fail:
+        from deployer.cli.fleet_run import run_group
+
+        ctx.exit(run_group(session, options, target=target, parallel=parallel,
+                           batch_size=batch_size, max_fail=max_fail, fmt=fmt,
+                           sudo_password=_sudo_password))
+    from deployer.cli.progress import ConsoleEvents
+
+    ctx.exit(_run_host(session, options, ConsoleEvents()))
+
+
 def _sudo_password(session: Any, variables: Any) -> str | None:
     name = variables.get("sudo_password_secret") if hasattr(variables, "get") else None
     return session.secrets.get(str(name or "sudo_password"))
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _sigterm_as_interrupt(executor: Any) -> Iterator[None]:
     """SIGTERM (a CI job cancelled, `kill PID`) stops the run like Ctrl-C: the remote
-    command is stopped, completed steps roll back, the lock is released."""
+    command is stopped, completed steps roll back, the lock is released; the record
+    says SIGTERM."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: object) -> None:
+        executor.interrupted_by("SIGTERM")
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -81,38 +118,19 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run_hosts(session: Any, options: Any, events: Any) -> int:
-    """Run the session's runbook on each host in turn; the first failure stops."""
+def _run_host(session: Any, options: Any, events: Any) -> int:
+    """Run the session's runbook on its one host."""
     from deployer.executor import Executor
 
-    code = EXIT_OK
-    hosts = list(session.hosts)
-    events.show_host = True
-    for n, host in enumerate(hosts):
-        variables = session.vars_for(host)
-        executor = Executor(session.runbook, host, variables=variables,
-                            secrets=session.secrets, redactor=session.redactor,
-                            digests=session.digests, options=options, events=events,
-                            project_dir=session.project_dir,
-                            sudo_password=_sudo_password(session, variables))
-        if len(hosts) == 1:
-            with _sigterm_as_interrupt():
-                return executor.run().exit_code
-        try:
-            code = executor.run().exit_code
-        except DeployerError as exc:
-            from deployer.cli.main import report_error
-
-            click.echo(f"{host.name}:", err=True)
-            report_error(exc)
-            code = exc.exit_code
-        if code != EXIT_OK:
-            rest = [h.name for h in hosts[n + 1:]]
-            if rest:
-                click.echo(f"not started (host {host.name} did not succeed): "
-                           f"{', '.join(rest)}", err=True)
-            return code
-    return code
+    (host,) = session.hosts
+    variables = session.vars_for(host)
+    executor = Executor(session.runbook, host, variables=variables,
+                        secrets=session.secrets, redactor=session.redactor,
+                        digests=session.digests, options=options, events=events,
+                        project_dir=session.project_dir,
+                        sudo_password=_sudo_password(session, variables))
+    with _sigterm_as_interrupt(executor):
+        return executor.run().exit_code
 
 
 @click.command(epilog=RUN_EPILOG)
@@ -128,15 +146,7 @@ def _run_hosts(session: Any, options: Any, events: Any) -> int:
               help="Start at STEP (id or 1-based number); earlier steps count as done.")
 @click.option("--only", "only_step", metavar="STEP", default=None,
               help="Run only STEP (id or 1-based number).")
-@click.option("--parallel", "-p", type=int, default=None, metavar="N",
-              help="Run on N hosts at once (default 1; with --batch-size: the batch size).")
-@click.option("--batch-size", type=int, default=None, metavar="K",
-              help="Rolling: K hosts at a time; a batch starts when the previous succeeded.")
-@click.option("--max-fail", default=None, metavar="N|P%",
-              help="Stop starting hosts once more than N hosts (or P% of them) failed "
-              "(default 0).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="json: per-host results on stdout, progress on stderr.")
+@_fleet_options
 @click.pass_context
 def run(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str, ...],
         vars_files: tuple[str, ...], secrets_file: str | None, yes: bool, no_rollback: bool,
@@ -151,7 +161,6 @@ def run(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str,
     interrupted or killed run continues with --resume. The host is locked for the
     duration of the run.
     """
-    from deployer.cli.progress import ConsoleEvents
     from deployer.executor import RunOptions
 
     if dry_run:
@@ -171,30 +180,25 @@ def run(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str,
                          only_step=only_step, no_rollback=no_rollback,
                          accept_new_host_key=accept_new_host_key,
                          skip_preflight=skip_preflight)
-    if len(session.hosts) > 1 or fmt == "json" or parallel or batch_size or max_fail:
-        # Several hosts: parallel/rolling scheduling and the fleet summary (fleet_run).
-        from deployer.cli.fleet_run import run_group
-
-        ctx.exit(run_group(session, options, target=host, parallel=parallel,
-                           batch_size=batch_size, max_fail=max_fail, fmt=fmt,
-                           sudo_password=_sudo_password))
-    ctx.exit(_run_hosts(session, options, ConsoleEvents()))
+    _execute(ctx, session, options, host, parallel, batch_size, max_fail, fmt)
 
 
 @click.command()
 @click.argument("plan_file", metavar="PLAN.json", type=click.Path(dir_okay=False))
 @_run_options
+@_fleet_options
 @click.pass_context
 def apply(ctx: click.Context, plan_file: str, yes: bool, no_rollback: bool,
-          accept_new_host_key: bool, skip_preflight: bool) -> None:
+          accept_new_host_key: bool, skip_preflight: bool, parallel: int | None,
+          batch_size: int | None, max_fail: str | None, fmt: str) -> None:
     """Run a plan saved with `deployer plan --out PLAN.json`.
 
     The plan's inputs (runbook, host, vars, vars files, inventory, secrets file) are
     loaded again and their digests compared with those saved in the plan: if any file
     changed since, the plan is refused as stale. Secrets are fetched again (a saved
-    plan never holds them).
+    plan never holds them). A plan for several hosts runs like `deployer run` on a
+    group: --parallel, --batch-size, --max-fail and --format json apply.
     """
-    from deployer.cli.progress import ConsoleEvents
     from deployer.errors import StalePlanError
     from deployer.executor import RunOptions
     from deployer.planner import load_plan, stale_changes
@@ -226,7 +230,7 @@ def apply(ctx: click.Context, plan_file: str, yes: bool, no_rollback: bool,
     options = RunOptions(yes=yes, no_rollback=no_rollback,
                          accept_new_host_key=accept_new_host_key,
                          skip_preflight=skip_preflight)
-    ctx.exit(_run_hosts(session, options, ConsoleEvents()))
+    _execute(ctx, session, options, inputs.get("host"), parallel, batch_size, max_fail, fmt)
 
 
 @click.command(name="rollback")
