@@ -62,6 +62,7 @@ LineCallback = Callable[[str, str], None]
 MAX_CAPTURE = 1024 * 1024  # stdout bytes kept for `capture` from a local command
 MAX_LINE = 64 * 1024  # a longer line is cut into pieces so memory stays bounded
 TAIL_LINES = 20
+_SPOOL_BYTES = 8 * 1024 * 1024  # a sync archive larger than this is spooled to disk
 
 # Remote directories a `sync` with `delete` refuses to clean.
 _PROTECTED_DIRS = {"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt",
@@ -228,15 +229,15 @@ class Performer:
                 f"refusing `delete` into {remote_dir}: give an absolute application "
                 "directory at least two levels deep (e.g. /srv/app/current)"))
         excludes = tuple(cmd.excludes)
-        with tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024) as buf:
-            entries = _write_tar(local_dir, excludes, buf)
-            buf.seek(0)
-            data = buf.read()
         token = os.urandom(4).hex()
         staged = f"/tmp/.deployer-sync-{token}.tar.gz"
-        transport = self._transport()
-        transport.put(data, staged, mode=0o600)
-        self.on_line("stdout", f"sync: {len(entries)} entries, {len(data)} bytes -> {remote_dir}")
+        # A large tree spills to a local temporary file: memory stays bounded.
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as buf:
+            entries = _write_tar(local_dir, excludes, buf)
+            size = buf.tell()
+            buf.seek(0)
+            self._transport().put(buf, staged, mode=0o600)
+        self.on_line("stdout", f"sync: {len(entries)} entries, {size} bytes -> {remote_dir}")
         result = self._run(_script(_UNTAR, remote_dir, staged), sudo=cmd.sudo, timeout=timeout)
         if not result.ok:
             return _fail(result, f"unpacking into {remote_dir} failed: "

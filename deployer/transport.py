@@ -47,7 +47,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from deployer.errors import HostKeyError, InputError, RunFailed, TransportError
 from deployer.models import Host
@@ -62,6 +62,7 @@ KEEPALIVE = 15.0
 KILL_GRACE = 5.0
 _STRAY_KEEP = 4096  # bytes of pre-step noise kept to explain a failing remote shell
 _RECV = 65536
+_PUT_CHUNK = 1024 * 1024  # bytes read from a file given to put() at a time
 
 # Environment overrides (also what the test suite sets to "none" so it never reads
 # the user's real ~/.ssh): path of the ssh config and of the user known_hosts file.
@@ -1071,12 +1072,13 @@ class SSHTransport:
 
     # -- put -----------------------------------------------------------------------------
 
-    def put(self, data: bytes, remote_path: str, mode: int | None = None) -> None:
-        """Write ``data`` to ``remote_path`` over SFTP on the same connection: into a
-        temporary file next to it (mode applied before any byte is written; an existing
-        file's mode is kept when ``mode`` is None), then renamed over it, so readers never
-        see a partial file. Remote file errors raise OSError; a lost connection raises
-        TransportError."""
+    def put(self, data: bytes | BinaryIO, remote_path: str, mode: int | None = None) -> None:
+        """Write ``data`` (bytes, or a binary file read in chunks, so an archive of any
+        size costs bounded memory) to ``remote_path`` over SFTP on the same connection:
+        into a temporary file next to it (mode applied before any byte is written; an
+        existing file's mode is kept when ``mode`` is None), then renamed over it, so
+        readers never see a partial file. Remote file errors raise OSError; a lost
+        connection raises TransportError."""
         import paramiko
 
         with self._lock:
@@ -1097,7 +1099,11 @@ class SSHTransport:
                     with sftp.open(tmp, "wb") as f:
                         sftp.chmod(tmp, mode)
                         f.set_pipelined(True)
-                        f.write(data)
+                        if isinstance(data, (bytes, bytearray, memoryview)):
+                            f.write(data)
+                        else:
+                            while chunk := data.read(_PUT_CHUNK):
+                                f.write(chunk)
                     try:
                         sftp.posix_rename(tmp, remote_path)
                     except OSError:  # server without posix-rename: not atomic, but works

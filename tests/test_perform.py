@@ -3,6 +3,7 @@ HTTP checks, all against a real sshd (the host is this machine on loopback)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import stat
 import threading
@@ -168,6 +169,37 @@ def test_sync_with_excludes_and_delete(performer, tmp_path) -> None:
     assert (dest / ".env").read_text() == "SECRET=1"
     assert (dest / "uploads" / "a.png").exists()
     assert not list((tmp_path).glob("**/.deployer-sync-*"))
+
+
+def test_sync_spools_a_large_archive_to_disk_and_streams_it(performer, tmp_path,
+                                                            monkeypatch) -> None:
+    import hashlib
+    import tempfile
+
+    import deployer.perform as perform_mod
+
+    spooled: list[bool] = []
+    real_spool = tempfile.SpooledTemporaryFile
+
+    class Watched(real_spool):  # type: ignore[misc, valid-type]
+        def __exit__(self, *exc):
+            spooled.append(self._rolled)  # whether the archive went to disk
+            return super().__exit__(*exc)
+
+    monkeypatch.setattr(perform_mod, "_SPOOL_BYTES", 64 * 1024)
+    monkeypatch.setattr(perform_mod.tempfile, "SpooledTemporaryFile", Watched)
+    src = tmp_path / "src"
+    src.mkdir()
+    blobs = {f"blob{i}.bin": os.urandom(3 * 1024 * 1024 + i) for i in range(3)}
+    for name, data in blobs.items():
+        (src / name).write_bytes(data)
+    dest = tmp_path / "srv" / "app" / "big"
+    r = performer.perform(Sync(local_dir=str(src), remote_dir=str(dest)))
+    assert r.ok, r.message
+    assert spooled == [True]
+    for name, data in blobs.items():
+        got = (dest / name).read_bytes()
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest(), name
 
 
 def test_sync_without_delete_keeps_extra_files(performer, tmp_path) -> None:

@@ -272,6 +272,24 @@ def test_one_connection_for_all_steps_and_puts(make_sshd, tmp_path: Path) -> Non
         assert len(server.session_pids()) == 1
 
 
+def test_put_reads_a_file_object_in_chunks(transport: SSHTransport, tmp_path: Path) -> None:
+    import io
+
+    data = os.urandom(2 * 1024 * 1024 + 17)
+    reads: list[int] = []
+
+    class Counted(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            reads.append(size if size is not None else -1)
+            return super().read(size)
+
+    dest = tmp_path / "blob"
+    transport.put(Counted(data), str(dest), mode=0o600)
+    assert dest.read_bytes() == data
+    assert (dest.stat().st_mode & 0o777) == 0o600
+    assert len(reads) >= 3 and all(0 < n <= 1024 * 1024 for n in reads)
+
+
 def test_session_killed_by_server_is_reported_as_lost(make_sshd) -> None:
     server = make_sshd()
     for persistent in (True, False):
