@@ -9,8 +9,12 @@ secret that contains another is masked whole.
 
 Values shorter than ``MIN_LENGTH`` characters are not masked: replacing every "1" or
 "on" in all output would make logs unreadable and would itself reveal the secret
-(every gap in the text shows where it occurs). Such values are too short to be real
-secrets; validate/plan callers can warn about them with ``Redactor.too_short``.
+(every gap in the text shows where it occurs). ``secrets.resolve_secrets`` therefore
+refuses such values; ``Redactor.too_short`` lists them for other callers.
+
+``activate`` registers a session's redactor for the whole process, so text printed
+far from any session (an error message quoting a rendered value, ``--debug``
+tracebacks) goes through ``mask_known`` too.
 """
 
 from __future__ import annotations
@@ -80,3 +84,19 @@ class Redactor:
 
     def contains_secret(self, text: str) -> bool:
         return self._pattern is not None and self._pattern.search(text) is not None
+
+
+_ACTIVE: list[Redactor] = []
+
+
+def activate(redactor: Redactor) -> None:
+    """Make ``mask_known`` mask ``redactor``'s secrets too (for the process lifetime)."""
+    if redactor and redactor not in _ACTIVE:
+        _ACTIVE.append(redactor)
+
+
+def mask_known(text: str) -> str:
+    """``text`` with the secrets of every activated redactor masked."""
+    for redactor in _ACTIVE:
+        text = redactor.mask(text)
+    return text

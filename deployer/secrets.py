@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from deployer.errors import SecretError
+from deployer.redact import MIN_LENGTH
 from deployer.yamlsrc import display_path
 
 ENV_PREFIX = "DEPLOYER_SECRET_"
@@ -146,4 +147,14 @@ def resolve_secrets(names: list[str], inventory: Any, secrets_file: str | None,
             f"missing secret{'s' if len(missing) > 1 else ''}: {listed}",
             hint=f"set {example}=..., put {missing[0]}=... in a --secrets-file, or add "
                  f"secrets: {{{missing[0]}: {{command: ...}}}} to the inventory")
+    short = [n for n, v in found.items() if 0 < len(v) < MIN_LENGTH]
+    if short:
+        # Masking a 1-3 character value in all output is not possible without mangling
+        # (or pointing at) every occurrence of it: refuse rather than print it.
+        raise SecretError(
+            f"secret{'s' if len(short) > 1 else ''} "
+            + ", ".join(f"`{n}`" for n in short)
+            + f" shorter than {MIN_LENGTH} characters: deployer cannot hide so short a "
+            "value in its output, logs and state",
+            hint="use a longer value (a real password or key is much longer)")
     return found

@@ -13,7 +13,7 @@ from typing import Any
 from deployer.inventory import Inventory, load_inventory
 from deployer.models import Host, Runbook
 from deployer.planner import Plan, build_plan, compute_digests
-from deployer.redact import Redactor
+from deployer.redact import Redactor, activate
 from deployer.runbook import load_runbook
 from deployer.secrets import placeholder_secrets, resolve_secrets
 from deployer.templating import MergedVars, merge_vars
@@ -81,6 +81,8 @@ def load_session(runbook: str, project_dir: str = ".", inventory_path: str | Non
                                   os.environ if environ is None else environ,
                                   declared=secret_declarations(rb))
     redactor = Redactor(secrets.values())
+    if not placeholder:
+        activate(redactor)
     digests = compute_digests(rb, inv, list(vars_files), project_dir)
     inputs = {
         "runbook": runbook,

@@ -19,10 +19,10 @@ class Inv:
 def test_env_wins_over_file_and_command(tmp_path):
     f = tmp_path / ".secrets"
     f.write_text("db_password=from-file\napi_key='from file'\n")
-    inv = Inv({"db_password": "echo from-command", "token": "printf 'tok\\n'"})
+    inv = Inv({"db_password": "echo from-command", "token": "printf 'tok-en\\n'"})
     env = {"DEPLOYER_SECRET_DB_PASSWORD": "from-env"}
     got = resolve_secrets(["db_password", "api_key", "token"], inv, str(f), env)
-    assert got == {"db_password": "from-env", "api_key": "from file", "token": "tok"}
+    assert got == {"db_password": "from-env", "api_key": "from file", "token": "tok-en"}
 
 
 def test_all_missing_named_in_one_error(tmp_path):
@@ -46,10 +46,10 @@ def test_inventory_command_source(tmp_path):
     inv_file = tmp_path / "inventory.yml"
     inv_file.write_text(
         "hosts: {vps: {host: 127.0.0.1}}\n"
-        f"secrets: {{db_password: {{command: \"{sys.executable} -c 'print(42*2)'\"}}}}\n")
+        f"secrets: {{db_password: {{command: \"{sys.executable} -c 'print(4242*2)'\"}}}}\n")
     inv = load_inventory(str(inv_file), str(tmp_path))
     assert resolve_secrets(["db_password"], inv, None, {"PATH": "/usr/bin:/bin"}) == {
-        "db_password": "84"}
+        "db_password": "8484"}
 
 
 def test_dotenv_parsing():
@@ -72,3 +72,14 @@ def test_dotenv_bad_line_and_missing_file(tmp_path):
 
 def test_placeholders():
     assert placeholder_secrets(["a"]) == {"a": "<secret:a>"}
+
+
+def test_secrets_too_short_to_mask_are_refused_all_named():
+    env = {"DEPLOYER_SECRET_A": "ab", "DEPLOYER_SECRET_B": "long-enough", "DEPLOYER_SECRET_C": "x",
+           "DEPLOYER_SECRET_EMPTY": ""}
+    with pytest.raises(SecretError) as info:
+        resolve_secrets(["a", "b", "c", "empty"], Inv({}), None, env)
+    message = str(info.value)
+    assert "`a`" in message and "`c`" in message and "`b`" not in message
+    assert "shorter than 4 characters" in message
+    assert "ab" not in message.replace("`a`", "") and info.value.exit_code == 2

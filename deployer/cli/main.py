@@ -22,6 +22,7 @@ from deployer.errors import (
     DeployerError,
     InputError,
 )
+from deployer.redact import mask_known
 
 # name -> "module:attribute"; each attribute is a click.Command.
 COMMANDS: dict[str, str] = {
@@ -163,19 +164,30 @@ def _debug_requested(args: list[str]) -> bool:
     return "--debug" in args or os.environ.get("DEPLOYER_DEBUG", "") not in ("", "0")
 
 
+def _say(text: str) -> None:
+    """One line on stderr, secrets masked: an error may quote a rendered value."""
+    click.echo(mask_known(text), err=True)
+
+
 def report_error(err: DeployerError) -> None:
     """Print a deployer error (every problem of an InputError) and its fix hint."""
     if isinstance(err, InputError):
         errors = [p for p in err.problems if p.severity == "error"]
         for problem in err.problems:
             label = "warning" if problem.severity == "warning" else "error"
-            click.echo(f"{label}: {problem}", err=True)
+            _say(f"{label}: {problem}")
         if len(errors) > 1:
-            click.echo(f"{len(errors)} errors", err=True)
+            _say(f"{len(errors)} errors")
     else:
-        click.echo(f"error: {err}", err=True)
+        _say(f"error: {err}")
     if err.hint:
-        click.echo(f"fix: {err.hint}", err=True)
+        _say(f"fix: {err.hint}")
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    _say(traceback.format_exc().rstrip("\n"))
 
 
 def main(args: list[str] | None = None) -> int:
@@ -194,13 +206,12 @@ def main(args: list[str] | None = None) -> int:
         click.echo("interrupted", err=True)
         code = EXIT_INTERRUPTED
     except click.ClickException as exc:
+        exc.message = mask_known(exc.message)
         exc.show()
         code = exc.exit_code if exc.exit_code else EXIT_USAGE
     except DeployerError as exc:
         if debug:
-            import traceback
-
-            traceback.print_exc()
+            _print_traceback()
         report_error(exc)
         code = exc.exit_code
     except KeyboardInterrupt:
@@ -211,12 +222,10 @@ def main(args: list[str] | None = None) -> int:
         code = 0
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
-            import traceback
-
-            traceback.print_exc()
+            _print_traceback()
         else:
-            click.echo(f"internal error: {type(exc).__name__}: {exc} "
-                       "(this is a bug; rerun with --debug for the traceback)", err=True)
+            _say(f"internal error: {type(exc).__name__}: {exc} "
+                 "(this is a bug; rerun with --debug for the traceback)")
         code = 70
     if args is None:
         sys.exit(code)
