@@ -69,6 +69,7 @@ class Runbook:
     steps: list[Step] = field(default_factory=list)
     on_failure: str = "rollback"
     lock: bool = True
+    fleet_rollback: str = "host"  # "host" | "all": what a failed host rolls back in a fleet
     included_files: list[str] = field(default_factory=list)  # for digests
     template_files: list[str] = field(default_factory=list)  # for digests
     description_position: Position | None = None  # for errors met rendering it

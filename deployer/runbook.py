@@ -298,6 +298,7 @@ def load_runbook(name_or_path: str, project_dir: str) -> Runbook:
         steps=steps,
         on_failure=top.get("on_failure") or "rollback",
         lock=top.get("lock") if isinstance(top.get("lock"), bool) else True,
+        fleet_rollback=top.get("fleet_rollback") or "host",
         included_files=list(loader.included),
         description_position=desc.pos if (desc := node.get("description")) else None,
     )

@@ -47,6 +47,13 @@ RUNBOOK_FIELDS: dict[str, FieldSpec] = {
                             default="rollback", choices=("rollback", "stop"), template=False),
     "lock": FieldSpec("boolean", "Take the host's deploy lock for the run so two runs never "
                       "overlap.", default=True, template=False),
+    "fleet_rollback": FieldSpec("choice", "In a run on several hosts, what a failure rolls "
+                                "back: only the failed host (`host`), or also every host "
+                                "that finished ok in the same fleet run (`all`), once the "
+                                "failure stops the fleet (`--max-fail`, default: the first "
+                                "failure). Each host undoes its own run, as `deployer "
+                                "rollback` would; an irreversible step stops its undo.",
+                                default="host", choices=("host", "all"), template=False),
     "steps": FieldSpec("steps", "The steps, run in order.", required=True),
 }
 
