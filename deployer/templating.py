@@ -39,6 +39,15 @@ _UNDEF_RE = re.compile(r"'([^']+)' is undefined")
 _ATTR_RE = re.compile(r"has no attribute '([^']+)'")
 
 
+def _owner_of(name: str, source: str) -> str | None:
+    """The dotted expression a missing key ``name`` was looked up on in ``source``
+    (``db`` for ``{{ db.nmae }}`` or ``db['nmae']``), when exactly one is found."""
+    pattern = re.compile(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*(?:\.\s*" + re.escape(name)
+                         + r"\b|\[\s*['\"]" + re.escape(name) + r"['\"]\s*\])")
+    owners = {m.group(1) for m in pattern.finditer(source)}
+    return owners.pop() if len(owners) == 1 else None
+
+
 def captured_placeholder(name: str) -> str:
     """What a value captured at run time looks like in a plan."""
     return f"<captured: {name}>"
@@ -320,7 +329,8 @@ class StepContext(RenderContext):
             message = f"{display_path(self.runbook.path)}: {message}"
         return InputError(Problem(f"{self._label(where)}: {message}", pos, hint=hint))
 
-    def _undefined(self, exc: jinja2.UndefinedError, where: str) -> InputError:
+    def _undefined(self, exc: jinja2.UndefinedError, where: str,
+                   source: str = "") -> InputError:
         text = str(exc.message or exc)
         match = _UNDEF_RE.search(text)
         if match:
@@ -334,20 +344,46 @@ class StepContext(RenderContext):
         match = _ATTR_RE.search(text)
         if match and "dict object" in text:
             name = match.group(1)
-            if name not in self.secrets and self.runbook.secrets is not None:
+            owner = _owner_of(name, source)
+            if owner == "secrets" or (owner is None and name not in self.secrets
+                                      and self._mentions_secret(name)):
                 close = difflib.get_close_matches(name, list(self.secrets), n=1)
-                if name not in self.runbook.secrets and self._mentions_secret(name):
-                    hint = (f"did you mean `{close[0]}`? " if close else "") + (
-                        f"declare it in the runbook: secrets: [{name}]")
-                    return self._problem(f"undefined secret `secrets.{name}`", where, hint)
-            return self._problem(f"undefined attribute `{name}`", where,
-                                 "check the name; host has: name, address, user, port, groups")
+                hint = (f"did you mean `{close[0]}`? " if close else "") + (
+                    f"declare it in the runbook: secrets: [{name}]")
+                return self._problem(f"undefined secret `secrets.{name}`", where, hint)
+            if owner is None:
+                return self._problem(f"undefined attribute `{name}`", where,
+                                     "check the name of the key or attribute")
+            keys = self._keys_of(owner)
+            close = difflib.get_close_matches(name, keys, n=1)
+            hint = (f"did you mean `{owner}.{close[0]}`? " if close else "") + (
+                f"`{owner}` has: {', '.join(keys)}" if keys else f"`{owner}` is empty")
+            return self._problem(f"undefined key `{owner}.{name}`", where, hint)
         return self._problem(f"undefined value: {text}", where)
 
+    def _keys_of(self, dotted: str) -> list[str]:
+        """The keys of the mapping named by ``dotted`` (``db``, ``host``, ``a.b``)."""
+        head, *rest = dotted.split(".")
+        if head == "host":
+            value: Any = {k: None for k in ("name", "address", "user", "port", "groups")}
+        elif head == "runbook":
+            value = {"name": None, "description": None}
+        elif head == "secrets":
+            value = self.secrets
+        else:
+            try:
+                value = self._names[head]
+            except (KeyError, jinja2.UndefinedError, InputError):
+                return []
+        for part in rest:
+            value = value.get(part) if isinstance(value, dict) else None
+        return sorted(str(k) for k in value) if isinstance(value, dict) else []
+
     def _mentions_secret(self, name: str) -> bool:
-        # The error text only says "'dict object' has no attribute"; the secrets mapping
-        # is the usual culprit, but only claim so when the name is not a host attribute.
-        return name not in ("name", "address", "user", "port", "groups", "description")
+        # Without the source text the error only says "'dict object' has no attribute";
+        # the secrets mapping is the usual culprit, unless the name is a host attribute.
+        return self.runbook.secrets is not None and name not in (
+            "name", "address", "user", "port", "groups", "description")
 
     # -- rendering --------------------------------------------------------------------
 
@@ -401,7 +437,7 @@ class StepContext(RenderContext):
             ctx = template.new_context(self._names, shared=True)
             return self.env.concat(template.root_render_func(ctx))  # type: ignore[attr-defined]
         except jinja2.UndefinedError as exc:
-            raise self._undefined(exc, where) from None
+            raise self._undefined(exc, where, text) from None
         except jinja2.TemplateSyntaxError as exc:
             raise self._problem(f"template syntax error: {exc.message} (line {exc.lineno} "
                                 "of the value)", where,
@@ -465,7 +501,11 @@ class StepContext(RenderContext):
             ctx = template.new_context(names, shared=True)
             return self.env.concat(template.root_render_func(ctx))  # type: ignore[attr-defined]
         except jinja2.UndefinedError as exc:
-            raise self._undefined(exc, where) from None
+            source = ""
+            if template.filename:
+                with open(template.filename, encoding="utf-8", errors="replace") as fh:
+                    source = fh.read()
+            raise self._undefined(exc, where, source) from None
         except _VarCycle as exc:
             raise self._problem(f"variables refer to each other in a cycle: {exc}", where
                                 ) from None

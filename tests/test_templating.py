@@ -59,6 +59,30 @@ def test_undefined_variable_names_file_step_field_and_variable(tmp_path):
     assert "did you mean `app_dir`?" in p.hint
 
 
+@pytest.mark.parametrize("text, message, hint", [
+    ("{{ db.nmae }}", "undefined key `db.nmae`", "did you mean `db.name`? `db` has: name, user"),
+    ("{{ db['usr'] }}", "undefined key `db.usr`", "did you mean `db.user`?"),
+    ("{{ host.adress }}", "undefined key `host.adress`", "did you mean `host.address`?"),
+    ("{{ secrets.db_pasword }}", "undefined secret `secrets.db_pasword`",
+     "did you mean `db_password`?"),
+])
+def test_missing_key_names_the_mapping_it_was_looked_up_on(tmp_path, text, message, hint):
+    ctx = ctx_for(tmp_path, variables={"db": {"name": "shop", "user": "app"}})
+    with pytest.raises(InputError) as info:
+        ctx.render(text, "run.command")
+    (p,) = info.value.problems
+    assert message in p.message and hint in p.hint, (p.message, p.hint)
+
+
+def test_missing_key_in_a_template_file_names_its_mapping(tmp_path):
+    ctx = ctx_for(tmp_path, variables={"db": {"name": "shop"}},
+                  templates={"app.conf.j2": "name={{ db.name }}\nuser={{ db.user }}\n"})
+    with pytest.raises(InputError) as info:
+        ctx.template("app.conf.j2")
+    (p,) = info.value.problems
+    assert "undefined key `db.user`" in p.message and "`db` has: name" in p.hint
+
+
 def test_undeclared_secret(tmp_path):
     ctx = ctx_for(tmp_path)
     with pytest.raises(InputError, match=r"undefined secret `secrets.api_key`") as info:
