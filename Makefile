@@ -1,10 +1,11 @@
 # Two entry points from the README: `make demo` and `make test`. Both install deployer into
-# .venv and start the sandbox VPS (scripts/sandbox, see docs/sandbox.md) first.
+# .venv and start the sandbox VPS (scripts/sandbox, see docs/sandbox.md) first; `make test`
+# first makes sure the system packages the tests need are installed (scripts/test-deps).
 PYTHON ?= python3
 VENV := .venv
 DEPLOYER := $(VENV)/bin/deployer -i .sandbox/inventory.yml
 
-.PHONY: venv sandbox-up sandbox-down sandbox-status demo test lint
+.PHONY: venv test-deps sandbox-up sandbox-down sandbox-status demo test lint
 
 venv: $(VENV)/.installed
 
@@ -13,6 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
+
+# Installs what is missing as root; otherwise prints the apt-get command and exits 2.
+test-deps:
+	scripts/test-deps
 
 sandbox-up:
 	scripts/sandbox up
@@ -27,8 +32,12 @@ demo: venv sandbox-up
 	$(DEPLOYER) run first-time --host sandbox --yes
 	$(DEPLOYER) run restart --host sandbox
 
-# -m '' clears any marker filter: the e2e tests against the sandbox run too.
-test: venv sandbox-up
+# -m '' clears any marker filter: the e2e tests against the sandbox run too. The packages
+# come first, in the recipe rather than as prerequisites, so that `make -j` cannot build
+# the venv before python3-venv is there.
+test:
+	scripts/test-deps
+	$(MAKE) --no-print-directory venv sandbox-up
 	$(VENV)/bin/pytest -m ''
 
 lint: venv
