@@ -122,6 +122,15 @@ def test_dry_run_prints_exactly_the_plan(project) -> None:
     plan = project.cli("plan", "app", "--host", "t")
     assert dry.returncode == 0 and plan.returncode == 0
     assert dry.stdout == plan.stdout
+    for fmt in ("json", "markdown"):
+        dry = project.cli("run", "app", "--host", "t", "--dry-run", "--format", fmt)
+        plan = project.cli("plan", "app", "--host", "t", "--format", fmt)
+        assert dry.returncode == 0 and dry.stdout == plan.stdout, dry.stderr
+        assert "***" in dry.stdout and "Zx9-secret-Q7w" not in dry.stdout
+        if fmt == "json":
+            assert json.loads(dry.stdout)["hosts"][0]["host"] == "t"
+    r = project.cli("run", "app", "--host", "t", "--format", "markdown")
+    assert r.returncode == 2 and "--dry-run" in r.stderr
     assert not project.records()
 
 

@@ -70,9 +70,10 @@ def _fleet_options(func: Any) -> Any:
         click.option("--max-fail", default=None, metavar="N|P%",
                      help="Stop starting hosts once more than N hosts (or P% of them) "
                      "failed (default 0)."),
-        click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-                     show_default=True,
-                     help="json: per-host results on stdout, progress on stderr."),
+        click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]),
+                     default="text", show_default=True,
+                     help="json: per-host results on stdout, progress on stderr. With "
+                     "--dry-run: the plan as a table (text), json or markdown."),
     ]):
         func = option(func)
     return func
@@ -82,6 +83,9 @@ def _execute(ctx: click.Context, session: Any, options: Any, target: str | None,
              parallel: int | None, batch_size: int | None, max_fail: str | None,
              fmt: str) -> None:
     """One host with text output: the plain executor; otherwise the fleet scheduler."""
+    if fmt == "markdown":
+        raise UsageError("--format markdown is a plan format: use it with --dry-run or "
+                         "`deployer plan`", hint="for a run use --format text or json")
     if len(session.hosts) > 1 or fmt == "json" or parallel or batch_size or max_fail:
         from deployer.cli.fleet_run import run_group
 
@@ -170,7 +174,8 @@ def run(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str,
             raise UsageError("--dry-run shows the whole plan; it cannot be combined with "
                              "--resume, --from or --only")
         ctx.invoke(plan_command, runbook=runbook, host=host, cli_vars=cli_vars,
-                   vars_files=vars_files, secrets_file=secrets_file, fmt="table", out=None,
+                   vars_files=vars_files, secrets_file=secrets_file,
+                   fmt="table" if fmt == "text" else fmt, out=None,
                    placeholder_secrets=False)
         return
     if force and not resume:
