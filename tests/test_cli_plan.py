@@ -415,3 +415,76 @@ def test_long_table_drawing_matches_rich_table(capsys, project, monkeypatch, col
     assert drawn == by_rich
     if columns == "120":
         check_golden("plan-first-time.txt", drawn, project)
+
+
+# ------------------------------------------------------------- narrow terminals
+
+def _table_lines(out):
+    return [line for line in out.splitlines() if line[:1] in "┌├│└"]
+
+
+def _assert_table_intact(out, columns, data):
+    """Every table line fits and ends with its right border; every flag of every step
+    is there as whole words (wrapped at spaces, never cut)."""
+    lines = _table_lines(out)
+    assert lines and max(len(line) for line in out.splitlines()) <= columns
+    assert all(line[-1] in "┐┤│┘" for line in lines), "right border cropped"
+    flag_cells = {}
+    for line in lines:
+        cells = line.strip("│").split("│")
+        if line.startswith("│") and len(cells) == 5:
+            flag_cells.setdefault(len(flag_cells), cells[4].strip())
+    words = " ".join(cell for cell in flag_cells.values()).split()
+    for host in data["hosts"]:
+        for step in host["steps"]:
+            for flag in step["flags"] + (["skipped"] if step["skipped"] else []):
+                for word in flag.split():
+                    assert word in words, f"flag {flag!r} cut: {words}"
+
+
+@pytest.mark.parametrize("columns", ["80", "120"])
+def test_plan_table_fits_the_terminal(capsys, project, monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", columns)
+    args = ("plan", "first-time", "--host", "web", "--secrets-file", "secrets.env")
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    data = json.loads(cli(capsys, *args, "--format", "json")[1])
+    _assert_table_intact(out, int(columns), data)
+    check_golden(f"plan-first-time-{columns}.txt" if columns == "80"
+                 else "plan-first-time.txt", out, project)
+
+
+@pytest.mark.parametrize("columns", ["50", "64", "80", "96"])
+def test_long_table_drawing_matches_rich_table_when_narrow(capsys, project, monkeypatch,
+                                                            columns):
+    from deployer.cli import render
+
+    monkeypatch.setenv("COLUMNS", columns)
+    args = ("plan", "first-time", "--host", "web", "--secrets-file", "secrets.env")
+    code, by_rich, err = cli(capsys, *args)
+    assert code == 0, err
+    monkeypatch.setattr(render, "LONG_PLAN", 0)
+    code, drawn, err = cli(capsys, *args)
+    assert code == 0, err
+    assert drawn == by_rich
+    assert max(len(line) for line in drawn.splitlines()) <= int(columns)
+
+
+def test_plan_piped_to_a_file_is_not_cropped(tmp_path, project):
+    """`deployer plan ... > plan.txt`: no terminal, no COLUMNS, rich assumes 80."""
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env.update({"NO_COLOR": "1", "PYTHONPATH": str(ROOT)})
+    out_file = tmp_path / "plan.txt"
+    with open(out_file, "w") as fh:
+        proc = subprocess.run([sys.executable, "-m", "deployer.cli.main", "plan",
+                               "first-time", "--host", "web", "--secrets-file", "secrets.env"],
+                              cwd=project, env=env, stdout=fh, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = out_file.read_text()
+    data = json.loads(subprocess.run(
+        [sys.executable, "-m", "deployer.cli.main", "plan", "first-time", "--host", "web",
+         "--secrets-file", "secrets.env", "--format", "json"], cwd=project, env=env,
+        capture_output=True, text=True, timeout=120, check=True).stdout)
+    _assert_table_intact(out, 80, data)
+    assert max(len(line) for line in _table_lines(out)) == 80  # uses the width it has

@@ -126,25 +126,54 @@ def _wrap(lines: list[tuple[str, str]], width: int) -> list[tuple[str, str]]:
     return [(piece, style) for line, style in lines for piece in _wrap_line(line, width)]
 
 
+# Column caps and floors (cells, without padding). Wide consoles get every column at its
+# natural width up to the caps; on narrow ones (80 columns, or a pipe, where rich
+# assumes 80) the flags column keeps its longest word, the step column gives way
+# first, then the action column, so the table fits and wraps instead of being cropped.
+STEP_MAX, FLAGS_MAX, ACTION_MIN = 22, 20, 30
+STEP_FLOOR, ACTION_FLOOR = 12, 20
+_OVERHEAD = 2 * 5 + 6  # padding of five columns and six borders
+
+
+def column_widths(rows: list[list[list[tuple[str, str]]]], console_width: int) -> list[int]:
+    """Content widths of the five columns for ``rows`` (``_cells`` output) so that the
+    table is at most ``console_width`` wide whenever that is possible at all."""
+    headers = ["#", "step", "kind", "action / rollback", "flags"]
+
+    def widest(col: int, words: bool = False) -> int:
+        lines = [line for row in rows for line, _ in row[col]]
+        if words:
+            lines = [w for line in lines for w in line.split()]
+        return max([len(headers[col]) if not words else 1]
+                   + [_cells_wide(line) for line in lines])
+
+    index, kind = widest(0), widest(2)
+    # the action column is never narrower than ACTION_MIN while there is room for it
+    step, flags = min(STEP_MAX, widest(1)), min(FLAGS_MAX, widest(4))
+    room = console_width - _OVERHEAD - index - kind
+    action = max(ACTION_MIN, min(widest(3), room - step - flags))
+    widths = [index, step, kind, action, flags]
+    # Flags wrap at spaces but keep whole words ("irreversible", "capture=old_rev").
+    flag_words = max(widest(4, words=True), len(headers[4]))
+    for col, floor in ((4, flag_words), (1, STEP_FLOOR), (3, ACTION_FLOOR), (1, 8),
+                       (4, len("irreversible")), (3, 12), (4, len(headers[4])), (1, 4),
+                       (3, 4)):
+        excess = sum(widths) - index - kind - room
+        if excess <= 0:
+            break
+        widths[col] = max(min(widths[col], floor), widths[col] - excess)
+    return widths
+
+
 def _long_table(steps: list[dict[str, Any]], console: Any) -> Any:
-    """The step table of ``render_table`` as ready-made segments, drawn directly; None
-    on a console too narrow for every column at its natural width, where rich's own
-    shrinking of the other columns has to decide."""
+    """The step table of ``render_table`` as ready-made segments, drawn directly with
+    the same column widths and wrapping as rich's table."""
     from rich.segment import Segment
     from rich.style import Style
 
     rows = [_cells(step) for step in steps]
     headers = ["#", "step", "kind", "action / rollback", "flags"]
-
-    def widest(col: int) -> int:
-        return max([len(headers[col])]
-                   + [_cells_wide(line) for row in rows for line, _ in row[col]])
-
-    widths = [widest(0), min(22, widest(1)), widest(2), 0, min(20, widest(4))]
-    room = (console.width or 80) - sum(widths) - 2 * len(widths) - (len(widths) + 1)
-    if room < 30:
-        return None
-    widths[3] = max(30, min(room, widest(3)))  # the column's min_width
+    widths = column_widths(rows, console.width or 80)
     # Segments, built by hand: a ``Text`` of the whole table would be wrapped and split
     # into lines again by the console, which costs more than drawing it.
     segments: list[Segment] = []
@@ -161,9 +190,12 @@ def _long_table(steps: list[dict[str, Any]], console: Any) -> Any:
     def rule(left: str, mid: str, right: str) -> None:
         append(left + mid.join("─" * (w + 2) for w in widths) + right + "\n")
 
-    def draw(cells: list[list[tuple[str, str]]]) -> None:
+    def draw(cells: list[list[tuple[str, str]]], bottom: bool = False) -> None:
         wrapped = [_wrap(cell, w) for cell, w in zip(cells, widths, strict=True)]
-        for i in range(max(len(c) for c in wrapped)):
+        height = max(len(c) for c in wrapped)
+        if bottom:  # rich aligns a wrapped header row at the bottom
+            wrapped = [[("", "")] * (height - len(c)) + c for c in wrapped]
+        for i in range(height):
             for col, cell in enumerate(wrapped):
                 line, style = cell[i] if i < len(cell) else ("", "")
                 pad = " " * (widths[col] - _cells_wide(line))
@@ -178,7 +210,7 @@ def _long_table(steps: list[dict[str, Any]], console: Any) -> Any:
             append("│\n")
 
     rule("┌", "┬", "┐")
-    draw([[(h, "bold")] for h in headers])
+    draw([[(h, "bold")] for h in headers], bottom=True)
     rule("├", "┼", "┤")
     for n, cells in enumerate(rows):
         if n:
@@ -214,17 +246,18 @@ def render_table(data: dict[str, Any], console: Any) -> None:
         console.print(title)
         if rb.get("description"):
             console.print(Text(rb["description"], style="dim"))
-        long_table = _long_table(host["steps"], console) if len(host["steps"]) > LONG_PLAN \
-            else None
-        if long_table is not None:
-            console.print(long_table, soft_wrap=True)
+        if len(host["steps"]) > LONG_PLAN:
+            console.print(_long_table(host["steps"], console), soft_wrap=True)
             continue
+        # Fixed widths, computed like the long table's: rich's own shrinking keeps
+        # min widths that add up to more than 80 columns and crops the right edge.
+        widths = column_widths([_cells(step) for step in host["steps"]], console.width or 80)
         table = Table(box=box.SQUARE, show_lines=True, expand=False, pad_edge=True)
-        table.add_column("#", justify="right", no_wrap=True)
-        table.add_column("step", overflow="fold", max_width=22)
-        table.add_column("kind", no_wrap=True)
-        table.add_column("action / rollback", overflow="fold", ratio=1, min_width=30)
-        table.add_column("flags", overflow="fold", max_width=20)
+        table.add_column("#", justify="right", no_wrap=True, width=widths[0])
+        table.add_column("step", overflow="fold", width=widths[1])
+        table.add_column("kind", no_wrap=True, width=widths[2])
+        table.add_column("action / rollback", overflow="fold", width=widths[3])
+        table.add_column("flags", overflow="fold", width=widths[4])
         for step in host["steps"]:
             style = "dim" if step["skipped"] else ""
             name = Text(step["id"], style="bold" if not step["skipped"] else "dim")
