@@ -75,6 +75,19 @@ _START_LINE_RE = re.compile(
     r"([A-Za-z_]\w*)(?:\.\w+)*:[A-Za-z_]\w*"
 )
 _ASGI_IMPORT_RE = re.compile(r'Could not import module "([A-Za-z_]\w*)')
+# Line prefixes added by the tools that collect output, removed before matching so a
+# `^`-anchored pattern sees the program's own line: deployer's run log
+# (`HH:MM:SS host step| ` / `step!| `, events `HH:MM:SS ==> `), timestamped CI logs
+# (`2026-11-25T10:17:12.123Z `, `[10:17:12] `) and `docker compose logs` (`api-1  | `).
+# Applied repeatedly: a CI log may carry a deployer run log carrying compose output.
+_LINE_PREFIX_RE = re.compile(
+    r"^(?:"
+    r"\d{2}:\d{2}:\d{2} (?:==> |\S+ \S+?[! ]\| )"
+    r"|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\s"
+    r"|\[\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\] "
+    r"|[A-Za-z0-9][\w.-]*\s+\| "
+    r")"
+)
 
 
 @dataclass(frozen=True)
@@ -466,6 +479,17 @@ def mask_credentials(text: str) -> str:
     return _DOUBLED_CRED_RE.sub("@:***@", text)
 
 
+def strip_line_prefix(line: str) -> str:
+    """``line`` without the collectors' prefixes (run log, CI timestamps, compose
+    service names): what the failing program printed."""
+    for _ in range(4):
+        m = _LINE_PREFIX_RE.match(line)
+        if m is None or not m.end():
+            break
+        line = line[m.end():]
+    return line
+
+
 def _fill(template: str, match: re.Match[str]) -> str:
     named = match.re.groupindex
 
@@ -535,6 +559,7 @@ class _Pending:
     before: tuple[str, ...]
     hits: list[tuple[Entry, re.Match[str]]]
     after: list[str] = field(default_factory=list)
+    shown: str = ""  # the line as it appears in the log, prefixes included
 
 
 class _Scanner:
@@ -562,7 +587,13 @@ class _Scanner:
             line = line[:MAX_LINE]
         if "\x1b" in line:
             line = _ANSI_RE.sub("", line)
-        return line
+        return strip_line_prefix(line)
+
+    @staticmethod
+    def _display(raw: str) -> str:
+        # shown with its prefix: in a run log the host and step say where it failed
+        line = raw.rstrip("\r\n")[:MAX_LINE]
+        return _ANSI_RE.sub("", line) if "\x1b" in line else line
 
     def feed_block(self, block: list[str]) -> None:
         """Feed many lines at once: a block with no candidate line costs one regex pass."""
@@ -603,7 +634,8 @@ class _Scanner:
                         hits.append((entry, m))
                         break
             if hits:
-                self.pending.append(_Pending(self.line_no, line, tuple(self.before), hits))
+                self.pending.append(_Pending(self.line_no, line, tuple(self.before), hits,
+                                             shown=self._display(raw)))
         self.before.append(line)
 
     def finish(self) -> list[_Agg]:
@@ -654,7 +686,8 @@ class _Scanner:
             if agg is None:
                 if len(self.results) >= MAX_KEYS:
                     continue
-                agg = _Agg(entry, cause, _fill(entry.fix, m), mask_credentials(pend.line.strip()),
+                agg = _Agg(entry, cause, _fill(entry.fix, m),
+                           mask_credentials((pend.shown or pend.line).strip()),
                            pend.line_no, score, lines=[pend.line_no])
                 self.results[key] = agg
             else:
