@@ -63,6 +63,39 @@ def _to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
+class TemplateValueError(Exception):
+    """A filter refused a value; the message never holds the value itself."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+# Characters an unquoted `.env` value cannot carry the same way through Compose v1 and
+# v2: v2 strips quotes and expands `$`, v1 keeps quotes; `#` starts a comment in v2,
+# whitespace and backslashes are trimmed or escaped differently.
+_ENV_UNSAFE = {"'": "a quote", '"': "a quote", "`": "a backtick", "$": "`$`", "#": "`#`",
+               "\\": "a backslash", " ": "a space", "\t": "a tab", "\n": "a newline",
+               "\r": "a newline"}
+_PLACEHOLDER = re.compile(r"<(?:captured: [A-Za-z_]\w*|secret:[A-Za-z_]\w*)>")
+
+
+def _env_value(value: Any, name: str = "value") -> str:
+    """``value`` checked for a Compose `.env` line: refused (naming ``name``, never the
+    value) when Compose v1 and v2 would read it differently."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)
+    text = "" if value is None else str(value)
+    found = sorted({what for ch, what in _ENV_UNSAFE.items()
+                    if ch in _PLACEHOLDER.sub("", text)})
+    if found:
+        raise TemplateValueError(
+            f"{name} contains {' and '.join(found)}: Compose v1 and v2 read such a .env "
+            "value differently (v2 strips quotes and expands `$`)",
+            hint=f"choose a {name} without quotes, `$`, `#`, backslashes or whitespace")
+    return text
+
+
 _ENVS: dict[str, jinja2.Environment] = {}
 
 
@@ -79,6 +112,7 @@ def environment(project_dir: str = ".") -> jinja2.Environment:
         )
         env.filters["quote"] = _quote
         env.filters["to_json"] = _to_json
+        env.filters["env_value"] = _env_value
         _ENVS[key] = env
     return env
 
@@ -444,6 +478,8 @@ class StepContext(RenderContext):
                                 "check the {{ }} / {% %} delimiters") from None
         except _VarCycle as exc:
             raise self._cycle(exc, where) from None
+        except TemplateValueError as exc:
+            raise self._problem(str(exc), where, exc.hint) from None
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - a filter or expression failed
@@ -509,6 +545,8 @@ class StepContext(RenderContext):
         except _VarCycle as exc:
             raise self._problem(f"variables refer to each other in a cycle: {exc}", where
                                 ) from None
+        except TemplateValueError as exc:
+            raise self._problem(str(exc), where, exc.hint) from None
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - a filter or expression failed

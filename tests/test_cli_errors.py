@@ -49,3 +49,24 @@ def test_errors_quoting_a_rendered_secret_mask_it(project: Path, step: str,
     assert "runbooks/zz.yml:3:5" in r.stderr and "***" in r.stderr, r.stderr
     for text in (r.stdout, r.stderr):
         assert SECRET not in text and "with:specials" not in text
+
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_SECRETS = {"postgres_password": "pg-Super-7f3a9c1e", "db_app_password": "app-Pass-41d2",
+                   "db_ui_password": "ui-Read-Only-88b1", "admin_password": "admin-Login-0c5e",
+                   "jwt_secret": "jwt-Sign-Key-9a8b7c6d"}
+
+
+@pytest.mark.parametrize("bad", ["adm$in-Pass-77", "it's-a-pass", "has space-99",
+                                 "hash#tag-1234"])
+def test_env_file_refuses_a_secret_compose_would_read_differently(bad: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYER_SECRET_")}
+    env.update({f"DEPLOYER_SECRET_{k.upper()}": v for k, v in SHIPPED_SECRETS.items()})
+    env["DEPLOYER_SECRET_ADMIN_PASSWORD"] = bad
+    r = subprocess.run([sys.executable, "-m", "deployer.cli.main", "-C", str(ROOT), "-i",
+                        str(ROOT / "inventory.example.yml"), "plan", "first-time", "--host",
+                        "vps"], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "step `code.env_file`" in r.stderr and "secret admin_password contains" in r.stderr
+    assert "Compose v1 and v2" in r.stderr and "Traceback" not in r.stderr
+    assert bad not in r.stdout + r.stderr
