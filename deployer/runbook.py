@@ -10,6 +10,7 @@ the whole chain.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from deployer.errors import InputError, Position, Problem, UsageError
@@ -24,6 +25,7 @@ from deployer.schema import (
 from deployer.yamlsrc import Node, display_path, load_yaml
 
 EXTENSIONS = (".yml", ".yaml")
+_STEP_PATH = re.compile(r"steps\[(\d+)\]")
 MAX_INCLUDE_DEPTH = 20
 
 
@@ -86,8 +88,9 @@ def _resolve_include(ref: str, including_file: str, project_dir: str) -> str | N
 
 
 class _Loader:
-    def __init__(self, project_dir: str) -> None:
+    def __init__(self, project_dir: str, lenient: bool = False) -> None:
         self.project_dir = project_dir
+        self.lenient = lenient  # keep the steps that checked fine (validate)
         self.problems: list[Problem] = []
         self.included: list[str] = []
 
@@ -102,7 +105,8 @@ class _Loader:
         if node.is_mapping:
             check_secret_names(top.get("secrets"), node.get("secrets"), checker)
         self.problems += checker.problems
-        return node, top
+        # reported above; dropped so no caller trips over the INVALID marker
+        return node, {k: v for k, v in top.items() if v is not INVALID}
 
     def steps(self, path: str, top: dict[str, Any], chain: list[str], prefix: str,
               scope: dict[str, Any], when: str | None, extra_vars: dict[str, Any],
@@ -113,9 +117,10 @@ class _Loader:
         checker = Checker()
         checked = check_steps(steps_node, checker)
         self.problems += checker.problems
+        failed = _failed_steps(checker.problems) if self.lenient else set()
         out: list[Step] = []
-        for item, fields in checked:
-            if fields is None:
+        for index, (item, fields) in enumerate(checked):
+            if fields is None or index in failed:
                 continue
             if fields.get("id") in (None, INVALID):
                 continue
@@ -207,6 +212,11 @@ class _Loader:
                           extra_vars, secrets)
 
 
+def _failed_steps(problems: list[Problem]) -> set[int]:
+    """Indexes of the steps (``steps[N]...`` paths) that have a problem."""
+    return {int(m.group(1)) for p in problems if p.path and (m := _STEP_PATH.match(p.path))}
+
+
 def _when_text(value: Any) -> str | None:
     if value is None or value is INVALID:
         return None
@@ -268,14 +278,17 @@ def _check_captures(steps: list[Step], problems: list[Problem]) -> None:
             seen[step.capture] = step.id
 
 
-def load_runbook(name_or_path: str, project_dir: str) -> Runbook:
+def load_runbook(name_or_path: str, project_dir: str,
+                 problems: list[Problem] | None = None) -> Runbook:
     """Load, validate and expand a runbook; raise one ``InputError`` with every problem.
 
     ``name_or_path`` is a runbook name (``runbooks/<name>.yml`` or ``.yaml``) or a path.
     An unknown name raises ``UsageError`` listing the available runbooks.
+    Given ``problems`` (validate), problems are appended to it instead and the runbook
+    keeps the steps that checked fine; it raises only when the file is not a mapping.
     """
     path = resolve_runbook_path(name_or_path, project_dir)
-    loader = _Loader(project_dir)
+    loader = _Loader(project_dir, lenient=problems is not None)
     node, top = loader.load_file(path)
     if node is None or not node.is_mapping:
         raise InputError(loader.problems)
@@ -284,8 +297,10 @@ def load_runbook(name_or_path: str, project_dir: str) -> Runbook:
     steps = loader.steps(path, top, [os.path.realpath(path)], "", {}, None, extra_vars, secrets)
     _check_ids(steps, loader.problems)
     _check_captures(steps, loader.problems)
-    if loader.problems:
+    if loader.problems and problems is None:
         raise InputError(loader.problems)
+    if problems is not None:
+        problems += loader.problems
     variables = dict(extra_vars)
     variables.update(top.get("vars") or {})
     stem = os.path.splitext(os.path.basename(path))[0]

@@ -3,6 +3,9 @@
 Each runbook in ``runbooks/`` is loaded (schema, includes, ids) and each of its steps
 is rendered for every host of the inventory with placeholder secrets, so undefined
 variables, missing templates and kind-level mistakes all surface without a connection.
+Steps with schema errors are reported and left out; the others are still rendered, so
+one typo does not hide the rest. YAML files in subfolders of ``runbooks/`` that no
+runbook includes are checked as well.
 Besides errors it reports warnings for the traps behind past incidents:
 
 - a destructive step with neither a rollback nor a confirm;
@@ -22,7 +25,7 @@ from deployer.errors import DeployerError, InputError, Problem
 from deployer.inventory import DEFAULT_INVENTORY, Inventory, load_inventory
 from deployer.models import IRREVERSIBLE, Runbook, Step, StepBody
 from deployer.planner import render_description, render_step
-from deployer.runbook import list_runbooks, load_runbook
+from deployer.runbook import EXTENSIONS, list_runbooks, load_runbook, runbooks_dir
 from deployer.secrets import placeholder_secrets
 from deployer.templating import make_context, merge_vars
 from deployer.yamlsrc import display_path
@@ -218,9 +221,44 @@ def render_problems(runbook: Runbook, inventory: Inventory, project_dir: str) ->
     return problems
 
 
+def part_files(project_dir: str) -> list[str]:
+    """YAML files in subfolders of ``runbooks/`` (include fragments, usually), sorted;
+    hidden files and folders are skipped."""
+    top = runbooks_dir(project_dir)
+    found = []
+    for folder, dirs, files in os.walk(top):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if folder == top:
+            continue
+        found += [os.path.join(folder, f) for f in files
+                  if f.endswith(EXTENSIONS) and not f.startswith(".")]
+    return sorted(found)
+
+
+def _load(name_or_path: str, project_dir: str, problems: list[Problem]) -> Runbook | None:
+    """The runbook with the steps that checked fine; its problems go to ``problems``
+    (so one bad step does not hide template errors in the others)."""
+    try:
+        return load_runbook(name_or_path, project_dir, problems)
+    except InputError as exc:
+        problems += exc.problems
+    except DeployerError as exc:
+        problems.append(Problem(exc.message, hint=exc.hint))
+    return None
+
+
+def _as_warning(p: Problem, note: str) -> Problem:
+    return Problem(f"{p.message} ({note})", p.position, p.path, p.hint, "warning")
+
+
 def validate_project(project_dir: str, inventory_path: str | None) -> list[Problem]:
     """Problems (errors and warnings) of every runbook and the inventory; never raises
-    for bad input."""
+    for bad input.
+
+    Runbooks are the files directly in ``runbooks/``. Files in its subfolders that no
+    runbook includes are checked too (YAML and schema errors are errors); their
+    rendering problems are warnings, as their variables may come from an includer.
+    """
     problems: list[Problem] = []
     names = list_runbooks(project_dir)
     if not names:
@@ -228,19 +266,29 @@ def validate_project(project_dir: str, inventory_path: str | None) -> list[Probl
             f"no runbooks found in {display_path(os.path.join(project_dir, 'runbooks'))}/",
             hint="create runbooks/<name>.yml, or point -C at the project directory"))
     inventory = _inventory(project_dir, inventory_path, problems)
+    included: set[str] = set()
     for name in names:
-        try:
-            runbook = load_runbook(name, project_dir)
-        except InputError as exc:
-            problems += exc.problems
+        runbook = _load(name, project_dir, problems)
+        if runbook is None:
             continue
-        except DeployerError as exc:
-            problems.append(Problem(exc.message, hint=exc.hint))
-            continue
+        included.update(os.path.realpath(f) for f in runbook.included_files)
         for step in runbook.steps:
             problems += step_warnings(step, runbook, project_dir)
         if inventory is not None:
             problems += render_problems(runbook, inventory, project_dir)
+    for path in part_files(project_dir):
+        if os.path.realpath(path) in included:
+            continue  # checked above, rendered with its includer's vars
+        runbook = _load(path, project_dir, problems)
+        if runbook is None:
+            continue
+        for step in runbook.steps:
+            problems += step_warnings(step, runbook, project_dir)
+        if inventory is not None:
+            note = (f"{display_path(path)} is not included by any runbook, so it was "
+                    "rendered without an includer's vars")
+            problems += [_as_warning(p, note) if p.severity == "error" else p
+                         for p in render_problems(runbook, inventory, project_dir)]
     unique: list[Problem] = []
     seen: set[Problem] = set()
     for p in problems:
