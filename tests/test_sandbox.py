@@ -9,10 +9,12 @@ ssh, both local base images, and a postgres image that behaves like the official
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +27,8 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX = ROOT / "scripts" / "sandbox"
-STATE = ROOT / ".sandbox"
+STATE = Path(os.environ.get("SANDBOX_DIR") or ROOT / ".sandbox").resolve()
+TEST_DEPS = ROOT / "scripts" / "test-deps"
 PYTHON_IMAGE = "deployer-sandbox/python:3.11-bookworm"
 POSTGRES_IMAGE = "deployer-sandbox/postgres:15"
 
@@ -90,7 +93,14 @@ def test_inventory_describes_the_sandbox_host(inventory: dict, host: dict) -> No
     assert Path(v["app_dir"]).is_absolute() and v["app_dir"].startswith(str(STATE))
     assert (Path(v["app_source"]) / "docker-compose.yml").is_file()
     assert v["base_image"] == PYTHON_IMAGE and v["postgres_image"] == POSTGRES_IMAGE
-    assert (v["api_port"], v["pg_port"]) == (18000, 55432)
+    # This checkout's own resources, as recorded for `down`, never the shared old defaults.
+    recorded = json.loads((STATE / "resources.json").read_text())
+    assert {k: v[k] for k in recorded} == recorded
+    assert v["compose_project"].startswith("deployer-sandbox-")
+    assert v["api_image"].startswith("deployer-example-api:sandbox-")
+    assert 18000 < v["api_port"] <= 18900 and 15432 < v["pg_port"] <= 16332
+    assert v["api_url"] == f"http://127.0.0.1:{v['api_port']}"
+    assert v["backup_dir"].startswith(str(STATE))
 
 
 def test_inventory_loads_with_deployer(inventory: dict) -> None:
@@ -368,3 +378,160 @@ def test_second_sandbox_down_stops_only_what_it_started(inventory: dict, host: d
     # The engine and the main sandbox's sshd are untouched.
     assert remote(host, "docker info --format '{{.ServerVersion}}'").stdout.strip()
     assert sh([str(SANDBOX), "status"], check=False).returncode == 0
+
+
+# ----------------------------------------------------------------------------- two checkouts
+
+def project_ids(project: str, *extra: str) -> list[str]:
+    return sh(["docker", "ps", "-q", *extra, "--filter",
+               f"label=com.docker.compose.project={project}"]).stdout.split()
+
+
+def answers(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def fake_deployment(res: dict) -> str:
+    """What a deployment leaves, in miniature: a container of the compose project holding
+    a labelled volume, listening on the api port, from an image tagged as the api image
+    (and its rollback tag)."""
+    label = f"com.docker.compose.project={res['compose_project']}"
+    volume = f"{res['compose_project']}_pgdata"
+    sh(["docker", "volume", "create", "--label", label, volume])
+    for tag in (res["api_image"], res["api_image"] + "-deployer-prev"):
+        sh(["docker", "tag", PYTHON_IMAGE, tag])
+    return sh(["docker", "run", "-d", "--network", "host", "--label", label,
+               "-v", f"{volume}:/data", res["api_image"], "python3", "-m", "http.server",
+               "--bind", "127.0.0.1", str(res["api_port"])]).stdout.strip()
+
+
+def test_two_checkouts_have_distinct_resources_and_down_leaves_the_other(
+        inventory: dict, host: dict, tmp_path: Path) -> None:
+    # Two more sandboxes as two other checkouts would make them: only the state directory
+    # differs, everything else is derived (no SANDBOX_PROJECT / *_PORT overrides).
+    envs = {}
+    for name in ("b", "c"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+        env["SANDBOX_DIR"] = str(tmp_path / name)
+        envs[name] = env
+    mine = {k: inventory["hosts"]["sandbox"]["vars"][k]
+            for k in ("compose_project", "api_image", "api_port", "pg_port", "app_dir")}
+    main_ids = project_ids(mine["compose_project"], "-a")
+    res: dict[str, dict] = {}
+    try:
+        for name, env in envs.items():
+            sh([str(SANDBOX), "up"], env=env, timeout=300)
+            res[name] = json.loads((tmp_path / name / "resources.json").read_text())
+            inv = yaml.safe_load((tmp_path / name / "inventory.yml").read_text())
+            assert {k: inv["hosts"]["sandbox"]["vars"][k] for k in res[name]} == res[name]
+        for key in mine:
+            values = [mine[key], res["b"][key], res["c"][key]]
+            assert len(set(values)) == 3, f"{key} shared between sandboxes: {values}"
+        b_host = yaml.safe_load((tmp_path / "b" / "inventory.yml").read_text())["hosts"]["sandbox"]
+        c_host = yaml.safe_load((tmp_path / "c" / "inventory.yml").read_text())["hosts"]["sandbox"]
+        assert len({b_host["port"], c_host["port"], host["port"]}) == 3
+        # A second `up` keeps the recorded resources (the running stack keeps matching).
+        before = (tmp_path / "b" / "resources.json").read_text()
+        sh([str(SANDBOX), "up"], env=envs["b"], timeout=300)
+        assert (tmp_path / "b" / "resources.json").read_text() == before
+
+        fake_deployment(res["b"])
+        c_id = fake_deployment(res["c"])
+        for name in ("b", "c"):  # both stacks listen at once
+            port = res[name]["api_port"]
+            deadline = time.monotonic() + 20
+            while not answers(port) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert answers(port), f"{name}'s api port {port} does not answer"
+
+        out = sh([str(SANDBOX), "down", "--purge"], env=envs["b"], timeout=300).stdout
+        assert f"compose project {res['b']['compose_project']}" in out
+        # b is gone: containers, volume, both image tags, sshd.
+        assert project_ids(res["b"]["compose_project"], "-a") == []
+        vols = sh(["docker", "volume", "ls", "-q"]).stdout.split()
+        assert f"{res['b']['compose_project']}_pgdata" not in vols
+        for tag in (res["b"]["api_image"], res["b"]["api_image"] + "-deployer-prev"):
+            assert sh(["docker", "image", "inspect", tag], check=False).returncode != 0, tag
+        assert sh([*ssh_cmd(b_host), "true"], check=False).returncode == 255
+        assert not answers(res["b"]["api_port"])
+        # c still runs, untouched, and so does this checkout's sandbox.
+        assert project_ids(res["c"]["compose_project"]) == [c_id[:12]]
+        assert answers(res["c"]["api_port"])
+        assert f"{res['c']['compose_project']}_pgdata" in vols
+        assert sh(["docker", "image", "inspect", res["c"]["api_image"]]).returncode == 0
+        assert sh([*ssh_cmd(c_host), "true"]).returncode == 0
+        assert project_ids(mine["compose_project"], "-a") == main_ids
+        assert sh([str(SANDBOX), "status"], check=False).returncode == 0
+    finally:
+        for env in envs.values():
+            sh([str(SANDBOX), "down", "--purge"], env=env, check=False, timeout=300)
+    for made in res.values():
+        assert project_ids(made["compose_project"], "-a") == []
+        assert sh(["docker", "image", "inspect", made["api_image"]],
+                  check=False).returncode != 0
+
+
+def test_down_without_a_record_removes_no_containers(inventory: dict, tmp_path: Path) -> None:
+    # A sandbox directory without resources.json (set up by an older scripts/sandbox, when
+    # every checkout shared one compose project): `down` cannot know what is its own.
+    env = dict(os.environ, SANDBOX_DIR=str(tmp_path / "old"))
+    (tmp_path / "old").mkdir()
+    everything = sh(["docker", "ps", "-aq"]).stdout.split()
+    r = sh([str(SANDBOX), "down"], env=env)
+    assert "no containers removed" in r.stdout
+    assert sh(["docker", "ps", "-aq"]).stdout.split() == everything
+
+
+@pytest.mark.parametrize(("name", "value"), [("SANDBOX_API_PORT", "abc"),
+                                              ("SANDBOX_PG_PORT", "80"),
+                                              ("SANDBOX_SSH_PORT", "70000"),
+                                              ("SANDBOX_PROJECT", "Has Spaces")])
+def test_bad_overrides_are_refused_before_anything_starts(name: str, value: str,
+                                                          tmp_path: Path) -> None:
+    env = dict(os.environ, SANDBOX_DIR=str(tmp_path / "sb"), **{name: value})
+    r = sh([str(SANDBOX), "up"], env=env, check=False)
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"sandbox: error: {name}=") and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "sb").exists()
+
+
+# ----------------------------------------------------------------------------- test-deps
+
+def test_test_deps_finds_everything_installed_here() -> None:
+    # `make test` runs it first; on this (CI-like) machine nothing is missing.
+    r = sh([str(TEST_DEPS), "--check"])
+    assert r.stdout == r.stderr == ""
+    listed = sh([str(TEST_DEPS), "--list"]).stdout.split()
+    for pkg in ("postgresql-15", "sudo", "openssh-server", "debootstrap", "python3-venv"):
+        assert pkg in listed
+    # .ci/run takes the list from there instead of keeping its own
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "scripts/test-deps" in ci and "postgresql-15" not in ci
+    assert ci.rstrip().splitlines()[-1] == "make test"
+
+
+def test_test_deps_names_the_apt_command_when_it_cannot_install() -> None:
+    # dpkg-query that reports sudo and postgresql-15 as not installed, the real one otherwise
+    # (outside pytest's root-only tmp dirs: the unprivileged run must reach it)
+    shim_dir = tempfile.TemporaryDirectory(prefix="deployer-test-deps-")
+    os.chmod(shim_dir.name, 0o755)
+    shim = Path(shim_dir.name) / "dpkg-query"
+    shim.write_text('#!/bin/sh\ncase "$3" in sudo|postgresql-15) exit 1;; esac\n'
+                    'exec /usr/bin/dpkg-query "$@"\n')
+    shim.chmod(0o755)
+    env = dict(os.environ, PATH=f"{shim.parent}:{os.environ['PATH']}")
+    env.pop("DEPLOYER_TEST_PG_BIN", None)
+    runs = [[str(TEST_DEPS), "--check"]]
+    if os.getuid() == 0:  # and as a user who may not install: the same refusal
+        runs.append(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                     str(TEST_DEPS)])
+    with shim_dir:
+        for argv in runs:
+            r = sh(argv, env=env, check=False)
+            assert r.returncode == 2, (argv, r.stdout, r.stderr)
+            assert "missing packages: sudo postgresql-15" in r.stderr
+            assert "apt-get install -y sudo postgresql-15" in r.stderr
+            assert r.stdout == ""

@@ -3,6 +3,10 @@ real CLI in a subprocess, and per-test working copies of the example app.
 
 - ``sandbox`` (session): runs ``scripts/sandbox up`` (fast when everything runs) and
   fails loudly when it cannot; gives the inventory, its host vars and the secret values.
+  Everything this checkout's deployment occupies (compose project, api/postgres ports,
+  api image, app directory) comes from those host vars, which ``up`` writes from
+  ``.sandbox/resources.json``: another checkout's sandbox on the same machine has other
+  values, so nothing here can touch it.
 - ``project`` (session): a temporary project directory whose ``runbooks/`` and
   ``templates/`` are symlinks to the repository's, so the shipped files are what runs,
   while run records (``.deployer/``) stay out of the developer's checkout.
@@ -38,6 +42,10 @@ from deployer.steps.compose import backup_tag
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = ROOT / "scripts" / "sandbox"
 EXAMPLE_APP = ROOT / "examples" / "app"
+# where scripts/sandbox keeps its state (it honours the same variable)
+STATE = Path(os.environ.get("SANDBOX_DIR") or ROOT / ".sandbox").resolve()
+# the host vars naming what `fresh_host` and the tests may remove, stop or connect to
+RESOURCE_VARS = ("compose_project", "api_image", "api_port", "pg_port", "app_dir", "backup_dir")
 
 
 def _deployer_executable() -> str:
@@ -241,8 +249,14 @@ def sandbox() -> Sandbox:
     if r.returncode != 0:
         pytest.fail(f"scripts/sandbox up failed (exit {r.returncode}); the e2e tests need "
                     f"it:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}")
-    state = ROOT / ".sandbox"
+    state = STATE
     inventory = yaml.safe_load((state / "inventory.yml").read_text())
+    host = inventory["hosts"]["sandbox"]
+    recorded = json.loads((state / "resources.json").read_text())
+    for key in RESOURCE_VARS:
+        assert host["vars"][key] == recorded[key], (
+            f"inventory var {key}={host['vars'][key]!r} differs from {state}/resources.json "
+            f"({recorded[key]!r}): the tests would act on another deployment's resources")
     secrets: dict[str, str] = {}
     for line in (state / "secrets.env").read_text().splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
@@ -250,7 +264,7 @@ def sandbox() -> Sandbox:
             secrets[name.strip()] = value.strip()
     assert secrets, "the sandbox secrets file is empty"
     return Sandbox(inventory=state / "inventory.yml", secrets_file=state / "secrets.env",
-                   host=inventory["hosts"]["sandbox"], secrets=secrets)
+                   host=host, secrets=secrets)
 
 
 @pytest.fixture(scope="session")
