@@ -29,7 +29,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -50,9 +50,42 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+LAUNCHER: Path | None = None  # set by main(): the `deployer` command of this checkout
+
+
+def write_launcher(directory: Path) -> Path:
+    """A `deployer` script like pip's console script, but importing the package from
+    this checkout (ROOT) with this interpreter: a `deployer` found on PATH may be another
+    install, or a shared checkout with someone's half-done edits."""
+    path = directory / "deployer"
+    path.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+                    "from deployer.cli.main import main\nsys.exit(main())\n")
+    path.chmod(0o755)
+    return path
+
+
 def deployer_argv() -> list[str]:
-    exe = shutil.which("deployer")
-    return [exe] if exe else [sys.executable, "-m", "deployer.cli.main"]
+    if LAUNCHER is not None:
+        return [str(LAUNCHER)]
+    return [sys.executable, "-m", "deployer.cli.main"]
+
+
+def checkout_info() -> str:
+    """The commit measured, and whether the tree had uncommitted changes under deployer/."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
+                                "deployer", "runbooks", "templates"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + (" with uncommitted changes in deployer/, runbooks/ or templates/"
+                   if dirty else " (clean)")
+
+
+def load_avg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -614,27 +647,36 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, took)
 """
 
 
+def _peak_rss(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(ru_maxrss in MiB, wall seconds) of one run of ``argv``, measured by a small
+    wrapper process so that the figure is the deployer process's own peak."""
+    proc = subprocess.run([sys.executable, "-c", RSS_WRAPPER, *argv],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(argv[:6])}... failed: {proc.stderr[-2000:]}")
+    kib, took = proc.stdout.split()
+    return int(kib) / 1024, float(took)
+
+
 def memory_section(lab: Lab, repeat: int) -> dict[str, Any]:
     """Peak RSS of `deployer run` (ru_maxrss of the process, which holds the SSH
-    connection in-process) while one step prints 200 MiB, stdout to /dev/null."""
+    connection in-process) while one step prints 200 MiB, stdout to /dev/null.
+
+    Like every other figure, the reported value is the median of ``repeat`` (>= 5)
+    runs; the largest single run is kept too, since a peak is also a worst case."""
     env = clean_env()
-    log("memory: one step printing 200 MiB")
-    peaks, walls = [], []
-    for _ in range(max(3, repeat // 2 + 1)):
-        proc = subprocess.run([sys.executable, "-c", RSS_WRAPPER,
-                               *lab.deployer("run", "stream", "--host", "light")],
-                              capture_output=True, text=True, env=env)
-        if proc.returncode:
-            raise RuntimeError(f"stream run failed: {proc.stderr[-2000:]}")
-        kib, took = proc.stdout.split()
-        peaks.append(int(kib) / 1024)
-        walls.append(float(took))
-    baseline = subprocess.run([sys.executable, "-c", RSS_WRAPPER,
-                               *lab.deployer("run", "steps1", "--host", "light")],
-                              capture_output=True, text=True, env=env)
-    base_mib = int(baseline.stdout.split()[0]) / 1024 if baseline.returncode == 0 else None
-    return {"peak_rss_mib": max(peaks), "peak_rss_runs_mib": peaks,
-            "stream_wall_s": median(walls), "one_step_rss_mib": base_mib,
+    runs = max(5, repeat)
+    log(f"memory: one step printing 200 MiB, {runs} runs")
+    stream = lab.deployer("run", "stream", "--host", "light")
+    measured = [_peak_rss(stream, env) for _ in range(runs)]
+    peaks = [m[0] for m in measured]
+    walls = [m[1] for m in measured]
+    base = [_peak_rss(lab.deployer("run", "steps1", "--host", "light"), env)[0]
+            for _ in range(runs)]
+    return {"peak_rss_mib": median(peaks), "peak_rss_max_mib": max(peaks),
+            "peak_rss_runs_mib": peaks, "runs": runs,
+            "stream_wall_s": median(walls), "one_step_rss_mib": median(base),
+            "one_step_rss_runs_mib": base,
             "throughput_mib_s": (STREAM_BYTES / 1024 / 1024) / median(walls)}
 
 
@@ -649,54 +691,214 @@ def fmt_s(v: float | None) -> str:
     return "n/a" if v is None else f"{v * 1000:.0f} ms" if v < 10 else f"{v:.1f} s"
 
 
-def targets(r: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
-    """(target, measured, ratio, met)."""
-    rows: list[tuple[str, str, str, bool | None]] = []
+class Target(NamedTuple):
+    group: str  # the ANALYSIS.md section that explains it
+    name: str
+    measured: str
+    ratio: str
+    met: bool | None  # None: not measured in this run
+
+
+def targets(r: dict[str, Any]) -> list[Target]:
+    """The issue's targets, each judged from the figures of this run only."""
+    rows: list[Target] = []
     light, heavy = r.get("light"), r.get("heavy")
     if light:
         d = light["deployer"]["marginal_ms"]
         floor = light["deployer"].get("paired_floor_ms", light["paramiko_nodelay_ms"])
         ratio = light["deployer"].get("paired_ratio", d / floor)
-        rows.append(("marginal per-step <= 1.3x raw paramiko TCP_NODELAY (light rc)",
-                     f"{d:.2f} ms vs {floor:.2f} ms (paired)", f"{ratio:.2f}x",
-                     ratio <= 1.3))
+        rows.append(Target("per_step",
+                           "marginal per-step <= 1.3x raw paramiko TCP_NODELAY (light rc)",
+                           f"{d:.2f} ms vs {floor:.2f} ms (paired)", f"{ratio:.2f}x",
+                           ratio <= 1.3))
         if "pyinfra" in light:
             p = light["pyinfra"]["marginal_ms"]
-            rows.append((">= 10x less per step than pyinfra (light rc)",
-                         f"{d:.2f} ms vs {p:.1f} ms", f"{p / d:.1f}x less", p >= 10 * d))
+            rows.append(Target("tools", ">= 10x less per step than pyinfra (light rc)",
+                               f"{d:.2f} ms vs {p:.1f} ms", f"{p / d:.1f}x less",
+                               p >= 10 * d))
         else:
-            rows.append((">= 10x less per step than pyinfra", "pyinfra not available", "-",
-                         None))
+            rows.append(Target("tools", ">= 10x less per step than pyinfra",
+                               "pyinfra not available", "-", None))
         if "ansible" in light:
             a = light["ansible"]["marginal_ms"]
-            rows.append((">= 50x less per step than ansible-playbook command: (light rc)",
-                         f"{d:.2f} ms vs {a:.1f} ms", f"{a / d:.1f}x less", a >= 50 * d))
+            rows.append(Target("tools",
+                               ">= 50x less per step than ansible-playbook command: (light rc)",
+                               f"{d:.2f} ms vs {a:.1f} ms", f"{a / d:.1f}x less",
+                               a >= 50 * d))
         else:
-            rows.append((">= 50x less than ansible-playbook", "ansible not available", "-",
-                         None))
+            rows.append(Target("tools", ">= 50x less than ansible-playbook",
+                               "ansible not available", "-", None))
     if heavy:
         d = heavy["deployer"]["marginal_ms"]
         raw = heavy["paramiko_nodelay_ms"]
-        rows.append(("faster than raw per-channel exec on a heavy ~/.bashrc",
-                     f"{d:.2f} ms vs {raw:.2f} ms", f"{raw / d:.1f}x faster", d < raw))
+        rows.append(Target("heavy", "faster than raw per-channel exec on a heavy ~/.bashrc",
+                           f"{d:.2f} ms vs {raw:.2f} ms", f"{raw / d:.1f}x faster", d < raw))
     fan = r.get("fanout")
     if fan:
         ratio = fan["deployer_fan_s"] / fan["deployer_single_s"]
-        rows.append((f"{fan['hosts']}-host fan-out wall <= 3x single host",
-                     f"{fmt_s(fan['deployer_fan_s'])} vs {fmt_s(fan['deployer_single_s'])}",
-                     f"{ratio:.2f}x", ratio <= 3))
+        rows.append(Target("fanout", f"{fan['hosts']}-host fan-out wall <= 3x single host",
+                           f"{fmt_s(fan['deployer_fan_s'])} vs "
+                           f"{fmt_s(fan['deployer_single_s'])}", f"{ratio:.2f}x", ratio <= 3))
     plan = r.get("plan")
     if plan:
-        rows.append(("plan of 2,000 steps < 1 s", fmt_s(plan["plan_2000_s"]),
-                     f"{plan['plan_2000_s']:.2f} s", plan["plan_2000_s"] < 1))
-        rows.append(("`deployer --help` < 300 ms", fmt_s(plan["help_s"]),
-                     f"{plan['help_s'] / 0.3:.2f}x of budget", plan["help_s"] < 0.3))
+        rows.append(Target("plan", "plan of 2,000 steps < 1 s", fmt_s(plan["plan_2000_s"]),
+                           f"{plan['plan_2000_s']:.2f} s", plan["plan_2000_s"] < 1))
+        rows.append(Target("startup", "`deployer --help` < 300 ms", fmt_s(plan["help_s"]),
+                           f"{plan['help_s'] / 0.3:.2f}x of budget", plan["help_s"] < 0.3))
     mem = r.get("memory")
     if mem:
-        rows.append(("peak RSS < 150 MB while streaming 200 MB",
-                     f"{mem['peak_rss_mib']:.0f} MiB", f"{mem['peak_rss_mib'] / 150:.2f}x "
-                     "of budget", mem["peak_rss_mib"] * 1.048576 < 150))
+        mb = mem["peak_rss_mib"] * MIB_TO_MB
+        worst = mem.get("peak_rss_max_mib", max(mem["peak_rss_runs_mib"]))
+        rows.append(Target("memory", "peak RSS < 150 MB while streaming 200 MB",
+                           f"{mb:.0f} MB ({mem['peak_rss_mib']:.0f} MiB) median of "
+                           f"{len(mem['peak_rss_runs_mib'])}; largest run "
+                           f"{worst * MIB_TO_MB:.0f} MB", f"{mb / 150:.2f}x of budget",
+                           mb < 150))
     return rows
+
+
+MIB_TO_MB = 1.048576
+GROUP_TITLES = {
+    "per_step": "Per-step cost against raw paramiko",
+    "tools": "Against ansible-playbook and pyinfra",
+    "heavy": "Heavy ~/.bashrc",
+    "fanout": "Fan-out",
+    "plan": "Plan of a 2,000-step runbook",
+    "startup": "Startup",
+    "memory": "Memory while streaming",
+}
+
+
+def analysis_sections(path: Path) -> dict[str, str]:
+    """ANALYSIS.md split at its ``<!-- analysis: GROUP -->`` markers. Text before the
+    first marker is about the file itself and is not copied into results."""
+    sections: dict[str, str] = {}
+    if not path.exists():
+        return sections
+    key: str | None = None
+    lines: list[str] = []
+    for line in path.read_text().splitlines() + ["<!-- analysis: end -->"]:
+        stripped = line.strip()
+        if stripped.startswith("<!-- analysis:") and stripped.endswith("-->"):
+            if key is not None:
+                sections[key] = "\n".join(lines).strip()
+            key = stripped[len("<!-- analysis:"):-3].strip()
+            lines = []
+        else:
+            lines.append(line)
+    return sections
+
+
+def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    if not values:
+        return "n/a"
+    return f"{fmt.format(min(values))}-{fmt.format(max(values))}"
+
+
+def measured_facts(group: str, r: dict[str, Any]) -> list[str]:
+    """Sentences computed from this run's figures that bear on a group's targets."""
+    facts: list[str] = []
+    light, heavy = r.get("light") or {}, r.get("heavy") or {}
+    if group == "per_step" and light:
+        dep = light["deployer"]
+        runs, floors = dep.get("runs_ms", []), dep.get("paired_floors_ms", [])
+        ratios = [a / b for a, b in zip(runs, floors, strict=False) if b]
+        facts.append(f"deployer {dep['marginal_ms']:.2f} ms a step (repeats "
+                     f"{_spread(runs)} ms); the floor timed right after each pair "
+                     f"{_spread(floors)} ms; per-repeat ratios {_spread(ratios)}x, median "
+                     f"{dep.get('paired_ratio', float('nan')):.2f}x.")
+        facts.append(f"For the 1.3x target deployer needed <= "
+                     f"{1.3 * dep.get('paired_floor_ms', light['paramiko_nodelay_ms']):.2f} "
+                     "ms a step in this run.")
+    if group == "tools" and light:
+        d = light["deployer"]["marginal_ms"]
+        if "ansible" in light:
+            a = light["ansible"]["marginal_ms"]
+            facts.append(f"ansible-playbook `command:` cost {a:.1f} ms a task, so 50x needed "
+                         f"deployer <= {a / 50:.2f} ms a step; it took {d:.2f} ms.")
+        if "pyinfra" in light:
+            p = light["pyinfra"]["marginal_ms"]
+            facts.append(f"pyinfra `server.shell` cost {p:.1f} ms an operation, so 10x needed "
+                         f"deployer <= {p / 10:.2f} ms a step; it took {d:.2f} ms.")
+    if group == "heavy" and heavy and light:
+        rc = heavy["paramiko_nodelay_ms"] - light["paramiko_nodelay_ms"]
+        extra = heavy["deployer"]["marginal_ms"] - light["deployer"]["marginal_ms"]
+        facts.append(f"The heavy rc added {rc:.1f} ms to every raw `exec_command` "
+                     f"(heavy minus light floor) and {extra:.2f} ms to deployer's step.")
+    fan = r.get("fanout")
+    if group == "fanout" and fan and "fan_machine_cpu_s" in fan:
+        cores, n = fan["cores"], fan["hosts"]
+        floor = fan["fan_machine_cpu_s"] / cores
+        wall = fan["deployer_fan_s"]
+        others = fan["fan_machine_cpu_s"] - fan["fan_deployer_cpu_s"] - fan["fan_sshd_cpu_s"]
+        facts.append(f"The {n}-host run kept the machine's CPUs busy for "
+                     f"{fan['fan_machine_cpu_s']:.2f} s: the {n} hosts' sshd sessions and "
+                     f"shells {fan['fan_sshd_cpu_s']:.2f} s, deployer "
+                     f"{fan['fan_deployer_cpu_s']:.2f} s, the rest "
+                     f"{max(others, 0):.2f} s.")
+        if wall <= floor * 1.15:
+            facts.append(f"With {cores} cores that work needs at least {floor:.2f} s; the "
+                         f"wall was {wall:.2f} s ({wall / floor:.2f}x that floor), so the run "
+                         "was CPU-bound: the cores were busy nearly the whole time.")
+        else:
+            facts.append(f"With {cores} cores that work needs at least {floor:.2f} s; the "
+                         f"wall was {wall:.2f} s ({wall / floor:.2f}x that floor), so "
+                         f"{wall - floor:.2f} s of the wall is not explained by CPU.")
+        per_host = (fan["fan_deployer_cpu_s"] - fan["single_deployer_cpu_s"]) / max(n - 1, 1)
+        alone = fan["fan_deployer_cpu_s"] / cores
+        facts.append(f"deployer's own CPU per extra host: {per_host * 1000:.0f} ms. Were the "
+                     f"hosts other machines, the floor would be deployer's CPU alone, "
+                     f"{alone:.2f} s on {cores} cores ({alone / fan['deployer_single_s']:.2f}x "
+                     "the single-host wall).")
+    plan = r.get("plan")
+    if group == "plan" and plan:
+        per = (plan["plan_2000_s"] - plan["plan_1_s"]) * 1000 / 1999
+        facts.append(f"A 1-step plan took {fmt_s(plan['plan_1_s'])} (startup, inventory, "
+                     f"one host) and the 2,000-step plan {fmt_s(plan['plan_2000_s'])}: "
+                     f"{per:.3f} ms for each further step (parse, render, draw).")
+    if group == "startup" and plan:
+        facts.append(f"`deployer --help` {fmt_s(plan['help_s'])} against "
+                     f"{fmt_s(plan['python_startup_s'])} for `python -c pass`: "
+                     f"{(plan['help_s'] - plan['python_startup_s']) * 1000:.0f} ms are "
+                     "deployer's own imports and argument parsing.")
+    mem = r.get("memory")
+    if group == "memory" and mem:
+        runs = mem["peak_rss_runs_mib"]
+        facts.append(f"Peak RSS {mem['peak_rss_mib']:.0f} MiB median of {len(runs)} runs "
+                     f"(runs {', '.join(f'{x:.0f}' for x in runs)} MiB; largest "
+                     f"{max(runs):.0f} MiB); a 1-step run peaks at "
+                     f"{mem['one_step_rss_mib']:.0f} MiB, so streaming 200 MiB added "
+                     f"{mem['peak_rss_mib'] - mem['one_step_rss_mib']:.0f} MiB.")
+    return facts
+
+
+def render_analysis(r: dict[str, Any], rows: list[Target]) -> list[str]:
+    """Per group of targets: the status computed from this run, the figures that bear on
+    it, then the explanation from ANALYSIS.md (which states no status of its own)."""
+    static = analysis_sections(BENCH / "ANALYSIS.md")
+    missed = [t.name for t in rows if t.met is False]
+    unmeasured = [t.name for t in rows if t.met is None]
+    measured = len(rows) - len(unmeasured)
+    summary = f"{measured - len(missed)} of {measured} measured targets met in this run"
+    summary += f"; missed: {'; '.join(missed)}" if missed else ""
+    summary += f"; not measured: {'; '.join(unmeasured)}" if unmeasured else ""
+    out = ["", "## Analysis", "", summary + ".",
+           "",
+           "For each group below: the status and figures are computed from this run; the "
+           "text after them is bench/ANALYSIS.md, which explains what the figure is made "
+           "of and what would lower it, whatever a given run measures."]
+    groups = list(dict.fromkeys(t.group for t in rows))
+    for group in groups:
+        out += ["", f"### {GROUP_TITLES.get(group, group)}", ""]
+        for t in rows:
+            if t.group == group:
+                status = ("not measured" if t.met is None else "met" if t.met
+                          else "**missed**")
+                out.append(f"- {t.name}: {status} in this run: {t.measured}; {t.ratio}")
+        out += [f"- {fact}" for fact in measured_facts(group, r)]
+        if static.get(group):
+            out += ["", static[group]]
+    return out
 
 
 def render(r: dict[str, Any]) -> str:
@@ -711,6 +913,11 @@ def render(r: dict[str, Any]) -> str:
         f"{m.get('paramiko')}, Fabric {m.get('fabric')}, {r['tools']['ansible']}, "
         f"{r['tools']['pyinfra']}",
         f"- command: `{r['command']}`",
+        f"- code measured: commit {r.get('checkout', 'unknown')}",
+        f"- load average (1, 5, 15 min) when the run started: "
+        f"{r.get('load', {}).get('start', 'n/a')}; after each section: "
+        + (", ".join(f"{k} {v}" for k, v in r.get("load", {}).items() if k != "start")
+           or "n/a"),
         f"- medians of {r['repeat']} runs; {r['steps']} trivial steps (`true`) per per-step "
         "measurement; all over loopback OpenSSH sshd started by the benchmark",
         f"- heavy rc: `~/.bashrc` running a {r['rc_loops']}-iteration shell loop "
@@ -721,9 +928,10 @@ def render(r: dict[str, Any]) -> str:
         "| target | measured | ratio | met |",
         "|---|---|---|---|",
     ]
-    for name, measured, ratio, met in targets(r):
-        mark = "n/a" if met is None else ("yes" if met else "**no**")
-        out.append(f"| {name} | {measured} | {ratio} | {mark} |")
+    target_rows = targets(r)
+    for t in target_rows:
+        mark = "n/a" if t.met is None else ("yes" if t.met else "**no**")
+        out.append(f"| {t.name} | {t.measured} | {t.ratio} | {mark} |")
 
     for key, title in (("light", "light login shell (empty ~/.bashrc)"),
                        ("heavy", "heavy ~/.bashrc")):
@@ -812,17 +1020,18 @@ def render(r: dict[str, Any]) -> str:
                 f"One step printing {STREAM_BYTES // 1024 // 1024} MiB (about 2 million "
                 "100-byte lines) through `deployer run`, its stdout to /dev/null (the full "
                 "redacted log is still written to .deployer/runs/). Peak RSS is the "
-                "process's ru_maxrss.", "",
-                f"- peak RSS: {mem['peak_rss_mib']:.0f} MiB (runs: "
+                "process's ru_maxrss; 1 MiB = 1.048576 MB.", "",
+                f"- peak RSS, median of {len(mem['peak_rss_runs_mib'])} runs: "
+                f"{mem['peak_rss_mib']:.0f} MiB ({mem['peak_rss_mib'] * MIB_TO_MB:.0f} MB)",
+                f"- peak RSS, largest single run: "
+                f"{max(mem['peak_rss_runs_mib']):.0f} MiB (runs: "
                 + ", ".join(f"{x:.0f}" for x in mem["peak_rss_runs_mib"]) + " MiB)",
-                f"- a 1-step run for comparison: {mem['one_step_rss_mib']:.0f} MiB"
-                if mem["one_step_rss_mib"] else "- 1-step baseline: n/a",
-                f"- wall {fmt_s(mem['stream_wall_s'])}, {mem['throughput_mib_s']:.0f} MiB/s"]
+                f"- a 1-step run for comparison (median): {mem['one_step_rss_mib']:.0f} MiB",
+                f"- wall {fmt_s(mem['stream_wall_s'])} (median), "
+                f"{mem['throughput_mib_s']:.0f} MiB/s"]
     if r["notes"]:
         out += ["", "## Notes from this run", ""] + [f"- {n}" for n in r["notes"]]
-    analysis = BENCH / "ANALYSIS.md"
-    if analysis.exists():
-        out += ["", analysis.read_text().rstrip()]
+    out += render_analysis(r, target_rows)
     return "\n".join(out) + "\n"
 
 
@@ -855,7 +1064,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(render(results))
         log(f"rewrote {args.out} from {args.json}")
         return 0
-    global NO_TOOLS
+    global NO_TOOLS, LAUNCHER
     NO_TOOLS = args.no_tools
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     unknown = only - set(SECTIONS)
@@ -878,6 +1087,8 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat,
         "steps": args.steps,
         "notes": notes,
+        "checkout": checkout_info(),
+        "load": {"start": load_avg()},
     }
     results["command"] = results["command"].strip()
     if args.no_tools:
@@ -889,23 +1100,26 @@ def main(argv: list[str] | None = None) -> int:
         if not tool("pyinfra"):
             notes.append("pyinfra is not installed in bench/.venv: its figures are missing")
     work = Path(tempfile.mkdtemp(prefix="deployer-bench-"))
+    LAUNCHER = write_launcher(work)
     lab = None
     try:
         hosts = args.hosts if "fanout" in only else 1
         lab = Lab(work, hosts)
         results["rc_loops"] = lab.rc_loops
-        if "steps" in only:
-            results["light"] = per_step_section(lab, lab.light, "light", "light", args.steps,
-                                                args.repeat, notes)
-        if "heavy" in only:
-            results["heavy"] = per_step_section(lab, lab.heavy, "heavy", "heavy", args.steps,
-                                                args.repeat, notes)
-        if "fanout" in only:
-            results["fanout"] = fanout_section(lab, args.repeat, notes)
-        if "plan" in only:
-            results["plan"] = plan_section(lab, args.repeat, notes)
-        if "memory" in only:
-            results["memory"] = memory_section(lab, args.repeat)
+        sections: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
+            "steps": ("light", lambda: per_step_section(lab, lab.light, "light", "light",
+                                                        args.steps, args.repeat, notes)),
+            "heavy": ("heavy", lambda: per_step_section(lab, lab.heavy, "heavy", "heavy",
+                                                        args.steps, args.repeat, notes)),
+            "fanout": ("fanout", lambda: fanout_section(lab, args.repeat, notes)),
+            "plan": ("plan", lambda: plan_section(lab, args.repeat, notes)),
+            "memory": ("memory", lambda: memory_section(lab, args.repeat)),
+        }
+        for section in SECTIONS:
+            if section in only:
+                key, measure = sections[section]
+                results[key] = measure()
+                results["load"][section] = load_avg()
     finally:
         if lab is not None:
             lab.stop()
@@ -914,7 +1128,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(results)
     Path(args.out).write_text(text)
     print(text)
-    missed = [t for t in targets(results) if t[3] is False]
+    missed = [t for t in targets(results) if t.met is False]
     log(f"wrote {args.out}; {len(missed)} target(s) missed")
     return 0
 
