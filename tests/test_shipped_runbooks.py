@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from deployer.cli.main import cli
 from deployer.commands import RemoteCommand, Upload
 from deployer.session import load_session
+from tests.executor_helpers import RunProject
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = str(ROOT / "inventory.example.yml")
@@ -133,8 +136,165 @@ def test_restart_rollback_downgrades_or_restores_the_backup() -> None:
     steps = planned("restart")
     (undo,) = steps["migrate"].rollback
     assert "alembic downgrade" in undo.script
-    assert "pg_restore" in undo.script and "<captured: backup_file>" in undo.script
+    assert "<captured: backup_file>" in undo.script
+    # the restore replaces the schema (as first-time's reset) and replays the dump in
+    # one transaction: no `pg_restore --clean` over the live tables
+    assert "--clean" not in undo.script
+    drop = undo.script.index("DROP SCHEMA IF EXISTS public CASCADE;")
+    assert undo.script.index("pg_restore -f -") < drop < undo.script.index(
+        "--single-transaction")
     order = list(steps)
     # the backup is taken after the revision is known and before migrating
     assert order.index("db_revision") < order.index("backup") < order.index("migrate")
     assert order[-1] == "prune_backups"  # old backups go only after a verified deploy
+
+
+@pytest.mark.parametrize("runbook", ["first-time", "restart"])
+def test_build_rollback_puts_back_the_image_id_this_run_recorded(runbook: str) -> None:
+    steps = planned(runbook)
+    order = list(steps)
+    assert steps["previous_image"].step.capture == "prev_image"
+    assert order.index("previous_image") < order.index("build")
+    (undo,) = steps["build"].rollback
+    # the id this run captured, never the `-deployer-prev` tag a later build moves
+    assert "<captured: prev_image>" in undo.script
+    assert "deployer-prev" not in undo.script
+    assert 'docker tag "$prev" shop-api:latest' in undo.script
+
+
+def test_restart_recreates_the_api_last_in_a_rollback() -> None:
+    steps = planned("restart")
+    order = list(steps)
+    # undone newest first: previous_image's undo comes after the code's and the .env's
+    assert order.index("previous_image") < order.index("code.snapshot") < order.index(
+        "code.env_file") < order.index("build")
+    (recreate,) = steps["previous_image"].rollback
+    assert "up -d --no-build --no-deps api" in recreate.script
+    (retag,) = steps["build"].rollback
+    assert " up " not in retag.script, "the build's undo must not recreate with new files"
+
+
+def test_restart_applies_current_role_and_admin_passwords() -> None:
+    steps = planned("restart")
+    order = list(steps)
+    (roles,) = steps["roles"].commands
+    assert "set_config('deployer.ui_password', E'ui-Read-Only-88b1', false)" in roles.stdin
+    assert "set_config('deployer.app_password', E'app/Pass+word-41d2', false)" in roles.stdin
+    for value in SECRETS.values():
+        assert value not in roles.script
+    assert not steps["roles"].step.destructive  # undone from the kept verifiers
+    (undo,) = steps["roles"].rollback
+    assert ".deployer-prev-roles.sql" in undo.script
+    # roles before anything connects with the new .env; the admin after the migrations
+    assert order.index("roles_saved") < order.index("roles") < order.index("db_revision")
+    assert order.index("migrate") < order.index("seed_admin") < order.index("up")
+
+
+def test_code_source_git_replaces_the_sync() -> None:
+    sync = planned("restart")
+    assert not sync["code.sync"].skipped and sync["code.git"].skipped
+    git = planned("restart", cli_vars=("code_source=git", "git_repo=/srv/shop.git",
+                                       "git_ref=v1.2"))
+    assert git["code.sync"].skipped and git["code.snapshot"].skipped
+    assert not git["code.git"].skipped and not git["preflight.git"].skipped
+    (checkout,) = git["code.git"].commands
+    assert "git remote set-url origin /srv/shop.git" in checkout.script
+    assert "ref=v1.2" in checkout.script
+    (undo,) = git["code.git"].rollback
+    assert "<captured: git_before>" in undo.script
+
+
+def test_bad_code_source_fails_in_preflight() -> None:
+    (check,) = planned("restart", cli_vars=("code_source=zip",))["preflight.source"].commands
+    assert "must be sync or git, not zip" in check.display() and "exit 1" in check.display()
+
+
+# ------------------------------------------------------------- git mode on a real sshd
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+           "HOME": str(cwd), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True,
+                          text=True, env=env).stdout.strip()
+
+
+def _git_project(tmp_path: Path, sshd) -> tuple[RunProject, Path, Path]:
+    project = RunProject(tmp_path / "project", sshd)
+    (project.root / "runbooks" / "parts").symlink_to(ROOT / "runbooks" / "parts")
+    (project.root / "templates").symlink_to(ROOT / "templates")
+    defaults = yaml.safe_load((ROOT / "runbooks" / "restart.yml").read_text())["vars"]
+    app_dir = project.remote / "app"
+    defaults.update(app_dir=str(app_dir), code_source="git", compose_files=["compose.yml"])
+    # the code part alone, then a step that fails when asked (-> rollback)
+    project.runbook("code-git", yaml.safe_dump({
+        "secrets": ["postgres_password", "db_app_password", "jwt_secret", "admin_password"],
+        "vars": {**defaults, "fail": False},
+        "steps": [{"id": "code", "include": "parts/code.yml"},
+                  {"id": "after", "run": "test {{ fail | string | lower }} = false"}],
+    }))
+    project.env.update({f"DEPLOYER_SECRET_{k.upper()}": v for k, v in SECRETS.items()})
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    return project, repo, app_dir
+
+
+def _commit(repo: Path, text: str) -> str:
+    (repo / "compose.yml").write_text(f"# {text}\n")
+    _git(repo, "add", "compose.yml")
+    _git(repo, "commit", "-q", "-m", text)
+    return _git(repo, "rev-parse", "HEAD")
+
+
+def test_git_mode_checks_out_the_ref_and_rollback_returns_to_the_previous_commit(
+        tmp_path: Path, sshd) -> None:
+    project, repo, app_dir = _git_project(tmp_path, sshd)
+    first = _commit(repo, "release one")
+    _git(repo, "tag", "v1")
+    second = _commit(repo, "release two")
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return project.cli("run", "code-git", "--host", "t", "--var", f"git_repo={repo}",
+                           *extra)
+
+    def head() -> str:
+        return _git(app_dir, "rev-parse", "HEAD")
+
+    r = run("--var", "git_ref=v1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert head() == first
+    assert (app_dir / ".env").exists()  # the env file sits beside the checkout
+    record = project.record()
+    states = project.states(record)
+    assert states["code.git"] == "ok" and states["code.sync"] == "skipped"
+    git_step = next(s for s in record["steps"] if s["id"] == "code.git_before")
+    assert git_step["captured"]["git_before"] == "none"
+
+    # a branch, then a failure after the checkout: the rollback checks v1 out again
+    r = run("--var", "git_ref=main", "--var", "fail=true")
+    assert r.returncode == 1, r.stdout + r.stderr
+    record = project.record()
+    assert project.states(record)["code.git"] == "rolled_back"
+    git_step = next(s for s in record["steps"] if s["id"] == "code.git_before")
+    assert git_step["captured"]["git_before"] == first
+    assert head() == first
+
+    r = run("--var", "git_ref=main")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert head() == second
+    assert (app_dir / "compose.yml").read_text() == "# release two\n"
+
+    # a tracked file edited on the host stops the step before anything changes
+    (app_dir / "compose.yml").write_text("# edited on the host\n")
+    r = run("--var", "git_ref=v1")
+    assert r.returncode == 1
+    assert "changed on the host" in r.stdout + r.stderr
+    assert head() == second
+
+    # an unknown ref is named
+    _git(app_dir, "checkout", "--", ".")
+    r = run("--var", "git_ref=no-such-ref")
+    assert r.returncode == 1
+    assert "git_ref no-such-ref is no branch, tag or commit" in r.stdout + r.stderr
+    assert head() == second
