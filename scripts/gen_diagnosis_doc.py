@@ -36,9 +36,9 @@ recognise it, the cause in two sentences, the concrete fix, and real sample mess
   context: `app_package`, `app_module` or the shipped runbooks' `app_imports` tell the
   app's own package from a third-party one.
 - **Before the first step** `deployer run` makes the cheap `doctor` checks (SSH, free
-  disk, and the Docker engine and Compose flavour when the runbook uses Docker); a
-  failing check stops the run (exit 2) before anything changes, unless
-  `--skip-preflight`.
+  disk, the Docker engine and Compose flavour when the runbook uses Docker, and the
+  ports in `required_ports` when set); a failing check stops the run (exit 2) before
+  anything changes, unless `--skip-preflight`.
 - **`deployer explain FILE|-`** diagnoses a saved run log, a CI log or pasted output,
   of any size (streamed; a 100 MB log takes seconds). Each known failure is listed once,
   in log order, with the line that gave it away. `--json` for machines;
@@ -71,6 +71,10 @@ Optional rules refine it:
 The app's own package comes from the vars `app_package`, `app_module`, `app_imports`
 (the shipped runbooks' modules that must import in the new image) or `project_name`,
 or from a `gunicorn`/`uvicorn pkg.module:app` start line near the hit.
+Lines are matched without the prefixes log collectors add: deployer's run log
+(`10:17:12 vps build!| `), CI timestamps (`2026-11-25T10:17:12.123Z `, `[10:17:12] `)
+and `docker compose logs` service names (`api-1  | `), so anchored patterns such as a
+bare `Killed` hit in saved logs as in live output; the line shown keeps its prefix.
 Named groups fill `{name}` placeholders in the cause and fix (so the fix names the
 missing module, role or port). Passwords in URLs are masked in everything shown.
 Huge logs cost one regex pass per block: a trie of the literal parts of every
@@ -101,7 +105,27 @@ Exit status: **0** when no check failed (warnings allowed), **1** when any check
 
 `deployer run` performs the cheap subset (marked below) before its first step and
 stops on a failure unless `--skip-preflight`; warnings are shown and the run goes on.
-The Docker checks of the preflight only run when the runbook uses Docker.
+The Docker checks of the preflight only run when the runbook uses Docker, through sudo
+when its docker/compose steps use `sudo: true`; the ports check runs when var
+`required_ports` is set.
+
+**Ports on a redeploy.** The stack's own running containers hold its ports between
+deployments (`restart` replaces them), so a port held by a container of the stack's
+compose project (var `compose_project_name`, else the shipped runbooks'
+`compose_project`, else the name of `compose_project_dir`) is reported ok. Host-network
+containers publish nothing, so the holder is found from the listening process's cgroup;
+a plain SSH user sees other users' processes only through `sudo -n`. When the holder
+cannot be identified, doctor fails if the stack has no running container (it cannot be
+the stack) and warns otherwise. The example inventory sets
+`required_ports: ["{{ api_port }}", "{{ pg_port }}"]`; without `required_ports`,
+`deployer doctor` checks the values of the `*_port` vars (warnings only) and `run` checks
+no ports.
+
+**DATABASE_URL.** Few stacks keep `DATABASE_URL` as one var: the shipped runbooks build
+it in templates/env.j2 from `db_driver`, the role, the password and the host. doctor
+renders the runbooks' `upload` and `run` steps for the host like `deployer plan` does
+(stand-ins for secrets it cannot resolve) and checks the scheme of every
+`DATABASE_URL=` line; only the scheme is shown.
 """
 
 
@@ -151,11 +175,14 @@ def render() -> str:
     out.append("|---|---|---|---|")
     for check in CHECKS:
         out.append(f"| `{check.id}` ({check.title}) | {check.how} | {check.verdicts} | "
-                   f"{'yes' if check.cheap else '-'} |")
+                   f"{'yes' if check.cheap else check.preflight or '-'} |")
     out.append("")
     out.append("Variables read by doctor: `app_dir` (disk; default `/srv/app`), `docker_root`, "
-               "`required_ports` (list), `compose_command`, `app_async` / `app_source_dir`, "
-               "`database_url` (var or secret), and the thresholds `doctor_disk_warn_mb`, "
+               "`required_ports` (list; Jinja allowed) or the `*_port` vars, "
+               "`compose_project_name` / `compose_project` / `compose_project_dir`, "
+               "`compose_command`, `app_async` / "
+               "`app_source_dir`, `database_url` (var or secret; else rendered from the "
+               "runbooks), and the thresholds `doctor_disk_warn_mb`, "
                "`doctor_disk_fail_mb`, `doctor_disk_warn_pct`, `doctor_disk_fail_pct`, "
                "`doctor_inodes_warn_pct`, `doctor_inodes_fail_pct`, `doctor_clock_warn_s`, "
                "`doctor_clock_fail_s`.")

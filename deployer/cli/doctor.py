@@ -109,7 +109,13 @@ def doctor(ctx: click.Context, host: str | None, cli_vars: tuple[str, ...],
            as_json: bool) -> None:
     """Check that a host is ready for deployer: SSH, sudo, Docker, Compose, disk,
     secrets, DATABASE_URL, ports and clock. Exits 1 when any check fails."""
-    from deployer.diagnose.doctor import CHECKS, run_checks, summary_exit_code
+    from deployer.diagnose.doctor import (
+        CHECKS,
+        docker_use,
+        rendered_database_urls,
+        run_checks,
+        summary_exit_code,
+    )
     from deployer.inventory import load_inventory
     from deployer.models import Runbook
     from deployer.templating import merge_vars
@@ -134,6 +140,12 @@ def doctor(ctx: click.Context, host: str | None, cli_vars: tuple[str, ...],
     results: dict[str, list[Any]] = {}
     for target in hosts:
         variables = dict(merge_vars(combined, target, vars_files, cli_vars))
+        urls: list[tuple[str, str]] = []
+        if not only or "database_url" in only:
+            for rb in loaded:
+                urls += rendered_database_urls(
+                    rb, target, merge_vars(rb, target, vars_files, cli_vars), secrets,
+                    opts.project_dir)
         transport = SSHTransport(target, accept_new_host_key=accept_new_host_key,
                                  extra_known_hosts=list(target.known_hosts),
                                  sudo_password=secrets.get("sudo_password"))
@@ -141,7 +153,8 @@ def doctor(ctx: click.Context, host: str | None, cli_vars: tuple[str, ...],
             results[target.name] = run_checks(
                 transport, target, variables, secrets, secret_names,
                 example_env=examples, project_dir=opts.project_dir,
-                only=list(only) or None)
+                only=list(only) or None, database_urls=urls,
+                docker=docker_use(loaded) if loaded else (True, False))
         finally:
             transport.close()
 

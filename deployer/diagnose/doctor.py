@@ -95,6 +95,7 @@ class CheckInfo:
     how: str
     verdicts: str
     cheap: bool = False
+    preflight: str = ""  # when the run preflight makes it, if not always or never
 
 
 CHECKS: tuple[CheckInfo, ...] = (
@@ -103,8 +104,12 @@ CHECKS: tuple[CheckInfo, ...] = (
               "fails (the fix comes from the failure catalogue)", cheap=True),
     CheckInfo("sudo", "sudo", "`sudo -n true` (skipped for root)",
               "warn when sudo needs a password and none is configured, or is missing"),
-    CheckInfo("docker", "Docker engine", "`docker info --format ...`",
-              f"fail when docker is missing, stopped or not permitted; warn below "
+    CheckInfo("docker", "Docker engine", "`docker info --format ...` as the SSH user, and "
+              "through sudo (the configured sudo password works) when the runbook's "
+              "docker/compose steps use `sudo: true`",
+              f"fail when docker is missing, stopped or not permitted the way the runbook "
+              f"runs it (a user outside the docker group whose steps run without sudo "
+              f"is told whether sudo would work); warn below "
               f"{MIN_DOCKER[0]}.{MIN_DOCKER[1]}", cheap=True),
     CheckInfo("compose", "Compose flavour", "`docker compose version`, `docker-compose "
               "version`; honours var `compose_command`", "fail when neither works (or the "
@@ -116,13 +121,21 @@ CHECKS: tuple[CheckInfo, ...] = (
     CheckInfo("secrets", "Secrets", "names the runbook requires, values from the usual "
               "sources", "fail when missing, a placeholder (changeme, secret, password, "
               "example, ...) or equal to a value in the example env file; warn when short"),
-    CheckInfo("database_url", "DATABASE_URL driver", "scheme of `DATABASE_URL` (var or "
-              "secret) against the app: var `app_async`, or `create_async_engine` in the "
-              "project source", "fail on an async app with a sync driver and the reverse, "
-              "or the `postgres://` scheme"),
-    CheckInfo("ports", "Ports free", "var `required_ports`; `ss -ltnpH` and `docker ps` on "
-              "the host", "fail when another process listens; warn when a container "
-              "publishes it (fine for a redeploy of the same stack)"),
+    CheckInfo("database_url", "DATABASE_URL driver", "scheme of `DATABASE_URL`: var or "
+              "secret `database_url`, else every `DATABASE_URL=` line the runbooks' "
+              "`upload` and `run` steps render for the host (the shipped runbooks: "
+              "templates/env.j2 with var `db_driver`), against the app: var `app_async`, or "
+              "`create_async_engine` in the project source", "fail on an async app with a "
+              "sync driver and the reverse, or the `postgres://` scheme"),
+    CheckInfo("ports", "Ports free", "var `required_ports` (e.g. `[\"{{ api_port }}\", "
+              "\"{{ pg_port }}\"]`), else the values of the `*_port` vars; `ss -ltnpH` "
+              "(through `sudo -n` when allowed), each holder's container from its cgroup, "
+              "`docker ps` with the compose labels",
+              "ok when free or held by the stack's own containers (compose project "
+              "`compose_project_name` / `compose_project`: a redeploy replaces them); fail "
+              "when another process or container holds one (warn for ports derived from "
+              "`*_port` vars); warn when the holder cannot be identified while the stack "
+              "runs", preflight="when `required_ports` is set"),
     CheckInfo("clock", "Clock skew", "remote `date +%s.%N` against the local clock",
               "warn above 2 s, fail above 30 s (vars `doctor_clock_warn_s`, "
               "`doctor_clock_fail_s`)"),
@@ -166,6 +179,20 @@ def _fmt_mb(kb: int) -> str:
 
 # ------------------------------------------------------------------------ probes
 
+DOCKER_INFO = ("docker info --format "
+               "'{{.ServerVersion}}|{{.OperatingSystem}}|{{.DockerRootDir}}'")
+SUDO_WORKS = "@@docker-works-with-sudo"
+CONTAINERS = ("docker ps --no-trunc --format '{{.ID}}\t{{.Names}}\t"
+              "{{.Label \"com.docker.compose.project\"}}\t"
+              "{{.Label \"com.docker.compose.project.working_dir\"}}\t{{.Ports}}'")
+# What runs through sudo when the runbook's docker steps use sudo: true (one more round
+# trip, through the transport's sudo, so a configured sudo password works too).
+SUDO_PROBES: dict[str, str] = {
+    "docker": 'command -v docker >/dev/null 2>&1 || { echo "docker: command not found"; '
+              f'exit 127; }}\n{DOCKER_INFO} 2>&1',
+    "containers": f"{CONTAINERS} 2>&1 || echo '@@docker-failed'",
+}
+
 PROBES: dict[str, str] = {
     "ssh": 'printf "%s\\n%s\\n%s\\n" "$(id -un)" "$(id -u)" "$(uname -srm)"',
     "sudo": (
@@ -173,9 +200,16 @@ PROBES: dict[str, str] = {
         'command -v sudo >/dev/null 2>&1 || { echo "sudo: command not found"; exit 127; }\n'
         "sudo -n true 2>&1"
     ),
+    # A user outside the docker group gets "permission denied"; whether docker works
+    # through sudo decides the advice (join the group, or run the steps with sudo).
     "docker": (
         'command -v docker >/dev/null 2>&1 || { echo "docker: command not found"; exit 127; }\n'
-        "docker info --format '{{.ServerVersion}}|{{.OperatingSystem}}|{{.DockerRootDir}}' 2>&1"
+        f"out=$({DOCKER_INFO} 2>&1); rc=$?\n"
+        "printf '%s\\n' \"$out\"\n"
+        'if [ "$rc" != 0 ] && [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && '
+        "printf '%s' \"$out\" | grep -qi 'permission denied' && "
+        f"sudo -n {DOCKER_INFO} >/dev/null 2>&1; then echo '{SUDO_WORKS}'; fi\n"
+        'exit "$rc"'
     ),
     "compose": (
         "v2=$(docker compose version --short 2>&1); rc2=$?\n"
@@ -183,11 +217,22 @@ PROBES: dict[str, str] = {
         'printf "v2 %s %s\\nv1 %s %s\\n" "$rc2" "$(printf %s "$v2" | head -n 1)" '
         '"$rc1" "$(printf %s "$v1" | tail -n 1)"'
     ),
+    # Listening sockets with their processes (through sudo -n when the user has it: a
+    # plain user sees only its own processes), then each process's container id from
+    # its cgroup (world-readable), so a port held by the stack's own host-network
+    # container can be told from a stranger.
     "ports": (
-        "if command -v ss >/dev/null 2>&1; then ss -ltnpH 2>&1 || ss -ltnH 2>&1;"
-        " else echo 'ss: command not found'; fi\n"
+        "command -v ss >/dev/null 2>&1 || { echo 'ss: command not found'; exit 0; }\n"
+        'if [ "$(id -u)" != 0 ] && sudo -n true >/dev/null 2>&1; then '
+        "out=$(sudo -n ss -ltnpH 2>/dev/null) || out=$(ss -ltnpH 2>&1);\n"
+        "else out=$(ss -ltnpH 2>/dev/null) || out=$(ss -ltnH 2>&1); fi\n"
+        "printf '%s\\n' \"$out\"\n"
+        "printf '%s\\n' \"$out\" | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u | "
+        "while read -r p; do c=$(grep -oE '[0-9a-f]{64}' /proc/$p/cgroup 2>/dev/null "
+        "| head -n 1); printf '@@pid %s %s\\n' \"$p\" \"$c\"; done\n"
         "echo '@@docker'\n"
-        "docker ps --format '{{.Names}}\t{{.Ports}}' 2>/dev/null || true"
+        f"{CONTAINERS} 2>/dev/null || {{ [ \"$(id -u)\" != 0 ] && sudo -n {CONTAINERS} "
+        "2>/dev/null; } || echo '@@docker-failed'"
     ),
 }
 
@@ -311,6 +356,12 @@ def parse_docker(exit_code: int, output: str,
         what = "docker is not installed (not on the SSH user's PATH)"
     elif "Cannot connect to the Docker daemon" in text:
         what = "the Docker engine is not running"
+    elif "a password is required" in text or "incorrect password" in text:
+        return Check("docker", "Docker engine", FAIL, "docker runs with sudo here (the "
+                     "runbook's docker steps use sudo: true) but sudo needs a password and "
+                     "none is configured",
+                     "configure the sudo_password secret, or allow the deploy user "
+                     "passwordless sudo for docker (/etc/sudoers.d/ via visudo)")
     elif "permission denied" in text.lower():
         what = "the SSH user may not use the Docker socket"
     elif exit_code == 124:
@@ -319,6 +370,38 @@ def parse_docker(exit_code: int, output: str,
         what = f"`docker info` failed (exit {exit_code})"
     _, fix = _catalogue_fix(text, "sudo systemctl status docker; sudo journalctl -u docker -n 50")
     return Check("docker", "Docker engine", FAIL, f"{what}: {text[:300]}" if text else what, fix)
+
+
+def docker_check(plain: tuple[int, str] | None, sudo: tuple[int, str] | None,
+                 user: str = "") -> Check:
+    """The Docker verdict for how the runbook runs docker: ``plain`` is the result of
+    ``docker info`` as the SSH user (None when no docker step runs without sudo),
+    ``sudo`` through sudo (None when no docker step uses sudo: true)."""
+    checks: list[Check] = []
+    if sudo is not None:
+        c = parse_docker(*sudo)
+        checks.append(Check(c.id, c.title, c.status, "via sudo (the runbook's docker steps "
+                            f"use sudo: true): {c.detail}", c.fix))
+    if plain is not None:
+        code, out = plain
+        works_with_sudo = SUDO_WORKS in out
+        c = parse_docker(code, out.replace(SUDO_WORKS, "").strip())
+        if c.status == FAIL and works_with_sudo:
+            who = user or "$USER"
+            c = Check("docker", "Docker engine", FAIL,
+                      "the SSH user may not use the Docker socket (docker works with sudo, "
+                      "but the runbook's docker steps run without it)",
+                      f"add the user to the docker group: sudo usermod -aG docker {who} "
+                      "(then reconnect), or set sudo: true on the runbook's docker and "
+                      "compose steps")
+        checks.append(c)
+    if not checks:
+        return Check("docker", "Docker engine", SKIP, "no runbook step uses Docker")
+    rank = {OK: 0, SKIP: 0, WARN: 1, FAIL: 2}
+    worst = max(checks, key=lambda c: rank[c.status])
+    if len(checks) == 1 or worst.status != OK:
+        return worst
+    return Check("docker", "Docker engine", OK, f"{checks[1].detail}; {checks[0].detail}")
 
 
 def parse_compose(exit_code: int, output: str, configured: str | None = None) -> Check:
@@ -443,20 +526,49 @@ def _listen_port(addr: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def parse_ports(exit_code: int, output: str, required: Iterable[Any]) -> Check:
-    """Who listens on each required port: free, a container, or another process."""
-    wanted: list[int] = []
-    for item in required:
+@dataclass(frozen=True)
+class _Container:
+    id: str
+    name: str
+    project: str
+    workdir: str
+
+
+def port_numbers(items: Iterable[Any]) -> list[int]:
+    """Port numbers of ``required_ports`` items (``8000``, ``"443/tcp"``, ``"5432"``)."""
+    found: list[int] = []
+    for item in items:
         m = re.match(r"^\s*(\d+)", str(item))
-        if m:
-            wanted.append(int(m.group(1)))
+        if m and 0 < int(m.group(1)) < 65536 and int(m.group(1)) not in found:
+            found.append(int(m.group(1)))
+    return found
+
+
+def parse_ports(exit_code: int, output: str, required: Iterable[Any],
+                project: str | None = None, project_dir: str | None = None,
+                source: str = "required_ports", explicit: bool = True) -> Check:
+    """Who listens on each port the stack needs: nobody, the stack's own containers
+    (a redeploy replaces them: fine), or something else (the stack cannot bind).
+
+    ``project``/``project_dir`` name the stack's compose project (its containers carry
+    them as labels). A holder that cannot be identified is a conflict when the stack
+    has no running container (so it is not the stack), a warning otherwise. ``explicit``
+    is False for ports derived from ``*_port`` vars: a conflict is then a warning."""
+    wanted = port_numbers(required)
     if not wanted:
-        return Check("ports", "Ports free", SKIP, "no required_ports set for this host")
+        return Check("ports", "Ports free", SKIP, "no required_ports set for this host "
+                     "(and no *_port vars)")
     ss_part, _, docker_part = output.partition("@@docker")
     if "ss: command not found" in ss_part:
         return Check("ports", "Ports free", WARN, "cannot check: `ss` is not installed",
                      "sudo apt-get install iproute2")
-    listeners: dict[int, list[str]] = {}
+    cgroups: dict[str, str] = {}
+    for line in ss_part.splitlines():
+        if line.startswith("@@pid "):
+            parts = line.split()
+            if len(parts) >= 3:
+                cgroups[parts[1]] = parts[2]
+    listeners: dict[int, list[tuple[str, str]]] = {}  # port -> [(process, pid)]
     for line in ss_part.splitlines():
         cols = line.split()
         if len(cols) < 4 or not cols[0].startswith("LISTEN"):
@@ -464,38 +576,96 @@ def parse_ports(exit_code: int, output: str, required: Iterable[Any]) -> Check:
         port = _listen_port(cols[3])
         if port is None:
             continue
-        proc = re.search(r'users:\(\("([^"]+)"', line)
-        listeners.setdefault(port, []).append(proc.group(1) if proc else "")
-    published: dict[int, list[str]] = {}
+        procs = re.findall(r'\("([^"]+)",pid=(\d+)', line)
+        listeners.setdefault(port, []).extend(procs or [("", "")])
+    docker_known = "@@docker-failed" not in docker_part
+    containers: dict[str, _Container] = {}
+    published: dict[int, list[_Container]] = {}
     for line in docker_part.splitlines():
-        name, _, ports = line.partition("\t")
-        for m in re.finditer(r":(\d+)->", ports):
-            published.setdefault(int(m.group(1)), []).append(name.strip())
-    busy, by_docker, free = [], [], []
-    for port in wanted:
-        procs = [p for p in listeners.get(port, []) if p]
-        containers = published.get(port, [])
-        if port not in listeners and not containers:
-            free.append(port)
-        elif containers or (procs and all(p in ("docker-proxy", "dockerd") for p in procs)):
-            who = ", ".join(sorted(set(containers))) or "docker-proxy"
-            by_docker.append(f"{port} (published by {who})")
+        fields = line.split("\t")
+        if len(fields) >= 5:
+            c = _Container(fields[0].strip(), fields[1].strip(), fields[2].strip(),
+                           fields[3].strip().rstrip("/"))
+            ports = fields[4]
+        elif len(fields) == 2:  # `{{.Names}}\t{{.Ports}}` (no labels known)
+            c = _Container("", fields[0].strip(), "", "")
+            ports = fields[1]
         else:
-            who = ", ".join(sorted(set(procs))) or "process not visible to the SSH user"
-            busy.append(f"{port} ({who})")
-    free_text = f"free: {', '.join(map(str, free))}" if free else ""
+            continue
+        if c.id:
+            containers[c.id] = c
+        for m in re.finditer(r":(\d+)->", ports):
+            published.setdefault(int(m.group(1)), []).append(c)
+    wanted_dir = (project_dir or "").rstrip("/")
+
+    def ours(c: _Container) -> bool | None:
+        if project and c.project:
+            return c.project == project or bool(wanted_dir and c.workdir == wanted_dir)
+        if wanted_dir and c.workdir:
+            return c.workdir == wanted_dir
+        return None  # no compose labels, or no project name to compare with
+
+    stack_running = docker_known and any(ours(c) for c in containers.values())
+    free: list[str] = []
+    mine: list[str] = []
+    busy: list[str] = []
+    unclear: list[str] = []
+    for port in wanted:
+        holders: list[tuple[str, bool | None]] = []
+        for c in published.get(port, []):
+            holders.append((f"container {c.name}", ours(c)))
+        for proc, pid in listeners.get(port, []):
+            cid = cgroups.get(pid, "")
+            if cid:
+                c = containers.get(cid)
+                if c is not None:
+                    holders.append((f"container {c.name}", ours(c)))
+                else:
+                    holders.append((f"container {cid[:12]}", None))
+            elif proc in ("docker-proxy", "dockerd"):
+                if not published.get(port):
+                    holders.append(("a published container port (docker-proxy)", None))
+            elif proc:
+                holders.append((proc, False))
+            else:
+                holders.append(("a process the SSH user cannot see", None))
+        if not holders and port not in listeners:
+            free.append(str(port))
+            continue
+        names = ", ".join(dict.fromkeys(h for h, _ in holders)) or "docker-proxy"
+        verdicts = [v for _, v in holders]
+        if verdicts and all(v is True for v in verdicts):
+            mine.append(f"{port} ({names})")
+        elif any(v is False for v in verdicts) or (docker_known and not stack_running
+                                                    and project):
+            busy.append(f"{port} ({names})")
+        else:
+            unclear.append(f"{port} ({names})")
+    parts = []
     if busy:
-        detail = "; ".join(x for x in [f"in use: {', '.join(busy)}", free_text] if x)
-        return Check("ports", "Ports free", FAIL, detail,
-                     "find the holder with sudo ss -ltnp 'sport = :PORT' and stop it, or "
-                     "publish the stack on other ports")
-    if by_docker:
-        detail = "; ".join(x for x in [f"held by containers: {', '.join(by_docker)}",
-                                        free_text] if x)
-        return Check("ports", "Ports free", WARN, detail + " (fine if this is the same stack "
-                     "being redeployed)", "docker ps --filter publish=PORT; stop a stack of "
-                     "another compose project that holds them")
-    return Check("ports", "Ports free", OK, free_text)
+        parts.append(f"in use: {', '.join(busy)}")
+    if unclear:
+        parts.append(f"in use, holder unknown: {', '.join(unclear)}")
+    if mine:
+        parts.append(f"held by this stack's own containers, replaced by the deploy: "
+                     f"{', '.join(mine)}")
+    if free:
+        parts.append(f"free: {', '.join(free)}")
+    where = f" [ports from {source}]" if source else ""
+    detail = "; ".join(parts) + where
+    if busy:
+        stack = f"compose project {project}" if project else "this stack"
+        fix = ("find the holder: sudo ss -ltnp 'sport = :PORT'; docker ps --filter "
+               "publish=PORT; stop it (docker compose -p OTHER down, systemctl stop "
+               f"SERVICE) or give {stack} other ports")
+        if not explicit:
+            fix += "; set var required_ports to the ports the stack really needs"
+        return Check("ports", "Ports free", FAIL if explicit else WARN, detail, fix)
+    if unclear:
+        return Check("ports", "Ports free", WARN, detail + " (fine if it is this stack "
+                     "being redeployed)", "check with sudo ss -ltnp 'sport = :PORT'; set var "
+                     "compose_project_name so the stack's containers are recognised")
+    return Check("ports", "Ports free", OK, detail)
 
 
 def parse_clock(exit_code: int, output: str, local_before: float, local_after: float,
@@ -623,10 +793,22 @@ def url_driver(url: str) -> tuple[str, str]:
     return dialect, driver
 
 
-def check_database_url(url: str | None, app_async: bool | None) -> Check:
+def check_database_url(url: str | None, app_async: bool | None, source: str = "") -> Check:
+    """The driver in ``url`` against the app's engine style. Only the scheme is shown
+    (the URL holds a password); ``source`` says where the URL was found."""
     title = "DATABASE_URL driver"
     if not url:
-        return Check("database_url", title, SKIP, "no DATABASE_URL in vars or secrets")
+        return Check("database_url", title, SKIP, "no DATABASE_URL in vars, secrets or the "
+                     "runbooks' rendered uploads")
+    check = _check_database_url(url, app_async)
+    if source:
+        check = Check(check.id, check.title, check.status, f"{check.detail} [{source}]",
+                      check.fix)
+    return check
+
+
+def _check_database_url(url: str, app_async: bool | None) -> Check:
+    title = "DATABASE_URL driver"
     dialect, driver = url_driver(url)
     if not dialect:
         return Check("database_url", title, WARN, "DATABASE_URL has no scheme://",
@@ -657,13 +839,164 @@ def check_database_url(url: str | None, app_async: bool | None) -> Check:
     return Check("database_url", title, OK, f"{shown} matches the {style} app")
 
 
-def _find_database_url(variables: Mapping[str, Any], secrets: Mapping[str, str]) -> str | None:
-    for source in (secrets, variables):
+def _find_database_url(variables: Mapping[str, Any],
+                       secrets: Mapping[str, str]) -> tuple[str, str] | None:
+    for label, source in (("secret", secrets), ("var", variables)):
         for key in ("database_url", "DATABASE_URL"):
             value = source.get(key)
             if isinstance(value, str) and value.strip():
-                return value
+                return value, f"{label} {key}"
     return None
+
+
+_ENV_URL_RE = re.compile(r"""^[ \t]*(?:export[ \t]+)?DATABASE_URL[ \t]*=[ \t]*["']?([^"'\s]+)""",
+                         re.MULTILINE)
+
+
+def rendered_database_urls(runbook: Any, host: Any, variables: Mapping[str, Any],
+                           secrets: Mapping[str, str],
+                           project_dir: str | os.PathLike[str] = ".") -> list[tuple[str, str]]:
+    """(url, where) for every ``DATABASE_URL=`` the runbook's ``upload`` and ``run``
+    steps would write, rendered for ``host`` the way the planner renders them (stand-ins
+    for secrets that are not available). The shipped runbooks build it in
+    templates/env.j2 from var ``db_driver``. A step that cannot be rendered is skipped:
+    ``deployer plan`` is the place that reports it. The URLs hold secrets: callers show
+    only their scheme."""
+    from deployer.commands import RemoteCommand, Upload
+    from deployer.errors import DeployerError
+    from deployer.planner import render_step
+    from deployer.secrets import placeholder_secrets
+    from deployer.templating import make_context
+
+    values = placeholder_secrets(getattr(runbook, "secrets", ()))
+    values.update({k: v for k, v in secrets.items() if k in values})
+    found: list[tuple[str, str]] = []
+    for index, step in enumerate(getattr(runbook, "steps", ()), start=1):
+        if step.kind not in ("upload", "run") and "DATABASE_URL" not in step.body.env:
+            continue
+        try:
+            ctx = make_context(runbook, host, dict(variables), values, {}, step,
+                               planning=True, project_dir=str(project_dir))
+            planned = render_step(step, index, ctx)
+        except (DeployerError, OSError):
+            continue
+        for command in planned.commands:
+            texts: list[tuple[str, str]] = []
+            if isinstance(command, Upload):
+                texts.append((command.content.decode("utf-8", "replace"),
+                              f"{command.source} -> {command.dest}"))
+            elif isinstance(command, RemoteCommand):
+                texts.append((command.script, "script"))
+                if "DATABASE_URL" in command.env:
+                    texts.append((f"DATABASE_URL={command.env['DATABASE_URL']}", "env"))
+            for text, what in texts:
+                for m in _ENV_URL_RE.finditer(text):
+                    found.append((m.group(1), f"{runbook.name} step {step.id}: {what}"))
+    return found
+
+
+def check_database_urls(found: Sequence[tuple[str, str]], app_async: bool | None) -> Check:
+    """``check_database_url`` for every distinct scheme found; the worst verdict wins."""
+    if not found:
+        return check_database_url(None, app_async)
+    by_scheme: dict[str, tuple[str, list[str]]] = {}
+    for url, where in found:
+        scheme = url.split("://", 1)[0].lower() if "://" in url else url[:0]
+        by_scheme.setdefault(scheme, (url, []))[1].append(where)
+    checks = [check_database_url(url, app_async, ", ".join(dict.fromkeys(wheres)))
+              for url, wheres in by_scheme.values()]
+    rank = {OK: 0, SKIP: 0, WARN: 1, FAIL: 2}
+    worst = max(checks, key=lambda c: rank[c.status])
+    if len(checks) == 1:
+        return worst
+    return Check("database_url", worst.title, worst.status,
+                 "; ".join(c.detail for c in checks), worst.fix)
+
+
+def docker_use(runbooks: Iterable[Any]) -> tuple[bool, bool]:
+    """(plain, sudo): whether the runbooks run docker without sudo, and with sudo:
+    compose steps, psql through ``compose exec``, and run steps or rollbacks naming
+    docker."""
+    plain = sudo = False
+    for runbook in runbooks:
+        for step in getattr(runbook, "steps", ()):
+            bodies = [step.body]
+            if step.rollback is not None and not isinstance(step.rollback, str):
+                bodies.append(step.rollback)
+            for body in bodies:
+                if body.kind == "local":
+                    continue
+                uses = (body.kind == "compose"
+                        or (body.kind == "psql" and not body.options.get("client"))
+                        or re.search(r"\bdocker\b|compose_command", repr(body.options)))
+                if uses:
+                    if body.sudo:
+                        sudo = True
+                    else:
+                        plain = True
+    return plain, sudo
+
+
+def _compose_name(text: str) -> str:
+    # Compose's own normalisation of a project name taken from a directory
+    return re.sub(r"[^a-z0-9_-]", "", text.lower())
+
+
+def stack_project(variables: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(compose project name, project dir) of the stack, from the vars the compose
+    kind reads (``compose_project_name``, else the directory's name) and the shipped
+    runbooks' ``compose_project``."""
+    project_dir = variables.get("compose_project_dir") or variables.get("app_dir")
+    project_dir = str(project_dir).rstrip("/") if project_dir else None
+    for key in ("compose_project_name", "compose_project"):
+        value = variables.get(key)
+        if isinstance(value, str) and value.strip() and "{" not in value:
+            return value.strip(), project_dir
+    if project_dir and "{" not in project_dir:
+        return _compose_name(os.path.basename(project_dir)) or None, project_dir
+    return None, project_dir
+
+
+def stack_ports(variables: Mapping[str, Any]) -> tuple[list[int], str, bool]:
+    """(ports, where they come from, explicit): var ``required_ports`` when set, else
+    the values of the ``*_port`` vars (the shipped runbooks' ``api_port`` and
+    ``pg_port``)."""
+    required = variables.get("required_ports")
+    if required not in (None, "", []):
+        if isinstance(required, (str, int)):
+            required = [p for p in re.split(r"[,\s]+", str(required)) if p]
+        return port_numbers(required if isinstance(required, (list, tuple)) else []), \
+            "required_ports", True
+    names = sorted(k for k, v in variables.items()
+                   if k.endswith("_port") and k != "ssh_port" and not k.startswith("doctor_")
+                   and re.fullmatch(r"\s*\d{1,5}\s*", str(v)))
+    ports = port_numbers(variables[k] for k in names)
+    return ports, ("vars " + ", ".join(names)) if names else "", False
+
+
+def render_vars(variables: Mapping[str, Any], host: Any,
+                project_dir: str | os.PathLike[str] = ".") -> dict[str, Any]:
+    """The vars with their Jinja rendered for ``host`` (``required_ports: ["{{ api_port
+    }}"]`` works); a var that cannot be rendered without secrets or run-time captures
+    keeps its raw value."""
+    from deployer.errors import DeployerError
+    from deployer.models import Runbook
+    from deployer.templating import make_context
+
+    if host is None or not hasattr(host, "address"):
+        return dict(variables)
+    try:
+        ctx = make_context(Runbook(name="doctor", path=""), host, variables, {}, {}, None,
+                           planning=True, project_dir=str(project_dir))
+    except DeployerError:
+        return dict(variables)
+    rendered: dict[str, Any] = {}
+    for key, value in variables.items():
+        try:
+            rendered[key] = ctx.vars[key]
+        except Exception:  # noqa: BLE001 - any render failure: keep what the user wrote
+            rendered[key] = value
+    return rendered
 
 
 # --------------------------------------------------------------------- runners
@@ -686,12 +1019,12 @@ def _connect(transport: Any) -> Check:
     return Check("ssh", "SSH", OK, f"connected to {label}" if label else "connected")
 
 
-def _run_remote(transport: Any, probes: dict[str, str],
-                env: Mapping[str, str] | None) -> dict[str, tuple[int, str]] | str:
+def _run_remote(transport: Any, probes: dict[str, str], env: Mapping[str, str] | None,
+                sudo: bool = False) -> dict[str, tuple[int, str]] | str:
     token = "@@doctor-" + _secrets.token_hex(6)
     script = combine_probes(probes, token)
     try:
-        result = transport.run(script, env=dict(env) if env else None, check=False,
+        result = transport.run(script, env=dict(env) if env else None, check=False, sudo=sudo,
                                timeout=PROBE_TIMEOUT * (len(probes) + 1),
                                what="the doctor probes")
     except TransportError as exc:
@@ -711,20 +1044,26 @@ def run_checks(transport: Any, host: Any = None, variables: Mapping[str, Any] | 
                project_dir: str | os.PathLike[str] | None = None,
                only: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
                clock: Callable[[], float] = time.time, has_sudo_password: bool = False,
+               database_urls: Sequence[tuple[str, str]] = (),
+               docker: tuple[bool, bool] = (True, False), derive_ports: bool = True,
                ) -> list[Check]:
     """Every preflight check for one host, in ``CHECKS`` order.
 
     ``transport`` is an ``SSHTransport`` (connected or not; a failed connection becomes
     a failing ``ssh`` check and the remote checks are skipped). ``variables`` are the
-    host's merged vars (app_dir, required_ports, compose_command, app_async, thresholds);
-    ``secrets`` the resolved values of ``secret_names``; ``example_env`` the parsed
-    example env file whose values count as placeholders; ``project_dir`` the local
-    source scanned for ``create_async_engine`` when var ``app_async`` is unset; ``only``
-    restricts to some check ids; ``env`` is exported for the remote probes.
+    host's merged vars (app_dir, required_ports, compose_command, app_async,
+    compose_project_name, thresholds), rendered here; ``secrets`` the resolved values
+    of ``secret_names``; ``example_env`` the parsed example env file whose values count
+    as placeholders; ``project_dir`` the local source scanned for
+    ``create_async_engine`` when var ``app_async`` is unset; ``only`` restricts to some
+    check ids; ``env`` is exported for the remote probes. ``database_urls`` are the
+    (url, where) pairs the runbooks render (``rendered_database_urls``); ``docker`` is
+    ``docker_use`` of the runbooks: (runs docker without sudo, runs it with sudo).
+    ``derive_ports``: without ``required_ports``, check the ``*_port`` vars' values.
     """
     if variables is None:
         variables = dict(getattr(host, "vars", None) or {})
-    variables = dict(variables)
+    variables = render_vars(variables, host, project_dir or ".")
     secrets = dict(secrets or {})
     wanted = [c.id for c in CHECKS if only is None or c.id in only]
     results: dict[str, Check] = {}
@@ -736,8 +1075,9 @@ def run_checks(transport: Any, host: Any = None, variables: Mapping[str, Any] | 
         if app_async is None and project_dir is not None:
             source = Path(project_dir) / str(variables.get("app_source_dir", "."))
             app_async = detect_async_app(source) if source.is_dir() else None
-        results["database_url"] = check_database_url(
-            _find_database_url(variables, secrets), app_async)
+        given = _find_database_url(variables, secrets)
+        found = [given] if given else list(database_urls)
+        results["database_url"] = check_database_urls(found, app_async)
 
     remote_ids = [i for i in wanted if i not in ("secrets", "database_url")]
     if remote_ids:
@@ -751,15 +1091,20 @@ def run_checks(transport: Any, host: Any = None, variables: Mapping[str, Any] | 
         else:
             results.update(_remote_checks(transport, remote_ids, variables, env, clock,
                                           has_sudo_password or bool(
-                                              getattr(transport, "sudo_password", None))))
+                                              getattr(transport, "sudo_password", None)),
+                                          docker, derive_ports))
     return [results[i] for i in wanted if i in results]
 
 
 def _remote_checks(transport: Any, ids: list[str], variables: Mapping[str, Any],
                    env: Mapping[str, str] | None, clock: Callable[[], float],
-                   has_sudo_password: bool) -> dict[str, Check]:
+                   has_sudo_password: bool, docker: tuple[bool, bool] = (True, False),
+                   derive_ports: bool = True) -> dict[str, Check]:
     results: dict[str, Check] = {}
+    plain_docker, sudo_docker = docker
     probes = {i: PROBES[i] for i in ("ssh", "sudo", "docker", "compose", "ports") if i in ids}
+    if not plain_docker and sudo_docker:
+        probes.pop("docker", None)
     if "disk" in ids:
         app_dir = str(variables.get("app_dir") or DEFAULT_APP_DIR)
         probes["disk"] = disk_probe([app_dir], str(variables.get("docker_root")
@@ -771,6 +1116,11 @@ def _remote_checks(transport: Any, ids: list[str], variables: Mapping[str, Any],
             results[check_id] = Check(check_id, info.title, FAIL, sections,
                                       "rerun; if it persists check the host's load and sshd")
         return results
+    # docker through the transport's sudo, as the runbook's sudo: true steps run it
+    sudo_sections: dict[str, tuple[int, str]] = {}
+    if sudo_docker and ("docker" in ids or "ports" in ids):
+        got = _run_remote(transport, SUDO_PROBES, env, sudo=True)
+        sudo_sections = got if isinstance(got, dict) else {"docker": (1, got)}
     missing = Check("probe", "probe", FAIL, "no output")
     for check_id in ids:
         if check_id == "ssh":
@@ -781,8 +1131,11 @@ def _remote_checks(transport: Any, ids: list[str], variables: Mapping[str, Any],
             code, out = sections.get("sudo", (1, ""))
             results["sudo"] = parse_sudo(code, out, has_sudo_password)
         elif check_id == "docker":
-            code, out = sections.get("docker", (1, ""))
-            results["docker"] = parse_docker(code, out)
+            plain = sections.get("docker", (1, "")) if plain_docker or not sudo_docker \
+                else None
+            via_sudo = sudo_sections.get("docker", (1, "")) if sudo_docker else None
+            user = getattr(getattr(transport, "host", None), "user", "") or ""
+            results["docker"] = docker_check(plain, via_sudo, user)
         elif check_id == "compose":
             code, out = sections.get("compose", (1, ""))
             configured = variables.get("compose_command")
@@ -793,10 +1146,16 @@ def _remote_checks(transport: Any, ids: list[str], variables: Mapping[str, Any],
             results["disk"] = parse_disk(code, out, variables)
         elif check_id == "ports":
             code, out = sections.get("ports", (1, ""))
-            required = variables.get("required_ports") or []
-            if isinstance(required, (str, int)):
-                required = [p for p in re.split(r"[,\s]+", str(required)) if p]
-            results["ports"] = parse_ports(code, out, required)
+            ports, source, explicit = stack_ports(variables)
+            if not explicit and not derive_ports:
+                ports = []
+            if sudo_sections.get("containers"):
+                # the containers as the sudo: true steps see them
+                out = out.partition("@@docker")[0] + "@@docker\n" + \
+                    sudo_sections["containers"][1]
+            project, project_dir = stack_project(variables)
+            results["ports"] = parse_ports(code, out, ports, project, project_dir, source,
+                                           explicit)
         elif check_id == "clock":
             before = clock()
             try:
@@ -813,15 +1172,9 @@ def _remote_checks(transport: Any, ids: list[str], variables: Mapping[str, Any],
 
 
 def _runbook_uses_docker(runbook: Any) -> bool:
-    steps = getattr(runbook, "steps", None)
-    if steps is None:
+    if getattr(runbook, "steps", None) is None:
         return True
-    for step in steps:
-        if step.kind == "compose":
-            return True
-        if "docker" in repr(getattr(step.body, "options", "")):
-            return True
-    return False
+    return any(docker_use([runbook]))
 
 
 def cheap_preflight(runbook: Any, host: Any, transport: Any,
@@ -829,15 +1182,23 @@ def cheap_preflight(runbook: Any, host: Any, transport: Any,
                     include_ok: bool = False, env: Mapping[str, str] | None = None,
                     ) -> list[Check]:
     """The fast checks ``deployer run`` performs before its first step: SSH, Docker
-    engine and Compose flavour (only when the runbook uses Docker), free disk.
+    engine (through sudo when the runbook's docker steps use sudo: true) and Compose
+    flavour (only when the runbook uses Docker), free disk, and the ports in var
+    ``required_ports`` when it is set (the stack's own containers may hold them).
 
     Returns the checks that are not ok (``include_ok`` for all). A ``Check`` has
     ``severity`` ("error" for fail) and ``str()``, so failures can feed ``InputError``.
     """
     only = ["ssh", "disk"]
-    if _runbook_uses_docker(runbook):
+    docker = docker_use([runbook]) if getattr(runbook, "steps", None) is not None \
+        else (True, False)
+    if any(docker):
         only += ["docker", "compose"]
-    checks = run_checks(transport, host, variables, only=only, env=env)
+    merged = variables if variables is not None else dict(getattr(host, "vars", None) or {})
+    if merged.get("required_ports") not in (None, "", []):
+        only.append("ports")
+    checks = run_checks(transport, host, variables, only=only, env=env, docker=docker,
+                        derive_ports=False)
     return [c for c in checks if include_ok or c.status in (WARN, FAIL)]
 
 

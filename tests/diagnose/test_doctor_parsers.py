@@ -8,12 +8,14 @@ import subprocess
 import pytest
 
 from deployer.diagnose.doctor import (
+    SUDO_WORKS,
     Check,
     check_database_url,
     check_secrets,
     combine_probes,
     detect_async_app,
     disk_probe,
+    docker_check,
     is_placeholder,
     parse_clock,
     parse_compose,
@@ -22,6 +24,8 @@ from deployer.diagnose.doctor import (
     parse_ports,
     parse_sudo,
     split_probes,
+    stack_ports,
+    stack_project,
     summary_exit_code,
 )
 
@@ -139,22 +143,104 @@ SS = """\
 LISTEN 0 4096 0.0.0.0:22 0.0.0.0:* users:(("sshd",pid=700,fd=3))
 LISTEN 0 511 0.0.0.0:80 0.0.0.0:* users:(("nginx",pid=800,fd=6))
 LISTEN 0 4096 [::]:8000 [::]:* users:(("docker-proxy",pid=900,fd=4))
-LISTEN 0 4096 127.0.0.1:5432 0.0.0.0:*
+LISTEN 0 244 127.0.0.1:5432 0.0.0.0:* users:(("postgres",pid=1001,fd=5))
+LISTEN 0 2048 127.0.0.1:18000 0.0.0.0:* users:(("python",pid=1101,fd=3),("python",pid=1102,fd=3))
+LISTEN 0 128 127.0.0.1:6379 0.0.0.0:*
+@@pid 700
+@@pid 800
+@@pid 900
+@@pid 1001 {a}
+@@pid 1101 {b}
+@@pid 1102 {b}
 @@docker
-example-api-1\t0.0.0.0:8000->8000/tcp, :::8000->8000/tcp
-"""
+{a}\tshop_postgres_1\tshop\t/srv/shop\t
+{b}\tshop_api_1\tshop\t/srv/shop\t
+{c}\tother-web-1\tother\t/srv/other\t0.0.0.0:8000->8000/tcp, :::8000->8000/tcp
+""".format(a="a" * 64, b="b" * 64, c="c" * 64)
 
 
-def test_ports() -> None:
+def test_ports_free_or_held_by_strangers() -> None:
     assert parse_ports(0, SS, []).status == "skip"
-    assert parse_ports(0, SS, [8080, "443/tcp"]).status == "ok"
-    busy = parse_ports(0, SS, [80, 8080])
-    assert busy.status == "fail" and "80 (nginx)" in busy.detail and "8080" in busy.detail
-    mine = parse_ports(0, SS, [8000])
-    assert mine.status == "warn" and "example-api-1" in mine.detail
-    unknown = parse_ports(0, SS, ["5432"])
-    assert unknown.status == "fail" and "5432" in unknown.detail
+    assert parse_ports(0, SS, [8080, "443/tcp"], "shop").status == "ok"
+    busy = parse_ports(0, SS, [80, 8080], "shop")
+    assert busy.status == "fail" and "80 (nginx)" in busy.detail and "free: 8080" in busy.detail
+    other = parse_ports(0, SS, [8000], "shop")  # published by another compose project
+    assert other.status == "fail" and "other-web-1" in other.detail
+    assert "sudo ss -ltnp" in other.fix
     assert parse_ports(0, "ss: command not found\n@@docker\n", [80]).status == "warn"
+
+
+def test_ports_held_by_the_stacks_own_host_network_containers_are_fine() -> None:
+    # a redeploy (restart): the running stack holds its own ports
+    mine = parse_ports(0, SS, [5432, "18000"], "shop", "/srv/shop")
+    assert mine.status == "ok", mine
+    assert "shop_postgres_1" in mine.detail and "shop_api_1" in mine.detail
+    assert "own containers" in mine.detail
+    # recognised by the compose working dir when the project name differs
+    assert parse_ports(0, SS, [5432], "renamed", "/srv/shop/").status == "ok"
+    # the same containers are strangers to another stack
+    new = parse_ports(0, SS, [5432], "newstack", "/srv/newstack")
+    assert new.status == "fail" and "shop_postgres_1" in new.detail
+
+
+def test_ports_with_an_unidentified_holder() -> None:
+    # the stack runs: an invisible holder may be the stack itself
+    unclear = parse_ports(0, SS, [6379], "shop", "/srv/shop")
+    assert unclear.status == "warn" and "holder unknown" in unclear.detail
+    # the stack does not run: whatever holds the port, it is not the stack
+    assert parse_ports(0, SS, [6379], "newstack", "/srv/newstack").status == "fail"
+    # no project name to compare with: cannot tell
+    assert parse_ports(0, SS, [5432]).status == "warn"
+    # docker ps not permitted: the container is known by its id only
+    no_docker = SS.split("@@docker")[0] + "@@docker\n@@docker-failed\n"
+    held = parse_ports(0, no_docker, [5432], "shop")
+    assert held.status == "warn" and "container " + "a" * 12 in held.detail
+
+
+def test_ports_derived_from_port_vars_only_warn() -> None:
+    derived = parse_ports(0, SS, [80], "shop", source="vars api_port", explicit=False)
+    assert derived.status == "warn" and "required_ports" in derived.fix
+    assert "vars api_port" in derived.detail
+
+
+def test_stack_ports_and_project_from_vars() -> None:
+    assert stack_ports({"required_ports": ["8000", "5432/tcp"], "api_port": 1}) == (
+        [8000, 5432], "required_ports", True)
+    assert stack_ports({"required_ports": "80, 443"})[0] == [80, 443]
+    assert stack_ports({"api_port": 8000, "pg_port": "5432", "ssh_port": 22,
+                        "doctor_x_port": 1, "name": "x"}) == (
+        [8000, 5432], "vars api_port, pg_port", False)
+    assert stack_ports({})[0] == []
+    assert stack_project({"compose_project_name": "a", "compose_project": "b",
+                          "compose_project_dir": "/srv/x/"}) == ("a", "/srv/x")
+    assert stack_project({"compose_project": "b", "app_dir": "/srv/y"}) == ("b", "/srv/y")
+    assert stack_project({"compose_project_dir": "/srv/My.App"}) == ("myapp", "/srv/My.App")
+
+
+DENIED = ("permission denied while trying to connect to the Docker daemon socket at "
+          "unix:///var/run/docker.sock: Get \"http://%2Fvar%2Frun%2Fdocker.sock/v1.24/info\": "
+          "dial unix /var/run/docker.sock: connect: permission denied")
+
+
+def test_docker_check_follows_how_the_runbook_runs_docker() -> None:
+    ok = (0, "24.0.7|Ubuntu 22.04|/var/lib/docker")
+    # steps without sudo, user outside the docker group, sudo would work
+    plain = docker_check((1, "||\n" + DENIED + "\n" + SUDO_WORKS), None, "deploy")
+    assert plain.status == "fail" and "works with sudo" in plain.detail
+    assert "usermod -aG docker deploy" in plain.fix and "sudo: true" in plain.fix
+    # the same user, steps with sudo: true -> fine
+    via = docker_check(None, ok)
+    assert via.status == "ok" and "via sudo" in via.detail and "24.0.7" in via.detail
+    # sudo: true steps, sudo asks for a password nobody configured
+    nopw = docker_check(None, (1, "the probe script failed (exit 1): sudo: a password is "
+                                  "required"))
+    assert nopw.status == "fail" and "sudo_password" in nopw.fix
+    # both kinds of steps: both must work
+    mixed = docker_check((1, DENIED), ok)
+    assert mixed.status == "fail"
+    both = docker_check(ok, ok)
+    assert both.status == "ok" and "via sudo" in both.detail
+    assert docker_check(None, None).status == "skip"
 
 
 @pytest.mark.parametrize(("remote", "status"), [(1000.3, "ok"), (1005.0, "warn"),
