@@ -18,7 +18,12 @@ Scheduling rules (documented for operators in docs/multi-host.md):
   than that have failed, no new host is started. Hosts already running finish (and
   roll back) on their own; hosts never started are reported as ``not_started``;
 - Ctrl-C (or SIGTERM) stops starting hosts and asks the running ones to stop
-  (``on_interrupt``); a second one stops waiting for them.
+  (``on_interrupt``); a second one stops waiting for them;
+- with ``fleet_rollback="all"`` (the runbook's ``fleet_rollback: all``), once the
+  failure budget is exceeded and every running host has finished, each host that
+  finished ok in this fleet run (and each host a ``--resume`` skipped because an earlier
+  part of it finished it) is rolled back by ``roll_back_one``, the same path as
+  ``deployer rollback``. Not after Ctrl-C: the operator asked to stop, not to undo.
 
 Exit code of a fleet run: the worst per-host code, ordered by how much attention the
 operator owes the fleet (``EXIT_SEVERITY``): 0 < 4 (lock held, nothing done) < 2 (bad
@@ -26,8 +31,9 @@ input / host key, nothing done) < 1 (failed, rolled back) < 3 (failed, host left
 changed) < 130 (interrupted). ``not_started`` hosts add nothing: the failure that
 stopped them already sets the code.
 
-A fleet record (``.deployer/fleets/<id>.json``, rewritten atomically after each host
-finishes) lets ``--resume`` on a group pick exactly the hosts that did not finish.
+A fleet record (``.deployer/fleets/<id>.json``, rewritten atomically when a host's run
+starts and when it finishes) lets ``--resume`` on a group pick exactly the hosts that
+did not finish.
 """
 
 from __future__ import annotations
@@ -115,6 +121,8 @@ class HostOutcome:
     steps_done: int = 0
     steps_total: int = 0
     address: str = ""
+    # Set when fleet_rollback: all rolled this host back: the hosts whose failure did.
+    rolled_back_for: list[str] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -227,7 +235,9 @@ class FleetEvent:
 
     ``batch_start`` (batch, hosts), ``host_start`` (host), ``host_done`` (host,
     outcome), ``stop`` (message: why no new host will start), ``interrupt`` (message),
-    ``done`` (message: one-line tally).
+    ``fleet_rollback`` (message, hosts: the hosts about to be rolled back),
+    ``rollback_start`` (host), ``rollback_done`` (host, outcome: the host's outcome
+    after its rollback), ``done`` (message: one-line tally).
     """
 
     kind: str
@@ -252,6 +262,8 @@ class FleetOutcome:
     fleet_id: str | None = None
     duration: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
+    # fleet_rollback: all ran: {"because": failed hosts, "hosts": hosts rolled back}.
+    fleet_rollback: dict[str, Any] | None = None
 
     def by_status(self, status: str) -> list[HostOutcome]:
         return [h for h in self.hosts if h.status == status]
@@ -287,6 +299,7 @@ class FleetOutcome:
             "duration": round(self.duration, 3),
             "options": self.options,
             "counts": self.counts(),
+            "fleet_rollback": self.fleet_rollback,
             "hosts": [h.to_dict() for h in self.hosts],
         }
 
@@ -305,19 +318,29 @@ def run_fleet(
     record: FleetRecord | None = None,
     on_interrupt: Callable[[int, str], None] | None = None,
     poll: float = 0.2,
+    order: Sequence[str] = (),
+    fleet_rollback: str = "host",
+    roll_back_one: Callable[[HostOutcome, list[str]], HostOutcome] | None = None,
 ) -> FleetOutcome:
     """Run ``run_one`` for every host under the scheduling rules of this module.
 
     ``skipped`` are outcomes of hosts that are not run at all (``--resume`` found them
-    finished); they are reported and recorded, not scheduled. ``record`` (optional) is
-    updated after every host. ``on_interrupt(n, cause)`` is called on the n-th Ctrl-C
-    or SIGTERM (``cause`` names which) so the caller can stop its running executors
-    (1: stop and roll back, 2: abandon rollback).
+    finished); they are reported and recorded, not scheduled. ``order`` lists the host
+    names in the order results are reported (the inventory order of the whole group,
+    skipped hosts included); by default skipped hosts come first. ``record``
+    (optional) is updated after every host. ``fleet_rollback="all"`` with
+    ``roll_back_one(outcome, failed_hosts) -> HostOutcome`` rolls back the hosts that
+    succeeded once failures stop the fleet (module docstring).
+    ``on_interrupt(n, cause)`` is called on the n-th Ctrl-C or SIGTERM (``cause``
+    names which) so the caller can stop its running executors (1: stop and roll back,
+    2: abandon rollback).
     ``events`` is called from the scheduling thread only, one event at a time.
     """
     _check_positive("--parallel", parallel)
     _check_positive("--batch-size", batch_size)
     names = [h.name for h in hosts]
+    if fleet_rollback not in ("host", "all"):
+        raise UsageError(f"fleet_rollback must be host or all, not {fleet_rollback!r}")
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise UsageError(f"host(s) listed more than once: {', '.join(dup)}")
@@ -344,6 +367,8 @@ def run_fleet(
     stop_reason: str | None = None
     interrupts = 0
     current_batch = 0
+    budget_exceeded = False
+    rollback_info: dict[str, Any] | None = None
 
     def work(host: Host) -> None:
         t0 = time.monotonic()
@@ -361,7 +386,7 @@ def run_fleet(
             lock.notify_all()
 
     def collect() -> None:
-        nonlocal failures, stop_reason
+        nonlocal failures, stop_reason, budget_exceeded
         with lock:
             done, finished[:] = list(finished), []
         for out in done:
@@ -372,6 +397,8 @@ def run_fleet(
             emit(FleetEvent("host_done", host=out.host, outcome=out))
             if record is not None:
                 record.update(out)
+            if failures > budget:
+                budget_exceeded = True
             if failures > budget and stop_reason is None:
                 if batch_size and max_fail is None:
                     stop_reason = (f"{out.host} failed in batch {current_batch}: "
@@ -413,6 +440,85 @@ def run_fleet(
         causes.append("SIGTERM" if signum == signal.SIGTERM else "Ctrl-C")
         sigints[0] += 1
 
+    def roll_back_fleet() -> dict[str, Any] | None:
+        """fleet_rollback: all. Runs on the scheduling thread, under the same signal
+        handling: a Ctrl-C cancels the rollbacks running (``on_interrupt``) and starts
+        no more, and those hosts are reported with what their rollback reported."""
+        assert roll_back_one is not None
+        report_order = list(order) or [o.host for o in skipped] + names
+        because = [n for n in report_order if n in results and results[n].counts_as_failure]
+        targets = [results[n] for n in report_order if n in results
+                   and (results[n].status == OK
+                        or (results[n].status == SKIPPED and results[n].run_id))]
+        if not targets:
+            return None
+        emit(FleetEvent("fleet_rollback", hosts=tuple(o.host for o in targets),
+                        message=f"{', '.join(because)} failed and the runbook sets "
+                                f"fleet_rollback: all: rolling back "
+                                f"{', '.join(o.host for o in targets)}"))
+        done: list[HostOutcome] = []
+        rolling: dict[str, HostOutcome] = {}
+
+        def undo(before: HostOutcome) -> None:
+            t0 = time.monotonic()
+            try:
+                out = roll_back_one(before, list(because))
+                if not isinstance(out, HostOutcome):
+                    raise TypeError(f"roll_back_one returned {type(out).__name__}")
+            except BaseException as exc:  # noqa: BLE001 - one host's error is its outcome
+                # The host stays on what its run deployed while the fleet meant to undo
+                # it: that needs a look, whatever the reason.
+                err = outcome_from_error(Host(before.host, before.address), exc)
+                out = HostOutcome(host=before.host, address=before.address, status=FAILED,
+                                  exit_code=EXIT_FAILED, run_id=before.run_id,
+                                  message=f"fleet rollback could not run: {err.message}",
+                                  diagnosis=err.diagnosis)
+            out.rolled_back_for = list(because)
+            out.duration = before.duration + (out.duration or time.monotonic() - t0)
+            out.address = out.address or before.address
+            out.steps_done = out.steps_done or before.steps_done
+            out.steps_total = out.steps_total or before.steps_total
+            with lock:
+                done.append(out)
+                lock.notify_all()
+
+        queue = list(targets)
+        while queue or rolling:
+            take_interrupts()
+            if interrupts >= 2:
+                break
+            while queue and len(rolling) < width and not interrupts:
+                target = queue.pop(0)
+                rolling[target.host] = target
+                emit(FleetEvent("rollback_start", host=target.host))
+                threading.Thread(target=undo, args=(target,), daemon=True,
+                                 name=f"deployer-undo-{target.host}").start()
+            if interrupts:
+                queue.clear()
+            if rolling:
+                with lock:
+                    if not done:
+                        lock.wait(poll)
+            with lock:
+                batch, done[:] = list(done), []
+            for out in batch:
+                rolling.pop(out.host, None)
+                results[out.host] = out
+                emit(FleetEvent("rollback_done", host=out.host, outcome=out))
+                if record is not None:
+                    record.update(out)
+        for name, before in rolling.items():
+            results[name] = HostOutcome(
+                host=name, address=before.address, status=INTERRUPTED,
+                exit_code=EXIT_INTERRUPTED, run_id=before.run_id, rolled_back_for=because,
+                message="its fleet rollback was still running when deployer stopped "
+                        "waiting; finish it with `deployer rollback`")
+            if record is not None:
+                record.update(results[name])
+        # Hosts whose rollback a Ctrl-C kept from starting keep their "ok".
+        rolled = [o.host for o in targets if results[o.host].rolled_back_for]
+        return {"because": because, "hosts": rolled}
+
     previous_handler: Any = _NO_HANDLER
     previous_term: Any = _NO_HANDLER
     if threading.current_thread() is threading.main_thread():
@@ -446,6 +552,9 @@ def run_fleet(
             take_interrupts()
             if interrupts >= 2:
                 break
+        if (fleet_rollback == "all" and budget_exceeded and not interrupts
+                and roll_back_one is not None and not running):
+            rollback_info = roll_back_fleet()
     finally:
         if previous_handler is not _NO_HANDLER:
             signal.signal(signal.SIGINT,
@@ -471,10 +580,12 @@ def run_fleet(
             if record is not None:
                 record.update(out)
 
-    order = [o.host for o in skipped] + [h.name for h in hosts]
+    report = list(order) + [o.host for o in skipped] + [h.name for h in hosts]
     seen: set[str] = set()
     ordered = []
-    for name in order:
+    for name in report:
+        if name not in results:
+            continue
         if name not in seen:
             seen.add(name)
             ordered.append(results[name])
@@ -484,7 +595,8 @@ def run_fleet(
     outcome = FleetOutcome(hosts=ordered, exit_code=code, stopped_reason=stop_reason,
                            interrupted=bool(interrupts),
                            fleet_id=record.id if record is not None else None,
-                           duration=time.monotonic() - started_at, options=options)
+                           duration=time.monotonic() - started_at, options=options,
+                           fleet_rollback=rollback_info)
     if record is not None:
         record.finish(outcome)
     emit(FleetEvent("done", message=outcome.tally_line()))
@@ -518,8 +630,10 @@ def fleets_dir(project_dir: str | os.PathLike[str]) -> Path:
 class FleetRecord:
     """``.deployer/fleets/<id>.json``: which hosts of a group run finished how.
 
-    Small (one entry per host) and rewritten atomically after each host, so a killed
-    deployer leaves a valid record for ``--resume``. Holds no output and no secrets.
+    Small (one entry per host) and rewritten atomically when a host's run starts
+    (``running`` with its run id) and when it ends, so a killed deployer leaves a valid
+    record for ``--resume`` that tells hosts it had started from hosts it never reached.
+    Holds no output and no secrets.
     """
 
     def __init__(self, project_dir: str | os.PathLike[str], runbook: str, target: str,
@@ -557,10 +671,21 @@ class FleetRecord:
             entry = self.data["hosts"].setdefault(outcome.host, {})
             entry.update(status=outcome.status, exit_code=outcome.exit_code,
                          run_id=outcome.run_id, failed_step=outcome.failed_step)
+            if outcome.rolled_back_for:
+                entry["rolled_back_for"] = list(outcome.rolled_back_for)
+            self._save(durable=False)
+
+    def mark_running(self, host: str, run_id: str) -> None:
+        """The host's run ``run_id`` has started (its run record exists)."""
+        with self._lock:
+            entry = self.data["hosts"].setdefault(host, {})
+            entry.update(status="running", run_id=run_id)
             self._save(durable=False)
 
     def finish(self, outcome: FleetOutcome) -> None:
         with self._lock:
+            if outcome.fleet_rollback:
+                self.data["fleet_rollback"] = outcome.fleet_rollback
             self.data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             self.data["exit_code"] = outcome.exit_code
             self.data["status"] = "ok" if outcome.ok else (
@@ -605,44 +730,98 @@ class ResumeAction:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class LatestRun:
+    """The newest run of the runbook on one host, from the run history. ``active_ns``
+    is when it last started or resumed (ns since the epoch; 0 when unknown)."""
+
+    run_id: str
+    status: str  # a fleet status: "ok" for a run that succeeded
+    active_ns: int = 0
+
+
+def deployment_start_ns(record: dict[str, Any],
+                        records: Iterable[dict[str, Any]] = ()) -> int:
+    """When the group run that ``record`` belongs to began: the start of the first
+    record of its ``--resume`` chain (``resumed_from`` links), so a run a host started
+    in any earlier part of the chain still counts as this deployment's."""
+    by_id = {r.get("id"): r for r in records}
+    start = int(record.get("started_ns") or 0)
+    seen = {record.get("id")}
+    parent = by_id.get(record.get("resumed_from"))
+    while parent is not None and parent.get("id") not in seen:
+        seen.add(parent.get("id"))
+        start = min(start, int(parent.get("started_ns") or start))
+        parent = by_id.get(parent.get("resumed_from"))
+    return start
+
+
 def resume_actions(
     hosts: Sequence[Host],
     record: dict[str, Any] | None,
-    latest_run: Callable[[Host], tuple[str, str] | None] | None = None,
+    latest_run: Callable[[Host], LatestRun | tuple[str, str] | None] | None = None,
+    since_ns: int | None = None,
 ) -> dict[str, ResumeAction]:
     """Decide per host what ``--resume`` on a group does.
 
-    With a fleet record of the previous group run, a host is skipped exactly when that
-    run finished it ok; a host whose run started but did not finish resumes that run;
-    a host that never started starts. Hosts the record does not know (added to the
-    group since) fall back to ``latest_run(host) -> (run_id, status) | None``, the
-    newest run of this runbook on that host from the run history.
+    With a fleet record of the previous group run: a host is skipped exactly when that
+    run finished it ok; a host whose run started there and did not finish (including
+    ``running``: deployer was killed) resumes that run; a host that never started
+    starts. For a host the record has as ``pending`` (its run had not started, or the
+    record update was lost) or does not know (added to the group since),
+    ``latest_run(host)`` (the newest run of this runbook on it) counts only if that run
+    started or resumed at or after ``since_ns`` (default: the record's start; see
+    ``deployment_start_ns``): an older run, however successful, is not this
+    deployment, so the host starts.
+
+    Without a record, the newest run decides on its own: ok means skip, unfinished
+    means resume, none means start.
     """
     actions: dict[str, ResumeAction] = {}
     entries = (record or {}).get("hosts", {})
+    fleet_id = (record or {}).get("id")
+    if record is not None and since_ns is None:
+        since_ns = int(record.get("started_ns") or 0)
     for host in hosts:
         entry = entries.get(host.name)
         if entry is not None and entry.get("status") not in (None, "pending"):
             status, run_id = entry.get("status"), entry.get("run_id")
             if status in SUCCESS_STATUSES:
                 actions[host.name] = ResumeAction(
-                    "skip", run_id, f"finished ok in {record.get('id')}"
+                    "skip", run_id, f"finished ok in {fleet_id}"
                     + (f" (run {run_id})" if run_id else ""))
             elif status == NOT_STARTED or not run_id:
                 actions[host.name] = ResumeAction(
-                    "start", None, f"{status.replace('_', ' ')} in {record.get('id')}")
+                    "start", None, f"{status.replace('_', ' ')} in {fleet_id}")
+            elif entry.get("rolled_back_for"):
+                # Its run had finished; continuing it would redo only the undone steps
+                # and skip those with nothing to undo (a restart, a check): deploy anew.
+                actions[host.name] = ResumeAction(
+                    "start", None, f"rolled back in {fleet_id} because "
+                    f"{', '.join(entry['rolled_back_for'])} failed")
+            elif status == "running":
+                actions[host.name] = ResumeAction(
+                    "resume", run_id, f"run {run_id} did not finish in {fleet_id}")
             else:
                 actions[host.name] = ResumeAction(
                     "resume", run_id, f"{status.replace('_', ' ')} in run {run_id}")
             continue
         found = latest_run(host) if latest_run is not None else None
-        if found is None:
-            actions[host.name] = ResumeAction("start", None, "no earlier run")
-        elif found[1] == OK:
-            actions[host.name] = ResumeAction("skip", found[0], f"run {found[0]} finished ok")
+        if isinstance(found, tuple):
+            found = LatestRun(*found)
+        if found is not None and record is not None and found.active_ns < (since_ns or 0):
+            actions[host.name] = ResumeAction(
+                "start", None, f"not started in {fleet_id} (run {found.run_id} is older)")
+        elif found is None:
+            actions[host.name] = ResumeAction(
+                "start", None, f"not started in {fleet_id}" if record is not None
+                else "no earlier run")
+        elif found.status == OK:
+            actions[host.name] = ResumeAction("skip", found.run_id,
+                                              f"run {found.run_id} finished ok")
         else:
-            actions[host.name] = ResumeAction("resume", found[0],
-                                              f"run {found[0]} ended {found[1]}")
+            actions[host.name] = ResumeAction("resume", found.run_id,
+                                              f"run {found.run_id} ended {found.status}")
     return actions
 
 
@@ -656,7 +835,8 @@ def skipped_outcome(host: Host, action: ResumeAction) -> HostOutcome:
 __all__ = [
     "ERROR", "EXIT_SEVERITY", "FAILED", "INTERRUPTED", "LOCKED", "NOT_STARTED", "OK",
     "ROLLED_BACK", "SKIPPED", "STATUSES", "FleetEvent", "FleetOutcome", "FleetRecord",
-    "HostOutcome", "ResumeAction", "batches_of", "fleets_dir", "latest_fleet_record",
-    "load_fleet_records", "outcome_from_error", "parse_max_fail", "resume_actions",
+    "HostOutcome", "LatestRun", "ResumeAction", "batches_of", "deployment_start_ns",
+    "fleets_dir", "latest_fleet_record", "load_fleet_records", "outcome_from_error",
+    "parse_max_fail", "resume_actions",
     "run_fleet", "skipped_outcome", "status_for_exit_code", "worst_exit_code",
 ]

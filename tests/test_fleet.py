@@ -32,6 +32,8 @@ from deployer.errors import (
 from deployer.fleet import (
     FleetRecord,
     HostOutcome,
+    LatestRun,
+    deployment_start_ns,
     latest_fleet_record,
     parse_max_fail,
     resume_actions,
@@ -444,8 +446,13 @@ def test_cli_failure_in_batch_1_stops_batch_2_and_rolls_back_only_that_host(grou
     assert rows == ["web2", "web3", "web4", "web1"]
     assert "[two] step two failed" in summary
     assert "--resume" in summary
+    # The failed host's row carries its diagnosis (web2 printed "No space left...").
+    web2_row = next(line for line in summary.splitlines() if line.split()[:1] == ["web2"])
+    assert "(diagnosis: The host ran out of disk space)" in web2_row
     # The detailed per-host report of the failed host came before the fleet summary.
-    assert "failed step: two" in out[:out.index(fleet_line)]
+    detail = out[:out.index(fleet_line)]
+    assert "failed step: two" in detail
+    assert "diagnosis [no-space-left]: The host ran out of disk space" in detail
 
 
 def test_cli_resume_group_runs_exactly_the_hosts_that_did_not_finish(group):
@@ -456,6 +463,10 @@ def test_cli_resume_group_runs_exactly_the_hosts_that_did_not_finish(group):
     before = {h["host"]: h for h in json.loads(first.stdout)["hosts"]}
     assert [before[f"web{i}"]["status"] for i in range(1, 5)] == [
         "ok", "rolled_back", "not_started", "not_started"]
+    # The JSON carries the failed host's diagnosis from the catalogue.
+    assert [d["id"] for d in before["web2"]["diagnosis"]] == ["no-space-left"]
+    assert before["web2"]["diagnosis"][0]["fix"]
+    assert before["web1"]["diagnosis"] is None
 
     (group.remote / "fail-web2").unlink()
     (group.remote / "order.log").write_text("")
@@ -596,3 +607,186 @@ def test_cli_apply_a_group_plan_in_parallel_with_json(group):
     assert status == {"web1": "ok", "web2": "ok", "web3": "rolled_back", "web4": "ok"}
     assert sorted(rec["host"] for rec in group.runs()) == ["web1", "web2", "web3", "web4"]
     assert ("undo", "web3") in group.order() and ("undo", "web1") not in group.order()
+
+
+def test_cli_resume_json_keeps_inventory_order(group):
+    (group.remote / "fail-web1").write_text("")
+    first = group.cli("run", "app", "--host", "web", "--max-fail", "100%")
+    assert first.returncode == 1, first.stdout + first.stderr
+    (group.remote / "fail-web1").unlink()
+    r = group.cli("run", "app", "--host", "web", "--resume", "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    hosts = json.loads(r.stdout)["hosts"]
+    # web2..4 are skipped and web1 resumed, yet the list keeps the inventory order.
+    assert [(h["host"], h["status"]) for h in hosts] == [
+        ("web1", "ok"), ("web2", "skipped"), ("web3", "skipped"), ("web4", "skipped")]
+
+
+SLOW_RUNBOOK = """\
+steps:
+  - id: one
+    run: 'echo "start {{ host.name }}" >> {{ remote_dir }}/order.log'
+  - id: wait
+    run: 'touch {{ remote_dir }}/started-{{ host.name }}; while [ ! -f {{ remote_dir }}/gate ]; do sleep 0.05; done'
+  - id: three
+    run: 'echo "end {{ host.name }}" >> {{ remote_dir }}/order.log'
+"""  # noqa: E501
+
+
+def test_cli_resume_after_sigkill_starts_the_hosts_the_killed_fleet_never_reached(group):
+    import sys
+    import time as _time
+
+    (group.root / "runbooks" / "slow.yml").write_text(SLOW_RUNBOOK)
+    gate = group.remote / "gate"
+    # Yesterday's deploy: every host has an older run of `slow` that finished ok.
+    gate.write_text("")
+    old = group.cli("run", "slow", "--host", "web", "--parallel", "4")
+    assert old.returncode == 0, old.stdout + old.stderr
+    old_ids = {rec["id"] for rec in group.runs()}
+    assert len(old_ids) == 4
+
+    gate.unlink()
+    (group.remote / "order.log").write_text("")
+    for path in group.remote.glob("started-*"):
+        path.unlink()
+    proc = subprocess.Popen([sys.executable, "-m", "deployer.cli.main", "-C", str(group.root),
+                             "run", "slow", "--host", "web"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=group.env,
+                            stdin=subprocess.DEVNULL)
+    try:
+        deadline = _time.monotonic() + 60
+        while not (group.remote / "started-web1").exists():
+            assert _time.monotonic() < deadline and proc.poll() is None
+            _time.sleep(0.05)
+        proc.kill()  # SIGKILL: no handler, no cleanup, no final record write
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    gate.write_text("")  # lets the orphaned remote loop of web1 end
+
+    killed = latest_fleet_record(group.root, "slow", "web")
+    assert killed is not None and killed["status"] == "running"
+    entries = killed["hosts"]
+    assert entries["web1"]["status"] == "running"
+    web1_run = entries["web1"]["run_id"]
+    assert web1_run and web1_run not in old_ids
+    assert [entries[f"web{i}"]["status"] for i in (2, 3, 4)] == ["pending"] * 3
+
+    r = group.cli("run", "slow", "--host", "web", "--resume", "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    hosts = {h["host"]: h for h in json.loads(r.stdout)["hosts"]}
+    assert {h["status"] for h in hosts.values()} == {"ok"}, hosts
+    assert hosts["web1"]["run_id"] == web1_run  # the killed run, continued
+    for name in ("web2", "web3", "web4"):
+        # Never reached by the killed fleet: a new run, not yesterday's.
+        assert hosts[name]["run_id"] not in old_ids
+    starts = [h for k, h in group.order() if k == "start"]
+    assert sorted(starts) == ["web1", "web2", "web3", "web4"]  # web1's step one not re-run
+    assert sorted(h for k, h in group.order() if k == "end") == [
+        "web1", "web2", "web3", "web4"]
+
+
+def test_resume_ignores_runs_older_than_the_fleet_for_pending_hosts():
+    hosts = [Host("a", "127.0.0.2"), Host("b", "127.0.0.3"), Host("c", "127.0.0.4"),
+             Host("d", "127.0.0.5")]
+    record = {"id": "fleet-2", "started_ns": 2000, "resumed_from": "fleet-1",
+              "hosts": {"a": {"status": "pending"}, "b": {"status": "pending"},
+                        "c": {"status": "running", "run_id": "r-c"}}}
+    history = {"a": LatestRun("r-a", "ok", 1000),  # before the whole deployment
+               "b": LatestRun("r-b", "interrupted", 1500),  # in fleet-1, the first part
+               "d": LatestRun("r-d", "ok", 900)}  # added to the group since: not deployed
+    earlier = [{"id": "fleet-1", "started_ns": 1200, "resumed_from": None}, record]
+    since = deployment_start_ns(record, earlier)
+    assert since == 1200
+    actions = resume_actions(hosts, record, lambda h: history.get(h.name), since_ns=since)
+    assert [(n, a.action, a.run_id) for n, a in actions.items()] == [
+        ("a", "start", None), ("b", "resume", "r-b"), ("c", "resume", "r-c"),
+        ("d", "start", None)]
+    # Without the chain, fleet-2's own start is the bound: b's run is older, b starts.
+    alone = resume_actions(hosts, record, lambda h: history.get(h.name))
+    assert alone["b"].action == "start"
+
+
+FLEET_ROLLBACK_RUNBOOK = "fleet_rollback: all\n" + FLEET_RUNBOOK
+
+
+def test_cli_fleet_rollback_all_rolls_back_the_hosts_that_succeeded(group):
+    (group.root / "runbooks" / "all.yml").write_text(FLEET_ROLLBACK_RUNBOOK)
+    (group.remote / "fail-web2").write_text("")
+    r = group.cli("run", "all", "--host", "web", "--batch-size", "2", "--format", "json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    data = json.loads(r.stdout)
+    hosts = {h["host"]: h for h in data["hosts"]}
+    assert [h["host"] for h in data["hosts"]] == ["web1", "web2", "web3", "web4"]
+    assert {n: h["status"] for n, h in hosts.items()} == {
+        "web1": "rolled_back", "web2": "rolled_back", "web3": "not_started",
+        "web4": "not_started"}
+    # web1 finished ok, then was undone because web2 failed; web2 undid itself.
+    assert hosts["web1"]["rolled_back_for"] == ["web2"]
+    assert "because web2 failed" in hosts["web1"]["message"]
+    assert hosts["web2"]["rolled_back_for"] is None
+    assert data["fleet_rollback"] == {"because": ["web2"], "hosts": ["web1"]}
+    order = group.order()
+    assert ("end", "web1") in order and ("undo", "web1") in order
+    assert order.index(("end", "web1")) < order.index(("undo", "web1"))
+    assert ("undo", "web2") in order
+    assert {h for k, h in order if k == "start"} == {"web1", "web2"}
+    runs = {rec["host"]: rec for rec in group.runs()}
+    assert runs["web1"]["status"] == "rolled_back"
+    assert runs["web1"]["resumes"][-1]["action"] == "rollback"
+    record = latest_fleet_record(group.root, "all", "web")
+    assert record["hosts"]["web1"]["status"] == "rolled_back"
+    assert record["fleet_rollback"] == {"because": ["web2"], "hosts": ["web1"]}
+
+    # Fixed: --resume deploys the whole group again. web1's run had finished, so it gets
+    # a new run from the first step; web2 continues its own failed run.
+    (group.remote / "fail-web2").unlink()
+    (group.remote / "order.log").write_text("")
+    again = group.cli("run", "all", "--host", "web", "--resume", "--format", "json")
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = {h["host"]: h for h in json.loads(again.stdout)["hosts"]}
+    assert {h["status"] for h in after.values()} == {"ok"}
+    assert after["web1"]["run_id"] != hosts["web1"]["run_id"]
+    assert after["web2"]["run_id"] == hosts["web2"]["run_id"]
+    assert sorted(h for k, h in group.order() if k == "start") == [
+        "web1", "web2", "web3", "web4"]
+    assert sorted(h for k, h in group.order() if k == "end") == [
+        "web1", "web2", "web3", "web4"]
+
+
+def test_cli_fleet_rollback_stops_at_an_irreversible_step_and_default_is_per_host(group):
+    (group.root / "runbooks" / "irrev.yml").write_text(
+        "fleet_rollback: all\n"
+        "steps:\n"
+        "  - id: one\n"
+        "    run: 'echo \"start {{ host.name }}\" >> {{ remote_dir }}/order.log'\n"
+        "    rollback: {run: 'echo \"undo {{ host.name }}\" >> {{ remote_dir }}/order.log'}\n"
+        "  - id: drop\n"
+        "    run: 'true'\n"
+        "    destructive: true\n"
+        "    rollback: irreversible\n"
+        "  - id: two\n"
+        "    run: 'test ! -f {{ remote_dir }}/fail-{{ host.name }}'\n")
+    (group.remote / "fail-web2").write_text("")
+    r = group.cli("run", "irrev", "--host", "web", "--parallel", "2", "--yes")
+    assert r.returncode == 3, r.stdout + r.stderr
+    out = r.stdout
+    summary = out[out.index("FLEET FAILED"):]
+    rows = {line.split()[0]: line for line in summary.splitlines()[1:5]}
+    # web1 succeeded, then its fleet rollback stopped at the irreversible step: the host
+    # is left changed and says so; nothing past `drop` was undone on either host.
+    assert rows["web1"].split()[1] == "failed"
+    assert "because web2 failed" in rows["web1"]
+    assert "fleet rollback because web2 failed (fleet_rollback: all): web1 failed" in summary
+    assert not [e for e in group.order() if e[0] == "undo"]
+
+    # The default (no fleet_rollback) never touches a host that succeeded.
+    (group.remote / "order.log").write_text("")
+    r = group.cli("run", "app", "--host", "web", "--parallel", "2", "--format", "json")
+    data = json.loads(r.stdout)
+    assert data["fleet_rollback"] is None
+    assert {h["host"]: h["status"] for h in data["hosts"]}["web1"] == "ok"
+    assert ("undo", "web1") not in group.order() and ("undo", "web2") in group.order()

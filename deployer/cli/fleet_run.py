@@ -12,7 +12,13 @@ to ``run_fleet`` with ``--parallel``/``--batch-size``/``--max-fail``, and render
   (progress then goes to stderr).
 
 ``--resume`` on a group uses the fleet record of the last run of this runbook on the
-same target: hosts that finished ok are skipped, the rest resume or start.
+same target: hosts that finished ok are skipped, the rest resume or start. The record
+learns each host's run id as soon as that run starts (``FleetEvents.run_started``),
+so a deployer killed mid-fleet leaves a record that tells started hosts from the
+hosts it never reached.
+
+With the runbook's ``fleet_rollback: all``, ``roll_back_one`` undoes a host that
+finished ok through ``Executor.rollback_run``, the code path of ``deployer rollback``.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any, TextIO
 import click
 
 from deployer.cli.progress import ConsoleEvents, print_summary
-from deployer.errors import UsageError
+from deployer.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROLLED_BACK, UsageError
 from deployer.executor import Executor, RunOptions, RunOutcome
 from deployer.fleet import (
     FAILED,
@@ -38,7 +44,10 @@ from deployer.fleet import (
     FleetOutcome,
     FleetRecord,
     HostOutcome,
+    LatestRun,
+    deployment_start_ns,
     latest_fleet_record,
+    load_fleet_records,
     resume_actions,
     run_fleet,
     skipped_outcome,
@@ -113,6 +122,7 @@ class FleetEvents(ConsoleEvents):
         self.allow_confirm = allow_confirm
         self.live: Any = None
         self.outcomes: dict[str, RunOutcome] = {}
+        self.fleet_record: FleetRecord | None = None
 
     def _write(self, text: str) -> None:
         live = self.live
@@ -130,6 +140,10 @@ class FleetEvents(ConsoleEvents):
 
     def run_started(self, record: Any, resumed: bool) -> None:
         super().run_started(record, resumed)
+        if self.fleet_record is not None:
+            # Before any step runs: a deployer killed from here on leaves this host
+            # "running <run id>" in the fleet record, so --resume continues this run.
+            self.fleet_record.mark_running(record.host, record.id)
         self.board.update(record.host, state="running", total=len(record.steps),
                           since=time.monotonic())
 
@@ -195,13 +209,16 @@ def run_group(session: Any, options: RunOptions, *, target: str | None,
         previous = latest_fleet_record(session.project_dir, runbook, target_key)
         store = StateStore(session.project_dir)
 
-        def latest_run(host: Host) -> tuple[str, str] | None:
+        def latest_run(host: Host) -> LatestRun | None:
             rec = store.latest(runbook, host.name)
             if rec is None:
                 return None
-            return rec.id, OK if rec.status == RUN_SUCCEEDED else rec.status
+            return LatestRun(rec.id, OK if rec.status == RUN_SUCCEEDED else rec.status,
+                             _active_ns(rec))
 
-        actions = resume_actions(hosts, previous, latest_run)
+        since = (deployment_start_ns(previous, load_fleet_records(session.project_dir))
+                 if previous is not None else None)
+        actions = resume_actions(hosts, previous, latest_run, since_ns=since)
         if previous is None and all(a.run_id is None for a in actions.values()):
             # Like `--resume` on one host: nothing to continue is a mistake, not a fresh start.
             raise UsageError(f"no run of {runbook} on {target_key} to resume",
@@ -213,6 +230,7 @@ def run_group(session: Any, options: RunOptions, *, target: str | None,
         todo = [h for h in hosts if actions[h.name].action != "skip"]
         resume_for = {n: a.action == "resume" for n, a in actions.items()}
 
+    fleet_rollback = getattr(session.runbook, "fleet_rollback", "host")
     board = FleetBoard([h.name for h in hosts])
     for out in skipped:
         board.update(out.host, state="skipped", note=out.message)
@@ -237,6 +255,37 @@ def run_group(session: Any, options: RunOptions, *, target: str | None,
             with guard:
                 executors.pop(host.name, None)
 
+    def roll_back_one(before: HostOutcome, because: list[str]) -> HostOutcome:
+        host = next(h for h in hosts if h.name == before.host)
+        if not before.run_id:
+            raise UsageError(f"no run of {runbook} on {host.name} to roll back")
+        variables = session.vars_for(host)
+        executor = Executor(session.runbook, host, variables=variables,
+                            secrets=session.secrets, redactor=session.redactor,
+                            digests=session.digests,
+                            options=RunOptions(force=options.force, yes=True,
+                                               accept_new_host_key=options.accept_new_host_key),
+                            events=events, project_dir=session.project_dir,
+                            sudo_password=sudo_password(session, variables)
+                            if callable(sudo_password) else sudo_password)
+        record_ = StateStore(session.project_dir).load(before.run_id)
+        with guard:
+            executors[host.name] = executor
+        try:
+            res = executor.rollback_run(record_)
+        finally:
+            with guard:
+                executors.pop(host.name, None)
+        # rollback_run's 0 means "undone"; in the fleet the host no longer runs what it
+        # deployed, which is what a host that rolled itself back reports (exit 1).
+        status, code = {EXIT_OK: (ROLLED_BACK, EXIT_ROLLED_BACK),
+                        EXIT_INTERRUPTED: (INTERRUPTED, EXIT_INTERRUPTED)}.get(
+                            res.exit_code, (FAILED, EXIT_FAILED))
+        return HostOutcome(host=host.name, status=status, exit_code=code,
+                           run_id=before.run_id, address=before.address,
+                           message=f"rolled back because {', '.join(because)} failed "
+                                   f"(fleet_rollback: all): {res.message}")
+
     def on_interrupt(count: int, cause: str) -> None:
         with guard:
             running = list(executors.values())
@@ -256,11 +305,23 @@ def run_group(session: Any, options: RunOptions, *, target: str | None,
                 events.notice(o.host, o.message)
         elif event.kind == "batch_start":
             events.notice("fleet", f"batch {event.batch}: {', '.join(event.hosts)}")
-        elif event.kind in ("stop", "interrupt"):
+        elif event.kind in ("stop", "interrupt", "fleet_rollback"):
             events.notice("fleet", event.message, "warning")
+        elif event.kind == "rollback_start" and event.host:
+            board.update(event.host, state="rolling back", since=time.monotonic())
+        elif event.kind == "rollback_done" and event.outcome is not None:
+            o = event.outcome
+            board.update(o.host, state=o.status, since=None)
+            events.notice(o.host, o.message, "warning" if o.status == ROLLED_BACK
+                          else "error")
 
+    if fleet_rollback == "all" and options.no_rollback:
+        events.notice("fleet", "--no-rollback: the runbook's fleet_rollback: all is not "
+                      "applied either", "warning")
+        fleet_rollback = "host"
     record = FleetRecord(session.project_dir, runbook, target_key, [h.name for h in hosts],
                          resumed_from=resumed_from)
+    events.fleet_record = record
     live = None
     if width > 1 and not as_json and getattr(out_stream, "isatty", lambda: False)():
         from rich.console import Console
@@ -276,7 +337,9 @@ def run_group(session: Any, options: RunOptions, *, target: str | None,
             events.live = live
         outcome = run_fleet(todo, run_one, parallel=parallel, batch_size=batch_size,
                             max_fail=max_fail, events=on_event, skipped=skipped,
-                            record=record, on_interrupt=on_interrupt)
+                            record=record, on_interrupt=on_interrupt,
+                            order=[h.name for h in hosts], fleet_rollback=fleet_rollback,
+                            roll_back_one=roll_back_one)
     finally:
         if live is not None:
             events.live = None
@@ -286,6 +349,28 @@ def run_group(session: Any, options: RunOptions, *, target: str | None,
     else:
         print_fleet_summary(outcome, events, runbook, target_key)
     return outcome.exit_code
+
+
+def _active_ns(rec: Any) -> int:
+    """When a run last started or resumed, from its id (ms precision) and its resume
+    entries (s precision, rounded up so a resume is never dated before it happened)."""
+    from datetime import datetime, timezone
+
+    times = []
+    try:
+        stamp = datetime.strptime(rec.id[:19], "%Y%m%d-%H%M%S-%f").replace(
+            tzinfo=timezone.utc)
+        times.append(int(stamp.timestamp() * 1e9))
+    except ValueError:
+        pass
+    for entry in rec.resumes or []:
+        try:
+            at = datetime.strptime(str(entry.get("at")), "%Y-%m-%dT%H:%M:%SZ").replace(
+                tzinfo=timezone.utc)
+        except ValueError:
+            continue
+        times.append(int(at.timestamp() + 1) * 10**9 - 1)
+    return max(times, default=0)
 
 
 def print_fleet_summary(outcome: FleetOutcome, events: FleetEvents, runbook: str,
@@ -314,6 +399,12 @@ def print_fleet_summary(outcome: FleetOutcome, events: FleetEvents, runbook: str
           f" {where}{msg}")
     if outcome.stopped_reason:
         w(c("33", f"  stopped: {outcome.stopped_reason}"))
+    if outcome.fleet_rollback:
+        fr = outcome.fleet_rollback
+        by_name = {h.host: h for h in outcome.hosts}
+        done = ", ".join(f"{n} {by_name[n].status.replace('_', ' ')}" for n in fr["hosts"])
+        w(c("33", f"  fleet rollback because {', '.join(fr['because'])} failed "
+                  f"(fleet_rollback: all): {done or 'no host rolled back'}"))
     if not outcome.ok:
         w(f"  fleet record: {outcome.fleet_id}")
         w(f"  resume the hosts that did not finish: deployer run {runbook} --host "
