@@ -790,3 +790,50 @@ def test_cli_fleet_rollback_stops_at_an_irreversible_step_and_default_is_per_hos
     assert data["fleet_rollback"] is None
     assert {h["host"]: h["status"] for h in data["hosts"]}["web1"] == "ok"
     assert ("undo", "web1") not in group.order() and ("undo", "web2") in group.order()
+
+
+def test_fleet_rollback_all_in_the_scheduler(fleet):
+    server, hosts, log = fleet
+    calls: list[tuple[int, str]] = []
+
+    def roll_back_one(before: HostOutcome, because: list[str]) -> HostOutcome:
+        if before.host == "web2":
+            raise LockHeldError("lock held by alice@laptop")
+        ssh_run(server, hosts[int(before.host[-1]) - 1],
+                f'echo "undo {before.host}" >> {log}\n')
+        return HostOutcome(host=before.host, status="rolled_back", exit_code=EXIT_ROLLED_BACK,
+                           run_id=before.run_id, message="undone")
+
+    out = run_fleet(hosts, make_run_one(server, log, fail={"web3": 1}), fleet_rollback="all",
+                    roll_back_one=roll_back_one, on_interrupt=lambda n, c: calls.append((n, c)))
+    by = {o.host: o for o in out.hosts}
+    assert [e for e in events_of(log) if e[0] == "undo"] == [("undo", "web1")]
+    assert (by["web1"].status, by["web1"].rolled_back_for) == ("rolled_back", ["web3"])
+    # A rollback that cannot run leaves the host changed: failed, exit 3, and says why.
+    assert (by["web2"].status, by["web2"].exit_code) == ("failed", EXIT_FAILED)
+    assert "fleet rollback could not run" in by["web2"].message
+    assert by["web2"].run_id == "run-web2"
+    assert by["web3"].rolled_back_for is None and by["web4"].status == "not_started"
+    assert out.fleet_rollback == {"because": ["web3"], "hosts": ["web1", "web2"]}
+    assert out.exit_code == EXIT_FAILED and calls == []
+
+    # Ctrl-C during the fleet rollback: the running one is cancelled, no more start.
+    log.write_text("")
+
+    def interrupted(before: HostOutcome, because: list[str]) -> HostOutcome:
+        os.kill(os.getpid(), signal.SIGINT)
+        return roll_back_one(before, because)
+
+    out = run_fleet(hosts, make_run_one(server, log, fail={"web3": 1}), fleet_rollback="all",
+                    roll_back_one=interrupted, poll=0.05,
+                    on_interrupt=lambda n, c: calls.append((n, c)))
+    assert calls == [(1, "Ctrl-C")]
+    assert [o.status for o in out.hosts] == ["rolled_back", "ok", "rolled_back",
+                                             "not_started"]
+    assert out.fleet_rollback == {"because": ["web3"], "hosts": ["web1"]}
+    assert out.interrupted and out.exit_code == EXIT_INTERRUPTED
+
+    # The default never calls roll_back_one.
+    out = run_fleet(hosts, make_run_one(server, log, fail={"web3": 1}),
+                    roll_back_one=lambda o, b: pytest.fail("rolled back"))
+    assert out.fleet_rollback is None and out.hosts[0].status == "ok"
