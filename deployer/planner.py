@@ -14,14 +14,14 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from deployer.commands import Command, Mask, RemoteCommand
 from deployer.errors import InputError, Problem, StalePlanError
 from deployer.models import IRREVERSIBLE, Host, Runbook, Step, StepBody
 from deployer.templating import StepContext, make_context, strings_in
-from deployer.yamlsrc import display_path
+from deployer.yamlsrc import display_path, field_position
 
 PLAN_VERSION = 1
 
@@ -69,6 +69,25 @@ def _kind(name: str):
 def _build(body: StepBody, ctx: StepContext, step: Step) -> list[Command]:
     kind = _kind(body.kind)
     return list(kind.build(body, ctx, step))
+
+
+def _build_at_fields(body: StepBody, ctx: StepContext, step: Step,
+                     prefix: str) -> list[Command]:
+    """``_build``, with problems pointing at the offending field (``prefix`` names the
+    rollback body) rather than at the start of the step."""
+    ctx.field_prefix = prefix
+    try:
+        return _build(body, ctx, step)
+    except InputError as exc:
+        problems = []
+        for p in exc.problems:
+            if p.path and p.position == body.position and step.position is not None:
+                p = replace(p, path=prefix + p.path, position=field_position(
+                    step.position, prefix + p.path) or p.position)
+            problems.append(p)
+        raise InputError(problems) from None
+    finally:
+        ctx.field_prefix = ""
 
 
 def _flags(step: Step, rollback: list[Command] | None, irreversible: bool) -> list[str]:
@@ -119,9 +138,9 @@ def render_step(step: Step, index: int, ctx: StepContext,
     title = step.name
     if not skipped or render_skipped:
         title = str(ctx.render(step.name, "name"))
-        commands = _build(step.body, ctx, step)
+        commands = _build_at_fields(step.body, ctx, step, "")
         if isinstance(step.rollback, StepBody):
-            rollback = _build(step.rollback, ctx, step)
+            rollback = _build_at_fields(step.rollback, ctx, step, "rollback.")
         elif step.rollback is None:
             kind = _kind(step.kind)
             if kind.auto_rollback is not None:

@@ -29,7 +29,7 @@ import yaml
 from deployer.errors import InputError, Position, Problem, UsageError
 from deployer.models import Host, Runbook, Step
 from deployer.steps.base import RenderContext
-from deployer.yamlsrc import display_path, load_yaml
+from deployer.yamlsrc import display_path, field_position, load_yaml
 
 RESERVED = ("secrets", "host", "runbook")
 # What a plan shows for the compose invocation when var compose_command is unset.
@@ -278,6 +278,9 @@ class StepContext(RenderContext):
         self.runbook = runbook
         self.host = host
         self.step = step
+        # "rollback." while the planner builds the step's rollback body, so errors name
+        # `rollback.run.command` instead of the step's own `run.command`
+        self.field_prefix = ""
         self.planning = planning
         self.project_dir = project_dir
         self.secrets = dict(secrets)
@@ -347,18 +350,21 @@ class StepContext(RenderContext):
 
     # -- errors -----------------------------------------------------------------------
 
-    def _position(self) -> Position | None:
+    def _position(self, where: str = "") -> Position | None:
         if self.step is not None:
+            if self.step.position is not None and (self.field_prefix or where):
+                return (field_position(self.step.position, self.field_prefix + where)
+                        or self.step.position)
             return self.step.position
         return self.runbook.description_position
 
     def _label(self, where: str) -> str:
         if self.step is not None:
-            return f"step `{self.step.id}` {where}".rstrip()
+            return f"step `{self.step.id}` {self.field_prefix}{where}".rstrip()
         return where or "value"
 
     def _problem(self, message: str, where: str, hint: str = "") -> InputError:
-        pos = self._position()
+        pos = self._position(where)
         if pos is None:
             message = f"{display_path(self.runbook.path)}: {message}"
         return InputError(Problem(f"{self._label(where)}: {message}", pos, hint=hint))

@@ -367,3 +367,51 @@ def load_yaml(path: str) -> Node:
             _TREES.pop(next(iter(_TREES)))
         _TREES[key] = tree
     return tree
+
+
+_PATH_PART = re.compile(r"\[(\d+)\]|[^.\[\]]+")
+_MAPPINGS: dict[int, tuple[Node, dict[Position, Node]]] = {}
+
+
+def _mappings_by_position(tree: Node) -> dict[Position, Node]:
+    """Every mapping of ``tree`` by its position, built once per tree (validate may
+    point thousands of problems into one big runbook)."""
+    cached = _MAPPINGS.get(id(tree))
+    if cached is not None and cached[0] is tree:
+        return cached[1]
+    index: dict[Position, Node] = {}
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if node.is_mapping:
+            index.setdefault(node.pos, node)
+            stack += node.value.values()
+        elif node.is_list:
+            stack += node.value
+    if len(_MAPPINGS) >= _TREES_MAX:
+        _MAPPINGS.pop(next(iter(_MAPPINGS)))
+    _MAPPINGS[id(tree)] = (tree, index)
+    return index
+
+
+def field_position(pos: Position, path: str) -> Position | None:
+    """Where ``path`` (``run.command``, ``env.KEY``, ``rollback.run``, ``args[1]``) is in
+    the mapping that starts at ``pos``: the deepest node of it the file has, so a
+    message can point at the offending field rather than the start of its step.
+    None when the file no longer has a mapping at ``pos``."""
+    try:
+        tree = load_yaml(pos.file)
+    except InputError:
+        return None
+    node = _mappings_by_position(tree).get(pos)
+    if node is None:
+        return None
+    for match in _PATH_PART.finditer(path):
+        index, key = match.group(1), match.group(0)
+        if index is not None and node.is_list and int(index) < len(node.value):
+            node = node.value[int(index)]
+        elif index is None and node.is_mapping and key in node.value:
+            node = node.value[key]
+        else:
+            break
+    return node.pos

@@ -127,7 +127,10 @@ BAD_INPUTS = [
     ("missing template", "steps:\n  - {id: a, psql: {file: sql/nope.sql.j2}}\n",
      ["bad.yml:2:5", "template `sql/nope.sql.j2` not found"]),
     ("undefined variable", "steps:\n  - {id: a, run: 'echo {{ relaese }}'}\n",
-     ["bad.yml:2:5", "step `a`", "undefined variable `relaese`", "did you mean `release`?"]),
+     ["bad.yml:2:18", "step `a`", "undefined variable `relaese`", "did you mean `release`?"]),
+    ("undefined variable in a rollback",
+     "steps:\n  - id: a\n    run: ls\n    rollback: {run: 'echo {{ nope }}'}\n",
+     ["bad.yml:4:21", "step `a` rollback.run.command: undefined variable `nope`"]),
 ]
 
 

@@ -102,8 +102,8 @@ def test_all_render_problems_raised_together(project):
     with pytest.raises(InputError) as info:
         load_session("deploy", ".", environ=SECRETS).plan()
     text = str(info.value)
-    assert "runbooks/deploy.yml:2:5: step `a` run.command: undefined variable `nope1`" in text
-    assert "runbooks/deploy.yml:3:5: step `b` run.command: undefined variable `nope2`" in text
+    assert "runbooks/deploy.yml:2:18: step `a` run.command: undefined variable `nope1`" in text
+    assert "runbooks/deploy.yml:3:18: step `b` run.command: undefined variable `nope2`" in text
 
 
 def test_secrets_masked_in_plan_dict(project):
@@ -270,7 +270,7 @@ def test_step_names_and_description_are_rendered_per_host(project):
 @pytest.mark.parametrize("field, where", [
     ("description: '{{ nope }}'\n", "runbooks/deploy.yml:1:14: description: undefined "
                                      "variable `nope`"),
-    ("", "runbooks/deploy.yml:2:5: step `a` name: undefined variable `nope`"),
+    ("", "runbooks/deploy.yml:2:19: step `a` name: undefined variable `nope`"),
 ])
 def test_undefined_variable_in_a_name_or_description_has_a_position(project, field, where):
     name = "x" if field else "'{{ nope }}'"

@@ -54,7 +54,7 @@ def test_undefined_variable_names_file_step_field_and_variable(tmp_path):
     with pytest.raises(InputError) as info:
         ctx.render("cd {{ app_dri }}", "run.command")
     (p,) = info.value.problems
-    assert str(p.position).endswith("runbooks/rb.yml:5:5")
+    assert str(p.position).endswith("runbooks/rb.yml:5:22")  # the run: value
     assert "step `first` run.command: undefined variable `app_dri`" in p.message
     assert "did you mean `app_dir`?" in p.hint
 
@@ -327,7 +327,7 @@ def test_fast_path_errors_match_jinja(tmp_path):
         assert _outcome(ctx._render_str, text) == expected, text
     (message, position, hint), = _outcome(ctx._render_str, "{{ app_dri }}")[1]
     assert "step `second` run.command: undefined variable `app_dri`" in message
-    assert position.endswith("runbooks/rb.yml:17:5") and "did you mean `app_dir`?" in hint
+    assert position.endswith("runbooks/rb.yml:17:23") and "did you mean `app_dir`?" in hint
 
 
 def test_fast_path_records_lookups_like_jinja(tmp_path):

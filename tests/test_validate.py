@@ -37,8 +37,8 @@ def test_render_errors_for_every_host_and_runbook(tmp_path):
         "c.yml": "steps:\n  - {id: c, run: ls, retries: -1}\n",
     }, inventory="hosts:\n  vps: {vars: {only_vps: 1}}\n  other: {}\n")
     errs = errors(validate_project(str(tmp_path), None))
-    assert any("a.yml:2:5" in e and "undefined variable `only_vps`" in e for e in errs)
-    assert any("b.yml:2:5" in e and "undefined secret `secrets.undeclared`" in e for e in errs)
+    assert any("a.yml:2:18" in e and "undefined variable `only_vps`" in e for e in errs)
+    assert any("b.yml:2:18" in e and "undefined secret `secrets.undeclared`" in e for e in errs)
     assert any("c.yml:2:31" in e and "must be at least 0" in e for e in errs)
     assert len(errs) == 3
 
@@ -352,3 +352,126 @@ def test_random_inventories_never_traceback(doc):
             code, text = _cli("-C", tmp, *args)
             assert code in (0, 2), text
             assert "Traceback" not in text and "internal error" not in text, text
+
+
+# ------------------------------------------------------------------ all errors at once
+
+def test_format_error_does_not_hide_template_errors_in_other_steps(tmp_path):
+    make_project(tmp_path, {"rb.yml": """\
+        steps:
+          - id: a
+            retires: 1
+            run: echo a
+          - id: b
+            when: "{{ 1 + }}"
+            run: echo b
+          - id: c
+            run: "echo {{ undefined_b }}"
+          - id: d
+            run: echo fine
+        """})
+    errs = errors(validate_project(str(tmp_path), None))
+    assert any("rb.yml:3:5" in e and "unknown field `retires`" in e for e in errs), errs
+    assert any("rb.yml:6:11" in e and "invalid `when` expression" in e for e in errs), errs
+    assert any("rb.yml:9:10" in e and "undefined variable `undefined_b`" in e
+               for e in errs), errs
+    assert len(errs) == 3, errs
+
+
+def test_lenient_load_keeps_the_good_steps_only(tmp_path):
+    make_project(tmp_path, {"rb.yml": "vars: [1]\nsteps:\n  - {id: a, run: ls, retries: x}\n"
+                                      "  - {id: b, run: ls}\n"})
+    found: list[Problem] = []
+    runbook = load_runbook("rb", str(tmp_path), found)
+    assert [s.id for s in runbook.steps] == ["b"] and runbook.vars == {}
+    assert {p.path for p in found} >= {"vars", "steps[0].retries"}
+    try:
+        load_runbook("rb", str(tmp_path))
+    except InputError as exc:  # the strict load still refuses it, same problems
+        assert exc.problems == found
+    else:
+        raise AssertionError("strict load accepted a runbook with errors")
+
+
+def test_included_file_with_bad_vars_is_an_error_not_a_crash(tmp_path):
+    make_project(tmp_path, {"main.yml": "steps:\n  - {id: m, include: parts/p.yml}\n",
+                            "parts/p.yml": "vars: [1]\nsecrets: 5\nsteps:\n  - {id: x, run: ls}\n"})
+    errs = errors(validate_project(str(tmp_path), None))
+    assert any("parts/p.yml:1:7" in e and "vars" in e for e in errs), errs
+    assert any("parts/p.yml:2:10" in e and "secrets" in e for e in errs), errs
+
+
+# ------------------------------------------------------------------ runbooks/ subfolders
+
+def test_files_in_subfolders_are_checked_even_when_not_included(tmp_path):
+    make_project(tmp_path, {
+        "main.yml": "steps:\n  - {id: m, include: parts/used.yml}\n",
+        "parts/used.yml": "steps:\n  - {id: u, run: 'echo {{ app_dir }}'}\n",
+        "parts/orphan.yml": "steps:\n  - id: o\n    retires: 2\n    run: ls\n"
+                            "  - {id: p, run: 'echo {{ from_includer }}'}\n",
+        "parts/deeper/broken.yaml": "steps: [\n",
+        "parts/.hidden.yml": "steps: [\n",
+    })
+    problems = validate_project(str(tmp_path), None)
+    errs, warns = errors(problems), warnings(problems)
+    assert any("parts/orphan.yml:3:5" in e and "unknown field `retires`" in e
+               for e in errs), errs
+    assert any("parts/deeper/broken.yaml:" in e for e in errs), errs
+    assert not any(".hidden" in str(p) for p in problems)
+    # fragments get their vars from an includer: rendering them alone only warns
+    assert any("parts/orphan.yml:5:" in w and "undefined variable `from_includer`" in w
+               and "not included by any runbook" in w for w in warns), warns
+    assert len(errs) == 2 and len(warns) == 1, problems
+
+
+def test_included_parts_are_not_checked_twice(tmp_path):
+    make_project(tmp_path, {
+        "main.yml": "steps:\n  - {id: m, include: {runbook: parts/used.yml, vars: {who: x}}}\n",
+        "parts/used.yml": "steps:\n  - {id: u, run: 'echo {{ who }}'}\n",
+    })
+    assert validate_project(str(tmp_path), None) == []
+
+
+# ------------------------------------------------------------------ render errors at the field
+
+def test_render_errors_point_at_the_field_and_name_the_rollback(tmp_path):
+    make_project(tmp_path, {"rb.yml": """\
+        steps:
+          - id: a
+            run: echo ok
+            rollback:
+              run: "echo {{ undefined_rb }}"
+          - id: b
+            run:
+              command: echo b
+            env:
+              X: "{{ undefined_env }}"
+          - id: c
+            run: echo c
+            rollback:
+              run:
+                command: "  "
+          - id: d
+            run: ls
+            skip_if: "test -f {{ undefined_skip }}"
+        """})
+    errs = errors(validate_project(str(tmp_path), None))
+    assert any("rb.yml:5:12: step `a` rollback.run.command: undefined variable "
+               "`undefined_rb`" in e for e in errs), errs
+    assert any("rb.yml:10:10: step `b` env.X: undefined variable `undefined_env`" in e
+               for e in errs), errs
+    # a kind's own check of a rollback body (not a template error) names it too
+    assert any("rb.yml:15:18: rollback.run.command: `command` is empty" in e
+               for e in errs), errs
+    assert any("rb.yml:18:14: step `d` skip_if: undefined variable `undefined_skip`" in e
+               for e in errs), errs
+    assert len(errs) == 4, errs
+
+
+def test_render_error_in_an_included_step_points_into_the_included_file(tmp_path):
+    make_project(tmp_path, {
+        "main.yml": "steps:\n  - {id: m, include: parts/p.yml}\n",
+        "parts/p.yml": "steps:\n  - id: x\n    run: ls\n    cwd: '{{ nowhere }}'\n",
+    })
+    (err,) = errors(validate_project(str(tmp_path), None))
+    assert "runbooks/parts/p.yml:4:10: step `m.x` cwd: undefined variable `nowhere`" in err
