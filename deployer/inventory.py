@@ -14,6 +14,7 @@ Ansible does).
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import hashlib
 import os
 import re
@@ -110,28 +111,95 @@ class Inventory:
                     ssh_config_alias=True)
 
 
-def ssh_config_aliases(path: str | None = None) -> list[str]:
-    """Literal ``Host`` names (no wildcards) from ``~/.ssh/config``.
+def ssh_config_file() -> str | None:
+    """The OpenSSH client config deployer honours: ``DEPLOYER_SSH_CONFIG`` (``none``,
+    empty or ``/dev/null``: none at all, so tests never see the user's own), else
+    ``~/.ssh/config``. The transport reads the same file."""
+    override = os.environ.get("DEPLOYER_SSH_CONFIG")
+    if override is None:
+        return os.path.expanduser("~/.ssh/config")
+    if override.strip().lower() in ("", "none", "/dev/null"):
+        return None
+    return os.path.expanduser(override)
 
-    ``DEPLOYER_SSH_CONFIG`` overrides the file (``none``: read no ssh config), the same
-    switch the transport honours, so tests never see the user's own aliases.
+
+_SSH_LINE = re.compile(r"(\S+?)(?:\s*=\s*|\s+)(.*)$")
+# One ``Host`` (or ``Match``) section: its patterns (None: a ``Match`` this reader
+# cannot evaluate, which then applies to no host) and its options, first value kept.
+_Section = tuple[list[str] | None, dict[str, str]]
+
+
+def _ssh_sections(path: str | None) -> list[_Section]:
+    """The sections of an ssh config file, in order; [] when there is none.
+
+    A small reader of the subset that decides where a connection goes (``Host``,
+    ``HostName``, ``Port``, ``User``), kept here because only transport.py may import
+    paramiko: options before the first ``Host`` apply to every host, ``Match all``
+    too; other ``Match`` sections are skipped, and ``Include`` is not followed (as
+    paramiko, which the transport uses, does not either).
     """
-    if path is None:
-        override = os.environ.get("DEPLOYER_SSH_CONFIG")
-        if override is not None and override.lower() == "none":
-            return []
-        path = os.path.expanduser(override or "~/.ssh/config")
-    aliases: list[str] = []
+    if not path:
+        return []
+    sections: list[_Section] = [(["*"], {})]
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                parts = line.strip().split(None, 1)
-                if len(parts) == 2 and parts[0].lower() == "host":
-                    for name in re.split(r"\s+", parts[1].split("#")[0].strip()):
-                        if name and not any(c in name for c in "*?!"):
-                            aliases.append(name.strip('"'))
+            lines = fh.read().splitlines()
     except OSError:
         return []
+    for raw in lines:
+        line = raw.strip()
+        match = _SSH_LINE.match(line) if line and not line.startswith("#") else None
+        if not match:
+            continue
+        key, value = match.group(1).lower(), match.group(2).split(" #")[0].strip()
+        if key == "host":
+            sections.append(([p.strip('"') for p in value.split()], {}))
+        elif key == "match":
+            sections.append((["*"] if value.lower() == "all" else None, {}))
+        else:
+            sections[-1][1].setdefault(key, value.strip('"'))
+    return sections
+
+
+def _host_matches(patterns: list[str] | None, name: str) -> bool:
+    if not patterns:
+        return False
+    positive = [p for p in patterns if not p.startswith("!")]
+    negated = [p[1:] for p in patterns if p.startswith("!")]
+    return (any(fnmatch.fnmatchcase(name, p) for p in positive)
+            and not any(fnmatch.fnmatchcase(name, p) for p in negated))
+
+
+def ssh_config_lookup(name: str, path: str | None = None) -> dict[str, str]:
+    """The ssh config options for ``name`` (keys lower-case; the first value obtained
+    for a key wins, as in OpenSSH). ``path`` defaults to ``ssh_config_file()``."""
+    options: dict[str, str] = {}
+    for patterns, section in _ssh_sections(path or ssh_config_file()):
+        if _host_matches(patterns, name):
+            for key, value in section.items():
+                options.setdefault(key, value)
+    if "hostname" in options:
+        options["hostname"] = options["hostname"].replace("%h", name).replace("%%", "%")
+    return options
+
+
+def ssh_endpoint(host: Host) -> tuple[str | None, str, int]:
+    """(user, address, port) the transport connects ``host`` to, resolved the way it
+    resolves them: ssh config ``HostName`` for the address; ``Port`` unless the
+    inventory set another port than 22; ``User`` unless the inventory set one.
+    For plans, so a ``~/.ssh/config`` alias shows where it really goes."""
+    cfg = ssh_config_lookup(host.address)
+    port = host.port
+    if host.port == 22 and cfg.get("port", "").isdigit():
+        port = int(cfg["port"])
+    return host.user or cfg.get("user"), cfg.get("hostname") or host.address, port
+
+
+def ssh_config_aliases(path: str | None = None) -> list[str]:
+    """Literal ``Host`` names (no wildcards) from the ssh config (``ssh_config_file``)."""
+    aliases: list[str] = []
+    for patterns, _ in _ssh_sections(path or ssh_config_file())[1:]:
+        aliases += [p for p in patterns or [] if not any(c in p for c in "*?!")]
     return aliases
 
 

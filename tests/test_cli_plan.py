@@ -491,3 +491,24 @@ def test_plan_piped_to_a_file_is_not_cropped(tmp_path, project):
         capture_output=True, text=True, timeout=120, check=True).stdout)
     _assert_table_intact(out, 80, data)
     assert max(len(line) for line in _table_lines(out)) == 80  # uses the width it has
+
+
+# ------------------------------------------------------------- ssh config aliases
+
+def test_plan_header_resolves_ssh_config_aliases(capsys, project, monkeypatch, tmp_path):
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text("Host myvps\n  HostName 127.0.0.9\n  Port 2299\n  User alice\n"
+                   "Host *\n  ServerAliveInterval 5\n")
+    monkeypatch.setenv("DEPLOYER_SSH_CONFIG", str(cfg))
+    write_rb(project, "steps:\n  - {id: a, run: 'echo hi'}\n", "deploy.yml")
+    code, out, err = cli(capsys, "plan", "deploy", "--host", "myvps")
+    assert code == 0, err
+    assert out.splitlines()[0] == "Plan: deploy on myvps (alice@127.0.0.9:2299)"
+    code, out, err = cli(capsys, "plan", "deploy", "--host", "myvps", "--format", "markdown")
+    assert "## Host myvps (alice@127.0.0.9:2299)" in out
+    data = json.loads(cli(capsys, "plan", "deploy", "--host", "myvps", "--format", "json")[1])
+    assert {k: data["hosts"][0][k] for k in ("host", "address", "port", "user")} == {
+        "host": "myvps", "address": "127.0.0.9", "port": 2299, "user": "alice"}
+    # inventory hosts keep their own address, port and user
+    code, out, err = cli(capsys, "plan", "deploy", "--host", "vps")
+    assert out.splitlines()[0] == "Plan: deploy on vps (deploy@127.0.0.1:2222)"

@@ -148,3 +148,70 @@ def test_ansible_inventory(tmp_path):
     assert sorted(inv.hosts["web2"].groups) == ["prod", "web"]
     assert inv.hosts["solo"].vars["level"] == "all"
     assert [h.name for h in inv.resolve("prod")] == ["web1", "web2"]
+
+
+SSH_CONFIG = """\
+# scratch ssh config: loopback only
+Host myvps
+  HostName 127.0.0.9
+  Port 2299
+  User alice
+Host bare
+  HostName %h.internal
+Host *.internal !skip.internal
+  Port=2022
+Host *
+  User fallback
+  Port 2200
+"""
+
+
+def test_ssh_config_lookup_follows_openssh_rules(tmp_path, monkeypatch):
+    from deployer.inventory import ssh_config_lookup
+
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(SSH_CONFIG)
+    monkeypatch.setenv("DEPLOYER_SSH_CONFIG", str(cfg))
+    # first value obtained wins, later `Host *` only fills the gaps
+    assert ssh_config_lookup("myvps") == {"hostname": "127.0.0.9", "port": "2299",
+                                          "user": "alice"}
+    assert ssh_config_lookup("bare") == {"hostname": "bare.internal", "user": "fallback",
+                                         "port": "2200"}
+    assert ssh_config_lookup("a.internal")["port"] == "2022"  # `Key=Value` form
+    assert ssh_config_lookup("skip.internal")["port"] == "2200"  # negated pattern
+    assert ssh_config_aliases() == ["myvps", "bare"]
+    monkeypatch.setenv("DEPLOYER_SSH_CONFIG", "none")
+    assert ssh_config_lookup("myvps") == {} and ssh_config_aliases() == []
+
+
+def test_ssh_endpoint_resolves_aliases_like_the_transport(tmp_path, monkeypatch):
+    from deployer.inventory import ssh_endpoint
+
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(SSH_CONFIG)
+    monkeypatch.setenv("DEPLOYER_SSH_CONFIG", str(cfg))
+    inv = load_inventory(str(write(tmp_path, NATIVE)), str(tmp_path))
+    (alias,) = inv.resolve("myvps")
+    assert (alias.address, alias.port) == ("myvps", 22)  # the transport looks it up
+    assert ssh_endpoint(alias) == ("alice", "127.0.0.9", 2299)
+    # the inventory's own port and user win over the ssh config's (as in the transport)
+    (vps,) = inv.resolve("vps")
+    assert ssh_endpoint(vps) == ("deploy", "127.0.0.1", 2200)
+    (stage,) = inv.resolve("stage")  # port 22 in the inventory: ssh config's Port wins
+    assert ssh_endpoint(stage) == ("stage", "127.0.0.2", 2200)
+
+
+def test_ssh_config_lookup_agrees_with_paramiko(tmp_path):
+    """The transport resolves with paramiko; the plan with the small reader."""
+    from paramiko.config import SSHConfig
+
+    from deployer.inventory import ssh_config_lookup
+
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(SSH_CONFIG)
+    for name in ("myvps", "bare", "a.internal", "skip.internal", "other"):
+        theirs = SSHConfig.from_path(str(cfg)).lookup(name)
+        ours = ssh_config_lookup(name, str(cfg))
+        for key in ("port", "user"):
+            assert ours.get(key) == theirs.get(key), (name, key)
+        assert ours.get("hostname", name) == theirs["hostname"], name

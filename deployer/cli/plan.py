@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -72,6 +73,7 @@ def plan(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str
     the_plan = session.plan()
     mask = session.redactor.mask
     data = plan_to_dict(the_plan, mask)
+    _show_endpoints(data, the_plan)
     if fmt == "json":
         click.echo(render_json(data), nl=False)
     elif fmt == "markdown":
@@ -81,6 +83,17 @@ def plan(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str
     if out:
         save_plan(the_plan, out, mask)
         click.echo(f"plan saved to {out}; run it with: deployer apply {out}", err=True)
+
+
+def _show_endpoints(data: dict, the_plan: Any) -> None:
+    """Each host as the transport will reach it: a ``~/.ssh/config`` alias (or a host
+    its ssh config names) shows its HostName, Port and User, not the alias on port 22.
+    The saved plan (``--out``) keeps the inventory's values, which ``apply`` reuses."""
+    from deployer.inventory import ssh_endpoint
+
+    for entry, host_plan in zip(data["hosts"], the_plan.hosts, strict=True):
+        user, address, port = ssh_endpoint(host_plan.host)
+        entry.update(user=user, address=address, port=port)
 
 
 @click.command(epilog=VALIDATE_EPILOG)
