@@ -13,9 +13,10 @@ gets its undo commands (explicit ``rollback`` body, else the kind's built-in und
 - no undo and not destructive -> nothing to undo, the step stays ``ok``.
 
 The report says exactly which steps were undone, which are still applied, and what
-state that leaves the host in. This module does no I/O itself: the executor passes
-``render`` and ``perform`` callables, so ``deployer run`` and ``deployer rollback``
-share the logic.
+state that leaves the host in, naming the failed (or interrupted) step that was not
+undone: "back to its state before this run" is said only when no such step exists.
+This module does no I/O itself: the executor passes ``render`` and ``perform``
+callables, so ``deployer run`` and ``deployer rollback`` share the logic.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deployer.state import OK, ROLLBACK_FAILED, ROLLED_BACK, RunRecord, StepRecord, now_iso
+from deployer.state import (
+    FAILED,
+    INTERRUPTED,
+    OK,
+    ROLLBACK_FAILED,
+    ROLLED_BACK,
+    RunRecord,
+    StepRecord,
+    now_iso,
+)
 
 
 @dataclass
@@ -57,21 +67,37 @@ class RollbackReport:
     abandoned: bool = False  # second Ctrl-C
     remaining: list[str] = field(default_factory=list)  # still applied, in run order
     reason: str = ""
+    # Steps that failed or were interrupted part-way: never undone (id -> state).
+    partial: dict[str, str] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
         return self.stopped_at is None and self.failed is None and not self.abandoned
 
+    def partial_text(self) -> str:
+        """What the failed/interrupted steps may have left, or "" if there are none."""
+        if not self.partial:
+            return ""
+        what = [f"{'interrupted' if state == INTERRUPTED else 'failed'} step {step_id}"
+                for step_id, state in self.partial.items()]
+        verb = "was" if len(what) == 1 else "were"
+        return (f"{' and '.join(what)} {verb} not undone: whatever it changed before it "
+                "stopped is still on the host")
+
     def host_state(self) -> str:
         """One sentence an operator can act on."""
         undone = ", ".join(reversed(self.undone)) or "none"
+        partial = self.partial_text()
         if self.complete:
             if not self.undone and not self.nothing_to_undo:
+                if partial:
+                    return f"no step had completed, so nothing was undone; {partial}"
                 return "no step had completed, so the host was not changed by this run"
-            text = f"the host is back to its state before this run (undone: {undone}"
-            if self.nothing_to_undo:
-                text += f"; nothing to undo for {', '.join(self.nothing_to_undo)}"
-            return text + ")"
+            extra = (f"; nothing to undo for {', '.join(self.nothing_to_undo)}"
+                     if self.nothing_to_undo else "")
+            if partial:
+                return f"the completed steps were undone (undone: {undone}{extra}); {partial}"
+            return f"the host is back to its state before this run (undone: {undone}{extra})"
         still = ", ".join(self.remaining) or "none"
         if self.abandoned:
             why = "the rollback was abandoned (second Ctrl-C)"
@@ -79,15 +105,16 @@ class RollbackReport:
             why = f"the rollback stopped at irreversible step {self.stopped_at}"
         else:
             why = f"undoing {self.failed} failed ({self.failure_message})"
-        return (f"{why}; the host is partly changed: still applied: {still}; "
-                f"undone: {undone}")
+        text = f"{why}; the host is partly changed: still applied: {still}; undone: {undone}"
+        return f"{text}; {partial}" if partial else text
 
     def to_dict(self) -> dict[str, Any]:
         return {"complete": self.complete, "undone": self.undone,
                 "nothing_to_undo": self.nothing_to_undo, "stopped_at": self.stopped_at,
                 "failed": self.failed, "failure_message": self.failure_message,
                 "abandoned": self.abandoned, "remaining": self.remaining,
-                "reason": self.reason, "host_state": self.host_state(), "at": now_iso()}
+                "reason": self.reason, "partial": self.partial,
+                "host_state": self.host_state(), "at": now_iso()}
 
 
 class RollbackEvents:
@@ -101,6 +128,12 @@ class RollbackEvents:
 def targets(record: RunRecord) -> list[StepRecord]:
     """Steps a rollback of ``record`` would consider, newest first."""
     return [s for s in reversed(record.steps) if s.state == OK]
+
+
+def partial_steps(record: RunRecord) -> dict[str, str]:
+    """Steps that failed or were interrupted part-way (id -> state), in run order: a
+    rollback never undoes them."""
+    return {s.id: s.state for s in record.steps if s.state in (FAILED, INTERRUPTED)}
 
 
 def undoable(record: RunRecord) -> list[StepRecord]:
@@ -123,7 +156,7 @@ def roll_back(
     the run stays resumable (the step being undone is marked ``rollback_failed``).
     """
     events = events or RollbackEvents()
-    report = RollbackReport(reason=reason)
+    report = RollbackReport(reason=reason, partial=partial_steps(record))
     todo = targets(record)
     for pos, rec in enumerate(todo):
         undo = render(rec)

@@ -45,7 +45,11 @@ def test_failure_at_step_k_rolls_back_k_minus_1_to_1_in_reverse(project) -> None
     assert "failed step: s4" in r.stdout
     assert "exit code 9" in r.stdout
     assert "boom at s4" in r.stdout
-    assert "back to its state before this run" in r.stdout
+    # The failed step itself is never undone: the summary must not claim a clean host.
+    assert "back to its state before this run" not in r.stdout
+    assert ("the completed steps were undone (undone: s1, s2, s3); failed step s4 was not "
+            "undone: whatever it changed before it stopped is still on the host") in r.stdout
+    assert rec["rollback"]["partial"] == {"s4": "failed"}
     assert "diagnosis" in r.stdout
     assert not (project.root / "lock").exists()  # released after a failure
 
@@ -197,3 +201,29 @@ def test_render_error_stops_the_walk() -> None:
                        lambda r, c: StepUndoResult(ok=True), lambda: None)
     assert report.failed == "s2" and "old_rev" in report.failure_message
     assert isinstance(report, RollbackReport) and not report.complete
+
+
+def test_host_state_names_the_failed_or_interrupted_step_it_did_not_undo() -> None:
+    ok = lambda r: Undo(commands=["x"])  # noqa: E731
+    done = lambda r, c: StepUndoResult(ok=True)  # noqa: E731
+    report = roll_back(_record([OK, OK, "failed"]), ok, done, lambda: None)
+    assert report.complete
+    assert report.host_state() == (
+        "the completed steps were undone (undone: s1, s2); failed step s3 was not undone: "
+        "whatever it changed before it stopped is still on the host")
+    report = roll_back(_record([OK, "interrupted", "pending"]), ok, done, lambda: None)
+    assert "interrupted step s2 was not undone" in report.host_state()
+    assert "back to its state before this run" not in report.host_state()
+    # Nothing completed, but the failed step may have changed something.
+    report = roll_back(_record(["failed"]), ok, done, lambda: None)
+    assert report.host_state() == (
+        "no step had completed, so nothing was undone; failed step s1 was not undone: "
+        "whatever it changed before it stopped is still on the host")
+    # Only a rollback on request of a run with no failed step restores the host fully.
+    report = roll_back(_record([OK, OK]), ok, done, lambda: None)
+    assert report.host_state() == "the host is back to its state before this run (undone: s1, s2)"
+    # An incomplete rollback names it too.
+    report = roll_back(_record([OK, OK, "failed"]), lambda r: Undo(commands=[], error="bad"),
+                       done, lambda: None)
+    assert report.host_state().endswith("; failed step s3 was not undone: whatever it "
+                                        "changed before it stopped is still on the host")
