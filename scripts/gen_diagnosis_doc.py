@@ -180,9 +180,9 @@ def render() -> str:
     out.append("Variables read by doctor: `app_dir` (disk; default `/srv/app`), `docker_root`, "
                "`required_ports` (list; Jinja allowed) or the `*_port` vars, "
                "`compose_project_name` / `compose_project` / `compose_project_dir`, "
-               "`compose_command`, `app_async` / "
-               "`app_source_dir`, `database_url` (var or secret; else rendered from the "
-               "runbooks), and the thresholds `doctor_disk_warn_mb`, "
+               "`compose_command`, `app_async` / `app_source_dir` (else `app_source`), "
+               "`database_url` (var or secret; else rendered from the runbooks), and the "
+               "thresholds `doctor_disk_warn_mb`, "
                "`doctor_disk_fail_mb`, `doctor_disk_warn_pct`, `doctor_disk_fail_pct`, "
                "`doctor_inodes_warn_pct`, `doctor_inodes_fail_pct`, `doctor_clock_warn_s`, "
                "`doctor_clock_fail_s`.")

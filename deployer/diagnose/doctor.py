@@ -125,8 +125,9 @@ CHECKS: tuple[CheckInfo, ...] = (
               "secret `database_url`, else every `DATABASE_URL=` line the runbooks' "
               "`upload` and `run` steps render for the host (the shipped runbooks: "
               "templates/env.j2 with var `db_driver`), against the app: var `app_async`, or "
-              "`create_async_engine` in the project source", "fail on an async app with a "
-              "sync driver and the reverse, or the `postgres://` scheme"),
+              "`create_async_engine` in the local source (`app_source_dir`, else "
+              "`app_source`)", "fail on an async app with a sync driver and the reverse, or "
+              "the `postgres://` scheme"),
     CheckInfo("ports", "Ports free", "var `required_ports` (e.g. `[\"{{ api_port }}\", "
               "\"{{ pg_port }}\"]`), else the values of the `*_port` vars; `ss -ltnpH` "
               "(through `sudo -n` when allowed), each holder's container from its cgroup, "
@@ -1073,7 +1074,9 @@ def run_checks(transport: Any, host: Any = None, variables: Mapping[str, Any] | 
     if "database_url" in wanted:
         app_async = _truthy(variables.get("app_async"))
         if app_async is None and project_dir is not None:
-            source = Path(project_dir) / str(variables.get("app_source_dir", "."))
+            # the shipped runbooks name the local code `app_source`
+            source = Path(project_dir) / str(variables.get("app_source_dir")
+                                             or variables.get("app_source") or ".")
             app_async = detect_async_app(source) if source.is_dir() else None
         given = _find_database_url(variables, secrets)
         found = [given] if given else list(database_urls)
