@@ -9,6 +9,8 @@ traceback unless ``--debug``; anything else escaping is a bug and shows a traceb
     ├── InputError                bad input files; carries one or more ``Problem``
     │   (YAML syntax, schema, templates, inventory, undefined variables)
     ├── SecretError               secrets that are missing or cannot be fetched
+    │   └── SecretUnavailable     a secret's inventory command failed (store locked,
+    │                             tool missing); `plan` then shows stand-ins
     ├── StalePlanError            a saved plan or a resumed run no longer matches its inputs
     ├── TransportError            SSH could not connect / a session died        (exit 3)
     │   └── HostKeyError          unknown or changed host key                    (exit 2)
@@ -95,6 +97,11 @@ class InputError(DeployerError):
 
 class SecretError(DeployerError):
     """Secrets that are missing or whose source failed."""
+
+
+class SecretUnavailable(SecretError):
+    """A secret's inventory command failed or timed out: the secret exists somewhere the
+    operator cannot reach now (``plan`` may still show the plan with stand-ins)."""
 
 
 class StalePlanError(DeployerError):

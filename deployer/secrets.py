@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from deployer.errors import SecretError
+from deployer.errors import SecretError, SecretUnavailable
 from deployer.redact import MIN_LENGTH
 from deployer.yamlsrc import display_path
 
@@ -102,15 +102,15 @@ def run_secret_command(name: str, command: str, environ: Mapping[str, str]) -> s
                               timeout=COMMAND_TIMEOUT, env=dict(environ),
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise SecretError(f"secret `{name}`: command `{command}` did not finish within "
-                          f"{COMMAND_TIMEOUT:g}s", hint="unlock your password store first"
-                          ) from None
+        raise SecretUnavailable(
+            f"secret `{name}`: command `{command}` did not finish within "
+            f"{COMMAND_TIMEOUT:g}s", hint="unlock your password store first") from None
     if proc.returncode != 0:
         err = proc.stderr.strip().splitlines()
         detail = f": {err[-1]}" if err else ""
-        raise SecretError(f"secret `{name}`: command `{command}` failed with exit status "
-                          f"{proc.returncode}{detail}",
-                          hint=f"run it yourself, or set {env_name(name)}")
+        raise SecretUnavailable(f"secret `{name}`: command `{command}` failed with exit "
+                                f"status {proc.returncode}{detail}",
+                                hint=f"run it yourself, or set {env_name(name)}")
     value = proc.stdout
     if value.endswith("\n"):
         value = value[:-1]

@@ -3,6 +3,7 @@ hints and --debug tracebacks all go through the process-wide redactor."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -72,3 +73,22 @@ def test_env_file_refuses_a_secret_compose_would_read_differently(bad: str) -> N
     assert "step `code.env_file`" in r.stderr and "secret admin_password contains" in r.stderr
     assert "Compose v1 and v2" in r.stderr and "Traceback" not in r.stderr
     assert bad not in r.stdout + r.stderr
+
+
+def test_plan_without_access_to_secrets_shows_stand_ins_and_warns(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYER_SECRET_")}
+    env["PATH"] = str(tmp_path)  # the example inventory's `pass show ...` cannot run
+    base = [sys.executable, "-m", "deployer.cli.main", "-C", str(ROOT), "-i",
+            str(ROOT / "inventory.example.yml"), "plan", "first-time", "--host", "vps"]
+    r = subprocess.run(base + ["--format", "json"], capture_output=True, text=True, env=env,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "warning: secrets not available" in r.stderr and "pass show" in r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["summary"]["steps"] > 20 and "***" in r.stdout
+    # Saving a plan, or naming a secrets file, still needs the real secrets.
+    for extra in (["--out", str(tmp_path / "plan.json")],
+                  ["--secrets-file", str(tmp_path / "none.env")]):
+        r = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 2 and "warning" not in r.stderr, r.stderr
+    assert not (tmp_path / "plan.json").exists()

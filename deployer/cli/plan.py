@@ -59,17 +59,32 @@ def plan(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str
 
     Every step in order with its rendered command, SQL, request or file, its
     rollback, and flags (destructive, irreversible, confirm, retries, timeout,
-    skipped). Nothing connects to a host.
+    skipped). Nothing connects to a host. When an inventory secret command fails (a
+    locked password store; no --secrets-file or --out given), the plan is shown with
+    stand-ins and a warning; a secret with no source at all is an error.
     """
     from deployer.cli.render import render_json, render_markdown, render_table
-    from deployer.errors import UsageError
+    from deployer.errors import SecretUnavailable, UsageError
     from deployer.planner import plan_to_dict, save_plan
 
     if out and placeholder_secrets:
         raise UsageError("--out needs the real secrets (a saved plan is run as is)",
                          hint="drop --placeholder-secrets")
-    session = load_session_from_cli(ctx, runbook, host, vars_files, cli_vars, secrets_file,
-                                    placeholder=placeholder_secrets)
+    try:
+        session = load_session_from_cli(ctx, runbook, host, vars_files, cli_vars,
+                                        secrets_file, placeholder=placeholder_secrets)
+    except SecretUnavailable as exc:
+        if out or secrets_file:
+            raise
+        # A reviewer without access to the secret store can still read the plan; what
+        # is rendered from a secret is shown as its stand-in, and nothing is saved.
+        from deployer.redact import mask_known
+
+        click.echo(f"warning: secrets not available ({mask_known(exc.message)}): planned "
+                   "with stand-ins <secret:NAME>; sizes and digests of files rendered "
+                   "from secrets are not exact. A run needs the real secrets.", err=True)
+        session = load_session_from_cli(ctx, runbook, host, vars_files, cli_vars,
+                                        secrets_file, placeholder=True)
     the_plan = session.plan()
     mask = session.redactor.mask
     data = plan_to_dict(the_plan, mask)
