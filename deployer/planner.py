@@ -391,7 +391,7 @@ def plan_to_dict(plan: Plan, mask: Mask) -> dict[str, Any]:
         "version": PLAN_VERSION,
         "runbook": {"name": rb.name, "path": display_path(rb.path),
                     "description": mask(description), "on_failure": rb.on_failure,
-                    "lock": rb.lock},
+                    "fleet_rollback": rb.fleet_rollback, "lock": rb.lock},
         "inputs": mask_inputs(plan.inputs, mask),
         "digests": dict(plan.digests),
         "hosts": [

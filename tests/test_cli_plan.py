@@ -512,3 +512,15 @@ def test_plan_header_resolves_ssh_config_aliases(capsys, project, monkeypatch, t
     # inventory hosts keep their own address, port and user
     code, out, err = cli(capsys, "plan", "deploy", "--host", "vps")
     assert out.splitlines()[0] == "Plan: deploy on vps (deploy@127.0.0.1:2222)"
+
+
+def test_fleet_rollback_all_is_shown_in_every_plan_format(capsys, project):
+    write_rb(project, "fleet_rollback: all\nsteps:\n  - {id: a, run: 'true'}\n", "fr.yml")
+    code, out, _ = cli(capsys, "plan", "fr", "--host", "web", "--format", "json")
+    assert code == 0 and json.loads(out)["runbook"]["fleet_rollback"] == "all"
+    for fmt in ("table", "markdown"):
+        code, out, _ = cli(capsys, "plan", "fr", "--host", "web", "--format", fmt)
+        assert code == 0 and "succeeded in the same group run are rolled back" in out
+    write_rb(project, "steps:\n  - {id: a, run: 'true'}\n", "fr.yml")
+    code, out, _ = cli(capsys, "plan", "fr", "--host", "web", "--format", "markdown")
+    assert code == 0 and "fleet_rollback" not in out

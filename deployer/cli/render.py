@@ -246,6 +246,8 @@ def render_table(data: dict[str, Any], console: Any) -> None:
         console.print(title)
         if rb.get("description"):
             console.print(Text(rb["description"], style="dim"))
+        if rb.get("fleet_rollback") == "all" and len(data["hosts"]) > 1:
+            console.print(Text(FLEET_ROLLBACK_NOTE, style="yellow"))
         if len(host["steps"]) > LONG_PLAN:
             console.print(_long_table(host["steps"], console), soft_wrap=True)
             continue
@@ -297,14 +299,20 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", "<br>")
 
 
+FLEET_ROLLBACK_NOTE = ("fleet_rollback: all - when a host fails, the hosts that succeeded "
+                       "in the same group run are rolled back too")
+
+
 def render_markdown(data: dict[str, Any]) -> str:
     """The plan as Markdown, for pasting into a review."""
     rb = data["runbook"]
     out = [f"# Plan: `{rb['name']}`", ""]
     if rb.get("description"):
         out += [rb["description"], ""]
-    out += [f"- runbook: `{rb['path']}`", f"- on failure: {rb['on_failure']}",
-            f"- summary: {summary_line(data)}"]
+    out += [f"- runbook: `{rb['path']}`", f"- on failure: {rb['on_failure']}"]
+    if rb.get("fleet_rollback") == "all":
+        out.append(f"- {FLEET_ROLLBACK_NOTE}")
+    out.append(f"- summary: {summary_line(data)}")
     out += [f"- note: {note}" for note in data.get("notes", [])] + [""]
     for host in data["hosts"]:
         out += [f"## Host {_host_title(host)}", "",
