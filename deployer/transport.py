@@ -30,6 +30,13 @@ login shell's rc files run once per connection instead of once per step. With
 ``persistent=False`` each step gets a fresh channel running the same agent for one
 frame. A timeout, Ctrl-C or ``interrupt()`` opens a second channel that sends TERM,
 then KILL after ``kill_grace`` seconds, to the step's process group.
+
+The start marker also carries the group leader's start time (``/proc/<pid>/stat``) and
+the host's boot id, so the group can be told apart from a later process that reuses
+its pid: ``current_process`` is that identity while the command may still be running
+(cleared once it is known to have ended), ``on_process`` is called with it once the
+command has run for ``announce_after`` seconds (the executor records it), and
+``stop_remote_process`` stops such a group later, from another connection.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ MAX_LINE = 64 * 1024  # a longer line is delivered in pieces, so memory stays bo
 TAIL_LINE_CHARS = 4096  # a tail entry is cut to this many characters
 KEEPALIVE = 15.0
 KILL_GRACE = 5.0
+ANNOUNCE_AFTER = 0.2  # seconds a command runs before ``on_process`` hears of it
 _STRAY_KEEP = 4096  # bytes of pre-step noise kept to explain a failing remote shell
 _RECV = 65536
 _PUT_CHUNK = 1024 * 1024  # bytes read from a file given to put() at a time
@@ -89,10 +97,47 @@ class RunResult:
     timed_out: bool = False
     interrupted: bool = False
     duration: float = 0.0
+    # For a stopped command (timeout, interrupt): whether its whole process group is
+    # known to be gone. False when deployer stopped waiting first (second Ctrl-C).
+    stopped: bool | None = None
 
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out and not self.interrupted
+
+
+@dataclass(frozen=True)
+class RemoteProcess:
+    """The process group of a remote command, identified beyond its pid: the leader's
+    start time (clock ticks since boot, field 22 of ``/proc/<pid>/stat``) and the
+    host's boot id. Empty ``start``/``boot_id``: the host has no ``/proc``."""
+
+    pgid: int
+    start: str = ""
+    boot_id: str = ""
+    sudo: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pgid": self.pgid, "start": self.start, "boot_id": self.boot_id,
+                "sudo": self.sudo}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RemoteProcess | None:
+        try:
+            return cls(pgid=int(data["pgid"]), start=str(data.get("start") or ""),
+                       boot_id=str(data.get("boot_id") or ""), sudo=bool(data.get("sudo")))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+    @classmethod
+    def parse(cls, marker: str, sudo: bool) -> RemoteProcess | None:
+        """From the start marker's text: ``PID START BOOT_ID`` (``-`` = unknown)."""
+        fields = marker.split()
+        if not fields or not fields[0].isdigit():
+            return None
+        start = fields[1] if len(fields) > 1 and fields[1].isdigit() else ""
+        boot = fields[2] if len(fields) > 2 and fields[2] != "-" else ""
+        return cls(pgid=int(fields[0]), start=start, boot_id=boot, sudo=sudo)
 
 
 # -- shell quoting -------------------------------------------------------------------------
@@ -329,6 +374,7 @@ class _Stream:
         self.pending = bytearray()  # partial line
         self.stray = bytearray()
         self.value = ""  # text after the marker letter (pid or exit code)
+        self.start_value = ""  # text of the start marker (pid, start time, boot id)
 
     def feed(self, data: bytes) -> None:
         self.buf += data
@@ -344,6 +390,7 @@ class _Stream:
                 return
             self._stray(self.buf[:i])
             self.value = self.buf[i + len(self.start) : j].decode(errors="replace").strip()
+            self.start_value = self.value
             del self.buf[: j + 1]
             self.phase = self.IN
         if self.phase == self.IN:
@@ -491,7 +538,13 @@ class SSHTransport:
         self._proxyjump: str | None = None  # set on jump hosts: the hops before them
         self._lock = threading.Lock()
         self._interrupt = threading.Event()
+        self._interrupts = 0  # interrupt() calls during this run; a second abandons the stop
         self._wake_r, self._wake_w = -1, -1
+        # The process group of the command started last, while it may still be running.
+        self.current_process: RemoteProcess | None = None
+        self.on_process: Callable[[RemoteProcess], None] | None = None
+        # Commands shorter than this are never announced: recording costs a write.
+        self.announce_after = ANNOUNCE_AFTER
 
     # -- connection ----------------------------------------------------------------------
 
@@ -760,7 +813,9 @@ class SSHTransport:
 
     def interrupt(self) -> None:
         """Stop the step running now (thread-safe): its process group gets TERM, then
-        KILL, and ``run`` returns with ``interrupted`` set."""
+        KILL, and ``run`` returns with ``interrupted`` set. A second call while the
+        group is being stopped stops waiting for it (``stopped`` is then False)."""
+        self._interrupts += 1
         self._interrupt.set()
         if self._wake_w >= 0:
             try:
@@ -785,10 +840,14 @@ class SSHTransport:
         """Run ``script`` on the host; see the module docstring. ``what`` names the
         command in connection-lost messages. ``check`` raises RunFailed on failure.
         Ctrl-C stops the remote command, then re-raises KeyboardInterrupt carrying the
-        ``RunResult`` as its ``result`` attribute."""
+        ``RunResult`` as its ``result`` attribute; its ``second`` attribute is True when
+        a second Ctrl-C came while the command was being stopped (deployer stopped
+        waiting: ``result.stopped`` is False and ``current_process`` still names it)."""
         frame_code, sudo_used = self._step_code(script, cwd, env, stdin, sudo)
         with self._lock:
             self._interrupt.clear()
+            self._interrupts = 0
+            self.current_process = None
             if self._wake_r < 0:
                 self._wake_r, self._wake_w = os.pipe()
                 os.set_blocking(self._wake_r, False)
@@ -852,8 +911,14 @@ class SSHTransport:
 
     def _frame(self, token: str, code: tuple[str, str]) -> bytes:
         inner, feed = code
-        head = (f"( set +m; unset __deployer_frame __deployer_rc; "
-                f"printf '\\036{token} S %s\\n' \"$BASHPID\"; printf '\\036{token} S\\n' >&2; "
+        # The leader's start time and the boot id identify the group beyond its pid
+        # (builtins only: no extra process per step).
+        ident = ("__d_s=; __d_b=; { read -r __d_s </proc/$BASHPID/stat; "
+                 "read -r __d_b </proc/sys/kernel/random/boot_id; } 2>/dev/null; "
+                 "__d_s=(${__d_s##*) }); ")
+        head = (f"( set +m; unset __deployer_frame __deployer_rc; {ident}"
+                f"printf '\\036{token} S %s %s %s\\n' \"$BASHPID\" \"${{__d_s[19]:--}}\" "
+                f"\"${{__d_b:--}}\"; unset __d_s __d_b; printf '\\036{token} S\\n' >&2; "
                 f"{inner} )")
         if feed == "":
             start = f"{head} </dev/null &\n"
@@ -917,11 +982,28 @@ class SSHTransport:
         stop: str | None = None  # "timeout" | "interrupt" | "callback" once stopping
         kill: _Kill | None = None
         keyboard: KeyboardInterrupt | None = None
+        second = False  # a second Ctrl-C / interrupt() while stopping: stop waiting
         lost: _LostAgent | None = None
         hard_deadline: float | None = None
-        while out.phase != _Stream.DONE or err.phase != _Stream.DONE:
+        proc: RemoteProcess | None = None
+        announce_at: float | None = None
+        while True:
             try:
+                done = out.phase == _Stream.DONE and err.phase == _Stream.DONE
+                if done and (kill is None or kill.finished()):
+                    break
                 now = time.monotonic()
+                if proc is None and out.phase != _Stream.PRE:
+                    proc = self.current_process = RemoteProcess.parse(out.start_value, sudo)
+                    announce_at = now + self.announce_after
+                if (announce_at is not None and now >= announce_at and not done
+                        and stop is None):
+                    announce_at = None
+                    if proc is not None and self.on_process is not None:
+                        try:
+                            self.on_process(proc)
+                        except Exception as e:  # e.g. the record cannot be written
+                            callback_error.append(e)
                 if stop is None:
                     if callback_error:
                         stop = "callback"
@@ -931,15 +1013,28 @@ class SSHTransport:
                         stop = "timeout"
                     if stop is not None:
                         hard_deadline = now + self.kill_grace + 15
-                if stop is not None and kill is None and out.phase == _Stream.IN:
-                    kill = self._kill(out.value, sudo)
+                elif self._interrupts >= 2 and not second:
+                    second = True  # interrupt() again while the group is being stopped
+                    break
+                if stop is not None and kill is None and out.phase == _Stream.IN and proc:
+                    kill = self._kill(str(proc.pgid), sudo)
                 if hard_deadline is not None and now >= hard_deadline:
                     break  # the group would not die or never reported: drop the agent
                 limit = hard_deadline if stop is not None else deadline
-                self._pump(chan, out, err, None if limit is None else max(0.0, limit - now))
+                if announce_at is not None:
+                    limit = announce_at if limit is None else min(limit, announce_at)
+                wait = None if limit is None else max(0.0, limit - now)
+                if done:
+                    # The leader ended; the kill script reports when the whole group has.
+                    assert kill is not None
+                    kill.wait(0.05 if wait is None else min(wait, 0.05))
+                else:
+                    self._pump(chan, out, err, wait)
             except KeyboardInterrupt as e:
-                if keyboard is not None:
-                    break  # second Ctrl-C: stop waiting for the kill to finish
+                if keyboard is not None or stop is not None:
+                    second = True  # Ctrl-C while the command is being stopped
+                    keyboard = keyboard or e
+                    break
                 keyboard = e
                 self._interrupt.set()
             except _LostAgent as e:
@@ -947,9 +1042,15 @@ class SSHTransport:
                 break
         timed_out = stop == "timeout"
         interrupted = stop == "interrupt" or keyboard is not None
+        stopped: bool | None = None
         if kill is not None:
+            stopped = kill.finished() and kill.gone()
             kill.close()
+        elif stop is not None:
+            stopped = False
         complete = out.phase == _Stream.DONE and err.phase == _Stream.DONE
+        if (complete and stop is None) or stopped:
+            self.current_process = None  # known to have ended
         if complete and agent.persistent:
             agent.leftover_out, agent.leftover_err = bytes(out.buf), bytes(err.buf)
         elif agent is self._agent:
@@ -983,9 +1084,11 @@ class SSHTransport:
             timed_out=timed_out,
             interrupted=interrupted,
             duration=time.monotonic() - started,
+            stopped=stopped,
         )
         if keyboard is not None:
             keyboard.result = result  # type: ignore[attr-defined]
+            keyboard.second = second  # type: ignore[attr-defined]
             raise keyboard
         if callback_error:
             raise callback_error[0]
@@ -1045,18 +1148,23 @@ class SSHTransport:
         if not pid.isdigit():
             return None
         steps = max(1, int(math.ceil(self.kill_grace / 0.1)))
+        # Exit 0 once no process of the group is left, 1 if one outlives KILL (another
+        # user's process, uninterruptible sleep): ``run`` only reports ``stopped`` on 0.
         script = (f"p={pid}; kill -TERM -$p 2>/dev/null || exit 0; i=0; "
                   f"while [ $i -lt {steps} ]; do sleep 0.1; kill -0 -$p 2>/dev/null || "
-                  "exit 0; i=$((i+1)); done; kill -KILL -$p 2>/dev/null; exit 0")
+                  "exit 0; i=$((i+1)); done; kill -KILL -$p 2>/dev/null; i=0; "
+                  "while [ $i -lt 20 ]; do kill -0 -$p 2>/dev/null || exit 0; sleep 0.1; "
+                  "i=$((i+1)); done; exit 1")
         payload = b""
         if sudo:
-            # The group holds root processes: signal it as root too.
+            # The group holds root processes: signal it as root too (the exit status is
+            # root's view, which sees the whole group).
             if self.sudo_password is not None:
                 command = f"sudo -S -p '' -- sh -c {sh_quote(script)}"
                 payload = self.sudo_password.encode() + b"\n"
             else:
                 command = f"sudo -n -- sh -c {sh_quote(script)}"
-            command = f"sh -c {sh_quote(script)} & {command}; wait"
+            command = f"sh -c {sh_quote(script)} >/dev/null 2>&1 & {command}"
         else:
             command = f"sh -c {sh_quote(script)}"
         try:
@@ -1131,11 +1239,95 @@ class SSHTransport:
                 raise self._lost(f"upload to {remote_path}", e) from e
 
 
+# What ``stop_remote_process`` found (the last line its script prints).
+PROCESS_GONE = "GONE"  # no process of that group is left (or the pid is someone else's)
+PROCESS_STOPPED = "STOPPED"  # it was still running; TERM (then KILL) stopped it
+PROCESS_REBOOTED = "REBOOTED"  # the host rebooted since: nothing of it is left
+PROCESS_ALIVE = "ALIVE"  # still running after KILL (no permission, uninterruptible)
+PROCESS_UNVERIFIABLE = "UNVERIFIABLE"  # no /proc, or no start time recorded: not touched
+
+_STOP_GROUP = r"""
+p=$1; want=$2; boot=$3; steps=$4
+now=; { read -r now </proc/sys/kernel/random/boot_id; } 2>/dev/null || true
+if [ -z "$now" ] || [ -z "$want" ] || [ -z "$boot" ]; then echo UNVERIFIABLE; exit 0; fi
+if [ "$now" != "$boot" ]; then echo REBOOTED; exit 0; fi
+# Live members of group $p started no earlier than its leader: a pid is never reused
+# while its process group exists, so these are the recorded command's processes.
+members() {
+  n=0
+  for f in /proc/[0-9]*/stat; do
+    s=; { read -r s <"$f"; } 2>/dev/null || continue
+    a=(${s##*) })
+    [ "${a[2]}" = "$p" ] || continue
+    [ "${a[0]}" = Z ] && continue
+    [ "${a[19]}" -ge "$want" ] 2>/dev/null || continue
+    n=$((n+1))
+  done
+  echo "$n"
+}
+lead=; { read -r lead </proc/$p/stat; } 2>/dev/null || true
+if [ -n "$lead" ]; then
+  a=(${lead##*) })
+  # The pid is taken by a process started at another time: the group ended long ago.
+  [ "${a[19]}" = "$want" ] || { echo GONE; exit 0; }
+fi
+[ "$(members)" -gt 0 ] || { echo GONE; exit 0; }
+kill -TERM -- -"$p" 2>/dev/null || true
+i=0
+while [ $i -lt "$steps" ]; do
+  [ "$(members)" -gt 0 ] || { echo STOPPED; exit 0; }
+  sleep 0.1; i=$((i+1))
+done
+kill -KILL -- -"$p" 2>/dev/null || true
+i=0
+while [ $i -lt 30 ]; do
+  [ "$(members)" -gt 0 ] || { echo STOPPED; exit 0; }
+  sleep 0.1; i=$((i+1))
+done
+echo ALIVE
+"""
+
+
+def stop_remote_process(runner: Any, proc: RemoteProcess, grace: float = KILL_GRACE) -> str:
+    """Stop the process group ``proc`` on the host behind ``runner`` (an
+    ``SSHTransport``, typically a new connection after the one that started it was
+    lost): TERM, KILL after ``grace`` seconds, only if it is verifiably the same group
+    (same boot id, leader start time). Returns one of the ``PROCESS_*`` values; a lost
+    connection raises TransportError."""
+    steps = max(1, int(math.ceil(grace / 0.1)))
+    args = " ".join(sh_quote(str(a)) for a in (proc.pgid, proc.start, proc.boot_id, steps))
+    result = runner.run(f"set -- {args}\n{_STOP_GROUP}", sudo=proc.sudo, check=False,
+                        timeout=grace + 60, what="stopping a leftover remote command")
+    said = result.stdout.strip().splitlines()[-1:] if result.exit_code == 0 else []
+    if said and said[0] in (PROCESS_GONE, PROCESS_STOPPED, PROCESS_REBOOTED, PROCESS_ALIVE,
+                            PROCESS_UNVERIFIABLE):
+        return said[0]
+    return PROCESS_ALIVE
+
+
 class _Kill:
     """The channel of a running kill script; closed once the step is over."""
 
     def __init__(self, chan: Any) -> None:
         self.chan = chan
+
+    def finished(self) -> bool:
+        try:
+            return bool(self.chan.exit_status_ready())
+        except Exception:
+            return True
+
+    def wait(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.finished() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def gone(self) -> bool:
+        """The kill script saw no process of the group left."""
+        try:
+            return self.chan.recv_exit_status() == 0
+        except Exception:
+            return False
 
     def close(self) -> None:
         try:

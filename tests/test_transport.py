@@ -67,7 +67,15 @@ from pathlib import Path  # noqa: E402
 
 from deployer.errors import HostKeyError, InputError, RunFailed, TransportError  # noqa: E402
 from deployer.models import Host  # noqa: E402
-from deployer.transport import SSHTransport  # noqa: E402
+from deployer.transport import (  # noqa: E402
+    PROCESS_GONE,
+    PROCESS_REBOOTED,
+    PROCESS_STOPPED,
+    PROCESS_UNVERIFIABLE,
+    RemoteProcess,
+    SSHTransport,
+    stop_remote_process,
+)
 
 MODES = [pytest.param(True, id="persistent"), pytest.param(False, id="per-channel")]
 
@@ -194,6 +202,104 @@ def test_ctrl_c_kills_remote_and_reraises(transport: SSHTransport, sshd: SshServ
     assert result.interrupted and not result.ok and result.tail == ["started"]
     assert _gone(sshd, f"slee[p] {tag}")
     assert transport.run("echo after").stdout == "after\n"
+
+
+def test_timeout_reports_the_group_stopped_only_once_it_is_gone(
+        transport: SSHTransport, sshd: SshServer) -> None:
+    # The leader ends at TERM, its child ignores it: `stopped` waits for the KILL.
+    tag = f"300.{os.getpid()}5"
+    r = transport.run(f"(trap '' TERM; sleep {tag}) & echo armed; wait", timeout=1)
+    assert r.timed_out and r.stopped is True
+    assert _gone(sshd, f"slee[p] {tag}")  # at once: nothing is left when it says so
+    assert transport.current_process is None
+
+
+def test_second_ctrl_c_while_stopping_stops_waiting_and_says_so(
+        sshd: SshServer) -> None:
+    t = SSHTransport(sshd.host(), kill_grace=4.0)
+    t.connect()
+    tag = f"300.{os.getpid()}6"
+    main = threading.get_ident()
+
+    def on_line(stream: str, line: str) -> None:
+        if line == "armed":
+            threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT)).start()
+            threading.Timer(1.3, signal.pthread_kill, (main, signal.SIGINT)).start()
+
+    try:
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt) as info:
+            t.run(f"trap '' TERM; echo armed; sleep {tag}", on_line=on_line)
+        assert time.monotonic() - started < 3.5  # did not wait for the KILL
+        assert info.value.second is True
+        assert info.value.result.interrupted and info.value.result.stopped is False
+        proc = t.current_process  # still named: it was not seen to end
+        assert proc is not None and proc.start and proc.boot_id
+        assert sshd.ssh(f"pgrep -f 'slee[p] {tag}' || true").strip()  # TERM ignored
+        # The kill script goes on by itself: KILL after the grace period.
+        assert _gone(sshd, f"slee[p] {tag}")
+        assert t.run("echo after").stdout == "after\n"
+    finally:
+        t.close()
+
+
+def test_one_ctrl_c_waits_for_the_kill_of_a_term_ignoring_step(sshd: SshServer) -> None:
+    t = SSHTransport(sshd.host(), kill_grace=1.0)
+    t.connect()
+    tag = f"300.{os.getpid()}7"
+    main = threading.get_ident()
+
+    def on_line(stream: str, line: str) -> None:
+        if line == "armed":
+            threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT)).start()
+
+    try:
+        with pytest.raises(KeyboardInterrupt) as info:
+            t.run(f"trap '' TERM; echo armed; sleep {tag}", on_line=on_line)
+        assert info.value.second is False and info.value.result.stopped is True
+        assert not sshd.ssh(f"pgrep -f 'slee[p] {tag}' || true").strip()
+        assert t.current_process is None
+    finally:
+        t.close()
+
+
+def test_process_identity_is_announced_after_a_while_and_stopped_from_elsewhere(
+        sshd: SshServer) -> None:
+    t = SSHTransport(sshd.host())
+    t.connect()
+    other = SSHTransport(sshd.host())
+    other.connect()
+    seen: list[RemoteProcess] = []
+    t.on_process = seen.append
+    tag = f"300.{os.getpid()}8"
+    try:
+        assert t.run("echo quick").ok
+        assert seen == [] and t.current_process is None  # too short to be worth a write
+        worker = threading.Thread(target=t.run, args=(f"sleep {tag}",), daemon=True)
+        worker.start()
+        wait = time.monotonic() + 10
+        while not seen and time.monotonic() < wait:
+            time.sleep(0.05)
+        proc = seen[0]
+        stat = sshd.ssh(f"cat /proc/{proc.pgid}/stat").rsplit(")", 1)[1].split()
+        assert proc.start == stat[19] and proc.pgid == int(stat[2])  # start time, pgrp
+        assert proc.boot_id == sshd.ssh("cat /proc/sys/kernel/random/boot_id").strip()
+        # Not the same process (another start time, another boot): left alone.
+        later = RemoteProcess(proc.pgid, str(int(proc.start) + 1), proc.boot_id)
+        assert stop_remote_process(other, later, 1.0) == PROCESS_GONE
+        rebooted = RemoteProcess(proc.pgid, proc.start, "0" * 8)
+        assert stop_remote_process(other, rebooted, 1.0) == PROCESS_REBOOTED
+        assert stop_remote_process(other, RemoteProcess(proc.pgid), 1.0) == \
+            PROCESS_UNVERIFIABLE
+        assert sshd.ssh(f"pgrep -f 'slee[p] {tag}' || true").strip()
+        # The very process: stopped, and then known to be gone.
+        assert stop_remote_process(other, proc, 1.0) == PROCESS_STOPPED
+        assert _gone(sshd, f"slee[p] {tag}")
+        assert stop_remote_process(other, proc, 1.0) == PROCESS_GONE
+        worker.join(10)
+    finally:
+        t.close()
+        other.close()
 
 
 def test_interrupt_from_another_thread(transport: SSHTransport, sshd: SshServer) -> None:
