@@ -1,0 +1,183 @@
+"""restart's rollback and secret rotation against the sandbox VPS, through the real CLI.
+
+Each test starts from the healthy session deployment and leaves it healthy with the
+sandbox's own secrets: a failed release is rolled back by deployer, a successful one is
+followed by the steps that put the previous state back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Cli, Deployment, Result, Sandbox, psql_tcp
+from tests.e2e.test_shipped_runbooks import (
+    add_migration,
+    assert_serving,
+    db_revision,
+    login,
+    source_var,
+    steps_by_id,
+    table_exists,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def api_container_env(sandbox: Sandbox) -> tuple[str, dict[str, str]]:
+    """The running api container's image id and environment (docker inspect)."""
+    cid = sandbox.compose("ps -q api").stdout.strip()
+    assert cid, "no api container"
+    raw = sandbox.ssh(f"docker inspect {shlex.quote(cid)}").stdout
+    (info,) = json.loads(raw)
+    env = dict(item.split("=", 1) for item in info["Config"]["Env"])
+    return info["Image"], env
+
+
+def break_login_routes(app: Path) -> None:
+    """A release whose login routes are missing: health 200, login 404 -> verify fails
+    after `up` recreated the api."""
+    main = app / "app" / "main.py"
+    source = main.read_text()
+    assert "app.include_router(auth.router)\n" in source
+    main.write_text(source.replace("app.include_router(auth.router)\n", ""))
+
+
+def set_version(app: Path, version: str) -> None:
+    init = app / "app" / "__init__.py"
+    init.write_text(re.sub(r'__version__ = ".*"', f'__version__ = "{version}"',
+                           init.read_text()))
+
+
+def test_failed_release_ends_on_the_old_image_and_the_old_env(
+        healthy: Deployment, cli: Cli, sandbox: Sandbox, app_copy: Path) -> None:
+    image_before, env_before = api_container_env(sandbox)
+    assert env_before["LOG_LEVEL"] == "info"
+    break_login_routes(app_copy)
+    before = cli.run_ids()
+    # the release changes a value of .env, and its api is up when verification fails
+    r = cli.run("run", "restart", "--host", "sandbox", "--var", source_var(app_copy),
+                "--var", "log_level=debug")
+    assert r.returncode == 1, r.describe()
+    states = {s["id"]: s["state"] for s in cli.new_record(before)["steps"]}
+    assert states["up"] == "ok" and states["verify.login_rejected"] == "failed", states
+    for step in ("build", "code.env_file", "code.sync", "previous_image"):
+        assert states[step] == "rolled_back", (step, states)
+
+    assert_serving(sandbox)
+    image_after, env_after = api_container_env(sandbox)
+    assert image_after == image_before == sandbox.image_id()
+    # recreated from the restored .env: the release's value is gone from the container
+    assert env_after["LOG_LEVEL"] == "info", env_after["LOG_LEVEL"]
+    env_file = sandbox.ssh(f"cat {shlex.quote(sandbox.vars['app_dir'] + '/.env')}").stdout
+    assert "LOG_LEVEL=info" in env_file
+
+
+def test_rollback_of_an_older_run_restores_exactly_its_previous_image(
+        healthy: Deployment, cli: Cli, sandbox: Sandbox, app_copy: Path) -> None:
+    image_0 = sandbox.image_id()
+    version_0 = assert_serving(sandbox)["version"]
+    set_version(app_copy, "1.3.0-e2e-a")
+    before = cli.run_ids()
+    r = cli.run("run", "restart", "--host", "sandbox", "--var", source_var(app_copy))
+    assert r.returncode == 0, r.describe()
+    run_a = cli.new_record(before)
+    image_a = sandbox.image_id()
+    assert image_a != image_0
+    assert steps_by_id(run_a)["previous_image"]["captured"]["prev_image"] == image_0
+
+    set_version(app_copy, "1.3.0-e2e-b")
+    r = cli.run("run", "restart", "--host", "sandbox", "--var", source_var(app_copy))
+    assert r.returncode == 0, r.describe()
+    assert sandbox.image_id() not in (image_0, image_a)
+
+    # the `-deployer-prev` tag now names image_a; run A replaced image_0
+    back = cli.run("rollback", "restart", "--host", "sandbox", "--run", run_a["id"], "--yes",
+                   "--var", source_var(app_copy))
+    assert back.returncode == 0, back.describe()
+    assert sandbox.image_id() == image_0
+    image, _ = api_container_env(sandbox)
+    assert image == image_0
+    assert assert_serving(sandbox)["version"] == version_0
+
+
+def test_backup_restore_replaces_tables_the_release_added(
+        healthy: Deployment, cli: Cli, sandbox: Sandbox, app_copy: Path) -> None:
+    # a release adding a table that references users and one that does not, whose
+    # downgrade cannot run: the rollback restores the backup
+    add_migration(
+        app_copy, "0003",
+        '    op.create_table("e2e_orders", sa.Column("id", sa.Integer(), primary_key=True),\n'
+        '                    sa.Column("user_id", sa.Integer(), sa.ForeignKey("users.id")))\n'
+        '    op.create_table("e2e_plain", sa.Column("id", sa.Integer(), primary_key=True))',
+        '    raise RuntimeError("e2e: this downgrade cannot run")')
+    break_login_routes(app_copy)
+    v, s = sandbox.vars, sandbox.secrets
+    before = cli.run_ids()
+    r = cli.run("run", "restart", "--host", "sandbox", "--var", source_var(app_copy))
+    assert r.returncode == 1, r.describe()
+    states = {st["id"]: st["state"] for st in cli.new_record(before)["steps"]}
+    assert states["migrate"] == "rolled_back", states
+    assert "e2e: this downgrade cannot run" in r.output
+    assert "restored " + v["backup_dir"] in r.output, r.output[-3000:]
+
+    assert db_revision(sandbox) == "0002"
+    assert not table_exists(sandbox, "e2e_orders")
+    assert not table_exists(sandbox, "e2e_plain")
+    assert_serving(sandbox)
+    # ownership and grants came back with the schema: the app role creates tables the
+    # read-only role can read, the read-only role still cannot write
+    made = psql_tcp(sandbox, v["db_app_role"], s["db_app_password"],
+                    "CREATE TABLE e2e_after (id int); INSERT INTO e2e_after VALUES (1)")
+    assert made.returncode == 0, made.stderr
+    read = psql_tcp(sandbox, v["db_ui_role"], s["db_ui_password"],
+                    "SELECT count(*) FROM e2e_after")
+    assert read.returncode == 0 and read.stdout.strip() == "1", read.stderr
+    write = psql_tcp(sandbox, v["db_ui_role"], s["db_ui_password"], "DELETE FROM users")
+    assert write.returncode != 0
+    dropped = psql_tcp(sandbox, v["db_app_role"], s["db_app_password"], "DROP TABLE e2e_after")
+    assert dropped.returncode == 0, dropped.stderr
+
+
+def run_with_secrets(cli: Cli, secrets: dict[str, str], *args: str) -> Result:
+    """The CLI with these secret values (environment wins over the sandbox's file)."""
+    full = cli.with_secrets(list(args))
+    env = cli.env()
+    env.update({f"DEPLOYER_SECRET_{name.upper()}": value for name, value in secrets.items()})
+    proc = subprocess.run(cli.argv(full), capture_output=True, text=True, timeout=900,
+                          cwd=cli.project, env=env)
+    return Result(full, proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_rotated_passwords_reach_the_roles_and_the_admin(
+        healthy: Deployment, cli: Cli, sandbox: Sandbox, app_copy: Path) -> None:
+    v, old = sandbox.vars, sandbox.secrets
+    tag = os.urandom(4).hex()
+    rotated = {"db_app_password": f"app-rot-{tag}", "db_ui_password": f"ui-rot-{tag}",
+               "admin_password": f"admin-rot-{tag}"}
+    try:
+        r = run_with_secrets(cli, rotated, "run", "restart", "--host", "sandbox",
+                             "--var", source_var(app_copy))
+        assert r.returncode == 0, r.describe()
+        for value in rotated.values():
+            assert value not in r.output
+        assert login(sandbox, rotated["admin_password"])[0] == 200
+        assert login(sandbox, old["admin_password"])[0] == 401
+        for role, name in ((v["db_app_role"], "db_app_password"),
+                           (v["db_ui_role"], "db_ui_password")):
+            new_ok = psql_tcp(sandbox, role, rotated[name], "SELECT 1")
+            assert new_ok.returncode == 0, new_ok.stderr
+            old_refused = psql_tcp(sandbox, role, old[name], "SELECT 1")
+            assert "password authentication failed" in old_refused.stderr
+    finally:
+        # back to the sandbox's secrets, the same way: rotation is just a restart
+        r = cli.run("run", "restart", "--host", "sandbox", "--var", source_var(app_copy))
+    assert r.returncode == 0, r.describe()
+    assert_serving(sandbox)
+    assert psql_tcp(sandbox, v["db_ui_role"], old["db_ui_password"], "SELECT 1").returncode == 0
