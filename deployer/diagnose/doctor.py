@@ -965,7 +965,8 @@ def stack_ports(variables: Mapping[str, Any]) -> tuple[list[int], str, bool]:
     required = variables.get("required_ports")
     if required not in (None, "", []):
         if isinstance(required, (str, int)):
-            required = [p for p in re.split(r"[,\s]+", str(required)) if p]
+            # "8000, 5432", or a list that arrived as text (`--var 'required_ports=[...]'`)
+            required = re.findall(r"(?<![\w/])\d{1,5}(?![\w.])", str(required))
         return port_numbers(required if isinstance(required, (list, tuple)) else []), \
             "required_ports", True
     names = sorted(k for k, v in variables.items()

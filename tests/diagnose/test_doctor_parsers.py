@@ -207,6 +207,7 @@ def test_stack_ports_and_project_from_vars() -> None:
     assert stack_ports({"required_ports": ["8000", "5432/tcp"], "api_port": 1}) == (
         [8000, 5432], "required_ports", True)
     assert stack_ports({"required_ports": "80, 443"})[0] == [80, 443]
+    assert stack_ports({"required_ports": '["8000", "5432/tcp"]'})[0] == [8000, 5432]
     assert stack_ports({"api_port": 8000, "pg_port": "5432", "ssh_port": 22,
                         "doctor_x_port": 1, "name": "x"}) == (
         [8000, 5432], "vars api_port, pg_port", False)
