@@ -298,3 +298,24 @@ def test_git_mode_checks_out_the_ref_and_rollback_returns_to_the_previous_commit
     assert r.returncode == 1
     assert "git_ref no-such-ref is no branch, tag or commit" in r.stdout + r.stderr
     assert head() == second
+
+
+# ------------------------------------------------------- validate: included builds
+
+@pytest.mark.xfail(strict=True, reason="needs deployer/validate.py to check `build` itself "
+                   "(it has the runbook; the compose kind sees only the step's own file)")
+def test_build_included_into_a_first_time_runbook_gets_the_no_cache_warning(
+        tmp_path: Path) -> None:
+    from deployer.validate import validate_project
+
+    (tmp_path / "runbooks" / "parts").mkdir(parents=True)
+    (tmp_path / "runbooks" / "parts" / "image.yml").write_text(
+        "steps:\n  - {id: build, compose: {action: build}}\n")
+    (tmp_path / "runbooks" / "first-time.yml").write_text(
+        "steps:\n  - {id: image, include: parts/image.yml}\n")
+    (tmp_path / "runbooks" / "deploy.yml").write_text(
+        "steps:\n  - {id: build, compose: {action: build}}\n")
+    (tmp_path / "inventory.yml").write_text("hosts: {h: {host: 127.0.0.1}}\n")
+    found = [str(p) for p in validate_project(str(tmp_path), None)
+             if p.severity == "warning" and "no_cache" in p.message]
+    assert len(found) == 1 and "image.yml" in found[0], found
