@@ -230,6 +230,7 @@ class Executor:
         self.host = host
         # A copy: detection of the compose flavour sets a var for this host only.
         self.variables = copy.copy(variables)
+        self._input_variables = copy.copy(variables)  # as given (for the record's digests)
         self.secrets = dict(secrets)
         self.redactor = redactor
         self.digests = dict(digests or {})
@@ -254,6 +255,10 @@ class Executor:
         self._cancels = 0
         self._interrupted_by = "Ctrl-C"
         self._interrupt_named = False
+        # A remote command that may still run after a lost connection (it could not be
+        # stopped): no retry, no rollback, and the lock is kept while it might.
+        self._leftover: Any = None  # transport.RemoteProcess
+        self._lock_warning = ""  # the lock vanished or changed hands during the run
         self._started = time.monotonic()
         self._steps_by_id = {s.id: (i, s) for i, s in enumerate(runbook.steps)}
         self.performer = Performer(self._get_transport, self._on_line, project_dir,
@@ -317,6 +322,7 @@ class Executor:
                 raise
         finally:
             self._close()
+        self._warn_lock_lost(outcome)
         self.events.run_finished(outcome)
         return outcome
 
@@ -358,6 +364,7 @@ class Executor:
             self._finalise(outcome)
         finally:
             self._close()
+        self._warn_lock_lost(outcome)
         self.events.run_finished(outcome)
         return outcome
 
@@ -381,12 +388,45 @@ class Executor:
                                 hint="wait for it, or stop it with Ctrl-C in its terminal")
         return prev
 
+    def _variable_digests(self) -> tuple[dict[str, str], str]:
+        """Keyed digests of this run's variables (see ``state.variable_digests``) and
+        the key's id. Names that steps capture are left out: on a later --from they
+        may come from --var, standing in for the step that did not run again."""
+        from deployer.state import key_id, variable_digests
+
+        captures = {s.capture for s in self.runbook.steps if s.capture}
+        key = self.store.digest_key()
+        values = {k: v for k, v in self._input_variables.items() if k not in captures}
+        return variable_digests(values, key), key_id(key)
+
+    def _variable_changes(self, prev: RunRecord) -> list[str]:
+        """Names whose values differ from ``prev``'s (never the values)."""
+        if not prev.variables:
+            return []  # recorded before variables were
+        current, kid = self._variable_digests()
+        if prev.variables_key and prev.variables_key != kid:
+            self._notice(f"variables cannot be compared with run {prev.id}: the key "
+                         f"{self.store.root / '.key'} changed since", "warning")
+            return []
+        cli = getattr(self._input_variables, "cli_keys", frozenset())
+        changes = []
+        for name in sorted(set(prev.variables) | set(current)):
+            where = " (--var)" if name in cli else ""
+            if name not in current:
+                changes.append(f"variable {name} is no longer set")
+            elif name not in prev.variables:
+                changes.append(f"variable {name}{where} is new")
+            elif prev.variables[name] != current[name]:
+                changes.append(f"variable {name}{where} changed")
+        return changes
+
     def _check_stale(self, prev: RunRecord, action: str) -> None:
-        if not prev.digests or not self.digests:
-            return
         from deployer.planner import stale_changes
 
-        changes = stale_changes(prev.digests, self.digests)
+        changes = []
+        if prev.digests and self.digests:
+            changes = stale_changes(prev.digests, self.digests)
+        changes += self._variable_changes(prev)
         if not changes:
             return
         if self.options.force:
@@ -395,8 +435,9 @@ class Executor:
             return
         raise StalePlanError(
             f"refusing to {action} run {prev.id}: its inputs changed since", changes,
-            hint=("review the change with `deployer plan`; then start a new run, or add "
-                  "--force to use the new inputs anyway"))
+            hint=("review the change with `deployer plan` (a changed variable: pass the same "
+                  "--var values as that run); then start a new run, or add --force to use "
+                  "the new inputs anyway"))
 
     def _resolve_step(self, ref: str, flag: str) -> int:
         if ref in self._steps_by_id:
@@ -459,6 +500,8 @@ class Executor:
             self._lock = HostLock(self._get_transport(), self.host, path, run_id,
                                   self.runbook.name, purpose=purpose)
             self._lock.acquire(takeover_run_id=prev.id if prev is not None else None)
+        if prev is not None and prev.remote_process:
+            self._stop_recorded(prev)
         # a rollback runs compose too (built-in image restore, explicit undo bodies)
         self._detect_compose()
 
@@ -519,12 +562,15 @@ class Executor:
             record.failed_step = None
             record.pid = os.getpid()
             record.digests = dict(self.digests) or record.digests
+            record.variables, record.variables_key = self._variable_digests()
             record.options = {**record.options, **{k: v for k, v in
                                                    self.options.to_dict().items() if v}}
         else:
+            variables, key = self._variable_digests()
             record = RunRecord(id=run_id, runbook=self.runbook.name, host=self.host.name,
                                runbook_path=self.runbook.path, address=self.host.address,
-                               digests=dict(self.digests),
+                               digests=dict(self.digests), variables=variables,
+                               variables_key=key,
                                options={k: v for k, v in self.options.to_dict().items() if v})
         steps: list[StepRecord] = []
         for i, step in enumerate(self.runbook.steps):
@@ -598,8 +644,95 @@ class Executor:
             transport = self._factory(self.host, self.options.accept_new_host_key,
                                       self._sudo_password)
             transport.connect()
+            if hasattr(transport, "on_process"):
+                transport.on_process = self._remote_started
             self._transport = transport
         return self._transport
+
+    def _remote_started(self, proc: Any) -> None:
+        """A remote command has run long enough to be worth recording: if deployer
+        dies now, ``--resume`` finds (and stops) it from the record."""
+        if self.record is None:
+            return
+        self.record.remote_process = {**proc.to_dict(), "step": self._current,
+                                      "at": now_iso()}
+        self._save()
+
+    def _process_ended(self) -> None:
+        """The last remote command is known to have ended: forget it (the record is
+        written with the next transition)."""
+        if self.record is not None and self.record.remote_process is not None:
+            transport = self._transport
+            if transport is None or getattr(transport, "current_process", None) is None:
+                self.record.remote_process = None
+
+    def _kill_grace(self) -> float:
+        from deployer.transport import KILL_GRACE
+
+        return float(getattr(self._transport, "kill_grace", KILL_GRACE) or KILL_GRACE)
+
+    def _stop_leftover(self, proc: Any, what: str) -> tuple[bool, str]:
+        """Reconnect and stop the process group ``proc`` left running (``what`` says
+        whose, for the messages). (True, "") once it is known to be gone; otherwise
+        (False, why it may still be running)."""
+        from deployer.transport import (
+            PROCESS_ALIVE,
+            PROCESS_STOPPED,
+            PROCESS_UNVERIFIABLE,
+            stop_remote_process,
+        )
+
+        grace = self._kill_grace()
+        try:
+            status = stop_remote_process(self._get_transport(), proc, grace)
+        except (TransportError, OSError) as exc:
+            self._drop_transport()
+            return False, f"deployer could not reconnect to stop it ({exc})"
+        if status == PROCESS_STOPPED:
+            self._notice(f"{what} (process group {proc.pgid}) was still running on "
+                         f"{self.host.name}: stopped it (TERM, then KILL after {grace:g}s)",
+                         "warning")
+            return True, ""
+        if status == PROCESS_ALIVE:
+            return False, (f"it is still running after TERM and KILL as process group "
+                           f"{proc.pgid} (another user's processes?)")
+        if status == PROCESS_UNVERIFIABLE:
+            return False, (f"process group {proc.pgid} cannot be verified to be that "
+                           "command (no /proc on the host), so deployer did not touch it")
+        self._notice(f"{what} (process group {proc.pgid}) is no longer running on "
+                     f"{self.host.name}")
+        return True, ""
+
+    def _stop_recorded(self, prev: RunRecord) -> None:
+        """``--resume``/``rollback``: stop the command run ``prev`` left running on
+        the host (recorded at its start) before anything else runs; refuse if that
+        cannot be done."""
+        from deployer.transport import RemoteProcess
+
+        data = prev.remote_process
+        proc = RemoteProcess.from_dict(data) if data else None
+        if proc is None:
+            return
+        step = str((data or {}).get("step") or "?")
+        gone, why = self._stop_leftover(proc, f"the command of step {step} left by run "
+                                              f"{prev.id}")
+        if gone:
+            prev.remote_process = None
+            return
+        if self.options.force and not proc.start:
+            # Nothing to verify it with (a host without /proc): the operator's call.
+            self._notice(f"the command of step {step} left by run {prev.id}: {why}; going "
+                         "on (--force)", "warning")
+            prev.remote_process = None
+            return
+        self._leftover = proc  # keeps the lock: nothing else may start beside it
+        raise LockHeldError(
+            f"step {step} of run {prev.id} may still be running on {self.host.name}: {why}; "
+            "refusing to run anything alongside it",
+            holder={"run_id": prev.id, "pgid": proc.pgid, "step": step},
+            hint=(f"check on the host (`ps -o pid,lstart,args -g {proc.pgid}`), stop it "
+                  f"(`kill -KILL -- -{proc.pgid}`, with sudo if it runs as root), then "
+                  "run again"))
 
     def _drop_transport(self) -> None:
         transport, self._transport = self._transport, None
@@ -661,11 +794,18 @@ class Executor:
 
     def _close(self) -> None:
         lock, self._lock = self._lock, None
+        if lock is not None and lock.held and self._leftover is not None:
+            # A command of this run may still be changing the host: nobody else may
+            # start there until it is known to be gone (--resume takes the lock over).
+            self._notice(f"the lock {lock.path} is kept: a remote command of this run may "
+                         f"still be running (process group {self._leftover.pgid})", "warning")
+            lock = None
         if lock is not None and lock.held:
             for _ in range(2):
                 try:
                     lock.transport = self._get_transport()
-                    lock.release()
+                    if not lock.release():
+                        self._lock_lost(lock)
                     break
                 except KeyboardInterrupt:
                     continue
@@ -678,6 +818,28 @@ class Executor:
         if self._log is not None:
             self._log.close()
 
+    def _lock_lost(self, lock: HostLock) -> None:
+        """The lock was not ours any more at the end: someone removed it (``deployer
+        unlock``) or took it during the run, so another run may have overlapped."""
+        if lock.release_state == "OTHER":
+            who = lock.release_holder.describe() if lock.release_holder else "someone else"
+            text = f"the host lock {lock.path} was taken by {who} during this run"
+        else:
+            text = (f"the host lock {lock.path} was removed during this run (`deployer "
+                    "unlock`?)")
+        self._lock_warning = (f"{text}: another run may have changed {self.host.name} at the "
+                              "same time; check the host")
+        self._notice(self._lock_warning, "warning")
+
+    def _warn_lock_lost(self, outcome: RunOutcome) -> None:
+        """Put a lock lost during the run into the summary and the record."""
+        if not self._lock_warning or outcome is None:
+            return
+        outcome.message = f"{outcome.message}; WARNING: {self._lock_warning}"
+        outcome.notices = list(self.notices)
+        outcome.record.message = outcome.message
+        self.store.save(outcome.record)
+
     # -- the run ---------------------------------------------------------------------
 
     def _execute(self, resumed: bool) -> RunOutcome:
@@ -685,13 +847,17 @@ class Executor:
         failure: Failure | None = None
         interrupted = False
         declined = False
+        abandon = False
         try:
             failure, declined = self._run_steps()
-        except (KeyboardInterrupt, _Interrupted):
+        except (KeyboardInterrupt, _Interrupted) as exc:
             interrupted = True
-            self._mark_interrupted()
+            # A second Ctrl-C (or cancel()) while the command was still being stopped
+            # is the operator's "abandon the rollback", however early it came.
+            abandon = bool(getattr(exc, "second", False)) or self._cancels >= 2
+            self._mark_interrupted(abandon)
         if interrupted:
-            return self._after_interrupt(resumed)
+            return self._after_interrupt(resumed, abandon)
         if declined:
             outcome = self._outcome(RUN_STOPPED, EXIT_FAILED,
                                     "stopped: a confirmation was declined; nothing was rolled "
@@ -705,6 +871,16 @@ class Executor:
             return self._finalise(self._outcome(RUN_SUCCEEDED, EXIT_OK, msg, resumed=resumed))
         step = self._steps_by_id[failure.step_id][1]
         policy = step.on_failure or self.runbook.on_failure
+        if self._leftover is not None:
+            done = [s.id for s in self.record.steps if s.state == OK]
+            outcome = self._outcome(
+                RUN_FAILED, EXIT_FAILED,
+                f"step {failure.step_id} failed; not rolled back: its remote command may "
+                f"still be running (process group {self._leftover.pgid}), and undoing "
+                f"alongside it is unsafe; still applied: {', '.join(done) or 'none'}; the "
+                "lock is kept; --resume stops that command first, or refuses",
+                failure=failure, resumed=resumed)
+            return self._finalise(outcome)
         if self.options.no_rollback or policy == "stop":
             why = "--no-rollback" if self.options.no_rollback else "on_failure: stop"
             done = [s.id for s in self.record.steps if s.state == OK]
@@ -727,12 +903,24 @@ class Executor:
             RUN_ROLLED_BACK, EXIT_ROLLED_BACK, f"step {failure.step_id} failed; "
             f"{report.host_state()}", failure=failure, report=report, resumed=resumed))
 
-    def _after_interrupt(self, resumed: bool) -> RunOutcome:
+    def _after_interrupt(self, resumed: bool, abandon: bool = False) -> RunOutcome:
         assert self.record is not None
+        abandon = abandon or self._cancels >= 2  # a second cancel() while stopping
         self._cancel.clear()
         report = None
         if self.options.no_rollback:
             text = "interrupted; not rolled back (--no-rollback); resume with --resume"
+        elif abandon:
+            # The rollback never starts: same outcome as abandoning it at its first undo.
+            report = RollbackReport(abandoned=True, reason="interrupted",
+                                    remaining=[r.id for r in self.record.steps
+                                               if r.state == OK],
+                                    partial=rollback_mod.partial_steps(self.record))
+            self.record.rollback = report.to_dict()
+            text = (f"interrupted; rollback abandoned (a second {self._interrupted_by} came "
+                    f"while the step was being stopped); still applied: "
+                    f"{', '.join(report.remaining) or 'none'}; the run can be resumed with "
+                    "--resume")
         else:
             self._notice(f"interrupted ({self._interrupted_by}): rolling back the completed "
                          "steps (Ctrl-C again to abandon the rollback and leave the run "
@@ -748,14 +936,26 @@ class Executor:
         return self._finalise(self._outcome(RUN_INTERRUPTED, EXIT_INTERRUPTED, text,
                                             report=report, resumed=resumed))
 
-    def _mark_interrupted(self) -> None:
+    def _mark_interrupted(self, abandoned: bool = False) -> None:
         assert self.record is not None
         self._interrupt_named = True
+        # The transport forgets a command once its whole process group is gone; one
+        # it still names was not (yet) seen to stop.
+        proc = getattr(self._transport, "current_process", None)
+        by = self._interrupted_by
+        if proc is None:
+            how = "the remote command was stopped"
+        else:
+            self.record.remote_process = {**proc.to_dict(), "step": self._current,
+                                          "at": now_iso()}
+            how = (f"the remote command (process group {proc.pgid}) was sent TERM and had "
+                   f"not ended when {'a second ' + by if abandoned else 'deployer'} stopped "
+                   f"waiting; it gets KILL {self._kill_grace():g}s after the TERM; "
+                   "--resume makes sure it is gone")
         for rec in self.record.steps:
             if rec.state == RUNNING:
                 rec.state = INTERRUPTED
-                rec.message = (f"interrupted ({self._interrupted_by}); the remote command "
-                               "was stopped")
+                rec.message = f"interrupted ({by}); {how}"
                 rec.finished = now_iso()
                 rec.tail = list(self._tail)[-TAIL_LINES:]
                 self._step_done(rec)
@@ -776,7 +976,7 @@ class Executor:
                 return None, True
             if isinstance(result, Failure):
                 policy = step.on_failure or self.runbook.on_failure
-                if policy == "continue":
+                if policy == "continue" and self._leftover is None:
                     self._notice(f"step {step.id} failed; going on (on_failure: continue)",
                                  "warning")
                     continue
@@ -832,7 +1032,7 @@ class Executor:
             self.events.step_started(self.host.name, rec, attempt, displays)
             self._tail.clear()  # the failure report shows the last attempt
             result = self._perform_all(planned.commands, step.body.timeout)
-            if result.ok:
+            if result.ok or self._leftover is not None:
                 break
             if attempt < attempts:
                 self._notice(f"step {step.id}: attempt {attempt}/{attempts} failed "
@@ -878,8 +1078,8 @@ class Executor:
             try:
                 result = self.performer.perform(cmd, timeout)
             except TransportError as exc:
-                self._drop_transport()
-                return Result(exit_code=None, message=f"SSH connection lost: {exc}")
+                return self._connection_lost(exc)
+            self._process_ended()
             if result.interrupted:
                 raise _Interrupted
             if not result.ok:
@@ -887,6 +1087,32 @@ class Executor:
             if isinstance(cmd, (RemoteCommand, LocalCommand, HttpCheck)):
                 last = result
         return Result(exit_code=0, stdout=last.stdout)
+
+    def _connection_lost(self, exc: TransportError) -> Result:
+        """The connection died under a command: that command may go on running on the
+        host. Reconnect and stop it before anything else (a retry, the rollback) runs
+        there; if that fails, remember it so nothing does."""
+        proc = getattr(self._transport, "current_process", None)
+        self._drop_transport()
+        message = f"SSH connection lost: {exc}"
+        if proc is None:
+            return Result(exit_code=None, message=message)
+        gone, why = self._stop_leftover(proc, f"the command of step {self._current}, whose "
+                                              "connection was lost,")
+        if gone:
+            if self.record is not None:
+                self.record.remote_process = None
+            return Result(exit_code=None, message=message + "; deployer reconnected and "
+                          "made sure the remote command is no longer running")
+        self._leftover = proc
+        if self.record is not None:
+            self.record.remote_process = {**proc.to_dict(), "step": self._current,
+                                          "at": now_iso()}
+        self._notice(f"the command of step {self._current} may still be running on "
+                     f"{self.host.name}: {why}; nothing more is run on the host in this "
+                     "run (no retry, no rollback)", "warning")
+        return Result(exit_code=None, message=f"{message}; the remote command may still be "
+                      f"running (process group {proc.pgid}): {why}")
 
     def _finish_skipped(self, rec: StepRecord, reason: str) -> str:
         rec.state = SKIPPED

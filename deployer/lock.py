@@ -13,7 +13,10 @@ inventories call the same server differently still share one lock, while several
 addresses of one test machine (issue 6's fan-out on 127.0.0.x) do not collide.
 
 Release removes the directory only if it still names our run, so a lock taken over
-by someone after ``deployer unlock`` is never removed by the original holder.
+by someone after ``deployer unlock`` is never removed by the original holder; it says
+whether the lock was gone or someone else's (``release_state``), so the run can warn
+that another run may have overlapped it. ``live_holder`` tells ``deployer unlock`` that
+the holder is a deployer process still running on this machine.
 """
 
 from __future__ import annotations
@@ -123,6 +126,7 @@ if grep -q "\"run_id\": \"$run\"" "$lock/info.json" 2>/dev/null; then
   rm -rf -- "$lock"; echo RELEASED
 else
   echo OTHER
+  cat -- "$lock/info.json" 2>/dev/null || true
 fi
 """
 
@@ -159,6 +163,10 @@ class HostLock:
                              host=host.name, started=now_iso(), purpose=purpose)
         self.held = False
         self.took_over: LockInfo | None = None
+        # After release(): RELEASED, GONE (removed by someone) or OTHER (someone else's
+        # now, described by ``release_holder``).
+        self.release_state = ""
+        self.release_holder: LockInfo | None = None
 
     def _run(self, body: str, *args: str, stdin: str | None = None) -> str:
         result = self.transport.run(_script(body, self.path, *args), stdin=stdin, check=False,
@@ -180,8 +188,7 @@ class HostLock:
             self.held = True
             return
         if (takeover_run_id and holder is not None and holder.run_id == takeover_run_id
-                and not (holder.machine == _this_machine() and holder.pid != os.getpid()
-                         and deployer_alive(holder.pid))):
+                and not live_holder(holder)):
             self._run(_TAKEOVER, stdin=self.info.to_json() + "\n")
             self.held = True
             self.took_over = holder
@@ -189,12 +196,14 @@ class HostLock:
         raise held_error(self.host, self.path, holder)
 
     def release(self) -> bool:
-        """Remove the lock if it is still ours; True if removed."""
+        """Remove the lock if it is still ours; True if removed. False means it was
+        not ours any more: ``release_state`` says whether it was gone or taken."""
         if not self.held:
             return False
-        out = self._run(_RELEASE, self.info.run_id)
+        state, holder = _parse(self._run(_RELEASE, self.info.run_id))
         self.held = False
-        return out.strip() == "RELEASED"
+        self.release_state, self.release_holder = state, holder
+        return state == "RELEASED"
 
 
 def held_error(host: Host, path: str, holder: LockInfo | None) -> LockHeldError:
@@ -205,6 +214,13 @@ def held_error(host: Host, path: str, holder: LockInfo | None) -> LockHeldError:
         hint=(f"wait for that run to finish; if it is dead, `deployer unlock --host {host.name}` "
               f"removes the lock ({path})"),
     )
+
+
+def live_holder(holder: LockInfo | None) -> bool:
+    """Whether the holder is a deployer process still running on this machine (a lock
+    it holds is in use, not stale)."""
+    return (holder is not None and holder.machine == _this_machine()
+            and holder.pid != os.getpid() and deployer_alive(holder.pid))
 
 
 def read_lock(transport: _Runner, host: Host, path: str) -> tuple[bool, LockInfo | None]:

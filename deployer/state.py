@@ -177,7 +177,7 @@ class StepRecord:
 _HEADER_FIELDS = ("version", "id", "runbook", "runbook_path", "host", "address", "operator",
                   "pid", "status", "started", "finished", "duration", "digests", "options",
                   "message", "failed_step", "rollback", "resumes", "exit_code",
-                  "journal_seq")
+                  "journal_seq", "variables", "variables_key", "remote_process")
 
 
 @dataclass
@@ -206,6 +206,13 @@ class RunRecord:
     version: int = FORMAT_VERSION
     # Journal lines numbered up to this one are already in the .json (see StateStore).
     journal_seq: int = 0
+    # name -> keyed digest of the variable's value (``variable_digests``): tells a
+    # resume whether --var and the other variables changed, never what they hold.
+    variables: dict[str, str] = field(default_factory=dict)
+    variables_key: str = ""  # which key made them (``key_id``): another key cannot compare
+    # The remote process group of the command a step is (or may still be) running:
+    # pgid, leader start time, boot id, sudo, step. None once it is known to be gone.
+    remote_process: dict[str, Any] | None = None
 
     def step(self, step_id: str) -> StepRecord:
         for rec in self.steps:
@@ -261,6 +268,28 @@ class RunRecord:
                 "status": self.status, "started": self.started, "finished": self.finished,
                 "duration": self.duration, "operator": self.operator,
                 "failed_step": self.failed_step, "exit_code": self.exit_code}
+
+
+def variable_digests(variables: dict[str, Any], key: bytes) -> dict[str, str]:
+    """name -> HMAC-SHA256 of the value under ``key`` (the project's ``digest_key``),
+    truncated: equal values give equal digests, and a record alone cannot be used to
+    guess a value (not even a short one such as a release tag)."""
+    import hashlib
+    import hmac
+
+    out: dict[str, str] = {}
+    for name, value in variables.items():
+        text = json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+        out[str(name)] = hmac.new(key, f"{name}\0{text}".encode(), hashlib.sha256
+                                  ).hexdigest()[:32]
+    return out
+
+
+def key_id(key: bytes) -> str:
+    """A short public name of a digest key (to tell whether two records used one)."""
+    import hashlib
+
+    return hashlib.sha256(b"deployer-key-id\0" + key).hexdigest()[:12]
 
 
 def atomic_write(path: Path, text: str, sync_dir: bool = True, durable: bool = True) -> None:
@@ -362,6 +391,32 @@ class StateStore:
 
     def journal_path(self, run_id: str) -> Path:
         return self.root / f"{run_id}.journal"
+
+    def digest_key(self) -> bytes:
+        """The project's random key for ``variable_digests`` (``.deployer/runs/.key``,
+        mode 0600, created on first use); it never goes into a record."""
+        path = self.root / ".key"
+        try:
+            data = path.read_bytes()
+            if len(data) >= 32:
+                return data
+        except FileNotFoundError:
+            pass
+        self.ensure()
+        key = _random.token_bytes(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another deployer created it first: use theirs
+            for _ in range(50):
+                data = path.read_bytes()
+                if len(data) >= 32:
+                    return data
+                time.sleep(0.01)
+            raise UsageError(f"{path} is not a valid key file",
+                             hint="remove it; deployer creates a new one") from None
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+        return key
 
     def save(self, record: RunRecord) -> None:
         """Record the current state of ``record`` durably (see the module docstring):
