@@ -135,8 +135,8 @@ def step_warnings(step: Step, runbook: Runbook, project_dir: str) -> list[Proble
                     "current_setting('deployer.NAME')", body.position))
         if body.kind == "compose" and runbook.name in FIRST_TIME_NAMES:
             action = opts.get("action")
-            # The compose kind warns about `build` itself; `up --build` builds too.
-            builds = (action == "build" and not own_checks) or (
+            # `up --build` builds too.
+            builds = action == "build" or (
                 action == "up" and _truthy(opts.get("build")))
             if builds and not _truthy(opts.get("no_cache")):
                 out.append(_warning(

@@ -302,8 +302,6 @@ def test_git_mode_checks_out_the_ref_and_rollback_returns_to_the_previous_commit
 
 # ------------------------------------------------------- validate: included builds
 
-@pytest.mark.xfail(strict=True, reason="needs deployer/validate.py to check `build` itself "
-                   "(it has the runbook; the compose kind sees only the step's own file)")
 def test_build_included_into_a_first_time_runbook_gets_the_no_cache_warning(
         tmp_path: Path) -> None:
     from deployer.validate import validate_project

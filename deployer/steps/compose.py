@@ -381,12 +381,8 @@ def validate(body: StepBody, step: Step) -> list[tuple[str, str]]:
     warnings: list[tuple[str, str]] = []
     options = body.options
     action = options.get("action")
-    runbook = PurePosixPath(step.runbook or "").stem.replace("_", "-")
-    if action == "build" and runbook == "first-time" and not options.get("no_cache"):
-        warnings.append((
-            "compose build in a first-time runbook without `no_cache`: stale cached layers "
-            "can ship an image missing new dependencies",
-            "add `no_cache: true` to this build"))
+    # The first-time `no_cache` warning needs the runbook being validated, not the file
+    # that defines the step (an included part): validate.py gives it.
     if action == "down" and options.get("volumes") and not step.destructive:
         warnings.append(("compose down with `volumes: true` deletes named volumes "
                          "(database data) but the step is not marked destructive",
