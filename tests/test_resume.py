@@ -4,7 +4,9 @@ inputs changed (and --force), --from and --only. Real CLI in subprocesses, real 
 from __future__ import annotations
 
 import json
+import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -89,28 +91,42 @@ def test_resume_refused_when_the_runbook_changed(project) -> None:
     assert "--force" in r.stdout
 
 
-def test_resume_after_sigkill_mid_step_takes_over_the_lock(project) -> None:
+def _leftover_runbook(project: RunProject) -> tuple[Path, Path]:
+    """`slow` runs forever the first time (its loop ends only when killed), and
+    notes in the log whether its previous copy is still alive when it starts again."""
     log = project.remote / "log"
     started = project.remote / "started"
-    gate = project.remote / "gate"
+    count = project.remote / "count"
+    pid = project.remote / "slow.pid"
     project.runbook("app", f"""
         steps:
           - id: first
             run: "echo first >> {log}"
           - id: slow
             run: |
-              echo slow >> {log}
+              n=$(( $(cat {count} 2>/dev/null || echo 0) + 1 )); echo $n > {count}
+              if [ -f {pid} ] && ps -o stat= -p $(cat {pid}) | grep -qv Z; then
+                echo overlap >> {log}
+              fi
+              echo $BASHPID > {pid}
+              echo slow-$n >> {log}
               echo "migrating table 3 of 7"
               touch {started}
-              while [ ! -f {gate} ]; do sleep 0.05; done
+              if [ $n -eq 1 ]; then while :; do sleep 0.05; done; fi
           - id: last
             run: "echo last >> {log}"
     """)
+    return log, pid
+
+
+def _sigkill_during_slow(project: RunProject) -> None:
+    started = project.remote / "started"
     proc = project.popen("run", "app", "--host", "t")
     try:
         wait_for(started.exists)
-        # The state file says `slow` is running.
+        # The state file says `slow` is running, and names its remote process group.
         wait_for(lambda: project.records() and project.states().get("slow") == "running")
+        wait_for(lambda: (project.record().get("remote_process") or {}).get("step") == "slow")
         # The running step's output reaches the log while it runs (not at its end),
         # so a killed run's log still holds it.
         wait_for(lambda: "slow | migrating table 3 of 7" in project.log_text(), timeout=10)
@@ -121,23 +137,76 @@ def test_resume_after_sigkill_mid_step_takes_over_the_lock(project) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_resume_after_sigkill_mid_step_takes_over_the_lock(project) -> None:
+    log, pidfile = _leftover_runbook(project)
+    _sigkill_during_slow(project)
+    first_copy = int(pidfile.read_text())
+    assert project.record()["remote_process"]["pgid"] == first_copy  # the group leader
     # Every state file is complete JSON (atomic writes); the lock is still there.
     for path in project.runs_dir.glob("*.json"):
         json.loads(path.read_text())
     assert not list(project.runs_dir.glob(".*.tmp"))
     assert project.record()["status"] == "running"
     assert (project.root / "lock" / "info.json").exists()
+    # The killed deployer's step goes on without it on the host.
+    assert _alive(first_copy)
     # A fresh run is refused: the dead run still holds the lock.
     r = project.cli("run", "app", "--host", "t")
     assert r.returncode == 4
     assert project.record()["id"] in r.stderr
-    gate.write_text("")
     r = project.cli("run", "app", "--host", "t", "--resume")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "took over the lock" in r.stdout
-    assert log.read_text().split() == ["first", "slow", "slow", "last"]
+    assert (f"the command of step slow left by run {project.record()['id']} (process group "
+            f"{first_copy}) was still running on t: stopped it") in r.stdout
+    # Stopped before `slow` started again: one copy at a time, no "overlap".
+    assert log.read_text().split() == ["first", "slow-1", "slow-2", "last"]
+    assert not _alive(first_copy)
     assert project.states() == {"first": "ok", "slow": "ok", "last": "ok"}
+    assert project.record()["remote_process"] is None
     assert not (project.root / "lock").exists()
+
+
+def test_resume_refuses_when_the_leftover_cannot_be_verified(project) -> None:
+    log, pidfile = _leftover_runbook(project)
+    _sigkill_during_slow(project)
+    first_copy = int(pidfile.read_text())
+    try:
+        # As recorded on a host without /proc: no start time to tell it is the same
+        # process, so deployer may not kill it, nor run `slow` beside it.
+        path = project.runs_dir / f"{project.record()['id']}.json"
+        data = json.loads(path.read_text())
+        data["remote_process"]["start"] = ""
+        path.write_text(json.dumps(data))
+        r = project.cli("run", "app", "--host", "t", "--resume")
+        assert r.returncode == 4, r.stdout + r.stderr
+        assert (f"step slow of run {data['id']} may still be running on t: process group "
+                f"{first_copy} cannot be verified") in r.stderr
+        assert f"kill -KILL -- -{first_copy}" in r.stderr
+        assert log.read_text().split() == ["first", "slow-1"]  # nothing ran
+        assert _alive(first_copy)
+        assert (project.root / "lock" / "info.json").exists()  # kept: the host is busy
+        # The operator stops it and says so with --force.
+        os.killpg(first_copy, signal.SIGKILL)
+        r = project.cli("run", "app", "--host", "t", "--resume", "--force")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "going on (--force)" in r.stdout
+        assert log.read_text().split() == ["first", "slow-1", "slow-2", "last"]
+    finally:
+        try:
+            os.killpg(first_copy, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_from_step_uses_captures_of_earlier_runs(project) -> None:
@@ -253,6 +322,8 @@ def test_resume_after_sigkill_of_a_journaled_run(project) -> None:
         store = StateStore(project.root)
         run_id = wait_for(lambda: project.records() and project.record()["id"])
         wait_for(lambda: store.load(run_id).step("slow").state == "running")
+        # The process group is recorded through the journal too.
+        wait_for(lambda: (store.load(run_id).remote_process or {}).get("step") == "slow")
         kill(proc, signal.SIGKILL)
         proc.wait(30)
     finally:
@@ -271,3 +342,61 @@ def test_resume_after_sigkill_of_a_journaled_run(project) -> None:
     assert log.read_text().split() == ["first", "second", "slow", "slow", "last"]
     assert project.states() == {"first": "ok", "second": "ok", "slow": "ok", "last": "ok"}
     assert not store.journal_path(run_id).exists()
+
+
+def test_resume_refused_when_variables_changed(project) -> None:
+    gate = project.remote / "gate"
+    log = project.remote / "log"
+    project.runbook("app", f"""
+        vars: {{workers: 2}}
+        steps:
+          - id: build
+            run: "echo build-{{{{ release }}}} >> {log}"
+          - id: gated
+            run: "test -f {gate}"
+          - id: finish
+            run: "echo finish-{{{{ release }}}}-{{{{ workers }}}} >> {log}"
+    """)
+    r = project.cli("run", "app", "--host", "t", "--no-rollback", "--var", "release=v1.4.2")
+    assert r.returncode == 3, r.stdout + r.stderr
+    record_text = (project.runs_dir / f"{project.record()['id']}.json").read_text()
+    # Neither value appears in the record: only keyed digests, and the key is elsewhere.
+    assert "v1.4.2" not in record_text
+    assert set(project.record()["variables"]) >= {"release", "workers"}
+    key = project.runs_dir / ".key"
+    assert key.stat().st_mode & 0o777 == 0o600 and key.read_bytes() not in record_text.encode()
+    gate.write_text("")
+    r = project.cli("run", "app", "--host", "t", "--resume", "--var", "release=v1.4.3",
+                    "--var", "workers=4", "--var", "extra=1")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "variable release (--var) changed" in r.stderr
+    assert "variable workers (--var) changed" in r.stderr
+    assert "variable extra (--var) is new" in r.stderr
+    assert "v1.4.2" not in r.stderr and "v1.4.3" not in r.stderr
+    assert "--force" in r.stderr and "--var" in r.stderr
+    r = project.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 2 and "variable release is no longer set" in r.stderr
+    assert log.read_text().split() == ["build-v1.4.2"]  # nothing ran
+    # The same values: resumed.
+    r = project.cli("run", "app", "--host", "t", "--resume", "--var", "release=v1.4.2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert log.read_text().split() == ["build-v1.4.2", "finish-v1.4.2-2"]
+
+
+def test_resume_with_changed_variables_and_force(project) -> None:
+    gate = project.remote / "gate"
+    log = project.remote / "log"
+    project.runbook("app", f"""
+        steps:
+          - id: gated
+            run: "test -f {gate}"
+          - id: finish
+            run: "echo finish-{{{{ release }}}} >> {log}"
+    """)
+    assert project.cli("run", "app", "--host", "t", "--no-rollback",
+                       "--var", "release=a").returncode == 3
+    gate.write_text("")
+    r = project.cli("run", "app", "--host", "t", "--resume", "--force", "--var", "release=b")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "variable release (--var) changed" in r.stdout and "--force" in r.stdout
+    assert log.read_text().split() == ["finish-b"]
