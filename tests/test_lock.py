@@ -12,6 +12,7 @@ import pytest
 from deployer.errors import LockHeldError
 from deployer.lock import LOCK_ROOT, HostLock, LockInfo, lock_path, read_lock, remove_lock
 from deployer.transport import SSHTransport
+from tests.executor_helpers import RunProject, wait_for
 
 
 @pytest.fixture
@@ -66,9 +67,16 @@ def test_release_never_removes_someone_elses_lock(sshd, transport, tmp_path) -> 
     theirs = HostLock(transport, host, path, "20240101-000000-bbbbbb", "deploy")
     theirs.acquire()
     assert mine.release() is False
+    assert mine.release_state == "OTHER"
+    assert mine.release_holder is not None
+    assert mine.release_holder.run_id == "20240101-000000-bbbbbb"
     held, holder = read_lock(transport, host, path)
     assert held and holder.run_id == "20240101-000000-bbbbbb"
     theirs.release()
+    again = HostLock(transport, host, path, "20240101-000000-cccccc", "deploy")
+    again.acquire()
+    remove_lock(transport, host, path)
+    assert again.release() is False and again.release_state == "GONE"
 
 
 def _write_info(dirpath, run_id: str, pid: int) -> None:
@@ -121,3 +129,68 @@ def test_lock_root_is_created_world_writable(sshd, transport, tmp_path) -> None:
     lock.acquire()
     assert oct(root.stat().st_mode & 0o7777) == "0o1777"
     lock.release()
+
+
+def _gated_run(project: RunProject) -> subprocess.Popen[str]:
+    started, gate = project.remote / "started", project.remote / "gate"
+    project.runbook("app", f"""
+        steps:
+          - id: gated
+            run: "touch {started}; while [ ! -f {gate} ]; do sleep 0.05; done"
+    """)
+    proc = project.popen("run", "app", "--host", "t")
+    wait_for(started.exists)
+    return proc
+
+
+def test_unlock_refuses_a_live_run_and_that_run_warns_when_forced(sshd, tmp_path) -> None:
+    project = RunProject(tmp_path, sshd)
+    lock = project.root / "lock"
+    proc = _gated_run(project)
+    try:
+        holder = json.loads((lock / "info.json").read_text())
+        assert holder["pid"] == proc.pid
+        r = project.cli("unlock", "--host", "t", "--yes")
+        assert r.returncode == 4, r.stdout + r.stderr
+        assert f"held by a live run: pid {proc.pid} is a deployer still running" in r.stderr
+        assert "--force" in r.stderr
+        assert (lock / "info.json").exists()
+        r = project.cli("unlock", "--host", "t", "--yes", "--force")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "removing its lock anyway (--force)" in r.stderr
+        assert not lock.exists()
+        (project.remote / "gate").write_text("")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out + err
+    warning = f"the host lock {lock} was removed during this run (`deployer unlock`?)"
+    summary = out[out.index("SUCCEEDED"):]
+    assert f"WARNING: {warning}: another run may have changed t at the same time" in summary
+    assert warning in project.record()["message"]
+
+
+def test_run_warns_when_its_lock_was_taken_by_another_run(sshd, tmp_path) -> None:
+    project = RunProject(tmp_path, sshd)
+    lock = project.root / "lock"
+    proc = _gated_run(project)
+    t = SSHTransport(sshd.host("t"))
+    t.connect()
+    try:
+        remove_lock(t, sshd.host("t"), str(lock))
+        other = HostLock(t, sshd.host("t"), str(lock), "20240101-000000-bbbbbb", "other")
+        other.acquire()
+        (project.remote / "gate").write_text("")
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out + err
+        assert (f"the host lock {lock} was taken by {other.info.who} (pid {os.getpid()}, run "
+                "20240101-000000-bbbbbb of runbook other") in out
+        # Not removed by the run that lost it.
+        assert json.loads((lock / "info.json").read_text())["run_id"] == \
+            "20240101-000000-bbbbbb"
+        assert other.release()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        t.close()

@@ -308,19 +308,24 @@ def rollback(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple
 @click.option("--lock-dir", default=None, metavar="PATH",
               help="Lock directory, if the runbook sets var lock_dir.")
 @click.option("--yes", "-y", is_flag=True, help="Remove without asking.")
+@click.option("--force", is_flag=True,
+              help="Remove it even if its holder is a deployer still running here.")
 @click.option("--accept-new-host-key", is_flag=True,
               help="Trust and record the key of a host seen for the first time.")
 @click.pass_context
-def unlock(ctx: click.Context, host: str, lock_dir: str | None, yes: bool,
+def unlock(ctx: click.Context, host: str, lock_dir: str | None, yes: bool, force: bool,
            accept_new_host_key: bool) -> None:
     """Show who holds the deploy lock of a host, then remove it.
 
     For a lock left by a run that died (machine rebooted, process killed). A run
-    resumed with --resume takes over its own lock without this.
+    resumed with --resume takes over its own lock without this. A lock whose holder
+    is a deployer process still running on this machine is not stale: it is kept
+    unless --force (that run then warns, at its end, that its lock was removed).
     """
+    from deployer.errors import LockHeldError
     from deployer.executor import default_transport_factory
     from deployer.inventory import load_inventory
-    from deployer.lock import lock_path, read_lock, remove_lock
+    from deployer.lock import live_holder, lock_path, read_lock, remove_lock
 
     opts = get_options(ctx)
     inventory = load_inventory(opts.inventory, opts.project_dir)
@@ -336,6 +341,18 @@ def unlock(ctx: click.Context, host: str, lock_dir: str | None, yes: bool,
             who = holder.describe() if holder else "unknown holder (no readable info.json)"
             click.echo(f"{target.name}: locked by {who}")
             click.echo(f"  lock: {path}")
+            if live_holder(holder):
+                assert holder is not None
+                if not force:
+                    raise LockHeldError(
+                        f"{target.name}: the lock is held by a live run: pid {holder.pid} is "
+                        "a deployer still running on this machine; refusing to remove its "
+                        "lock", holder=dict(holder.__dict__),
+                        hint="wait for it, or stop it (Ctrl-C in its terminal, or `kill "
+                             f"{holder.pid}`); --force removes the lock anyway")
+                click.echo(f"  warning: pid {holder.pid} is a deployer still running on this "
+                           "machine; removing its lock anyway (--force): another run can now "
+                           "start beside it", err=True)
             if not yes:
                 if not sys.stdin.isatty():
                     raise UsageError("refusing to remove a lock without confirmation",
