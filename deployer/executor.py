@@ -259,6 +259,7 @@ class Executor:
         # stopped): no retry, no rollback, and the lock is kept while it might.
         self._leftover: Any = None  # transport.RemoteProcess
         self._lock_warning = ""  # the lock vanished or changed hands during the run
+        self._in_command = False  # a step's (or undo's) command is being performed
         self._started = time.monotonic()
         self._steps_by_id = {s.id: (i, s) for i, s in enumerate(runbook.steps)}
         self.performer = Performer(self._get_transport, self._on_line, project_dir,
@@ -652,8 +653,8 @@ class Executor:
     def _remote_started(self, proc: Any) -> None:
         """A remote command has run long enough to be worth recording: if deployer
         dies now, ``--resume`` finds (and stops) it from the record."""
-        if self.record is None:
-            return
+        if self.record is None or not self._in_command:
+            return  # the lock's and other bookkeeping scripts are not steps
         self.record.remote_process = {**proc.to_dict(), "step": self._current,
                                       "at": now_iso()}
         self._save()
@@ -1075,10 +1076,16 @@ class Executor:
         self._flush_state()  # the record is current before anything touches the host
         for cmd in commands:
             self._check_cancel()
+            self._in_command = True
             try:
                 result = self.performer.perform(cmd, timeout)
             except TransportError as exc:
+                self._in_command = False  # what runs next (stopping it) is no step
                 return self._connection_lost(exc)
+            finally:
+                self._in_command = False
+            if not result.ok and not result.interrupted:
+                result = self._not_seen_to_end(result)
             self._process_ended()
             if result.interrupted:
                 raise _Interrupted
@@ -1087,6 +1094,27 @@ class Executor:
             if isinstance(cmd, (RemoteCommand, LocalCommand, HttpCheck)):
                 last = result
         return Result(exit_code=0, stdout=last.stdout)
+
+    def _not_seen_to_end(self, result: Result) -> Result:
+        """A command stopped (timeout) but not seen to end within the transport's
+        limit: try once more; if it may still run, nothing else may run beside it."""
+        proc = getattr(self._transport, "current_process", None)
+        if proc is None:
+            return result
+        gone, why = self._stop_leftover(proc, f"the command of step {self._current}, "
+                                              "stopped earlier,")
+        if gone:
+            return result
+        self._leftover = proc
+        if self.record is not None:
+            self.record.remote_process = {**proc.to_dict(), "step": self._current,
+                                          "at": now_iso()}
+        self._notice(f"the command of step {self._current} may still be running on "
+                     f"{self.host.name}: {why}; nothing more is run on the host in this "
+                     "run (no retry, no rollback)", "warning")
+        result.message = (f"{result.message.split(';')[0]}; the remote command may still be "
+                          f"running (process group {proc.pgid}): {why}")
+        return result
 
     def _connection_lost(self, exc: TransportError) -> Result:
         """The connection died under a command: that command may go on running on the
