@@ -21,8 +21,10 @@ from deployer.state import (
     atomic_write,
     deployer_alive,
     is_run_id,
+    key_id,
     new_run_id,
     pid_alive,
+    variable_digests,
 )
 
 
@@ -286,3 +288,36 @@ def test_journal_left_behind_by_a_crash_is_not_replayed_over_a_newer_json(tmp_pa
     store2.save(back)
     again = StateStore(tmp_path).load(rec.id)
     assert again.steps[0].message == "again" and again.status == "running"
+
+
+def test_variable_digests_are_keyed_and_reveal_nothing(tmp_path) -> None:
+    store = StateStore(tmp_path)
+    key = store.digest_key()
+    assert len(key) == 32 and store.digest_key() == key  # created once, then reused
+    assert (store.root / ".key").stat().st_mode & 0o777 == 0o600
+    a = variable_digests({"release": "v1.4.2", "workers": 2}, key)
+    assert a == variable_digests({"workers": 2, "release": "v1.4.2"}, key)
+    assert a["release"] != variable_digests({"release": "v1.4.3"}, key)["release"]
+    assert a["workers"] != variable_digests({"workers": "2"}, key)["workers"]  # types count
+    # Without the key, a guessed value cannot be checked against a digest.
+    other = StateStore(tmp_path / "elsewhere").digest_key()
+    assert variable_digests({"release": "v1.4.2"}, other)["release"] != a["release"]
+    assert key_id(key) != key_id(other) and key.hex() not in key_id(key)
+
+
+def test_remote_process_and_variables_survive_the_journal(tmp_path) -> None:
+    store = StateStore(tmp_path, journal_threshold=0)
+    rec = _record("20240101-000000-000a", n=2)
+    store.save(rec)
+    store.save(rec)  # the journal takes over
+    rec.variables, rec.variables_key = {"release": "ab" * 16}, "k1"
+    rec.remote_process = {"pgid": 4242, "start": "123", "boot_id": "b", "sudo": False,
+                          "step": "s1"}
+    store.save(rec)
+    assert store.journal_path(rec.id).exists()
+    back = store.load(rec.id)
+    assert back.remote_process == rec.remote_process
+    assert back.variables == {"release": "ab" * 16} and back.variables_key == "k1"
+    rec.remote_process = None
+    store.save(rec)
+    assert store.load(rec.id).remote_process is None

@@ -578,6 +578,32 @@ def test_sudo_with_password_from_secret(sudo_user, persistent: bool) -> None:
         assert r.exit_code != 0 and any("password is required" in line for line in r.tail)
 
 
+def test_a_leftover_sudo_step_is_stopped_as_root(sudo_user) -> None:
+    server, password = sudo_user
+    tag = f"300.{os.getpid()}9"
+    seen: list[RemoteProcess] = []
+    t = SSHTransport(server.host(), sudo_password=password)
+    t.connect()
+    other = SSHTransport(server.host(), sudo_password=password)
+    other.connect()
+    try:
+        t.on_process = seen.append
+        worker = threading.Thread(target=t.run, args=(f"sleep {tag}",),
+                                  kwargs={"sudo": True}, daemon=True)
+        worker.start()
+        wait = time.monotonic() + 15
+        while not (seen and server.ssh(f"pgrep -f 'slee[p] {tag}' || true").strip()) \
+                and time.monotonic() < wait:
+            time.sleep(0.05)
+        assert seen and seen[0].sudo
+        assert stop_remote_process(other, seen[0], 1.0) == PROCESS_STOPPED
+        assert _gone(server, f"slee[p] {tag}")
+        worker.join(10)
+    finally:
+        t.close()
+        other.close()
+
+
 def test_timeout_applies_to_a_step_printing_non_stop(transport: SSHTransport) -> None:
     lines = 0
 
