@@ -1029,8 +1029,19 @@ def render(r: dict[str, Any]) -> str:
                 f"- a 1-step run for comparison (median): {mem['one_step_rss_mib']:.0f} MiB",
                 f"- wall {fmt_s(mem['stream_wall_s'])} (median), "
                 f"{mem['throughput_mib_s']:.0f} MiB/s"]
-    if r["notes"]:
-        out += ["", "## Notes from this run", ""] + [f"- {n}" for n in r["notes"]]
+    notes = list(r["notes"])
+    busy = {k: v for k, v in r.get("load", {}).items()
+            if float(v.split()[0]) >= 0.75 * int(m.get("cores") or 1)}
+    if busy:
+        # The benchmark itself is idle between sections, so a high 1-minute load at a
+        # section boundary is mostly other work sharing the cores.
+        notes.append("the machine was shared during this run: the 1-minute load average "
+                     f"was {', '.join(f'{v.split()[0]} ({k})' for k, v in busy.items())} on "
+                     f"{m.get('cores')} cores, so walls include waiting for CPU taken by "
+                     "other work; ratios measured side by side are affected less than "
+                     "absolute times")
+    if notes:
+        out += ["", "## Notes from this run", ""] + [f"- {n}" for n in notes]
     out += render_analysis(r, target_rows)
     return "\n".join(out) + "\n"
 
