@@ -915,7 +915,8 @@ def render(r: dict[str, Any]) -> str:
         f"- command: `{r['command']}`",
         f"- code measured: commit {r.get('checkout', 'unknown')}",
         f"- load average (1, 5, 15 min) when the run started: "
-        f"{r.get('load', {}).get('start', 'n/a')}; after each section: "
+        f"{r.get('load', {}).get('start', 'n/a')}; after each section (including the "
+        "benchmark's own work): "
         + (", ".join(f"{k} {v}" for k, v in r.get("load", {}).items() if k != "start")
            or "n/a"),
         f"- medians of {r['repeat']} runs; {r['steps']} trivial steps (`true`) per per-step "
@@ -1030,16 +1031,14 @@ def render(r: dict[str, Any]) -> str:
                 f"- wall {fmt_s(mem['stream_wall_s'])} (median), "
                 f"{mem['throughput_mib_s']:.0f} MiB/s"]
     notes = list(r["notes"])
-    busy = {k: v for k, v in r.get("load", {}).items()
-            if float(v.split()[0]) >= 0.75 * int(m.get("cores") or 1)}
-    if busy:
-        # The benchmark itself is idle between sections, so a high 1-minute load at a
-        # section boundary is mostly other work sharing the cores.
-        notes.append("the machine was shared during this run: the 1-minute load average "
-                     f"was {', '.join(f'{v.split()[0]} ({k})' for k, v in busy.items())} on "
-                     f"{m.get('cores')} cores, so walls include waiting for CPU taken by "
-                     "other work; ratios measured side by side are affected less than "
-                     "absolute times")
+    start = r.get("load", {}).get("start")
+    if start and float(start.split()[0]) >= 0.75 * int(m.get("cores") or 1):
+        # Before the first section the benchmark has done nothing heavy yet, so this
+        # load is other work sharing the cores (later figures include the benchmark's).
+        notes.append(f"the machine was shared: the 1-minute load average was "
+                     f"{start.split()[0]} on {m.get('cores')} cores when the run started, "
+                     "so walls include waiting for CPU taken by other work; ratios "
+                     "measured side by side are affected less than absolute times")
     if notes:
         out += ["", "## Notes from this run", ""] + [f"- {n}" for n in notes]
     out += render_analysis(r, target_rows)
