@@ -28,11 +28,21 @@ The shape of a run:
    ``rollback.roll_back`` over the completed steps unless ``--no-rollback``; ``stop``
    ends the run as it is; ``continue`` goes on.
 5. Ctrl-C (``KeyboardInterrupt``, or ``cancel()`` from another thread) marks the
-   running step ``interrupted`` and rolls back; a second one abandons the rollback.
-6. ``finally``: the lock is released, the connection closed, the record finalised.
+   running step ``interrupted`` and rolls back; a second one, while the step is still
+   being stopped or during the rollback, abandons the rollback.
+6. ``finally``: the lock is released (and a lock found gone or taken is reported in
+   the summary), the connection closed, the record finalised.
 
-Exit codes: 0 success; 1 failed and rolled back; 3 failed and not (fully) rolled back,
-or the operator declined a confirmation; 130 interrupted.
+A remote command is never left running beside what follows it: its process group is
+recorded (``record.remote_process``) once it has run a moment; after a lost connection
+the executor reconnects and stops it before any retry or rollback, and ``--resume``
+stops the one a killed deployer left. If that cannot be done, nothing more runs on the
+host and the lock is kept (``_leftover``).
+
+Exit codes (what ended the forward run decides): 0 success; 1 a step failed and the
+rollback completed; 3 a step failed and the rollback did not complete (not run,
+irreversible, failed, or abandoned with Ctrl-C), or the operator declined a
+confirmation; 130 interrupted during a step, whatever the rollback did.
 """
 
 from __future__ import annotations
@@ -909,6 +919,19 @@ class Executor:
         abandon = abandon or self._cancels >= 2  # a second cancel() while stopping
         self._cancel.clear()
         report = None
+        proc = getattr(self._transport, "current_process", None)
+        if proc is not None and not abandon and not self.options.no_rollback:
+            # The group outlived the transport's wait: never undo beside it.
+            try:
+                gone, why = self._stop_leftover(proc, f"the command of step {self._current}")
+            except KeyboardInterrupt:
+                gone, why, abandon = False, "", True
+            if not gone and not abandon:
+                self._leftover = proc
+                text = (f"interrupted; not rolled back: the remote command may still be "
+                        f"running (process group {proc.pgid}): {why}; the lock is kept")
+                return self._finalise(self._outcome(RUN_INTERRUPTED, EXIT_INTERRUPTED, text,
+                                                    resumed=resumed))
         if self.options.no_rollback:
             text = "interrupted; not rolled back (--no-rollback); resume with --resume"
         elif abandon:
