@@ -74,6 +74,7 @@ def test_unlock_shows_the_holder_then_removes(project) -> None:
     assert not (project.root / "lock").exists()
     r = project.cli("unlock", "--host", "t", "--yes", *lock_args)
     assert r.returncode == 0 and "not locked" in r.stdout
+    (project.remote / "gate").write_text("")  # ends the killed run's remote loop
 
 
 def test_history_and_show(project) -> None:
