@@ -1128,6 +1128,14 @@ class Executor:
                                               "stopped earlier,")
         if gone:
             return result
+        result.message = (f"{result.message.split(';')[0]}; "
+                          f"{self._keep_leftover(proc, why)}")
+        return result
+
+    def _keep_leftover(self, proc: Any, why: str) -> str:
+        """Remember a command that may still run on the host, so nothing else (a retry,
+        the rollback) runs beside it and the record names it for --resume; returns
+        the sentence for the step's message."""
         self._leftover = proc
         if self.record is not None:
             self.record.remote_process = {**proc.to_dict(), "step": self._current,
@@ -1135,9 +1143,7 @@ class Executor:
         self._notice(f"the command of step {self._current} may still be running on "
                      f"{self.host.name}: {why}; nothing more is run on the host in this "
                      "run (no retry, no rollback)", "warning")
-        result.message = (f"{result.message.split(';')[0]}; the remote command may still be "
-                          f"running (process group {proc.pgid}): {why}")
-        return result
+        return f"the remote command may still be running (process group {proc.pgid}): {why}"
 
     def _connection_lost(self, exc: TransportError) -> Result:
         """The connection died under a command: that command may go on running on the
@@ -1155,15 +1161,7 @@ class Executor:
                 self.record.remote_process = None
             return Result(exit_code=None, message=message + "; deployer reconnected and "
                           "made sure the remote command is no longer running")
-        self._leftover = proc
-        if self.record is not None:
-            self.record.remote_process = {**proc.to_dict(), "step": self._current,
-                                          "at": now_iso()}
-        self._notice(f"the command of step {self._current} may still be running on "
-                     f"{self.host.name}: {why}; nothing more is run on the host in this "
-                     "run (no retry, no rollback)", "warning")
-        return Result(exit_code=None, message=f"{message}; the remote command may still be "
-                      f"running (process group {proc.pgid}): {why}")
+        return Result(exit_code=None, message=f"{message}; {self._keep_leftover(proc, why)}")
 
     def _finish_skipped(self, rec: StepRecord, reason: str) -> str:
         rec.state = SKIPPED
