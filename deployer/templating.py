@@ -287,9 +287,7 @@ class StepContext(RenderContext):
         self.env = environment(project_dir)
         self.pending_captures: set[str] = set()
         if planning:
-            for s in runbook.steps:
-                if s.capture and s.capture not in captured:
-                    self.pending_captures.add(s.capture)
+            self.pending_captures = {c for c in _capture_names(runbook) if c not in captured}
         raw: dict[str, Any] = dict(variables)
         if step is not None and step.scope_vars:
             cli_keys = getattr(variables, "cli_keys", frozenset())
@@ -675,6 +673,22 @@ class StepContext(RenderContext):
                 return False
             return True
         return False
+
+
+_CAPTURES: dict[int, tuple[list[Step], tuple[str, ...]]] = {}
+
+
+def _capture_names(runbook: Runbook) -> tuple[str, ...]:
+    """The names the runbook's steps capture, computed once per runbook: a plan builds a
+    context per step, and scanning every step each time would make planning N^2."""
+    cached = _CAPTURES.get(id(runbook))
+    if cached is not None and cached[0] is runbook.steps:
+        return cached[1]
+    names = tuple(dict.fromkeys(s.capture for s in runbook.steps if s.capture))
+    if len(_CAPTURES) > 64:
+        _CAPTURES.clear()
+    _CAPTURES[id(runbook)] = (runbook.steps, names)
+    return names
 
 
 def make_context(runbook: Runbook, host: Host, variables: dict, secrets: dict,
