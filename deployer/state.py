@@ -248,9 +248,10 @@ class RunRecord:
     def encode(self) -> str:
         """The record as JSON text; unchanged steps come from the cache."""
         parts = [rec.encoded() for rec in self.steps]
-        head = json.dumps(self.header(), ensure_ascii=False, sort_keys=True, indent=1)
-        # Splice the steps array into the header object (it ends with "\n}").
-        return head[:-2] + ',\n "steps": [\n  ' + ",\n  ".join(parts) + "\n ]\n}\n"
+        # Without `indent` json uses its C encoder: this runs at every step transition.
+        head = json.dumps(self.header(), ensure_ascii=False, sort_keys=True)
+        # Splice the steps array, one step per line, into the header object.
+        return head[:-1] + ',\n "steps": [\n  ' + ",\n  ".join(parts) + "\n ]\n}\n"
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.encode())
