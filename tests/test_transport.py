@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.sshd import SshdUnavailable, SshServer
+from tests.sshd import SshdUnavailable, SshServer, _comm, descendants
 
 
 def test_fixture_server_accepts_its_client_key(sshd: SshServer) -> None:
@@ -38,10 +38,13 @@ def test_fixture_kill_sessions_drops_live_connection(make_sshd) -> None:
     proc = subprocess.Popen(server.ssh_argv() + ["sleep", "60"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
-        for _ in range(200):
-            if server.session_pids():
-                break
-            subprocess.run(["sleep", "0.05"])
+        # Wait until the session runs its command (authenticated, not mid-handshake), with
+        # a deadline generous enough for a loaded CI machine.
+        deadline = time.monotonic() + 60
+        while not any(_comm(d) == "sleep" for d in descendants(server.pid)):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the ssh session never started its command"
+            time.sleep(0.05)
         assert server.kill_sessions() >= 1
         assert proc.wait(30) != 0
     finally:
