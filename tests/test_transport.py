@@ -92,8 +92,10 @@ def transport(request, sshd: SshServer):
 
 
 def _gone(sshd: SshServer, regex: str) -> bool:
-    """Whether no remote process matches ``regex`` (waits a little for a dying one)."""
-    for _ in range(50):
+    """Whether no remote process matches ``regex`` (waits up to 30 s for a dying one:
+    a loaded CI machine can be slow to reap)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         out = sshd.ssh(f"pgrep -f '{regex}' || true")
         if not out.strip():
             return True
