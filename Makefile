@@ -1,6 +1,6 @@
 # Two entry points from the README: `make demo` and `make test`. Both install deployer into
-# .venv and start the sandbox VPS (scripts/sandbox, see docs/sandbox.md) first; `make test`
-# first makes sure the system packages the tests need are installed (scripts/test-deps).
+# .venv and start the sandbox VPS (scripts/sandbox, see docs/sandbox.md) first, after
+# making sure the system packages they need are installed (scripts/test-deps).
 PYTHON ?= python3
 VENV := .venv
 DEPLOYER := $(VENV)/bin/deployer -i .sandbox/inventory.yml
@@ -28,7 +28,11 @@ sandbox-down:
 sandbox-status:
 	scripts/sandbox status
 
-demo: venv sandbox-up
+# The same system packages as the tests (one list): python3-venv is not on a stock
+# Debian, and the sandbox needs sshd, Docker and debootstrap.
+demo:
+	scripts/test-deps
+	$(MAKE) --no-print-directory venv sandbox-up
 	$(DEPLOYER) run first-time --host sandbox --yes
 	$(DEPLOYER) run restart --host sandbox
 

@@ -232,15 +232,14 @@ def test_second_ctrl_c_while_stopping_stops_waiting_and_says_so(
             threading.Timer(1.3, signal.pthread_kill, (main, signal.SIGINT)).start()
 
     try:
-        started = time.monotonic()
         with pytest.raises(KeyboardInterrupt) as info:
             t.run(f"trap '' TERM; echo armed; sleep {tag}", on_line=on_line)
-        assert time.monotonic() - started < 3.5  # did not wait for the KILL
         assert info.value.second is True
         assert info.value.result.interrupted and info.value.result.stopped is False
         proc = t.current_process  # still named: it was not seen to end
         assert proc is not None and proc.start and proc.boot_id
-        assert sshd.ssh(f"pgrep -f 'slee[p] {tag}' || true").strip()  # TERM ignored
+        # TERM ignored and KILL not sent yet: the second Ctrl-C did not wait for it
+        assert sshd.ssh(f"pgrep -f 'slee[p] {tag}' || true").strip()
         # The kill script goes on by itself: KILL after the grace period.
         assert _gone(sshd, f"slee[p] {tag}")
         assert t.run("echo after").stdout == "after\n"
