@@ -19,6 +19,15 @@ from deployer.cli.main import get_options
 from deployer.errors import UsageError
 
 
+def _unreadable_hint(exc: OSError) -> str:
+    # A missing file is most often a mistyped run id or a log looked for in the wrong
+    # directory, so point at where run logs live and at the stdin form.
+    if isinstance(exc, PermissionError):
+        return "check the file's permissions, or pipe it in: sudo cat FILE | deployer explain -"
+    return ("check the path; run logs are .deployer/runs/<run-id>.log (`deployer history` "
+            "lists runs), and `deployer explain -` reads standard input")
+
+
 def _open_source(source: str) -> tuple[Any, str]:
     if source == "-":
         buffer = getattr(sys.stdin, "buffer", None)
@@ -31,7 +40,8 @@ def _open_source(source: str) -> tuple[Any, str]:
     try:
         return path.open("r", encoding="utf-8", errors="replace"), str(path)
     except OSError as exc:
-        raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot read {source}: {exc.strerror or exc}",
+                         hint=_unreadable_hint(exc)) from None
 
 
 def _context(project_dir: str, app_packages: tuple[str, ...]) -> dict[str, Any]:

@@ -102,3 +102,26 @@ def test_subprocess_deployer_explain(tmp_path) -> None:
                           text=True, timeout=60)
     assert done.returncode == 1
     assert "no known failure pattern matched" in done.stdout
+
+
+def test_unreadable_log_says_where_run_logs_are(tmp_path) -> None:
+    missing = tmp_path / "nonexist.log"
+    cmd = [sys.executable, "-m", "deployer.cli.main", "-C", str(tmp_path), "explain",
+           str(missing)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"error: cannot read {missing}: No such file or directory"
+    assert lines[1].startswith("fix: check the path")
+    assert ".deployer/runs/<run-id>.log" in lines[1]
+    assert "deployer explain -" in lines[1]
+
+
+def test_permission_denied_hint_is_about_permissions() -> None:
+    from deployer.cli.explain import _unreadable_hint
+
+    # Tests may run as root, where no file is unreadable, so the hint is checked directly.
+    hint = _unreadable_hint(PermissionError(13, "Permission denied"))
+    assert "permissions" in hint and "deployer explain -" in hint
+    assert "check the path" not in hint
