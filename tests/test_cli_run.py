@@ -283,3 +283,20 @@ steps:
     assert "paint | ERROR in red" in result.stdout
     assert "    ERROR in red" in result.stdout  # the summary's last output
     assert "titled" in result.stdout
+
+
+@pytest.mark.parametrize("second", ['echo "{{ nosuch }}"', 'echo "${#HOME}"',
+                                    "{upload: {template: missing.j2, dest: /tmp/x}}"])
+def test_run_refuses_bad_input_before_any_step_runs(project, second) -> None:
+    body = second if second.startswith("{") else f"{{run: '{second}'}}"
+    project.runbook("syn", f"""
+        steps:
+          - id: first
+            run: "echo first-ran > {project.remote}/first"
+          - {{id: second, {body[1:-1]}}}
+    """)
+    r = project.cli("run", "syn", "--host", "t")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "runbooks/syn.yml:" in r.stderr and "Traceback" not in r.stderr
+    assert not (project.remote / "first").exists()
+    assert not project.records()

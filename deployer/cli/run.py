@@ -86,6 +86,10 @@ def _execute(ctx: click.Context, session: Any, options: Any, target: str | None,
     if fmt == "markdown":
         raise UsageError("--format markdown is a plan format: use it with --dry-run or "
                          "`deployer plan`", hint="for a run use --format text or json")
+    # Render every step of every host first, as `plan` does: an undefined variable or a
+    # missing template is bad input (exit 2) before anything runs, not a failure of
+    # step k after steps 1..k-1 changed the host.
+    session.plan()
     if len(session.hosts) > 1 or fmt == "json" or parallel or batch_size or max_fail:
         from deployer.cli.fleet_run import run_group
 
