@@ -1008,11 +1008,16 @@ class Executor:
                 return result, False
         return None, False
 
-    def _context(self, step: Step) -> Any:
-        from deployer.templating import make_context
+    def _context(self, step: Step, before_capture: bool = False) -> Any:
+        from deployer.templating import captured_placeholder, make_context
 
+        captured = self.captured
+        if before_capture and step.capture and step.capture not in captured:
+            # The step's own rollback may name the value it is about to capture; the
+            # undo is rendered again, with the real value, when it runs.
+            captured = {**captured, step.capture: captured_placeholder(step.capture)}
         return make_context(self.runbook, self.host, self.variables, self.secrets,
-                            self.captured, step=step, planning=False,
+                            captured, step=step, planning=False,
                             project_dir=self.project_dir)
 
     def _run_step(self, index: int, step: Step, rec: StepRecord) -> Failure | str:
@@ -1021,7 +1026,7 @@ class Executor:
         self._current = step.id
         self._tail.clear()
         try:
-            planned = render_step(step, index + 1, self._context(step))
+            planned = render_step(step, index + 1, self._context(step, before_capture=True))
         except DeployerError as exc:
             return self._fail(step, rec, None, f"cannot render the step: {exc}")
         rec.irreversible = planned.irreversible

@@ -89,6 +89,25 @@ def test_non_destructive_step_without_rollback_has_nothing_to_undo(project) -> N
     assert project.record()["rollback"]["nothing_to_undo"] == ["s2"]
 
 
+def test_a_rollback_may_use_the_value_its_own_step_captures(project) -> None:
+    log = project.remote / "log"
+    project.runbook("cap", f"""
+        steps:
+          - id: one
+            run: "echo rev-41"
+            capture: rev
+            rollback: {{run: "echo undo-one {{{{ rev }}}} >> {log}"}}
+          - id: two
+            run: "exit 9"
+    """)
+    assert "<captured: rev>" in project.cli("plan", "cap", "--host", "t").stdout
+    assert project.cli("validate").returncode == 0
+    r = project.cli("run", "cap", "--host", "t")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert log.read_text().split() == ["undo-one", "rev-41"]
+    assert project.states() == {"one": "rolled_back", "two": "failed"}
+
+
 def test_failing_undo_gives_exit_3_and_rollback_failed(project) -> None:
     log = project.remote / "log"
     project.runbook("badundo", _steps(str(log), 3, fail_at=3, extra={
