@@ -7,10 +7,11 @@ import json
 import os
 import signal
 import subprocess
+import uuid
 
 import pytest
 
-from tests.executor_helpers import RunProject, kill, wait_for
+from tests.executor_helpers import RunProject, kill, remote_processes, wait_for
 
 
 @pytest.fixture
@@ -75,6 +76,30 @@ def test_unlock_shows_the_holder_then_removes(project) -> None:
     r = project.cli("unlock", "--host", "t", "--yes", *lock_args)
     assert r.returncode == 0 and "not locked" in r.stdout
     (project.remote / "gate").write_text("")  # ends the killed run's remote loop
+
+
+def test_unlock_stops_the_command_a_killed_run_left_running(project, sshd) -> None:
+    marker = f"deployer-unlock-{uuid.uuid4().hex[:8]}"
+    project.runbook("app", f"""
+        steps:
+          - id: wait
+            run: "bash -c 'while true; do sleep 0.05; done; : {marker}'"
+    """)
+    proc = project.popen("run", "app", "--host", "t")
+    try:
+        wait_for(lambda: remote_processes(sshd, marker))
+        wait_for(lambda: project.record().get("remote_process"))  # recorded after 0.2 s
+        kill(proc, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert remote_processes(sshd, marker)  # the killed run's command goes on
+    r = project.cli("unlock", "--host", "t", "--yes", "--lock-dir", project.lock_dir)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "lock removed" in r.stdout and "stopped the command run" in r.stdout
+    wait_for(lambda: not remote_processes(sshd, marker), timeout=20)
+    assert project.record()["remote_process"] is None
 
 
 def test_history_and_show(project) -> None:

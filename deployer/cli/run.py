@@ -27,7 +27,7 @@ import click
 
 from deployer.cli.common import inventory_option, load_session_from_cli, session_options
 from deployer.cli.main import get_options
-from deployer.errors import EXIT_OK, EXIT_USAGE, UsageError
+from deployer.errors import EXIT_OK, EXIT_USAGE, DeployerError, UsageError
 
 RUN_EPILOG = """\b
 Examples:
@@ -367,8 +367,49 @@ def unlock(ctx: click.Context, host: str, lock_dir: str | None, yes: bool, force
                     continue
             remove_lock(transport, target, path)
             click.echo(f"{target.name}: lock removed")
+            if holder is not None and holder.run_id and not live_holder(holder):
+                _stop_leftover_of(opts.project_dir, transport, target.name, holder.run_id)
         finally:
             transport.close()
+
+
+def _stop_leftover_of(project_dir: str, transport: Any, host: str, run_id: str) -> None:
+    """A run that died mid-step may have left its command running on the host (its
+    record names the process group): stop it, so the next run does not start beside
+    it; say so when it cannot be stopped or the record is not on this machine."""
+    from deployer.state import StateStore
+    from deployer.transport import (
+        PROCESS_ALIVE,
+        PROCESS_STOPPED,
+        PROCESS_UNVERIFIABLE,
+        RemoteProcess,
+        stop_remote_process,
+    )
+
+    store = StateStore(project_dir)
+    try:
+        record = store.load(run_id)
+    except DeployerError:
+        click.echo(f"  warning: run {run_id} is not recorded on this machine: a command it "
+                   "left running on the host (if any) was not checked", err=True)
+        return
+    proc = RemoteProcess.from_dict(record.remote_process) if record.remote_process else None
+    if proc is None:
+        return
+    step = record.remote_process.get("step", "?") if record.remote_process else "?"
+    said = stop_remote_process(transport, proc)
+    if said == PROCESS_STOPPED:
+        click.echo(f"  stopped the command run {run_id} left running (step {step}, "
+                   f"process group {proc.pgid})")
+    elif said in (PROCESS_ALIVE, PROCESS_UNVERIFIABLE):
+        click.echo(f"  warning: the command run {run_id} left running (step {step}, process "
+                   f"group {proc.pgid}) may still run: "
+                   + ("it survived KILL" if said == PROCESS_ALIVE else
+                      "it cannot be verified on this host (no /proc), so it was not touched"),
+                   err=True)
+        return
+    record.remote_process = None
+    store.save(record)
 
 
 @click.command()
