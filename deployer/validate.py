@@ -143,14 +143,6 @@ def step_warnings(step: Step, runbook: Runbook, project_dir: str) -> list[Proble
                     "compose build without `no_cache` in a first-time runbook: cached layers "
                     "can hide dependency changes", step,
                     "add `no_cache: true` to the build", body.position))
-        if body.kind == "http":
-            status = opts.get("expect_status")
-            statuses = status if isinstance(status, list) else str(status).split(",")
-            if any(str(s).strip() == "404" for s in statuses if s is not None):
-                out.append(_warning(
-                    "http check accepts 404: a missing route would pass as success", step,
-                    "expect the statuses a working endpoint returns (e.g. [200, 401])",
-                    body.position))
         if own_checks:
             for message, hint in kind.validate(body, step) or []:
                 out.append(_warning(message, step, hint, body.position))

@@ -84,8 +84,8 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
 
 def validate(body: StepBody, step: Step) -> list[tuple[str, str]]:
     expect = body.options.get("expect_status")
-    codes = expect if isinstance(expect, list) else [expect]
-    if any(str(code).strip() == "404" for code in codes):
+    codes = expect if isinstance(expect, list) else str(expect).split(",")
+    if any(str(code).strip() == "404" for code in codes if code is not None):
         return [("http check accepts 404: a missing route would pass (the incident where "
                  "health was 200 but login was 404)",
                  "expect the codes the route gives when it exists, e.g. [200, 401]")]
