@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Callable
@@ -837,3 +838,165 @@ def test_fleet_rollback_all_in_the_scheduler(fleet):
     out = run_fleet(hosts, make_run_one(server, log, fail={"web3": 1}),
                     roll_back_one=lambda o, b: pytest.fail("rolled back"))
     assert out.fleet_rollback is None and out.hosts[0].status == "ok"
+
+
+LIVE_RUNBOOK = """\
+steps:
+  - id: one
+    run: |
+      echo hello from {{ host.name }}
+      # Held until the test has seen the live table show every host running; bounded,
+      # so a table that is never drawn fails the test instead of hanging it.
+      for i in $(seq 1 1200); do [ -f {{ remote_dir }}/gate ] && exit 0; sleep 0.05; done
+      exit 1
+  - id: two
+    run: 'echo bye from {{ host.name }}'
+"""
+
+# CSI (colours, cursor moves, erase), OSC, and single-character escapes such as ESC 7.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+
+def _run_on_a_terminal(group: FleetProject, args: list[str], *, columns: int, rows: int,
+                       until: Callable[[str], bool], then: Callable[[], None],
+                       deadline: float = 180.0) -> tuple[int, str]:
+    """Run the CLI with stdout and stderr on a pseudo-terminal of ``columns`` x ``rows``;
+    once the ANSI-stripped output so far satisfies ``until``, call ``then`` (once).
+    Return the exit code and everything written to the terminal."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import sys
+    import termios
+    import time
+
+    # COLUMNS/LINES would override the terminal's own size; the size must come from it.
+    env = {k: v for k, v in group.env.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    env["TERM"] = "xterm-256color"
+    master, slave = pty.openpty()
+    try:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        proc = subprocess.Popen([sys.executable, "-m", "deployer.cli.main", "-C",
+                                 str(group.root), *args], stdout=slave, stderr=slave,
+                                stdin=subprocess.DEVNULL, env=env)
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        # Only the child holds the terminal open now, so its exit reads as EOF (EIO).
+        os.close(slave)
+    chunks: list[bytes] = []
+    fired = False
+    end = time.monotonic() + deadline
+    try:
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise AssertionError("deployer on a terminal did not finish in time; "
+                                     "output so far:\n" + b"".join(chunks).decode(
+                                         "utf-8", "replace"))
+            ready, _, _ = select.select([master], [], [], min(left, 1.0))
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every writer closed the terminal
+                    data = b""
+                if not data:
+                    break
+                chunks.append(data)
+                if not fired and until(_ANSI.sub("", b"".join(chunks).decode(
+                        "utf-8", "replace"))):
+                    fired = True
+                    then()
+        code = proc.wait(timeout=max(end - time.monotonic(), 1.0))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert fired, "the condition was never seen on the terminal"
+    return code, b"".join(chunks).decode("utf-8", "replace")
+
+
+def _frames(text: str) -> list[dict[str, tuple[str, str]]]:
+    """Every drawing of the fleet table in ANSI-stripped output: host -> (step, state)."""
+    frames = []
+    lines = re.split(r"\r\n|\r|\n", text)
+    for i, line in enumerate(lines):
+        if re.match(r"\d+ hosts: ", line):
+            rows = {}
+            for row in lines[i + 3:]:
+                m = re.match(r"^ (\S+) │ (.*?) │ (.*?) │", row)
+                if not m:
+                    break
+                rows[m[1]] = (m[2].strip(), m[3].strip())
+            frames.append(rows)
+    return frames
+
+
+def _screen(raw: str, columns: int) -> list[str]:
+    """What a terminal shows (scrollback included) after ``raw``: the cursor moves and
+    erases rich's live display uses are applied, so lines a redraw overwrote are gone."""
+    lines = [""]
+    row = col = 0
+    for token in re.findall(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b.|[\s\S]", raw):
+        if token.startswith("\x1b["):
+            final, arg = token[-1], token[2:-1]
+            count = int(arg) if arg.isdigit() else 1
+            if final == "A":
+                row = max(row - count, 0)
+            elif final == "K":
+                lines[row] = "" if arg == "2" else lines[row][:col]
+            elif final not in "mhl":  # colours, cursor show/hide: nothing to move
+                raise AssertionError(f"escape sequence this test does not model: {token!r}")
+        elif token == "\r":
+            col = 0
+        elif token == "\n":
+            row, col = row + 1, 0
+            if row == len(lines):
+                lines.append("")
+        elif not token.startswith("\x1b"):
+            line = lines[row].ljust(col)
+            lines[row] = line[:col] + token + line[col + 1:]
+            col += 1
+            assert col <= columns, f"line wider than the terminal: {lines[row]!r}"
+    return [line.rstrip() for line in lines]
+
+
+def test_cli_live_table_on_a_real_terminal(group):
+    (group.root / "runbooks" / "live.yml").write_text(LIVE_RUNBOOK)
+    names = [f"web{i}" for i in range(1, 5)]
+    held = {n: ("[1/2] one", "running") for n in names}
+
+    code, raw = _run_on_a_terminal(
+        group, ["run", "live", "--host", "web", "--parallel", "4"], columns=120, rows=40,
+        until=lambda text: held in _frames(text),
+        then=lambda: (group.remote / "gate").write_text(""))
+    text = _ANSI.sub("", raw)
+    assert code == 0, text
+    assert "Traceback" not in text
+    frames = _frames(text)
+    # While the hosts were held in step one, the table had a row per host, running;
+    # the last drawing, when the live display stopped, shows every host finished.
+    assert held in frames
+    assert frames[-1] == {n: ("[2/2] two", "ok") for n in names}
+
+    # The terminal as the operator sees it afterwards: the redrawn tables erased, every
+    # output line whole, once, prefixed by its host, in step order, then one final table
+    # and the fleet summary below it.
+    screen = _screen(raw, 120)
+    shown = "\n".join(screen)
+    for name in names:
+        hello = screen.count(f"{name} one | hello from {name}")
+        bye = screen.count(f"{name} two | bye from {name}")
+        assert (hello, bye) == (1, 1), (name, shown)
+        assert (screen.index(f"{name} one | hello from {name}")
+                < screen.index(f"{name} two | bye from {name}"))
+    titles = [i for i, line in enumerate(screen) if re.match(r"\d+ hosts: ", line)]
+    assert [screen[i] for i in titles] == ["4 hosts: 4 ok"], shown
+    last_output = max(i for i, line in enumerate(screen) if " | " in line)
+    summary = screen.index("FLEET OK: live on web, 4 hosts: 4 ok (exit 0)")
+    assert last_output < titles[0] < summary, shown
+    assert [line.split()[:2] for line in screen[summary + 1:summary + 5]] == [
+        [n, "ok"] for n in names]
