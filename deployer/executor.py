@@ -487,11 +487,29 @@ class Executor:
             return
         done = {s.id for s in prev.steps if s.state in (OK, SKIPPED)} if prev else set()
         asking = [s.id for i, s in enumerate(self.runbook.steps)
-                  if s.confirm and self._selected(i) and s.id not in done]
+                  if s.confirm and self._selected(i) and s.id not in done
+                  and self._may_run(s)]
         if asking:
             raise UsageError(f"step {asking[0]} asks for confirmation and there is no "
                              "terminal to ask", hint="run it from a terminal, or pass --yes "
                              "after reviewing `deployer plan`")
+
+    def _may_run(self, step: Step) -> bool:
+        """False only when the step's `when` is already known to be false on this host
+        (as the plan shows it skipped); a `when` on a value not captured yet may be true."""
+        if step.when is None:
+            return True
+        from deployer.templating import make_context
+
+        ctx = make_context(self.runbook, self.host, self.variables, self.secrets,
+                           self.captured, step=step, planning=True,
+                           project_dir=self.project_dir)
+        if ctx.pending_in(step.when):
+            return True
+        try:
+            return bool(ctx.eval_when(step.when))
+        except DeployerError:
+            return True
 
     def _needs_connection(self) -> bool:
         """Connect up front (so a bad host fails before anything runs) unless every step

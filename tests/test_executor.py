@@ -255,6 +255,34 @@ def test_confirm_without_terminal_is_refused_up_front(project) -> None:
     assert project.execute("conf", Recorder(), yes=True).exit_code == 0
 
 
+def test_confirm_step_skipped_by_when_needs_no_terminal(project) -> None:
+    project.runbook("conf", """
+        vars: {reset_db: false}
+        steps:
+          - id: first
+            run: "echo first"
+            capture: rev
+          - id: dangerous
+            run: "true"
+            confirm: true
+            when: reset_db
+    """)
+    out = project.execute("conf", Recorder())
+    assert out.exit_code == 0
+    assert project.states() == {"first": "ok", "dangerous": "skipped"}
+    with pytest.raises(UsageError, match="step dangerous asks for confirmation"):
+        project.execute("conf", Recorder(), cli_vars=("reset_db=true",))
+    # A `when` on a value not captured yet may turn out true: refused up front too.
+    path = project.runbook("conf2", """
+        steps:
+          - {id: first, run: "echo x", capture: rev}
+          - {id: later, run: "true", confirm: true, when: "rev == 'never'"}
+    """)
+    assert path.exists()
+    with pytest.raises(UsageError, match="step later asks for confirmation"):
+        project.execute("conf2", Recorder())
+
+
 def test_lock_held_by_another_run(project) -> None:
     project.runbook("slow", f"""
         steps:
