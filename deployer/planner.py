@@ -340,7 +340,8 @@ def _commands(cmds: list[Command] | None, mask: Mask) -> list[dict[str, Any]] | 
 
 
 def summary(plan: Plan) -> dict[str, int]:
-    """Counts over all hosts: steps, destructive, irreversible, skipped, confirm."""
+    """Counts over all hosts: steps, destructive, irreversible, skipped, and confirm
+    (the steps that will ask: a skipped one does not)."""
     counts = {"hosts": len(plan.hosts), "steps": 0, "destructive": 0, "irreversible": 0,
               "skipped": 0, "confirm": 0}
     for hp in plan.hosts:
@@ -349,7 +350,7 @@ def summary(plan: Plan) -> dict[str, int]:
             counts["destructive"] += ps.step.destructive
             counts["irreversible"] += ps.irreversible
             counts["skipped"] += ps.skipped
-            counts["confirm"] += bool(ps.step.confirm)
+            counts["confirm"] += bool(ps.step.confirm) and not ps.skipped  # will it ask?
     return counts
 
 

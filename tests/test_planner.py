@@ -65,7 +65,7 @@ def test_plan_steps_flags_and_rollbacks(project):
     assert steps["env_file"].rollback is not None and not steps["env_file"].irreversible
     assert steps["login"].commands[0].expect_status == (200, 401)
     assert summary(plan) == {"hosts": 1, "steps": 11, "destructive": 2, "irreversible": 1,
-                             "skipped": 1, "confirm": 1}
+                             "skipped": 1, "confirm": 0}  # the confirm step is skipped
 
 
 def test_group_target_plans_each_host_with_its_vars(project):
