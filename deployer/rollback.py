@@ -93,11 +93,15 @@ class RollbackReport:
                 if partial:
                     return f"no step had completed, so nothing was undone; {partial}"
                 return "no step had completed, so the host was not changed by this run"
-            extra = (f"; nothing to undo for {', '.join(self.nothing_to_undo)}"
-                     if self.nothing_to_undo else "")
-            if partial:
-                return f"the completed steps were undone (undone: {undone}{extra}); {partial}"
-            return f"the host is back to its state before this run (undone: {undone}{extra})"
+            # A step with no rollback (not destructive) is left as it ran: say so rather
+            # than claim the host is back where it was.
+            extra = (f"; left as they ran (no rollback defined): "
+                     f"{', '.join(self.nothing_to_undo)}" if self.nothing_to_undo else "")
+            if partial or self.nothing_to_undo:
+                which = "that have a rollback " if self.nothing_to_undo else ""
+                text = f"the completed steps {which}were undone (undone: {undone}{extra})"
+                return f"{text}; {partial}" if partial else text
+            return f"the host is back to its state before this run (undone: {undone})"
         still = ", ".join(self.remaining) or "none"
         if self.abandoned:
             why = "the rollback was abandoned (second Ctrl-C)"

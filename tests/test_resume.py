@@ -375,7 +375,8 @@ def test_resume_refused_when_variables_changed(project) -> None:
     assert "v1.4.2" not in r.stderr and "v1.4.3" not in r.stderr
     assert "--force" in r.stderr and "--var" in r.stderr
     r = project.cli("run", "app", "--host", "t", "--resume")
-    assert r.returncode == 2 and "variable release is no longer set" in r.stderr
+    # The runbook cannot even render without it: refused before the resume starts.
+    assert r.returncode == 2 and "undefined variable `release`" in r.stderr
     assert log.read_text().split() == ["build-v1.4.2"]  # nothing ran
     # The same values: resumed.
     r = project.cli("run", "app", "--host", "t", "--resume", "--var", "release=v1.4.2")

@@ -87,6 +87,10 @@ def test_non_destructive_step_without_rollback_has_nothing_to_undo(project) -> N
     assert r.returncode == 1
     assert log.read_text().split() == ["s1", "s2", "s3", "undo-s1"]
     assert project.record()["rollback"]["nothing_to_undo"] == ["s2"]
+    # Not "back to its state before this run": s2 ran and has nothing that undoes it.
+    assert ("the completed steps that have a rollback were undone (undone: s1; left as they "
+            "ran (no rollback defined): s2)") in r.stdout
+    assert "back to its state" not in r.stdout
 
 
 def test_a_rollback_may_use_the_value_its_own_step_captures(project) -> None:
