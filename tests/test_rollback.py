@@ -91,6 +91,7 @@ def test_non_destructive_step_without_rollback_has_nothing_to_undo(project) -> N
     assert ("the completed steps that have a rollback were undone (undone: s1; left as they "
             "ran (no rollback defined): s2)") in r.stdout
     assert "back to its state" not in r.stdout
+    assert "▶ t [1/3] s1\n" in r.stdout  # a step without a name: its id, once
 
 
 def test_a_rollback_may_use_the_value_its_own_step_captures(project) -> None:

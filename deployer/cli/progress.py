@@ -154,8 +154,9 @@ class ConsoleEvents(Events):
                      commands: list[str]) -> None:
         total = self.total.get(host, 0)
         again = f" (attempt {attempt})" if attempt > 1 else ""
+        name = f" {rec.name}" if rec.name and rec.name != rec.id else ""
         self._write(self._c("1", f"▶ {host} [{rec.index}/{total}] {rec.id}") +
-                    f" {rec.name}{again}")
+                    f"{name}{again}")
 
     def output(self, host: str, step_id: str, stream: str, line: str) -> None:
         bar = self._c("31", "!") if stream == "stderr" else "|"
