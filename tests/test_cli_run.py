@@ -173,6 +173,9 @@ def test_apply_runs_a_fresh_plan_and_refuses_a_stale_one(project) -> None:
     r = project.cli("apply", str(plan_file))
     assert r.returncode == 2
     assert "stale" in r.stderr and "runbooks/app.yml" in r.stderr
+    # The fix names the command that saves it again, with the plan's own inputs.
+    assert "fix: review and save a new plan with `deployer -i " in r.stderr
+    assert f"plan app --host t --out {plan_file}`" in r.stderr
     assert log.read_text() == "applied\n"
 
 

@@ -234,12 +234,33 @@ def apply(ctx: click.Context, plan_file: str, yes: bool, no_rollback: bool,
                        f"{', '.join(h.name for h in session.hosts)}")
     if changes:
         raise StalePlanError(f"{plan_file} is stale: its inputs changed since it was saved",
-                             changes, hint="review and save a new plan with `deployer plan "
-                             f"{inputs['runbook']} --out {plan_file}`")
+                             changes, hint="review and save a new plan with `"
+                             + _plan_command(inputs, plan_file) + "`")
     options = RunOptions(yes=yes, no_rollback=no_rollback,
                          accept_new_host_key=accept_new_host_key,
                          skip_preflight=skip_preflight)
     _execute(ctx, session, options, inputs.get("host"), parallel, batch_size, max_fail, fmt)
+
+
+def _plan_command(inputs: dict[str, Any], plan_file: str) -> str:
+    """The `deployer plan` command line that saves ``plan_file`` again, with the saved
+    plan's own inputs (host, inventory, vars files, --var, secrets file)."""
+    import shlex
+
+    words = ["deployer"]
+    if inputs.get("inventory"):
+        words += ["-i", inputs["inventory"]]
+    words += ["plan", inputs["runbook"]]
+    if inputs.get("host"):
+        words += ["--host", inputs["host"]]
+    for path in inputs.get("vars_files") or []:
+        words += ["--vars-file", path]
+    for item in inputs.get("cli_vars") or []:
+        words += ["--var", item]
+    if inputs.get("secrets_file"):
+        words += ["--secrets-file", inputs["secrets_file"]]
+    words += ["--out", plan_file]
+    return " ".join(shlex.quote(str(w)) for w in words)
 
 
 @click.command(name="rollback")
