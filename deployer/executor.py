@@ -437,6 +437,8 @@ class Executor:
         changes = []
         if prev.digests and self.digests:
             changes = stale_changes(prev.digests, self.digests)
+            if changes:
+                changes += self._step_changes(prev)
         changes += self._variable_changes(prev)
         if not changes:
             return
@@ -449,6 +451,31 @@ class Executor:
             hint=("review the change with `deployer plan` (a changed variable: pass the same "
                   "--var values as that run); then start a new run, or add --force to use "
                   "the new inputs anyway"))
+
+    def _step_changes(self, prev: RunRecord) -> list[str]:
+        """Which steps the changed files changed, by id: what a resume would do
+        differently (a step already done is not run again with its new definition)."""
+        old = {s.id: s for s in prev.steps}
+        if not old or not all(s.digest for s in prev.steps):
+            return []  # a record from before step digests: the file names must do
+        changed, added = [], []
+        for step in self.runbook.steps:
+            rec = old.get(step.id)
+            if rec is None:
+                added.append(step.id)
+            elif rec.digest != step.definition_digest():
+                done = " (done: would not run again)" if rec.state in (OK, SKIPPED) else ""
+                changed.append(step.id + done)
+        removed = [i for i in old if i not in self._steps_by_id]
+        out = []
+        if changed:
+            out.append(f"steps changed: {', '.join(changed)}")
+        if added:
+            out.append(f"steps added: {', '.join(added)}")
+        if removed:
+            out.append(f"steps removed: {', '.join(removed)}")
+        return out or ["no step definition changed (only formatting, comments or "
+                       "templates)"]
 
     def _resolve_step(self, ref: str, flag: str) -> int:
         if ref in self._steps_by_id:
@@ -605,9 +632,11 @@ class Executor:
         for i, step in enumerate(self.runbook.steps):
             rec = old.get(step.id)
             if rec is None:
-                rec = StepRecord(id=step.id, name=step.name, index=i + 1, kind=step.kind)
+                rec = StepRecord(id=step.id, name=step.name, index=i + 1, kind=step.kind,
+                                 digest=step.definition_digest())
             else:
                 rec.index, rec.name, rec.kind = i + 1, step.name, step.kind
+                rec.digest = step.definition_digest()
                 if rec.state in (OK, SKIPPED) and not rec.captured_masked:
                     steps.append(rec)
                     continue

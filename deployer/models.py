@@ -53,6 +53,23 @@ class Step:
     def kind(self) -> str:
         return self.body.kind
 
+    def definition_digest(self) -> str:
+        """A short hash of what the step does as written (unrendered, so it holds no
+        secret; positions left out, so editing another step does not change it)."""
+        import hashlib
+        import json
+
+        def body(b: StepBody | str | None) -> Any:
+            if not isinstance(b, StepBody):
+                return b
+            return [b.kind, b.options, b.cwd, b.env, b.sudo, b.timeout]
+
+        what = [self.name, body(self.body), self.when, self.retries, self.delay,
+                self.destructive, self.confirm, body(self.rollback), self.capture,
+                self.skip_if, self.on_failure, self.scope_vars]
+        text = json.dumps(what, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
     @property
     def irreversible(self) -> bool:
         """Destructive with no way back."""

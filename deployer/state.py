@@ -121,6 +121,7 @@ class StepRecord:
     tail: list[str] = field(default_factory=list)
     irreversible: bool = False
     rollback: dict[str, Any] = field(default_factory=dict)  # state/exit_code/tail/message
+    digest: str = ""  # Step.definition_digest() when the step was last prepared
     _json: str | None = field(default=None, repr=False, compare=False)
     # Where a journaling StateStore learns that this step changed (no scan of all steps).
     _sink: list[StepRecord] | None = field(default=None, repr=False, compare=False)
@@ -157,6 +158,8 @@ class StepRecord:
             out["captured_masked"] = self.captured_masked
         if self.rollback:
             out["rollback"] = self.rollback
+        if self.digest:
+            out["digest"] = self.digest
         return out
 
     @classmethod
@@ -171,6 +174,7 @@ class StepRecord:
             captured_masked=list(data.get("captured_masked") or []),
             tail=list(data.get("tail") or []), irreversible=bool(data.get("irreversible")),
             rollback=dict(data.get("rollback") or {}),
+            digest=str(data.get("digest") or ""),
         )
 
 

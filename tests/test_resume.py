@@ -80,10 +80,15 @@ def test_resume_refused_when_the_runbook_changed(project) -> None:
     _counting_runbook(project, str(gate))
     assert project.cli("run", "app", "--host", "t", "--no-rollback").returncode == 3
     path = project.root / "runbooks" / "app.yml"
-    path.write_text(path.read_text().replace("echo build", "echo BUILD"))
+    path.write_text(path.read_text().replace("echo build", "echo BUILD")
+                    .replace("  - id: finish", "  - id: extra\n    run: 'true'\n"
+                             "  - id: finish"))
     r = project.cli("run", "app", "--host", "t", "--resume")
     assert r.returncode == 2
     assert "changed" in r.stderr and "runbooks/app.yml" in r.stderr
+    # What changed, by step: build already ran, so a resume would not run its new version.
+    assert "steps changed: build (done: would not run again)" in r.stderr
+    assert "steps added: extra" in r.stderr and "gated" not in r.stderr.split("fix:")[0]
     assert "--force" in r.stderr
     gate.write_text("")
     r = project.cli("run", "app", "--host", "t", "--resume", "--force")
