@@ -296,7 +296,13 @@ class Checker:
                 return v
             ok = isinstance(v, int) if t == "integer" else isinstance(v, (int, float))
             if isinstance(v, bool) or not ok:
-                return bad("an integer" if t == "integer" else "a number")
+                example = ("8000" if "port" in (name or path) else "3") if t == "integer" \
+                    else "30 or 1.5 (seconds)"
+                with_unit = (isinstance(v, str) and v[-1:] in ("s", "m", "h")
+                             and v[:-1].replace(".", "", 1).isdigit())
+                unit = " (seconds, no unit)" if with_unit else ""
+                return bad("an integer" if t == "integer" else "a number",
+                           f"write a plain number{unit}, e.g. {example}")
             bound = BOUNDS.get(name)
             if bound is not None:
                 low, exclusive = bound

@@ -92,3 +92,17 @@ def test_plan_without_access_to_secrets_shows_stand_ins_and_warns(tmp_path: Path
         r = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=60)
         assert r.returncode == 2 and "warning" not in r.stderr, r.stderr
     assert not (tmp_path / "plan.json").exists()
+
+
+@pytest.mark.parametrize("field, fix", [
+    ("timeout: soon", "fix: write a plain number, e.g. 30 or 1.5 (seconds)"),
+    ("timeout: 30s", "fix: write a plain number (seconds, no unit)"),
+    ("retries: many", "fix: write a plain number, e.g. 3"),
+    ("wait: {port: notaport}", "fix: write a plain number, e.g. 8000"),
+])
+def test_wrong_number_says_how_to_write_it(project: Path, field: str, fix: str) -> None:
+    body = "" if field.startswith("wait") else "    run: 'true'\n"
+    (project / "runbooks" / "nn.yml").write_text(f"steps:\n  - id: a\n    {field}\n{body}")
+    r = deployer(project, "plan", "nn", "--host", "vps")
+    assert r.returncode == 2 and fix in r.stderr, r.stderr
+    assert "runbooks/nn.yml:3:" in r.stderr and "Traceback" not in r.stderr

@@ -89,11 +89,13 @@ class Options:
         if value is None:
             return None
         if isinstance(value, bool):
-            raise self.error(name, f"`{name}` must be a number, got {value!r}")
+            raise self.error(name, f"`{name}` must be a number, got {value!r}",
+                             hint="write a plain number, e.g. 30 or 1.5")
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise self.error(name, f"`{name}` must be a number, got {value!r}") from None
+            raise self.error(name, f"`{name}` must be a number, got {value!r}",
+                             hint="write a plain number (no unit), e.g. 30 or 1.5") from None
         if number < 0:
             raise self.error(name, f"`{name}` must not be negative, got {value!r}")
         return number
@@ -106,7 +108,8 @@ class Options:
 
     def to_int(self, name: str, value: Any) -> int:
         if isinstance(value, bool):
-            raise self.error(name, f"`{name}` must be an integer, got {value!r}")
+            raise self.error(name, f"`{name}` must be an integer, got {value!r}",
+                             hint="write a whole number, e.g. 8000")
         if isinstance(value, int):
             return value
         if isinstance(value, str) and CAPTURED in value:
@@ -115,7 +118,8 @@ class Options:
             return value  # type: ignore[return-value]
         if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
             return int(value)
-        raise self.error(name, f"`{name}` must be an integer, got {value!r}")
+        raise self.error(name, f"`{name}` must be an integer, got {value!r}",
+                         hint="write a whole number, e.g. 8000, or a variable that holds one")
 
     def list(self, name: str) -> list[str]:
         """A list of strings; a single string counts as a one-item list."""
