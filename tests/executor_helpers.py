@@ -13,6 +13,7 @@ runbooks may write to: the sshd runs on this machine, so the test can read it ba
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +148,19 @@ def remote_processes(server: SshServer, marker: str) -> list[str]:
     out = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True,
                          text=True).stdout
     return [line for line in out.splitlines() if marker in line and "ps -eww" not in line]
+
+
+@contextlib.contextmanager
+def running(project: RunProject, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """The deployer CLI as a subprocess (see ``RunProject.popen``), killed if the test
+    leaves the block before it ended."""
+    proc = project.popen(*args)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def kill(proc: subprocess.Popen[str], sig: int = signal.SIGKILL) -> None:

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.executor_helpers import RunProject, kill, remote_processes, wait_for
+from tests.executor_helpers import RunProject, kill, remote_processes, running, wait_for
 
 
 @pytest.fixture
@@ -55,14 +55,10 @@ def test_two_concurrent_runs_exactly_one_runs(tmp_path, sshd) -> None:
 
 def test_unlock_shows_the_holder_then_removes(project) -> None:
     _gated(project)
-    proc = project.popen("run", "app", "--host", "t")
-    try:
+    with running(project, "run", "app", "--host", "t") as proc:
         wait_for((project.remote / "started").exists)
         kill(proc, signal.SIGKILL)
         proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     run_id = project.record()["id"]
     lock_args = ("--lock-dir", project.lock_dir)
     r = project.cli("unlock", "--host", "t", *lock_args)  # no terminal, no --yes
@@ -85,15 +81,11 @@ def test_unlock_stops_the_command_a_killed_run_left_running(project, sshd) -> No
           - id: wait
             run: "bash -c 'while true; do sleep 0.05; done; : {marker}'"
     """)
-    proc = project.popen("run", "app", "--host", "t")
-    try:
+    with running(project, "run", "app", "--host", "t") as proc:
         wait_for(lambda: remote_processes(sshd, marker))
         wait_for(lambda: project.record().get("remote_process"))  # recorded after 0.2 s
         kill(proc, signal.SIGKILL)
         proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert remote_processes(sshd, marker)  # the killed run's command goes on
     r = project.cli("unlock", "--host", "t", "--yes", "--lock-dir", project.lock_dir)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -11,7 +11,7 @@ import uuid
 import pytest
 import yaml
 
-from tests.executor_helpers import RunProject, kill, remote_processes, wait_for
+from tests.executor_helpers import RunProject, kill, remote_processes, running, wait_for
 
 
 @pytest.fixture
@@ -54,15 +54,11 @@ def _runbook(project: RunProject, marker: str, undo_wait: bool = False,
 def test_ctrl_c_stops_the_remote_command_and_rolls_back(project, sshd) -> None:
     marker = f"deployer-int-{uuid.uuid4().hex[:8]}"
     _runbook(project, marker)
-    proc = project.popen("run", "app", "--host", "t")
-    try:
+    with running(project, "run", "app", "--host", "t") as proc:
         wait_for((project.remote / "started").exists)
         wait_for(lambda: remote_processes(sshd, marker))
         kill(proc, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130, out + err
     wait_for(lambda: not remote_processes(sshd, marker), timeout=20)
     assert (project.remote / "log").read_text().split() == ["first", "long", "undo-first"]
@@ -78,16 +74,12 @@ def test_ctrl_c_stops_the_remote_command_and_rolls_back(project, sshd) -> None:
 def test_second_ctrl_c_abandons_the_rollback_and_leaves_it_resumable(project, sshd) -> None:
     marker = f"deployer-int2-{uuid.uuid4().hex[:8]}"
     _runbook(project, marker, undo_wait=True)
-    proc = project.popen("run", "app", "--host", "t")
-    try:
+    with running(project, "run", "app", "--host", "t") as proc:
         wait_for(lambda: remote_processes(sshd, marker))
         kill(proc, signal.SIGINT)
         wait_for((project.remote / "undo-started").exists)
         kill(proc, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130, out + err
     assert "abandoned" in out
     rec = project.record()
@@ -108,17 +100,13 @@ def test_second_ctrl_c_while_the_step_is_being_stopped_abandons_the_rollback(
     # the command was stopped.
     marker = f"deployer-int4-{uuid.uuid4().hex[:8]}"
     _runbook(project, marker, ignore_term=True)
-    proc = project.popen("run", "app", "--host", "t")
-    try:
+    with running(project, "run", "app", "--host", "t") as proc:
         _wait_until_deployer_saw_long(project)
         kill(proc, signal.SIGINT)
         time.sleep(1)
         assert proc.poll() is None  # still waiting for the group to die
         kill(proc, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130, out + err
     assert (project.remote / "log").read_text().split() == ["first", "long"]  # no undo
     rec = project.record()
@@ -240,14 +228,10 @@ def test_session_killed_then_rollback_reconnects(tmp_path, make_sshd) -> None:
 def test_sigterm_is_handled_like_ctrl_c(project, sshd) -> None:
     marker = f"deployer-term-{uuid.uuid4().hex[:8]}"
     _runbook(project, marker)
-    proc = project.popen("run", "app", "--host", "t")
-    try:
+    with running(project, "run", "app", "--host", "t") as proc:
         wait_for(lambda: remote_processes(sshd, marker))
         kill(proc, signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130, out + err
     wait_for(lambda: not remote_processes(sshd, marker), timeout=20)
     assert project.states()["first"] == "rolled_back"
@@ -268,14 +252,10 @@ def test_sigterm_stops_a_group_run_and_releases_every_lock(project, sshd) -> Non
     for host in inventory["hosts"].values():
         host["groups"] = ["web"]
     (project.root / "inventory.yml").write_text(yaml.safe_dump(inventory))
-    proc = project.popen("run", "app", "--host", "web", "--parallel", "2")
-    try:
+    with running(project, "run", "app", "--host", "web", "--parallel", "2") as proc:
         wait_for(lambda: len(remote_processes(sshd, marker)) >= 2)
         kill(proc, signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130, out + err
     assert "interrupted (SIGTERM): no new host is started" in out + err
     for record in project.records():
@@ -288,14 +268,10 @@ def test_sigterm_stops_a_group_run_and_releases_every_lock(project, sshd) -> Non
 def test_ctrl_c_with_no_rollback_leaves_completed_steps_and_resumes(project, sshd) -> None:
     marker = f"deployer-int3-{uuid.uuid4().hex[:8]}"
     _runbook(project, marker)
-    proc = project.popen("run", "app", "--host", "t", "--no-rollback")
-    try:
+    with running(project, "run", "app", "--host", "t", "--no-rollback") as proc:
         wait_for(lambda: remote_processes(sshd, marker))
         kill(proc, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130, out + err
     wait_for(lambda: not remote_processes(sshd, marker), timeout=20)
     assert (project.remote / "log").read_text().split() == ["first", "long"]  # no undo
