@@ -106,18 +106,6 @@ _NOT_SELECTED_FROM = "before --from {step}"
 _NOT_SELECTED_ONLY = "not selected (--only {step})"
 
 
-def _uses_compose(step: Step) -> bool:
-    """Whether the step (or its undo) needs the compose invocation: compose steps, psql
-    on its default ``compose exec`` client, and commands naming ``compose_command``."""
-    bodies = [step.body] + ([step.rollback] if isinstance(step.rollback, StepBody) else [])
-    for body in bodies:
-        if body.kind == "compose" or (body.kind == "psql" and not body.options.get("client")):
-            return True
-        if "compose_command" in repr(body.options):
-            return True
-    return False
-
-
 @dataclass
 class RunOptions:
     """Command-line choices that change how a run behaves."""
@@ -584,7 +572,9 @@ class Executor:
     def _detect_compose(self) -> None:
         if self.variables.get("compose_command"):
             return
-        if not any(_uses_compose(s) and self._selected(i)
+        from deployer.planner import uses_compose
+
+        if not any(uses_compose(s) and self._selected(i)
                    for i, s in enumerate(self.runbook.steps)):
             return
         from deployer.steps.compose import detect_compose_command

@@ -173,7 +173,7 @@ def uses_compose(step: Step) -> bool:
     """Whether the executor detects the compose flavour on the host for this step (when
     var ``compose_command`` is unset): compose steps, psql on its default ``compose
     exec`` client, and bodies naming ``compose_command``, rollback bodies included.
-    Mirrors ``executor._uses_compose`` (a test keeps the two in agreement)."""
+    The executor asks the same question before it detects the flavour."""
     bodies = [step.body] + ([step.rollback] if isinstance(step.rollback, StepBody) else [])
     for body in bodies:
         if body.kind == "compose" or (body.kind == "psql" and not body.options.get("client")):

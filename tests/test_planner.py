@@ -230,8 +230,8 @@ def test_no_note_when_the_executor_will_not_detect(project):
     assert plan.notes and plan.hosts[0].steps[0].compose_detected
 
 
-def test_uses_compose_agrees_with_the_executor(project):
-    from deployer import executor
+def test_uses_compose_on_the_shipped_and_fixture_runbooks(project):
+    # The one answer both the plan note and the executor's flavour detection use.
     from deployer.planner import uses_compose
     from deployer.runbook import load_runbook
 
@@ -240,8 +240,17 @@ def test_uses_compose_agrees_with_the_executor(project):
     for name in ("first-time", "restart"):
         steps += load_runbook(name, str(root)).steps
     assert {uses_compose(s) for s in steps} == {True, False}
-    for step in steps:
-        assert uses_compose(step) == executor._uses_compose(step), step.id
+    (project / "runbooks" / "uc.yml").write_text(
+        "steps:\n"
+        "  - {id: build, compose: {action: build}}\n"
+        "  - {id: sql, psql: 'SELECT 1'}\n"
+        "  - {id: sql_host, psql: {sql: 'SELECT 1', client: 'psql -h 127.0.0.1'}}\n"
+        "  - {id: named, run: '{{ compose_command }} ps'}\n"
+        "  - {id: plain, run: 'true'}\n"
+        "  - {id: undo, run: 'true', rollback: {compose: {action: restart}}}\n")
+    got = {s.id: uses_compose(s) for s in load_runbook("uc", ".").steps}
+    assert got == {"build": True, "sql": True, "sql_host": False, "named": True,
+                   "plain": False, "undo": True}
 
 
 def test_step_names_and_description_are_rendered_per_host(project):
