@@ -724,9 +724,8 @@ class Executor:
         whose, for the messages). (True, "") once it is known to be gone; otherwise
         (False, why it may still be running)."""
         from deployer.transport import (
-            PROCESS_ALIVE,
             PROCESS_STOPPED,
-            PROCESS_UNVERIFIABLE,
+            still_running_reason,
             stop_remote_process,
         )
 
@@ -741,12 +740,9 @@ class Executor:
                          f"{self.host.name}: stopped it (TERM, then KILL after {grace:g}s)",
                          "warning")
             return True, ""
-        if status == PROCESS_ALIVE:
-            return False, (f"it is still running after TERM and KILL as process group "
-                           f"{proc.pgid} (another user's processes?)")
-        if status == PROCESS_UNVERIFIABLE:
-            return False, (f"process group {proc.pgid} cannot be verified to be that "
-                           "command (no /proc on the host), so deployer did not touch it")
+        why = still_running_reason(status, proc)
+        if why:
+            return False, why
         self._notice(f"{what} (process group {proc.pgid}) is no longer running on "
                      f"{self.host.name}")
         return True, ""

@@ -1305,6 +1305,18 @@ def stop_remote_process(runner: Any, proc: RemoteProcess, grace: float = KILL_GR
     return PROCESS_ALIVE
 
 
+def still_running_reason(status: str, proc: RemoteProcess) -> str:
+    """Why the group may still run after ``stop_remote_process`` said ``status``; ""
+    when it is known to be gone (stopped, gone, or the host rebooted)."""
+    if status == PROCESS_ALIVE:
+        return (f"it is still running after TERM and KILL as process group {proc.pgid} "
+                "(another user's processes?)")
+    if status == PROCESS_UNVERIFIABLE:
+        return (f"process group {proc.pgid} cannot be verified to be that command (no "
+                "/proc on the host), so deployer did not touch it")
+    return ""
+
+
 class _Kill:
     """The channel of a running kill script; closed once the step is over."""
 

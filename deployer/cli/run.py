@@ -400,10 +400,9 @@ def _stop_leftover_of(project_dir: str, transport: Any, host: str, run_id: str) 
     it; say so when it cannot be stopped or the record is not on this machine."""
     from deployer.state import StateStore
     from deployer.transport import (
-        PROCESS_ALIVE,
         PROCESS_STOPPED,
-        PROCESS_UNVERIFIABLE,
         RemoteProcess,
+        still_running_reason,
         stop_remote_process,
     )
 
@@ -419,16 +418,14 @@ def _stop_leftover_of(project_dir: str, transport: Any, host: str, run_id: str) 
         return
     step = record.remote_process.get("step", "?") if record.remote_process else "?"
     said = stop_remote_process(transport, proc)
+    why = still_running_reason(said, proc)
+    if why:
+        click.echo(f"  warning: the command run {run_id} left running (step {step}) may "
+                   f"still run: {why}", err=True)
+        return
     if said == PROCESS_STOPPED:
         click.echo(f"  stopped the command run {run_id} left running (step {step}, "
                    f"process group {proc.pgid})")
-    elif said in (PROCESS_ALIVE, PROCESS_UNVERIFIABLE):
-        click.echo(f"  warning: the command run {run_id} left running (step {step}, process "
-                   f"group {proc.pgid}) may still run: "
-                   + ("it survived KILL" if said == PROCESS_ALIVE else
-                      "it cannot be verified on this host (no /proc), so it was not touched"),
-                   err=True)
-        return
     record.remote_process = None
     store.save(record)
 
