@@ -514,15 +514,14 @@ class Executor:
         (as the plan shows it skipped); a `when` on a value not captured yet may be true."""
         if step.when is None:
             return True
+        from deployer.planner import decide_when
         from deployer.templating import make_context
 
         ctx = make_context(self.runbook, self.host, self.variables, self.secrets,
                            self.captured, step=step, planning=True,
                            project_dir=self.project_dir)
-        if ctx.pending_in(step.when):
-            return True
         try:
-            return bool(ctx.eval_when(step.when))
+            return not decide_when(step, ctx)[0]
         except DeployerError:
             return True
 

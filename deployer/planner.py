@@ -112,6 +112,20 @@ def _flags(step: Step, rollback: list[Command] | None, irreversible: bool) -> li
     return flags
 
 
+def decide_when(step: Step, ctx: StepContext) -> tuple[bool, str, list[str]]:
+    """(skipped, reason, pending captures) for the step's ``when`` on this host. At plan
+    time a ``when`` on a value captured at run time is left undecided (not skipped,
+    ``pending`` names the captures)."""
+    if step.when is None:
+        return False, "", []
+    pending = ctx.pending_in(step.when) if ctx.planning else []
+    if pending:
+        return False, f"decided at run time: when {ctx.when_expression(step.when)}", pending
+    if not ctx.eval_when(step.when):
+        return True, f"when {ctx.when_expression(step.when)} is false", []
+    return False, "", []
+
+
 def render_step(step: Step, index: int, ctx: StepContext,
                 render_skipped: bool = False) -> PlannedStep:
     """Evaluate ``when`` and build the step's commands, rollback and skip_if probe.
@@ -121,16 +135,7 @@ def render_step(step: Step, index: int, ctx: StepContext,
     At plan time a ``when`` that depends on a value captured at run time is left
     undecided: the step is shown, with ``when_pending`` naming the captures.
     """
-    skipped = False
-    reason = ""
-    pending: list[str] = []
-    if step.when is not None:
-        pending = ctx.pending_in(step.when) if ctx.planning else []
-        if pending:
-            reason = f"decided at run time: when {ctx.when_expression(step.when)}"
-        elif not ctx.eval_when(step.when):
-            skipped = True
-            reason = f"when {ctx.when_expression(step.when)} is false"
+    skipped, reason, pending = decide_when(step, ctx)
     commands: list[Command] = []
     rollback: list[Command] | None = None
     skip_probe: RemoteCommand | None = None
