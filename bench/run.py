@@ -36,6 +36,10 @@ BENCH = ROOT / "bench"
 VENV = BENCH / ".venv"
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(BENCH))
+
+import latency  # noqa: E402
+
 from tests.sshd import MAX_ADDRESSES, SshServer  # noqa: E402
 
 HEAVY_RC_MS = 80.0  # target cost of the heavy ~/.bashrc
@@ -207,6 +211,8 @@ class Lab:
             for address in chunk:
                 self.fan[address] = server
         self.project = work / "project"
+        self.hosts: dict[str, dict[str, Any]] = {}
+        self.groups: dict[str, dict[str, Any]] = {"fan": {}}
         self._write_project()
 
     def _server(self, name: str, addresses: list[str], home: Path) -> SshServer:
@@ -223,24 +229,13 @@ class Lab:
         return [f"fan{i:03d}" for i in range(1, len(self.fan_addresses) + 1)]
 
     def _write_project(self) -> None:
-        import yaml
-
         p = self.project
         (p / "runbooks").mkdir(parents=True)
-        hosts: dict[str, Any] = {}
-
-        def entry(server: SshServer, address: str, groups: list[str]) -> dict[str, Any]:
-            return {"host": address, "port": server.port, "user": server.user,
-                    "identity_file": server.client_key, "known_hosts": server.known_hosts,
-                    "connect_timeout": 30, "groups": groups,
-                    "vars": {"lock_dir": str(self.work / "locks" / f"{address}-{server.port}")}}
-
-        hosts["light"] = entry(self.light, "127.0.0.1", [])
-        hosts["heavy"] = entry(self.heavy, "127.0.0.1", [])
+        self.hosts["light"] = self.host_entry(self.light, "127.0.0.1", [])
+        self.hosts["heavy"] = self.host_entry(self.heavy, "127.0.0.1", [])
         for name, address in zip(self.fan_names(), self.fan_addresses, strict=True):
-            hosts[name] = entry(self.fan[address], address, ["fan"])
-        (p / "inventory.yml").write_text(yaml.safe_dump({"hosts": hosts, "groups": {"fan": {}}},
-                                                        sort_keys=False))
+            self.hosts[name] = self.host_entry(self.fan[address], address, ["fan"])
+        self._write_inventory()
         self.runbook("steps1", trivial_steps(1))
         self.runbook("steps101", trivial_steps(101))
         self.runbook("fan20", trivial_steps(20))
@@ -250,6 +245,24 @@ class Lab:
               - id: stream
                 run: "head -c {STREAM_BYTES} /dev/zero | tr '\\\\0' x | fold -w 99"
             """))
+
+    def host_entry(self, server: Any, address: str, groups: list[str]) -> dict[str, Any]:
+        return {"host": address, "port": server.port, "user": server.user,
+                "identity_file": server.client_key, "known_hosts": server.known_hosts,
+                "connect_timeout": 30, "groups": groups,
+                "vars": {"lock_dir": str(self.work / "locks" / f"{address}-{server.port}")}}
+
+    def add_hosts(self, hosts: dict[str, dict[str, Any]], groups: list[str]) -> None:
+        """More inventory hosts (bench/latency.py's relayed ones), written at once."""
+        self.hosts.update(hosts)
+        self.groups.update({g: {} for g in groups})
+        self._write_inventory()
+
+    def _write_inventory(self) -> None:
+        import yaml
+
+        (self.project / "inventory.yml").write_text(
+            yaml.safe_dump({"hosts": self.hosts, "groups": self.groups}, sort_keys=False))
 
     def runbook(self, name: str, text: str) -> None:
         (self.project / "runbooks" / f"{name}.yml").write_text(text)
@@ -745,6 +758,7 @@ def targets(r: dict[str, Any]) -> list[Target]:
                            f"{plan['plan_2000_s']:.2f} s", plan["plan_2000_s"] < 1))
         rows.append(Target("startup", "`deployer --help` < 300 ms", fmt_s(plan["help_s"]),
                            f"{plan['help_s'] / 0.3:.2f}x of budget", plan["help_s"] < 0.3))
+    rows += latency_targets(r.get("latency"))
     mem = r.get("memory")
     if mem:
         mb = mem["peak_rss_mib"] * MIB_TO_MB
@@ -757,8 +771,33 @@ def targets(r: dict[str, Any]) -> list[Target]:
     return rows
 
 
+def latency_targets(sec: dict[str, Any] | None) -> list[Target]:
+    """Issue 15's targets, as round trips measured through the relays of this run."""
+    if not sec:
+        return []
+    rows: list[Target] = []
+    d = sec["direct"]["deployer"]
+    for r in sec["by_rtt"]:
+        rtt, dep = r["rtt_ms"], r["deployer"]
+        per = latency.in_rtt(dep["marginal_ms"], d["marginal_ms"], rtt)
+        fixed = latency.in_rtt(dep["wall_1_s"] * 1000, d["wall_1_s"] * 1000, rtt)
+        rows.append(Target("latency", f"per step <= 1.1 RTT at {rtt:g} ms RTT",
+                           f"{dep['marginal_ms']:.1f} ms", f"{per:.2f} RTT", per <= 1.1))
+        rows.append(Target("latency", f"fixed cost of a run <= 10 RTT at {rtt:g} ms RTT",
+                           f"1-step run {fmt_s(dep['wall_1_s'])}", f"{fixed:.1f} RTT",
+                           fixed <= 10))
+    fleet = sec.get("fleet")
+    if fleet:
+        ratio = fleet["fleet_s"] / fleet["single_s"]
+        rows.append(Target("latency", f"{fleet['hosts']} hosts at {fleet['rtt_ms']:g} ms RTT "
+                           "<= 1.5x one host", f"{fmt_s(fleet['fleet_s'])} vs "
+                           f"{fmt_s(fleet['single_s'])}", f"{ratio:.2f}x", ratio <= 1.5))
+    return rows
+
+
 MIB_TO_MB = 1.048576
 GROUP_TITLES = {
+    "latency": "Behind real latency (relay)",
     "per_step": "Per-step cost against raw paramiko",
     "tools": "Against ansible-playbook and pyinfra",
     "heavy": "Heavy ~/.bashrc",
@@ -1015,6 +1054,22 @@ def render(r: dict[str, Any]) -> str:
                 f"{fmt_s(plan['plan_first_time_s'])} |",
                 f"| `deployer --help` | {fmt_s(plan['help_s'])} |",
                 f"| `python -c pass` (interpreter floor) | {fmt_s(plan['python_startup_s'])} |"]
+    lat = r.get("latency")
+    if lat:
+        out += ["", "## Behind real latency", "",
+                "The light sshd reached through bench/relay.py, which delays every chunk by "
+                "RTT/2 in each direction (userspace, loopback only: the kernel has no netem). "
+                "In RTT: (figure through the relay - the same figure direct on loopback, "
+                "measured in this run) / RTT, i.e. the round trips the tool waited for. "
+                f"deployer per step over {lat['steps']} steps, ansible and pyinfra over "
+                f"{lat['tool_steps']}.", "", "| figure | measured | in RTT |", "|---|---|---|"]
+        out += [f"| {name} | {value} | {rtts} |" for name, value, rtts in latency.rows(lat)]
+        fleet = lat.get("fleet")
+        if fleet:
+            out += ["", f"Fleet: {fleet['hosts']} hosts x {fleet['steps']} steps, each behind "
+                    f"its own relayed address at {fleet['rtt_ms']:g} ms RTT: one host "
+                    f"{fmt_s(fleet['single_s'])}, all hosts {fmt_s(fleet['fleet_s'])} "
+                    f"({fleet['fleet_s'] / fleet['single_s']:.2f}x)."]
     mem = r.get("memory")
     if mem:
         out += ["", "## Memory while streaming", "",
@@ -1048,7 +1103,7 @@ def render(r: dict[str, Any]) -> str:
 # -- main -------------------------------------------------------------------------------
 
 
-SECTIONS = ("steps", "heavy", "fanout", "plan", "memory")
+SECTIONS = ("steps", "heavy", "fanout", "plan", "memory", "latency")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1058,6 +1113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hosts", type=int, default=50, help="hosts in the fan-out")
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    parser.add_argument("--rtts", default="10,50",
+                        help="round-trip times (ms) of the latency section's relays")
     parser.add_argument("--out", default=str(BENCH / "RESULTS.md"))
     parser.add_argument("--json", default=str(BENCH / "results.json"))
     parser.add_argument("--setup-venv", action="store_true",
@@ -1113,7 +1170,7 @@ def main(argv: list[str] | None = None) -> int:
     LAUNCHER = write_launcher(work)
     lab = None
     try:
-        hosts = args.hosts if "fanout" in only else 1
+        hosts = args.hosts if only & {"fanout", "latency"} else 1
         lab = Lab(work, hosts)
         results["rc_loops"] = lab.rc_loops
         sections: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
@@ -1124,6 +1181,9 @@ def main(argv: list[str] | None = None) -> int:
             "fanout": ("fanout", lambda: fanout_section(lab, args.repeat, notes)),
             "plan": ("plan", lambda: plan_section(lab, args.repeat, notes)),
             "memory": ("memory", lambda: memory_section(lab, args.repeat)),
+            "latency": ("latency", lambda: latency.latency_section(
+                sys.modules[__name__], lab, [float(x) for x in args.rtts.split(",")],
+                args.steps, args.repeat, notes)),
         }
         for section in SECTIONS:
             if section in only:
