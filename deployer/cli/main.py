@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "show": "deployer.cli.run:show",
     "explain": "deployer.cli.explain:explain",
     "doctor": "deployer.cli.doctor:doctor",
+    "logs": "deployer.cli.logs:logs",
 }
 
 # One-line summaries so `deployer --help` can list commands without importing them.
@@ -52,6 +53,7 @@ SUMMARIES: dict[str, str] = {
     "show": "Show one run step by step.",
     "explain": "Explain a failure and how to fix it.",
     "doctor": "Check the local setup and a host's prerequisites.",
+    "logs": "Show the stack's container logs on a host (-f to follow).",
 }
 
 # Examples for commands whose module gives none, so every `--help` shows one.
@@ -78,6 +80,9 @@ EXAMPLES: dict[str, str] = {
     "doctor": """\
   deployer doctor --host vps
   deployer doctor --host vps --only docker --only disk""",
+    "logs": """\
+  deployer logs --host vps --tail 100
+  deployer logs api --host vps -f --grep 'ERROR|Traceback'""",
 }
 
 EPILOG = """\b

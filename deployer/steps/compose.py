@@ -400,3 +400,41 @@ KIND = StepKind(
     auto_rollback=auto_rollback,
     validate=validate,
 )
+
+
+_SINCE_RE = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$|^\d{4}-\d\d-\d\d([T ][0-9:.]+"
+                       r"(Z|[+-]\d\d:?\d\d)?)?$|^\d+$")
+
+
+def logs_command(ctx: RenderContext, services: list[str], *, follow: bool = False,
+                 since: str | None = None, tail: int | None = None) -> RemoteCommand:
+    """``compose logs`` for ``deployer logs``: the same invocation (files, project,
+    flavour) as the runbook's compose steps, so it reads the containers they started.
+
+    ``since`` is Compose's own format: a duration (``10m``, ``1h30m``), a date or RFC
+    3339 time, or a Unix timestamp; anything else is refused before it reaches the host.
+    """
+    if since is not None and not _SINCE_RE.match(since):
+        raise InputError(Problem(f"--since {since!r} is not a duration or a time",
+                                 hint="use a duration like 10m or 2h, a date like "
+                                 "2026-12-03, or a time like 2026-12-03T10:00:00Z"))
+    if tail is not None and tail < 0:
+        raise InputError(Problem(f"--tail {tail} is negative",
+                                 hint="give a number of lines, e.g. --tail 100"))
+    base, cwd = compose_base(ctx)
+    flags = " --no-color"
+    if follow:
+        flags += " --follow"
+    if since:
+        flags += " --since " + shlex.quote(since)
+    if tail is not None:
+        flags += f" --tail {tail}"
+    svc = "".join(" " + shlex.quote(s) for s in services)
+    return RemoteCommand(script=f"{base} logs{flags}{svc}", cwd=cwd, check=False,
+                         label="compose logs")
+
+
+def detected_flavour(ok: bool, stdout: str) -> str | None:
+    """The compose command ``detect_compose_command()`` printed, or None."""
+    lines = stdout.strip().splitlines() if ok else []
+    return lines[-1].strip() if lines else None

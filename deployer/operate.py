@@ -1,0 +1,97 @@
+"""Read-only operations on a deployed host that are not runbooks (``deployer logs``).
+
+They load their inputs like a plan does (``load_session`` with stand-in secrets: nothing
+is fetched or run on the operator's machine), reuse the runbook's compose settings so they
+look at the containers its steps started, and talk to the host through the transport.
+They take no lock and write no run record: they change nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from deployer.errors import InputError, Problem, TransportError
+from deployer.models import Host
+from deployer.session import Session
+
+LineSink = Callable[[str, str], None]
+
+
+def compose_context(session: Session, host: Host) -> Any:
+    """The render context of ``host`` for runbook-level values (compose vars)."""
+    from deployer.templating import make_context
+
+    return make_context(session.runbook, host, session.vars_for(host), session.secrets, {},
+                        project_dir=session.project_dir)
+
+
+def pin_compose_command(transport: Any, ctx: Any, host: Host, pinned: Any) -> str:
+    """``compose_command`` as set (``pinned``), or detected on the host the way a run
+    detects it."""
+    from deployer.steps.compose import detect_compose_command, detected_flavour
+
+    if pinned:
+        return str(ctx.compose_cmd)
+    probe = detect_compose_command()
+    result = transport.run(probe.script, timeout=30, what="the compose detection")
+    flavour = detected_flavour(result.ok, result.stdout)
+    if flavour is None:
+        raise TransportError(
+            f"neither `docker compose` nor `docker-compose` works on {host.name}",
+            hint="install Docker with the compose plugin on the host, or set var "
+                 "compose_command")
+    ctx.compose_cmd = flavour
+    return flavour
+
+
+def line_filter(pattern: str | None) -> Callable[[str], bool]:
+    """``--grep``: a Python regular expression searched in each line."""
+    if not pattern:
+        return lambda _line: True
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise InputError(Problem(f"--grep {pattern!r} is not a valid regular expression: "
+                                 f"{exc}", hint="escape special characters, e.g. "
+                                 r"--grep 'ERROR|Traceback' or --grep '\[error\]'")) from None
+    return lambda line: compiled.search(line) is not None
+
+
+def stream_logs(session: Session, host: Host, services: list[str], on_line: LineSink, *,
+                follow: bool = False, since: str | None = None, tail: int | None = None,
+                pattern: str | None = None, accept_new_host_key: bool = False,
+                transport_factory: Callable[..., Any] | None = None) -> int:
+    """Stream the stack's logs from ``host`` to ``on_line``; returns compose's exit code.
+
+    With ``follow``, Ctrl-C is the normal end: the transport stops the remote
+    ``compose logs`` and this returns 0 instead of raising."""
+    from deployer.steps.compose import logs_command
+
+    keep = line_filter(pattern)
+    ctx = compose_context(session, host)
+    logs_command(ctx, services, follow=follow, since=since, tail=tail)  # bad input: exit 2
+    if transport_factory is None:
+        from deployer.transport import SSHTransport as transport_factory
+    transport = transport_factory(host, accept_new_host_key=accept_new_host_key,
+                                  extra_known_hosts=list(host.known_hosts))
+    try:
+        transport.connect()
+        pin_compose_command(transport, ctx, host, session.vars_for(host).get("compose_command"))
+        command = logs_command(ctx, services, follow=follow, since=since, tail=tail)
+
+        def emit(stream: str, line: str) -> None:
+            if keep(line):
+                on_line(stream, line)
+
+        try:
+            result = transport.run(command.script, cwd=command.cwd, on_line=emit,
+                                   what="compose logs")
+        except KeyboardInterrupt:
+            if follow:
+                return 0
+            raise
+        return result.exit_code
+    finally:
+        transport.close()

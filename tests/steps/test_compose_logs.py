@@ -1,0 +1,58 @@
+"""``steps.compose.logs_command``, the command ``deployer logs`` runs: the runbook's
+compose invocation on both flavours, flags in Compose's spelling, values quoted, bad
+``--since``/``--tail`` refused before anything reaches a host."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployer.errors import InputError
+from deployer.steps.compose import detected_flavour, logs_command
+from tests.steps.conftest import FixtureContext
+
+VARS = {"compose_files": ["docker-compose.yml", "prod.yml"], "compose_project_dir": "/srv/app",
+        "compose_project_name": "shop"}
+
+
+@pytest.mark.parametrize("compose_cmd", ["docker compose", "docker-compose"])
+def test_same_invocation_as_the_compose_steps(compose_cmd: str) -> None:
+    cmd = logs_command(FixtureContext(VARS, compose_cmd=compose_cmd), ["api", "worker"],
+                       follow=True, since="1h30m", tail=50)
+    assert cmd.script == (f"{compose_cmd} -f docker-compose.yml -f prod.yml -p shop logs "
+                          "--no-color --follow --since 1h30m --tail 50 api worker")
+    assert cmd.cwd == "/srv/app"
+    assert cmd.check is False  # the exit code is reported, not raised mid-stream
+
+
+def test_defaults_read_every_service_without_following() -> None:
+    cmd = logs_command(FixtureContext({}), [])
+    assert cmd.script == "docker compose logs --no-color"
+    assert cmd.cwd is None
+
+
+@pytest.mark.parametrize("since", ["10m", "2h", "1h30m", "45s", "2026-12-03",
+                                   "2026-12-03T10:00:00Z", "2026-12-03T10:00:00+01:00",
+                                   "1764756000"])
+def test_since_accepts_composes_formats(since: str) -> None:
+    assert f"--since {since}" in logs_command(FixtureContext({}), [], since=since).script
+
+
+@pytest.mark.parametrize("since", ["yesterday", "10 m", "1h;rm -rf /", "$(id)", ""])
+def test_since_refuses_anything_else(since: str) -> None:
+    with pytest.raises(InputError, match="not a duration or a time"):
+        logs_command(FixtureContext({}), [], since=since or " ")
+
+
+def test_service_names_are_quoted() -> None:
+    cmd = logs_command(FixtureContext({}), ["api; id"])
+    assert cmd.script.endswith("logs --no-color 'api; id'")
+
+
+@pytest.mark.parametrize("ok, stdout, expected", [
+    (True, "docker compose\n", "docker compose"),
+    (True, "noise from rc\ndocker-compose\n", "docker-compose"),
+    (False, "docker compose\n", None),
+    (True, "", None),
+])
+def test_detected_flavour(ok: bool, stdout: str, expected: str | None) -> None:
+    assert detected_flavour(ok, stdout) == expected

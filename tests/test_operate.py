@@ -1,0 +1,106 @@
+"""deployer/operate.py through the real CLI against the test sshd: ``deployer logs``
+runs the runbook's compose invocation on the host, filters with ``--grep``, and ``-f``
+ends cleanly on Ctrl-C with the remote ``compose logs`` stopped.
+
+The "compose" on the host is a script standing in for Docker Compose (named
+``docker-compose`` it is taken for v1), so these run without Docker; the sandbox e2e
+test reads real containers' logs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+
+import pytest
+
+from tests.executor_helpers import RunProject, remote_processes, running, wait_for
+
+FAKE = """#!/bin/bash
+echo "argv: $*"
+echo "cwd: $PWD"
+echo "api_1 | INFO started"
+echo "api_1 | ERROR boom"
+echo "db_1 | LOG ready"
+case " $* " in *" --follow "*)
+  while :; do echo "api_1 | tick {marker}"; sleep 0.1; done ;;
+esac
+"""
+
+
+def _project(tmp_path, sshd, name: str = "docker-compose", marker: str = "m") -> RunProject:
+    project = RunProject(tmp_path, sshd)
+    fake = project.remote / name
+    fake.write_text(FAKE.format(marker=marker))
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    project.runbook("restart", f"""\
+        vars:
+          compose_command: {fake}
+          compose_project_dir: {project.remote}
+          compose_project_name: shop
+          compose_files: [docker-compose.yml, docker-compose.prod.yml]
+        steps:
+          - id: noop
+            run: "true"
+        """)
+    return project
+
+
+def test_logs_uses_the_runbooks_compose_invocation_and_flags(tmp_path, sshd) -> None:
+    project = _project(tmp_path, sshd)
+    r = project.cli("logs", "api", "--host", "t", "--tail", "20", "--since", "10m")
+    assert r.returncode == 0, r.stderr
+    assert ("argv: -f docker-compose.yml -f docker-compose.prod.yml -p shop logs "
+            "--no-color --since 10m --tail 20 api") in r.stdout
+    assert f"cwd: {project.remote}" in r.stdout
+    assert "api_1 | ERROR boom" in r.stdout and "db_1 | LOG ready" in r.stdout
+    assert not project.runs_dir.exists()  # read-only: no run record, no lock
+
+
+def test_grep_keeps_only_matching_lines(tmp_path, sshd) -> None:
+    project = _project(tmp_path, sshd)
+    r = project.cli("logs", "--host", "t", "--grep", "ERROR|LOG")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines == ["api_1 | ERROR boom", "db_1 | LOG ready"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--grep", "("), "not a valid regular expression"),
+    (("--since", "yesterday"), "not a duration or a time"),
+    (("--tail", "-3"), "is negative"),
+])
+def test_bad_options_are_refused_before_connecting(tmp_path, sshd, args, message) -> None:
+    project = _project(tmp_path, sshd)
+    r = project.cli("logs", "--host", "t", *args)
+    assert r.returncode == 2
+    assert message in r.stderr and "fix:" in r.stderr
+    assert "Traceback (most recent call last)" not in r.stderr
+
+
+def test_follow_ends_cleanly_on_ctrl_c_and_stops_the_remote_command(tmp_path, sshd) -> None:
+    marker = f"follow-{os.getpid()}"
+    project = _project(tmp_path, sshd, name="compose-v2", marker=marker)
+    with running(project, "logs", "--host", "t", "-f") as proc:
+        wait_for(lambda: remote_processes(sshd, "compose-v2"), timeout=30)
+        assert proc.stdout is not None
+        for line in proc.stdout:  # streaming: follow lines arrive while it runs
+            if marker in line:
+                break
+        else:
+            raise AssertionError(f"logs -f ended before following: {proc.stderr.read()}")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback (most recent call last)" not in err and "interrupted" not in err
+    wait_for(lambda: not remote_processes(sshd, "compose-v2"), timeout=15)
+
+
+def test_a_failing_compose_is_a_failure_with_a_fix(tmp_path, sshd) -> None:
+    project = _project(tmp_path, sshd)
+    (project.remote / "docker-compose").write_text("#!/bin/bash\necho 'no such service: x' >&2\n"
+                                                   "exit 1\n")
+    r = project.cli("logs", "x", "--host", "t")
+    assert r.returncode == 3
+    assert "no such service: x" in r.stderr
+    assert "compose logs on t exited 1" in r.stderr and "fix:" in r.stderr
