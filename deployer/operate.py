@@ -1,4 +1,5 @@
-"""Read-only operations on a deployed host that are not runbooks (``deployer logs``).
+"""Read-only operations on a deployed host that are not runbooks (``deployer logs``,
+``deployer status``).
 
 They load their inputs like a plan does (``load_session`` with stand-in secrets: nothing
 is fetched or run on the operator's machine), reuse the runbook's compose settings so they
@@ -95,3 +96,44 @@ def stream_logs(session: Session, host: Host, services: list[str], on_line: Line
         return result.exit_code
     finally:
         transport.close()
+
+
+def host_status(session: Session, host: Host, *, accept_new_host_key: bool = False,
+                transport_factory: Callable[..., Any] | None = None) -> Any:
+    """``deployer status`` for one host: its stack's containers, the lock and the last
+    run this checkout recorded for it. A host that cannot be reached is a status with
+    ``error`` set, not an exception, so a fleet view still shows the other hosts."""
+    from deployer.errors import DeployerError
+    from deployer.lock import lock_path, read_lock
+    from deployer.state import StateStore
+    from deployer.status import HostStatus, last_run_summary, parse_containers
+    from deployer.steps.compose import containers_command
+
+    variables = session.vars_for(host)
+    status = HostStatus(host=host.name, address=host.address)
+    runs = StateStore(session.project_dir).list_runs(host=host.name, limit=1)
+    status.last_run = last_run_summary(runs[0] if runs else None)
+    ctx = compose_context(session, host)
+    if transport_factory is None:
+        from deployer.transport import SSHTransport as transport_factory
+    transport = transport_factory(host, accept_new_host_key=accept_new_host_key,
+                                  extra_known_hosts=list(host.known_hosts))
+    try:
+        transport.connect()
+        pin_compose_command(transport, ctx, host, variables.get("compose_command"))
+        probe = containers_command(ctx)
+        result = transport.run(probe.script, cwd=probe.cwd, timeout=60,
+                               what="the container listing")
+        if not result.ok:
+            status.error = (f"listing the containers exited {result.exit_code}: "
+                            + " | ".join(result.tail[-3:]))
+            return status
+        status.containers = parse_containers(result.stdout)
+        held, holder = read_lock(transport, host, lock_path(host, variables))
+        status.lock_held = held
+        status.lock_holder = dict(holder.__dict__) if holder is not None else None
+    except DeployerError as exc:
+        status.error = str(exc)
+    finally:
+        transport.close()
+    return status

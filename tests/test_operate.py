@@ -8,15 +8,19 @@ test reads real containers' logs."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import stat
 
 import pytest
+import yaml
 
 from tests.executor_helpers import RunProject, remote_processes, running, wait_for
 
 FAKE = """#!/bin/bash
+case " $* " in *" ps "*) exit 0 ;; esac  # no containers exist
 echo "argv: $*"
 echo "cwd: $PWD"
 echo "api_1 | INFO started"
@@ -104,3 +108,35 @@ def test_a_failing_compose_is_a_failure_with_a_fix(tmp_path, sshd) -> None:
     assert r.returncode == 3
     assert "no such service: x" in r.stderr
     assert "compose logs on t exited 1" in r.stderr and "fix:" in r.stderr
+
+
+def test_status_of_a_host_with_no_containers_and_a_held_lock(tmp_path, sshd) -> None:
+    project = _project(tmp_path, sshd)
+    lock = tmp_path / "lock"
+    lock.mkdir()
+    (lock / "info.json").write_text(json.dumps({
+        "who": "alice@laptop", "pid": 4242, "run_id": "20261203-101500-abc1234",
+        "runbook": "restart", "host": "t", "started": "2026-12-03T10:15:00Z"}))
+    r = project.cli("status", "--host", "t", "--format", "json")
+    assert r.returncode == 1, r.stderr  # nothing runs: the stack is down
+    (host,) = json.loads(r.stdout)["hosts"]
+    assert host["verdict"] == "down" and host["containers"] == []
+    assert host["lock_held"] is True and host["lock_holder"]["who"] == "alice@laptop"
+    table = project.cli("status", "--host", "t")
+    assert "down" in table.stdout and "held by alice@laptop" in table.stdout
+    assert "none recorded in this checkout" in table.stdout
+
+
+def test_status_of_an_unreachable_host_is_unknown_exit_3(tmp_path, sshd) -> None:
+    project = _project(tmp_path, sshd)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inventory = project.root / "inventory.yml"
+    data = yaml.safe_load(inventory.read_text())
+    data["hosts"]["t"]["port"] = port
+    inventory.write_text(yaml.safe_dump(data))
+    r = project.cli("status", "--host", "t", "--format", "json")
+    assert r.returncode == 3, r.stderr
+    (host,) = json.loads(r.stdout)["hosts"]
+    assert host["verdict"] == "unknown" and host["error"]

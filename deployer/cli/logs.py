@@ -13,7 +13,7 @@ from deployer.cli.main import get_options
 from deployer.errors import RunFailed, UsageError
 
 
-def _default_runbook(project_dir: str) -> str:
+def default_runbook(project_dir: str) -> str:
     from deployer.runbook import list_runbooks
 
     names = list_runbooks(project_dir)
@@ -51,7 +51,7 @@ def logs(ctx: click.Context, services: tuple[str, ...], host: str | None,
     from deployer.redact import mask_known
 
     opts = get_options(ctx)
-    name = runbook or _default_runbook(opts.project_dir)
+    name = runbook or default_runbook(opts.project_dir)
     session = load_session_from_cli(ctx, name, host, vars_files, cli_vars, secrets_file,
                                     placeholder=True)
     if len(session.hosts) != 1:

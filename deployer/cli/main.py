@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "explain": "deployer.cli.explain:explain",
     "doctor": "deployer.cli.doctor:doctor",
     "logs": "deployer.cli.logs:logs",
+    "status": "deployer.cli.status:status",
 }
 
 # One-line summaries so `deployer --help` can list commands without importing them.
@@ -54,6 +55,7 @@ SUMMARIES: dict[str, str] = {
     "explain": "Explain a failure and how to fix it.",
     "doctor": "Check the local setup and a host's prerequisites.",
     "logs": "Show the stack's container logs on a host (-f to follow).",
+    "status": "Show what runs on a host, its health, the lock and the last run.",
 }
 
 # Examples for commands whose module gives none, so every `--help` shows one.
@@ -83,6 +85,9 @@ EXAMPLES: dict[str, str] = {
     "logs": """\
   deployer logs --host vps --tail 100
   deployer logs api --host vps -f --grep 'ERROR|Traceback'""",
+    "status": """\
+  deployer status --host vps
+  deployer status --host web --format json""",
 }
 
 EPILOG = """\b

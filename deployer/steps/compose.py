@@ -438,3 +438,30 @@ def detected_flavour(ok: bool, stdout: str) -> str | None:
     """The compose command ``detect_compose_command()`` printed, or None."""
     lines = stdout.strip().splitlines() if ok else []
     return lines[-1].strip() if lines else None
+
+
+# One JSON object per container, from `docker inspect` rather than `compose ps`: the
+# format of `ps --format json` changed within v2 (an array, then JSON lines) and v1 has
+# none, while inspect's fields are the engine's and the same under both flavours.
+_INSPECT_FORMAT = (
+    '{"service":{{json (index .Config.Labels "com.docker.compose.service")}},'
+    '"name":{{json .Name}},"state":{{json .State.Status}},'
+    '"health":{{if .State.Health}}{{json .State.Health.Status}}{{else}}null{{end}},'
+    '"image":{{json .Config.Image}},"image_id":{{json .Image}},'
+    '"started":{{json .State.StartedAt}},"restarts":{{.RestartCount}},'
+    '"exit_code":{{.State.ExitCode}}}'
+)
+
+
+def containers_command(ctx: RenderContext) -> RemoteCommand:
+    """Every container of the project, running or not, as JSON lines (``deployer status``;
+    parsed by ``deployer.status.parse_containers``)."""
+    base, cwd = compose_base(ctx)
+    listing = f"{base} ps -q" if is_v1(ctx.compose_cmd or "") else f"{base} ps -a -q"
+    script = "\n".join([
+        f"ids=$({listing})",
+        'if [ -n "$ids" ]; then',
+        f"  docker inspect --format {shlex.quote(_INSPECT_FORMAT)} $ids",
+        "fi",
+    ])
+    return RemoteCommand(script=script, cwd=cwd, check=False, label="compose containers")

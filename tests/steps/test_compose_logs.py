@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from deployer.errors import InputError
-from deployer.steps.compose import detected_flavour, logs_command
+from deployer.steps.compose import containers_command, detected_flavour, logs_command
 from tests.steps.conftest import FixtureContext
 
 VARS = {"compose_files": ["docker-compose.yml", "prod.yml"], "compose_project_dir": "/srv/app",
@@ -56,3 +56,16 @@ def test_service_names_are_quoted() -> None:
 ])
 def test_detected_flavour(ok: bool, stdout: str, expected: str | None) -> None:
     assert detected_flavour(ok, stdout) == expected
+
+
+@pytest.mark.parametrize("compose_cmd, listing", [
+    ("docker compose", "docker compose -p shop ps -a -q"),  # v2 lists stopped ones with -a
+    ("docker-compose", "docker-compose -p shop ps -q"),     # v1 has no -a and lists all
+])
+def test_containers_command_lists_every_container_on_both_flavours(compose_cmd: str,
+                                                                    listing: str) -> None:
+    cmd = containers_command(FixtureContext({"compose_project_name": "shop"},
+                                            compose_cmd=compose_cmd))
+    assert cmd.script.splitlines()[0] == f"ids=$({listing})"
+    assert "docker inspect --format" in cmd.script and "com.docker.compose.service" in cmd.script
+    assert cmd.check is False

@@ -1,0 +1,79 @@
+"""deployer/status.py: the containers parsed from `docker inspect` JSON lines (noise
+skipped), each container's problem in words, the host verdict and the exit code."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from deployer.status import (
+    DEGRADED,
+    DOWN,
+    HEALTHY,
+    UNKNOWN,
+    Container,
+    HostStatus,
+    exit_code,
+    parse_containers,
+)
+
+
+def _line(**over) -> str:
+    d = {"service": "api", "name": "/shop_api_1", "state": "running", "health": "healthy",
+         "image": "shop-api:latest", "image_id": "sha256:ab12", "started":
+         "2026-12-03T19:03:35.165567039Z", "restarts": 0, "exit_code": 0}
+    d.update(over)
+    return json.dumps(d)
+
+
+def test_parse_skips_noise_and_sorts_by_service() -> None:
+    out = "\n".join(["Welcome to the host!", _line(service="worker", health=None),
+                     "WARN[0000] The \"X\" variable is not set.", "{not json",
+                     _line(service="api")])
+    got = parse_containers(out)
+    assert [c.service for c in got] == ["api", "worker"]
+    assert got[0].name == "shop_api_1"  # the engine's leading slash is not part of it
+    assert got[1].health is None and got[1].ok
+
+
+@pytest.mark.parametrize("over, problem", [
+    ({}, None),
+    ({"health": None}, None),
+    ({"health": "unhealthy"}, "unhealthy"),
+    ({"health": "starting"}, "starting"),
+    ({"state": "exited", "health": None, "exit_code": 137}, "exited with code 137"),
+    ({"state": "restarting", "restarts": 4}, "restarting (restarted 4 times)"),
+    ({"state": "created", "health": None}, "created"),
+])
+def test_problem_in_words(over, problem) -> None:
+    (c,) = parse_containers(_line(**over))
+    assert c.problem == problem
+    assert c.ok is (problem is None)
+
+
+def _status(*containers: Container, error: str | None = None) -> HostStatus:
+    return HostStatus("vps", "127.0.0.1", containers=list(containers), error=error)
+
+
+def test_verdicts_and_exit_codes() -> None:
+    up = parse_containers(_line())[0]
+    sick = parse_containers(_line(service="worker", health="unhealthy"))[0]
+    gone = parse_containers(_line(service="worker", state="exited", health=None))[0]
+    assert _status(up).verdict == HEALTHY
+    assert _status(up, sick).verdict == DEGRADED
+    assert _status(up, gone).verdict == DEGRADED
+    assert _status(gone).verdict == DOWN
+    assert _status().verdict == DOWN
+    assert _status(up, error="connection refused").verdict == UNKNOWN
+    assert exit_code([_status(up), _status(up)]) == 0
+    assert exit_code([_status(up), _status(up, sick)]) == 1
+    assert exit_code([_status(up, sick), _status(error="no route")]) == 3
+
+
+def test_to_dict_carries_the_verdict_and_each_problem() -> None:
+    data = _status(parse_containers(_line(state="exited", exit_code=1))[0]).to_dict()
+    assert data["verdict"] == DOWN
+    assert data["containers"][0]["problem"] == "exited with code 1"
+    assert data["containers"][0]["ok"] is False
+    json.dumps(data)  # serialisable as is
