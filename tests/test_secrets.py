@@ -176,3 +176,58 @@ def test_secrets_too_short_to_mask_are_refused_all_named():
     assert "`a`" in message and "`c`" in message and "`b`" not in message
     assert "shorter than 4 characters" in message
     assert "ab" not in message.replace("`a`", "") and info.value.exit_code == 2
+
+
+# ------------------------------------------------------------- end to end, real sshd
+
+QUOTED_TOKEN = "s3cr3t-t0ken-value"
+KEY_LINES = "-----BEGIN KEY-----\nK3yL1ne-one\nK3yL1ne-two\n-----END KEY-----"
+
+
+def test_quoted_secrets_file_value_reaches_the_host_exactly_and_is_never_shown(tmp_path,
+                                                                               sshd):
+    from tests.executor_helpers import RunProject
+
+    project = RunProject(tmp_path, sshd)
+    (project.root / "prod.env").write_text(
+        "# production secrets\n"
+        f'tok="{QUOTED_TOKEN}" # prod token\n'
+        f"export key='{KEY_LINES}'\n")
+    (project.root / "templates").mkdir()
+    (project.root / "templates" / "app.env.j2").write_text("TOKEN={{ secrets.tok }}\n")
+    project.runbook("app", """
+        secrets: [tok, key]
+        steps:
+          - id: from_env
+            run: |
+              printf '%s' "$TOK" > {{ remote_dir }}/tok-from-env
+              printf '%s' "$KEY" > {{ remote_dir }}/key-from-env
+              echo "env says $TOK"
+              printf '%s\\n' "$KEY"
+            env: {TOK: "{{ secrets.tok }}", KEY: "{{ secrets.key }}"}
+          - id: upload
+            upload: {template: app.env.j2, dest: "{{ remote_dir }}/app.env", mode: "0600"}
+          - id: echo
+            run: "echo token is {{ secrets.tok | quote }}; cat {{ remote_dir }}/app.env"
+    """)
+    project.env.pop("DEPLOYER_SECRET_DB_PASSWORD")
+    r = project.cli("run", "app", "--host", "t", "--secrets-file",
+                    str(project.root / "prod.env"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    # the exact value, without the quotes or the comment, is what the host received
+    assert project.read_remote("tok-from-env") == QUOTED_TOKEN
+    assert project.read_remote("key-from-env") == KEY_LINES
+    assert project.read_remote("app.env") == f"TOKEN={QUOTED_TOKEN}\n"
+    assert "env says ***" in r.stdout and "token is ***" in r.stdout
+    assert "TOKEN=***" in r.stdout
+    files = {"stdout": r.stdout.encode(), "stderr": r.stderr.encode()}
+    # everything deployer wrote locally: run records, logs, anything else under .deployer
+    files.update({str(p): p.read_bytes() for p in (project.root / ".deployer").rglob("*")
+                  if p.is_file()})
+    assert any(name.endswith(".json") for name in files)
+    assert any(name.endswith(".log") for name in files)
+    shown = project.cli("show", project.record()["id"], "--json")
+    files["show --json"] = shown.stdout.encode()
+    for where, data in files.items():
+        for form in (QUOTED_TOKEN, f'"{QUOTED_TOKEN}"', "K3yL1ne-one", "K3yL1ne-two"):
+            assert form.encode() not in data, f"{form!r} in {where}"
