@@ -231,3 +231,16 @@ def test_quoted_secrets_file_value_reaches_the_host_exactly_and_is_never_shown(t
     for where, data in files.items():
         for form in (QUOTED_TOKEN, f'"{QUOTED_TOKEN}"', "K3yL1ne-one", "K3yL1ne-two"):
             assert form.encode() not in data, f"{form!r} in {where}"
+
+
+def test_the_documented_secrets_file_example_means_what_the_docs_say():
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "runbooks.md").read_text()
+    block = doc.split("### The secrets file")[1].split("```sh\n")[1].split("```")[0]
+    assert parse_dotenv(block) == {
+        "db_password": "s3cr3t-value", "api_token": "s3cr3t-t0ken-value",
+        "jwt_secret": 'p$ss#w"rd', "smtp_password": 'tab\tand "quote"',
+        "tls_key": "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"
+                   "-----END PRIVATE KEY-----",
+        "webhook": "https://x.example/a=b=c", "empty_ok": ""}
