@@ -6,6 +6,12 @@ the exact spot. Duplicate keys are errors (PyYAML silently keeps the last one, w
 hides typos in runbooks). Malformed YAML becomes an ``InputError`` with the position
 and a hint for the usual mistakes (tabs, unquoted ``{{ }}``, ``: `` inside values).
 
+Bare (unquoted) scalars arrive as written: only ``true``/``false``, null and numbers in
+plain decimal become non-strings; YAML 1.1's octal ``0640``, sexagesimal ``22:22``,
+``1_000``, ``0x1F``, ``1.10`` stay the text, and ``yes/no/on/off`` are ``BoolWord``
+(text with a truth value). Every plain scalar also keeps its source text
+(``Node.text``) for fields that want text (``debug: True`` in env is ``True``).
+
 Scanning and parsing use libyaml when PyYAML was built with it (ten times faster on a
 big runbook); composing stays PyYAML's Python composer, so a deeply nested document
 still ends in ``RecursionError`` rather than overflowing the C stack. Any error on that
