@@ -25,7 +25,7 @@ from typing import Any
 from deployer.errors import Problem
 from deployer.models import IRREVERSIBLE
 from deployer.steps.base import FieldSpec
-from deployer.yamlsrc import Node
+from deployer.yamlsrc import BoolWord, Node
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # variable, secret and capture names
@@ -223,15 +223,26 @@ def _is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
-def _scalar_str(value: Any) -> str | None:
-    """Numbers written where text is expected become text (``port: 5432`` in env)."""
+def _scalar_str(node: Node) -> str | None:
+    """The text of a scalar where text is expected: exactly as written for a bare one
+    (``port: 5432`` or ``debug: True`` in env give ``5432`` and ``True``)."""
+    value = node.value
     if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
+        return str(value)  # a BoolWord becomes plain text
+    if isinstance(value, (bool, int, float)):
+        if node.text is not None:
+            return node.text
+        if isinstance(value, bool):
+            return "true" if value else "false"
         return str(value)
     return None
+
+
+# Text a bare number written another way than plain decimal leaves behind (the loader
+# keeps `0640`, `22:22`, `0x1F`, `1_000`, `1.50`, `.5` as written).
+_NUMBER_LIKE = re.compile(r"[-+]?(?:0[xob][0-9a-fA-F_]+|[0-9][0-9_:]*(?:\.[0-9_]*)?"
+                          r"(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?)")
+_DECIMAL = re.compile(r"-?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|-?[0-9]+[eE][-+]?[0-9]+")
 
 
 class Checker:
@@ -286,16 +297,23 @@ class Checker:
                 return bad("a string", "write \"\" for an empty string, or remove the field")
             return spec.default if spec.default is not None else None
         if t == "string":
-            s = _scalar_str(v)
+            s = _scalar_str(node)
             if s is None or isinstance(v, bool):
-                hint = 'quote it: "yes"' if isinstance(v, bool) else ""
+                hint = f'quote it: "{s}"' if isinstance(v, bool) else ""
                 return bad("a string", hint)
             return s
         if t in ("integer", "number"):
             if spec.template and _is_template(v):
                 return v
+            if (t == "number" and isinstance(v, str) and node.text is not None
+                    and _DECIMAL.fullmatch(v)):
+                v = float(v)  # `1.50`, `.5`, `1e3` written bare: unambiguous numbers
             ok = isinstance(v, int) if t == "integer" else isinstance(v, (int, float))
             if isinstance(v, bool) or not ok:
+                if isinstance(v, str) and node.text is not None and _NUMBER_LIKE.fullmatch(v):
+                    return bad("a plain decimal number",
+                               f"write it in decimal digits only (no leading 0, `_`, `:` "
+                               f"or 0x): YAML 1.1 tools read `{v}` as another number")
                 example = ("8000" if "port" in (name or path) else "3") if t == "integer" \
                     else "30 or 1.5 (seconds)"
                 with_unit = (isinstance(v, str) and v[-1:] in ("s", "m", "h")
@@ -314,13 +332,15 @@ class Checker:
         if t == "boolean":
             if spec.template and _is_template(v):
                 return v
+            if isinstance(v, BoolWord):
+                return bool(v)  # `sudo: yes` in a field that is a boolean
             if not isinstance(v, bool):
                 return bad("true or false")
             return v
         if t == "boolean|string":
-            if isinstance(v, bool):
-                return v
-            s = _scalar_str(v)
+            if isinstance(v, (bool, BoolWord)):
+                return bool(v)
+            s = _scalar_str(node)
             if s is None:
                 return bad("true, false or a text")
             return s
@@ -332,7 +352,7 @@ class Checker:
             return v
         if t in ("list[string]", "list[integer]", "string|list[string]"):
             if t == "string|list[string]" and not isinstance(v, (list, dict)):
-                s = _scalar_str(v)
+                s = _scalar_str(node)
                 return s if s is not None else bad("a string or a list of strings")
             items = node.value if node.is_list else None
             if items is None:
@@ -352,7 +372,7 @@ class Checker:
                     else:
                         out.append(item.value)
                 else:
-                    s = _scalar_str(item.value)
+                    s = _scalar_str(item)
                     if s is None or isinstance(item.value, bool):
                         self.error(item, ipath, f"expected a string, got "
                                    f"{_type_name(item.value)}")
@@ -364,7 +384,7 @@ class Checker:
                 return bad("a mapping of names to strings")
             out_map: dict[str, str] = {}
             for key, child in node.items():
-                s = _scalar_str(child.value)
+                s = _scalar_str(child)
                 if s is None:
                     self.error(child, _join(path, str(key)), "expected a string, got "
                                f"{_type_name(child.value)}")

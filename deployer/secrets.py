@@ -1,21 +1,30 @@
 """Secret values for a run, from (in order) the environment, a dotenv file, the inventory.
 
     1. environment ``DEPLOYER_SECRET_<NAME>`` (name upper-cased)
-    2. ``--secrets-file`` in dotenv format (``NAME=value``, ``export`` and quotes allowed)
+    2. ``--secrets-file`` in dotenv format, read by python-dotenv (quotes, ``export``,
+       inline comments, escapes, multi-line values; no ``${VAR}`` expansion)
     3. the inventory's ``secrets: {NAME: {command: "pass show app/db"}}``, run locally
 
 Every missing secret is named in a single ``SecretError`` before anything runs. A
-failing secret command reports its exit status and stderr, never its stdout.
+failing secret command reports its exit status and stderr, never its stdout. A line of
+the secrets file that is not dotenv is an ``InputError`` at file:line, without the line's
+text (it may hold a secret).
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import os
+import re
 import subprocess
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from deployer.errors import SecretError, SecretUnavailable
+from dotenv import dotenv_values
+
+from deployer.errors import InputError, Position, Problem, SecretError, SecretUnavailable
 from deployer.redact import MIN_LENGTH
 from deployer.yamlsrc import display_path
 
@@ -32,51 +41,91 @@ def placeholder_secrets(names: Iterable[str]) -> dict[str, str]:
     return {name: f"<secret:{name}>" for name in names}
 
 
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        inner = value[1:-1]
-        if value[0] == '"':
-            inner = (inner.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\"))
-        return inner
-    # Unquoted values end at an inline comment (" #").
-    hash_at = value.find(" #")
-    return value[:hash_at].rstrip() if hash_at >= 0 else value
+_DOTENV_LOGGER = logging.getLogger("dotenv.main")
+_DOTENV_LOCK = threading.Lock()
+_UNPARSED_LINE = re.compile(r"line (\d+)")
 
 
-def parse_dotenv(text: str, path: str = "<secrets file>") -> dict[str, str]:
-    """Parse dotenv text: ``NAME=value`` lines, ``export`` prefix, quotes, comments."""
-    values: dict[str, str] = {}
+class _Collect(logging.Handler):
+    """Keeps python-dotenv's warnings (its only report of a line it could not parse)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            self.messages.append(record.getMessage())
+
+
+def _line_of_bare_name(text: str, name: str) -> int | None:
+    """The line where ``name`` stands alone (python-dotenv reports no line for it)."""
+    alone = re.compile(r"\s*(?:export\s+)?" + re.escape(name) + r"\s*(?:#.*)?")
+    for number, line in enumerate(text.splitlines(), 1):
+        if alone.fullmatch(line):
+            return number
+    return None
+
+
+def parse_dotenv(text: str, path: str = "<secrets file>",
+                 bare_names: bool = False) -> dict[str, str]:
+    """Values of dotenv ``text``, read by python-dotenv as Compose users expect: single
+    and double quotes, ``export``, inline ``#`` comments, escapes in double quotes,
+    multi-line quoted values, ``NAME=`` for an empty value. ``$`` is literal: no
+    ``${VAR}`` expansion, so a secret arrives exactly as written.
+
+    A line python-dotenv cannot parse is an ``InputError`` at ``path:line``; so is a
+    name alone on its line (``NAME`` without ``=``), unless ``bare_names`` (an example
+    env file, where it means "no example value") makes it an empty value.
+    """
+    shown = display_path(path)
+    collect = _Collect()
+    with _DOTENV_LOCK:
+        # The warning goes to our handler only: it must not reach the operator's log
+        # configuration as a stray line, and two files parsed at once must not mix.
+        propagate = _DOTENV_LOGGER.propagate
+        _DOTENV_LOGGER.addHandler(collect)
+        _DOTENV_LOGGER.propagate = False
+        try:
+            parsed = dotenv_values(stream=io.StringIO(text), interpolate=False)
+        finally:
+            _DOTENV_LOGGER.removeHandler(collect)
+            _DOTENV_LOGGER.propagate = propagate
+    problems: list[Problem] = []
     lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i].strip()
-        i += 1
-        if not line or line.startswith("#"):
+    for message in collect.messages:
+        found = _UNPARSED_LINE.search(message)
+        line = int(found.group(1)) if found else 1
+        # python-dotenv counts the blank lines before a statement as part of it
+        while line < len(lines) and not lines[line - 1].strip():
+            line += 1
+        problems.append(Problem(
+            "not a dotenv line: expected NAME=value (python-dotenv could not parse the "
+            "statement starting here)", Position(shown, line, 1),
+            hint="write NAME=value; quote a value with spaces, quotes or `#` in it "
+                 "('...' keeps it literal), and close every quote"))
+    values: dict[str, str] = {}
+    for name, value in parsed.items():
+        if value is None:
+            if bare_names:
+                values[name] = ""
+                continue
+            line = _line_of_bare_name(text, name)
+            problems.append(Problem(
+                f"`{name}` has no value (a name alone, without `=`)",
+                Position(shown, line or 1, 1),
+                hint=f"write {name}=value, or {name}= for an empty value"))
             continue
-        if line.startswith("export "):
-            line = line[len("export "):].lstrip()
-        if "=" not in line:
-            raise SecretError(f"{display_path(path)}:{i}: expected NAME=value",
-                              hint="dotenv lines look like db_password=s3cret")
-        key, _, value = line.partition("=")
-        key = key.strip()
-        raw = value.strip()
-        # A double-quoted value may span lines (PEM keys in .env files).
-        if raw.startswith('"') and (len(raw) == 1 or not raw.endswith('"')):
-            while i < len(lines) and not lines[i].rstrip().endswith('"'):
-                raw += "\n" + lines[i]
-                i += 1
-            if i < len(lines):
-                raw += "\n" + lines[i].rstrip()
-                i += 1
-        values[key] = _unquote(raw)
+        values[name] = value
+    if problems:
+        raise InputError(sorted(problems, key=lambda p: p.position.line if p.position else 0))
     return values
 
 
 def load_secrets_file(path: str) -> dict[str, str]:
     try:
-        with open(path, encoding="utf-8") as fh:
+        # utf-8-sig: an editor's byte-order mark must not become part of the first name
+        with open(path, encoding="utf-8-sig") as fh:
             text = fh.read()
     except FileNotFoundError:
         raise SecretError(f"secrets file not found: {display_path(path)}",

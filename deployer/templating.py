@@ -24,12 +24,11 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
-import yaml
 
 from deployer.errors import InputError, Position, Problem, UsageError
 from deployer.models import Host, Runbook, Step
 from deployer.steps.base import RenderContext
-from deployer.yamlsrc import display_path, field_position, load_yaml
+from deployer.yamlsrc import display_path, field_position, load_yaml, parse_yaml
 
 RESERVED = ("secrets", "host", "runbook")
 # What a plan shows for the compose invocation when var compose_command is unset.
@@ -712,7 +711,8 @@ def list_templates(project_dir: str) -> list[str]:
 # ------------------------------------------------------------------------ variables
 
 def parse_cli_var(item: str) -> tuple[str, Any]:
-    """``k=v`` from ``--var``; the value is read as a YAML scalar (``3`` -> 3)."""
+    """``k=v`` from ``--var``; the value is read as a bare YAML scalar of a runbook
+    (``3`` -> 3, ``0644`` -> "0644")."""
     if "=" not in item:
         raise UsageError(f"--var `{item}` is not of the form NAME=VALUE",
                          hint="e.g. --var release=v1.2.3")
@@ -724,11 +724,12 @@ def parse_cli_var(item: str) -> tuple[str, Any]:
     if text.strip() in ("null", "~", "Null", "NULL"):
         return key, None
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        # read as a bare scalar in a runbook is (`0644` and `on` stay as typed)
+        value = parse_yaml(text, "--var").value
+    except InputError:
         return key, text
     # Only scalars are converted (`3` -> 3, `true` -> True); anything else (lists,
-    # mappings, dates, an empty value) stays the text as typed.
+    # mappings, an empty value) stays the text as typed.
     if isinstance(value, (str, int, float, bool)):
         return key, value
     return key, text

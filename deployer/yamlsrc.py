@@ -6,6 +6,12 @@ the exact spot. Duplicate keys are errors (PyYAML silently keeps the last one, w
 hides typos in runbooks). Malformed YAML becomes an ``InputError`` with the position
 and a hint for the usual mistakes (tabs, unquoted ``{{ }}``, ``: `` inside values).
 
+Bare (unquoted) scalars arrive as written: only ``true``/``false``, null and numbers in
+plain decimal become non-strings; YAML 1.1's octal ``0640``, sexagesimal ``22:22``,
+``1_000``, ``0x1F``, ``1.10`` stay the text, and ``yes/no/on/off`` are ``BoolWord``
+(text with a truth value). Every plain scalar also keeps its source text
+(``Node.text``) for fields that want text (``debug: True`` in env is ``True``).
+
 Scanning and parsing use libyaml when PyYAML was built with it (ten times faster on a
 big runbook); composing stays PyYAML's Python composer, so a deeply nested document
 still ends in ``RecursionError`` rather than overflowing the C stack. Any error on that
@@ -36,12 +42,16 @@ class Node:
     """A YAML value with its position.
 
     ``value`` is a ``dict[key, Node]`` for mappings, ``list[Node]`` for sequences and
-    a plain Python scalar otherwise. ``key_positions`` holds where each mapping key is.
+    a plain Python scalar otherwise (a bare scalar read as written: see
+    ``_BARE_SCALARS``). ``key_positions`` holds where each mapping key is.
     """
 
     value: Any
     pos: Position
     key_positions: dict[Any, Position] = field(default_factory=dict)
+    # The source text of a plain (unquoted, not block) scalar, None otherwise: what a
+    # field that wants text takes from `port: 5432` or `debug: True`.
+    text: str | None = None
 
     @property
     def is_mapping(self) -> bool:
@@ -148,9 +158,12 @@ class _Builder:
                 # An empty value (`key:` with nothing after it): libyaml places it
                 # elsewhere than PyYAML does in some layouts (end of document, `? key`).
                 raise _NeedPure
+            text = None if node.style else node.value  # libyaml: "" for plain
             if node.tag == _STR_TAG:
                 # What SafeConstructor would return for a string, minus its bookkeeping.
-                return Node(node.value, self.pos(node))
+                return Node(node.value, self.pos(node), text=text)
+            if node.tag == _WORD_TAG:
+                return Node(BoolWord(node.value), self.pos(node), text=text)
             try:
                 value = self.loader.construct_object(node, deep=True)
             except yaml.constructor.ConstructorError as exc:
@@ -159,7 +172,9 @@ class _Builder:
             except (ValueError, OverflowError) as exc:
                 raise InputError(Problem(f"invalid value: {exc}", self.pos(node),
                                          hint="quote the value to make it a string")) from None
-            return Node(value, self.pos(node))
+            if node.tag == _FLOAT_TAG and text is not None and repr(value) != text:
+                return Node(text, self.pos(node), text=text)  # more digits than a float has
+            return Node(value, self.pos(node), text=text)
         if node.tag not in ("tag:yaml.org,2002:seq", "tag:yaml.org,2002:map",
                             "tag:yaml.org,2002:omap"):
             raise InputError(Problem(f"unsupported YAML tag `{node.tag}`", self.pos(node),
@@ -209,14 +224,53 @@ class _Builder:
         return Node(result, self.pos(node), key_positions)
 
 
+class BoolWord(str):
+    """``yes``/``no``/``on``/``off`` written bare: the text as written (``{{ x }}`` gives
+    ``on``, an env value is ``on``) that counts as true or false in a condition
+    (``when: x``, ``{% if not x %}``), as YAML 1.1 meant it. A boolean field takes it
+    as the boolean."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return self.lower() in ("yes", "on")
+
+
+# How a bare (plain, unquoted) scalar is read: as written unless it is unmistakably a
+# boolean, null or number in the one way each is commonly written. PyYAML follows YAML
+# 1.1, where `0640` is the octal 416, `22:22` the sexagesimal 1342, `1_000` 1000, `0x1F`
+# 31, `1.10` the float 1.1 and `on` true: each would reach a command, a file mode or an
+# env value changed. Here they stay the text written; `yes/no/on/off` are ``BoolWord``.
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+_WORD_TAG = "tag:deployer:bool-word"
+_BARE_SCALARS = [
+    (_BOOL_TAG, r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    (_WORD_TAG, r"^(?:yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF)$", "yYnNoO"),
+    (_INT_TAG, r"^-?(?:0|[1-9][0-9]*)$", "-0123456789"),
+    # no trailing zero (`1.10` stays text), an exact round trip checked in _Builder
+    (_FLOAT_TAG, r"^-?(?:0|[1-9][0-9]*)\.(?:0|[0-9]*[1-9])$", "-0123456789"),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:merge", r"^(?:<<)$", "<"),
+    ("tag:yaml.org,2002:yaml", r"^(?:!|&|\*)$", "!&*"),
+]
+
+
+def _resolvers() -> dict[str, list[tuple[str, re.Pattern[str]]]]:
+    table: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+    for tag, pattern, firsts in _BARE_SCALARS:
+        for first in firsts:
+            table.setdefault(first, []).append((tag, re.compile(pattern)))
+    return table
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader without timestamp resolution: dates stay strings, as written."""
+    """SafeLoader reading bare scalars as written (see ``_BARE_SCALARS``); dates too
+    stay strings."""
 
 
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+_Loader.yaml_implicit_resolvers = _resolvers()
 
 
 try:

@@ -197,6 +197,59 @@ def test_upload_and_sync_steps_with_auto_rollback(project) -> None:
     assert project.states()["conf"] == "rolled_back"
 
 
+def test_bare_upload_modes_are_the_modes_written_on_the_host(project) -> None:
+    # YAML 1.1 reads a bare 0640 as the octal 416: the file would get mode 0640 only by
+    # luck of the digits (416 = `-r----xrw-`, world-writable); here it is what is written.
+    (project.root / "files").mkdir()
+    (project.root / "files" / "app.conf").write_text("x=1\n")
+    modes = {"a": "0640", "b": "644", "c": "0600", "d": "0755", "e": '"0640"', "f": "0666"}
+    steps = "".join(
+        f"""          - id: up_{name}
+            upload: {{src: files/app.conf, dest: "{project.remote}/{name}.conf", mode: {mode}}}
+""" for name, mode in modes.items())
+    project.runbook("modes", f"""
+        vars: {{file_mode: 0640}}
+        steps:
+{steps}          - id: up_var
+            upload: {{src: files/app.conf, dest: "{project.remote}/var.conf", mode: "{{{{ file_mode }}}}"}}
+          - id: stat
+            run: "cd {project.remote} && stat -c '%a %n' a.conf b.conf c.conf d.conf e.conf f.conf var.conf"
+    """)  # noqa: E501
+    want = {"a": "640", "b": "644", "c": "600", "d": "755", "e": "640", "f": "666", "var": "640"}
+    plan = project.cli("plan", "modes", "--host", "t")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    for name, mode in want.items():
+        assert f"{name}.conf (mode 0{mode})" in plan.stdout
+    check = project.cli("validate")
+    warned = [line for line in (check.stdout + check.stderr).splitlines()
+              if "world-writable" in line]
+    assert len(warned) == 1 and "0666" in warned[0] and "f.conf" in warned[0], check.stdout
+    r = project.cli("run", "modes", "--host", "t")
+    assert r.returncode == 0, r.stdout + r.stderr
+    for name, mode in want.items():
+        # what the host's own stat says, and the same file seen from here
+        assert f"t stat | {mode} {name}.conf" in r.stdout
+        assert oct((project.remote / f"{name}.conf").stat().st_mode & 0o7777) == f"0o{mode}"
+
+
+def test_upload_mode_that_is_not_octal_is_refused_at_its_line(project) -> None:
+    project.runbook("bad", f"""
+        steps:
+          - id: conf
+            upload:
+              src: files/app.conf
+              dest: "{project.remote}/x.conf"
+              mode: 8
+    """)
+    (project.root / "files").mkdir()
+    (project.root / "files" / "app.conf").write_text("x=1\n")
+    r = project.cli("plan", "bad", "--host", "t")
+    assert r.returncode == 2
+    assert "runbooks/bad.yml:" in r.stderr and "8 is not an octal digit" in r.stderr
+    assert 'mode: "0640"' in r.stderr and "Traceback" not in r.stderr
+    assert not (project.remote / "x.conf").exists()
+
+
 def test_usage_errors(project) -> None:
     project.runbook("app", "steps:\n  - id: a\n    run: \"true\"\n")
     r = project.cli("run", "app", "--host", "t", "--force")

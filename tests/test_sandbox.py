@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -132,6 +133,29 @@ def test_secrets_are_generated_private_and_reachable_from_inventory(inventory: d
     # The inventory refers to secrets by command; it never holds a value.
     inv_text = (STATE / "inventory.yml").read_text()
     assert not any(values[n] in inv_text for n in names)
+
+
+def test_every_reader_of_secrets_env_gets_the_same_values(inventory: dict,
+                                                           tmp_path: Path) -> None:
+    from deployer.secrets import load_secrets_file
+
+    path = STATE / "secrets.env"
+    parsed = load_secrets_file(str(path))  # what `--secrets-file` gives
+    for name, spec in inventory["secrets"].items():
+        assert sh(["bash", "-c", spec["command"]]).stdout.rstrip("\n") == parsed[name]
+    # a line edited outside the generated alphabet: the command fails instead of sending
+    # the value with its quotes, and `up` refuses the file with its line number
+    edited = tmp_path / "secrets.env"
+    edited.write_text(re.sub(r"^jwt_secret=(.*)$", r'jwt_secret="\1"', path.read_text(),
+                             flags=re.M))
+    command = inventory["secrets"]["jwt_secret"]["command"].replace(str(path), str(edited))
+    r = sh(["bash", "-c", command], check=False)
+    assert r.returncode != 0 and r.stdout == "" and "jwt_secret" in r.stderr
+    env = dict(os.environ, SANDBOX_DIR=str(tmp_path))
+    r = sh([str(SANDBOX), "up"], check=False, env=env, timeout=120)
+    line = next(i for i, text in enumerate(edited.read_text().splitlines(), 1)
+                if text.startswith("jwt_secret="))
+    assert r.returncode != 0 and f"secrets.env:{line}:" in r.stdout + r.stderr
 
 
 # ----------------------------------------------------------------------------- ssh

@@ -43,7 +43,7 @@ def test_values_accepted(text, spec, expected):
 @pytest.mark.parametrize("text, spec, words", [
     ("x", FieldSpec("integer", ""), "expected an integer, got a string ('x')"),
     ("true", FieldSpec("integer", ""), "expected an integer, got a boolean"),
-    ("yes", FieldSpec("string", ""), "expected a string, got a boolean"),
+    ("True", FieldSpec("string", ""), "expected a string, got a boolean (true)"),
     ("[a]", FieldSpec("string", ""), "expected a string, got a list"),
     ("'{{ x }}'", FieldSpec("boolean", "", template=False), "expected true or false"),
     ("{a: [1]}", FieldSpec("mapping", ""), "expected a string, got a list"),
@@ -113,3 +113,54 @@ def test_json_schema_accepts_every_shipped_and_fixture_file():
     for path in (root / "inventory.example.yml",
                  root / "tests" / "fixtures" / "project" / "inventory.yml"):
         assert [e.message for e in inventory.iter_errors(load_yaml(str(path)).plain())] == []
+
+
+@pytest.mark.parametrize("text, spec, expected", [
+    # where the target is text, a bare scalar is the text written
+    ("{MODE: 0644, N: 1_000, H: 0x1F, F: on, T: 22:22, V: 1.10, B: True, P: 5432, Z: 0}",
+     FieldSpec("mapping", ""), {"MODE": "0644", "N": "1_000", "H": "0x1F", "F": "on",
+                                "T": "22:22", "V": "1.10", "B": "True", "P": "5432", "Z": "0"}),
+    ("0640", FieldSpec("string", ""), "0640"),
+    ("22:22", FieldSpec("string", ""), "22:22"),
+    ("on", FieldSpec("string", ""), "on"),
+    ("1.50", FieldSpec("string", ""), "1.50"),
+    ("[0644, 1_000, on, 7]", FieldSpec("list[string]", ""), ["0644", "1_000", "on", "7"]),
+    # vars keep every value as written; booleans and plain numbers stay typed
+    ("{m: 0644, n: 1_000, h: 0x1F, f: on, t: 22:22, p: 5432, r: 1.5, b: true}",
+     FieldSpec("vars", ""), {"m": "0644", "n": "1_000", "h": "0x1F", "f": "on", "t": "22:22",
+                             "p": 5432, "r": 1.5, "b": True}),
+    # a boolean field reads the YAML 1.1 words as the boolean they mean
+    ("yes", FieldSpec("boolean", ""), True),
+    ("off", FieldSpec("boolean", ""), False),
+    ("on", FieldSpec("boolean|string", ""), True),
+    ("no", FieldSpec("boolean|string", ""), False),
+    # a number field reads an unambiguous decimal however it is written
+    ("1.50", FieldSpec("number", ""), 1.5),
+    (".5", FieldSpec("number", ""), 0.5),
+])
+def test_bare_values_arrive_as_written(text, spec, expected):
+    value, problems = check(text, spec)
+    assert problems == [] and value == expected
+    if spec.type in ("mapping", "list[string]", "string"):
+        items = value.values() if isinstance(value, dict) else (
+            value if isinstance(value, list) else [value])
+        assert all(type(v) is str for v in items)
+
+
+@pytest.mark.parametrize("text, spec", [
+    ("0022", FieldSpec("integer", "")), ("22:22", FieldSpec("integer", "")),
+    ("0x1F", FieldSpec("integer", "")), ("1_000", FieldSpec("number", "")),
+    ("010", FieldSpec("number", "")),
+])
+def test_yaml11_numbers_in_number_fields_are_refused_not_reinterpreted(text, spec):
+    value, problems = check(text, spec)
+    assert len(problems) == 1 and "expected a plain decimal number" in problems[0]
+    checker = Checker()
+    checker.value(parse_yaml(f"v: {text}\n").value["v"], spec, "v", "v")
+    assert "decimal digits only" in checker.problems[0].hint
+    assert checker.problems[0].position.line == 1
+
+
+def test_quoted_number_text_is_still_not_a_number():
+    _, problems = check("'1.5'", FieldSpec("number", ""))
+    assert problems and "expected a number" in problems[0]

@@ -148,6 +148,9 @@ def test_compose_command_var(tmp_path):
     ("n=3", ("n", 3)), ("f=1.5", ("f", 1.5)), ("b=true", ("b", True)), ("s=hello", ("s", "hello")),
     ("e=", ("e", "")), ("l=[1, 2]", ("l", "[1, 2]")), ("eq=a=b", ("eq", "a=b")),
     ("d=2024-01-01", ("d", "2024-01-01")), ("z=null", ("z", None)),
+    # as a bare scalar in a runbook: the text typed, not YAML 1.1's reading of it
+    ("m=0644", ("m", "0644")), ("f=on", ("f", "on")), ("t=22:22", ("t", "22:22")),
+    ("h=0x1F", ("h", "0x1F")), ("u=1_000", ("u", "1_000")), ("v=3.10", ("v", "3.10")),
 ])
 def test_parse_cli_var(item, expected):
     assert parse_cli_var(item) == expected
@@ -338,3 +341,37 @@ def test_fast_path_records_lookups_like_jinja(tmp_path):
     assert "port" not in ctx._names.looked_up
     ctx.render("{{ port }} {{ conf.key }}")
     assert {"port", "conf"} <= ctx._names.looked_up
+
+
+AS_WRITTEN_RB = """\
+vars: {mode: 0644, big: 1_000, hex: 0x1F, flag: on, off_flag: no, pair: 22:22,
+       ver: 3.10, port: 5432}
+steps:
+  - id: show
+    run: "echo {{ mode }} {{ big }} {{ hex }} {{ flag }} {{ pair }} {{ ver }} {{ port + 1 }}"
+    env: {MODE: 0644, FLAG: on, PAIR: 22:22, BIG: 1_000, HEX: 0x1F, VERSION: 3.10, DEBUG: True}
+  - id: flagged
+    run: "true"
+    when: "flag and not off_flag"
+  - id: unflagged
+    run: "true"
+    when: off_flag
+"""
+
+
+def test_bare_vars_and_env_values_arrive_exactly_as_written(tmp_path):
+    make_project(tmp_path, {"rb.yml": AS_WRITTEN_RB})
+    rb = load_runbook("rb", str(tmp_path))
+    host = Host("vps", "127.0.0.1")
+    merged = merge_vars(rb, host, [], ["cli_mode=0755"])
+    ctx = make_context(rb, host, merged, {}, {}, rb.steps[0], project_dir=str(tmp_path))
+    assert ctx.render(rb.steps[0].body.options["command"]) == (
+        "echo 0644 1_000 0x1F on 22:22 3.10 5433")
+    assert ctx.render("{{ cli_mode }}") == "0755"
+    assert rb.steps[0].body.env == {"MODE": "0644", "FLAG": "on", "PAIR": "22:22",
+                                    "BIG": "1_000", "HEX": "0x1F", "VERSION": "3.10",
+                                    "DEBUG": "True"}
+    # `on`/`no` still count as true/false in conditions
+    assert ctx.eval_when(rb.steps[1].when) is True
+    assert ctx.eval_when(rb.steps[2].when) is False
+    assert ctx.render("{% if off_flag %}x{% else %}y{% endif %}") == "y"

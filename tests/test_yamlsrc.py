@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deployer.errors import InputError
-from deployer.yamlsrc import load_yaml, parse_yaml
+from deployer.yamlsrc import BoolWord, _parse_pure, load_yaml, parse_yaml
 
 
 def _error(text: str) -> InputError:
@@ -215,3 +215,48 @@ def test_load_yaml_reuses_the_tree_only_while_the_file_is_unchanged(tmp_path):
     path.write_text("a: [\n")
     with pytest.raises(InputError):
         load_yaml(str(path))
+
+
+# A bare scalar is read as written unless it is plainly a boolean, null or number:
+# YAML 1.1 (PyYAML's default) would turn each of these texts into another value.
+AS_WRITTEN = ["0640", "0644", "0600", "022", "1_000", "0x1F", "0o17", "0b101", "22:22",
+              "1:30:00", "+5", "1.10", "3.10", "1.", ".5", "1e3", "1.0e+3", ".inf", "=",
+              "2026-01-02", "0.1000000000000000055511151231257827"]
+
+
+@pytest.mark.parametrize("text", AS_WRITTEN)
+@pytest.mark.parametrize("parse", [parse_yaml, _parse_pure], ids=["libyaml", "pure"])
+def test_bare_scalars_arrive_as_written(parse, text):
+    node = parse(f"v: {text}\nl: [{text}]\n", "rb.yml")
+    value, item = node.value["v"], node.value["l"].value[0]
+    assert type(value.value) is str and value.value == text and value.text == text
+    assert item.value == text
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("8000", 8000), ("0", 0), ("-3", -3), ("12345678901234567890", 12345678901234567890),
+    ("1.5", 1.5), ("0.25", 0.25), ("-2.0", -2.0), ("true", True), ("False", False),
+    ("TRUE", True), ("~", None), ("null", None), ("", None),
+])
+@pytest.mark.parametrize("parse", [parse_yaml, _parse_pure], ids=["libyaml", "pure"])
+def test_plain_numbers_booleans_and_null(parse, text, expected):
+    node = parse(f"v: {text}\n", "rb.yml").value["v"]
+    assert node.value == expected and type(node.value) is type(expected)
+
+
+@pytest.mark.parametrize("text, truth", [("yes", True), ("Yes", True), ("on", True),
+                                         ("ON", True), ("no", False), ("No", False),
+                                         ("off", False), ("OFF", False)])
+@pytest.mark.parametrize("parse", [parse_yaml, _parse_pure], ids=["libyaml", "pure"])
+def test_yaml11_boolean_words_are_text_with_their_truth(parse, text, truth):
+    node = parse(f"v: {text}\n{text}: key\n", "rb.yml")
+    value = node.value["v"].value
+    assert isinstance(value, BoolWord) and value == text and f"{value}" == text
+    assert bool(value) is truth
+    assert text in node.value  # a key too (`on:` stays the text on)
+
+
+def test_quoted_and_block_scalars_have_no_source_text():
+    node = parse_yaml("a: '0640'\nb: \"on\"\nc: |\n  x\nd: 0640\n", "rb.yml")
+    assert [node.value[k].text for k in "abcd"] == [None, None, None, "0640"]
+    assert type(node.value["b"].value) is str

@@ -16,7 +16,7 @@ import click
 
 from deployer.cli.common import session_options
 from deployer.cli.main import get_options
-from deployer.errors import SecretError, UsageError
+from deployer.errors import InputError, SecretError, UsageError
 
 EXAMPLE_ENV_CANDIDATES = (".env.example", "examples/app/.env.example", "app/.env.example",
                           "backend/.env.example")
@@ -37,7 +37,7 @@ def _example_env(project_dir: str, given: str | None) -> tuple[dict[str, str], s
         if path.is_file():
             try:
                 return parse_env_file(path), str(path)
-            except SecretError:
+            except (SecretError, InputError):
                 return {}, None  # a malformed example is not the host's problem
     return {}, None
 

@@ -701,7 +701,8 @@ def parse_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
     """NAME=value pairs of an example env file (quotes and `export` allowed)."""
     from deployer.secrets import parse_dotenv
 
-    return parse_dotenv(Path(path).read_text(encoding="utf-8", errors="replace"), str(path))
+    return parse_dotenv(Path(path).read_text(encoding="utf-8-sig", errors="replace"), str(path),
+                        bare_names=True)
 
 
 def is_placeholder(value: str, placeholders: Iterable[str] = DEFAULT_PLACEHOLDERS) -> bool:

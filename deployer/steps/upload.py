@@ -31,8 +31,9 @@ FIELDS: dict[str, FieldSpec] = {
     "dest": FieldSpec("string", "Absolute path on the host. The previous file is kept as "
                       "`<dest>.deployer-prev` for rollback.", required=True),
     "mode": FieldSpec(
-        "string", "File mode as an octal string, e.g. `\"0600\"` for secrets. Quote it: "
-        "YAML reads 0600 as octal but 600 as decimal."),
+        "string", "File mode in octal digits, as chmod reads them: `0600` (secrets), "
+        "`0640`, `644` and `\"0644\"` all mean what they say, quoted or not. Three or "
+        "four digits 0-7; the plan shows four. `validate` warns on a world-writable mode."),
     "owner": FieldSpec("string", "Owner user name or uid (needs `sudo` unless it is the "
                        "SSH user)."),
     "group": FieldSpec("string", "Group name or gid of the file."),
@@ -50,23 +51,41 @@ def _dest(opts: Options) -> str:
     return dest
 
 
+_MODE_HINT = 'write three or four octal digits as chmod takes them, e.g. mode: "0640"'
+
+
+def parse_mode(raw: object) -> tuple[str | None, str]:
+    """``(four-digit mode, "")`` for a mode as written, or ``(None, why not)``.
+
+    Digits are octal as chmod reads them, whether or not they start with 0: ``644``
+    is ``0644``. An int is its decimal digits (the loader gives ``644`` for a bare
+    `644`; a bare `0644` stays the text ``0644``), so the digits written are the mode.
+    """
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        return None, f"`mode` must be octal digits like \"0640\", got {raw!r}"
+    text = str(raw).strip()
+    digits = text[2:] if text.lower().startswith("0o") else text
+    if not digits.isdigit() or not digits.isascii():
+        return None, f"`mode` {text!r} is not octal digits (chmod's symbolic forms are " \
+                     "not accepted)"
+    bad = sorted({d for d in digits if d in "89"})
+    if bad:
+        return None, f"`mode` {text} is not an octal mode: {' and '.join(bad)} " \
+                     f"{'is not an octal digit' if len(bad) == 1 else 'are not octal digits'}"
+    if not 3 <= len(digits) <= 4:
+        return None, f"`mode` {text} must have three or four octal digits (owner, group, " \
+                     "others, and optionally setuid/setgid/sticky first)"
+    return digits.zfill(4), ""
+
+
 def _mode(opts: Options) -> str | None:
     raw = opts.rendered("mode")
     if raw is None or raw == "":
         return None
-    if isinstance(raw, bool):
-        raise opts.error("mode", f"`mode` must be an octal string like \"0600\", got {raw!r}")
-    if isinstance(raw, int):
-        if not 0 <= raw <= 0o7777:
-            raise opts.error("mode", f"`mode` {raw} is out of range",
-                             hint='write it as a quoted octal string, e.g. "0640"')
-        return format(raw, "04o")
-    text = str(raw).strip()
-    if text.startswith("0o"):
-        text = text[2:]
-    if not re.fullmatch(r"[0-7]{3,4}", text):
-        raise opts.error("mode", f"`mode` must be an octal string like \"0600\", got {raw!r}")
-    return text.zfill(4)
+    mode, why = parse_mode(raw)
+    if mode is None:
+        raise opts.error("mode", why, hint=_MODE_HINT)
+    return mode
 
 
 def _name(opts: Options, option: str) -> str | None:
@@ -109,10 +128,14 @@ def auto_rollback(body: StepBody, ctx: RenderContext, step: Step) -> list[Comman
 
 
 def validate(body: StepBody, step: Step) -> list[tuple[str, str]]:
-    mode = body.options.get("mode")
-    if isinstance(mode, int) and not isinstance(mode, bool):
-        return [(f"`mode` is the number {mode} (octal {mode:o}): YAML reads 0600 as octal "
-                 "but 600 as decimal", f'write it as a string: mode: "0{mode:o}"')]
+    raw = body.options.get("mode")
+    if raw is None or (isinstance(raw, str) and ("{{" in raw or "{%" in raw)):
+        return []
+    mode, _why = parse_mode(raw)
+    if mode is not None and int(mode, 8) & 0o002:
+        return [(f"`mode` {mode} makes {body.options.get('dest', 'the file')} "
+                 "world-writable: any user on the host can change it",
+                 "drop the others' write bit, e.g. 0644 (0664 to let the group write)")]
     return []
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 import pytest
 
-from deployer.errors import InputError, Problem
+from deployer.errors import InputError, Position, Problem
 from deployer.models import Step, StepBody
 from deployer.steps import KIND_MODULES
 from deployer.steps.base import RenderContext, StepKind
@@ -92,8 +92,33 @@ def kind_of(name: str) -> StepKind:
     return importlib.import_module(f"deployer.steps.{name}").KIND
 
 
-def make_body(step: dict[str, Any]) -> StepBody:
-    """A ``StepBody`` from a YAML-like step dict, expanding the kind's shorthand."""
+def step_from_yaml(text: str, path: str = "runbooks/fixture.yml"
+                   ) -> tuple[dict[str, Any], Position]:
+    """A step written as in a runbook, read by the real loader and checked by the schema
+    (so a bare `mode: 0640` arrives as a runbook would give it), as a step dict."""
+    from deployer.schema import Checker, validate_step
+    from deployer.yamlsrc import Node, parse_yaml
+
+    node = parse_yaml(text, path)
+    assert node.is_mapping, f"a step mapping expected in {text!r}"
+    node.value.setdefault("id", Node("s1", node.pos))
+    checker = Checker()
+    checked = validate_step(node, "steps[0]", checker)
+    errors = [p for p in checker.problems if p.severity == "error"]
+    if errors:
+        raise InputError(errors)
+    assert checked is not None
+    step = {checked["kind"]: checked["options"]}
+    step.update({k: checked[k] for k in ("cwd", "env", "sudo", "timeout") if k in checked})
+    return step, node.pos
+
+
+def make_body(step: dict[str, Any] | str) -> StepBody:
+    """A ``StepBody`` from a YAML-like step dict, expanding the kind's shorthand; a
+    string is the step's YAML text (``step_from_yaml``)."""
+    position = None
+    if isinstance(step, str):
+        step, position = step_from_yaml(step)
     kinds = [k for k in step if k in KIND_MODULES]
     assert len(kinds) == 1, f"exactly one kind key expected in {step}"
     kind = kind_of(kinds[0])
@@ -102,10 +127,10 @@ def make_body(step: dict[str, Any]) -> StepBody:
         options = {kind.shorthand: options}
     return StepBody(kind=kind.name, options=dict(options), cwd=step.get("cwd"),
                     env=dict(step.get("env") or {}), sudo=bool(step.get("sudo", False)),
-                    timeout=step.get("timeout"))
+                    timeout=step.get("timeout"), position=position)
 
 
-def make_step(step: dict[str, Any], step_id: str = "s1", runbook: str = "fixture.yml",
+def make_step(step: dict[str, Any] | str, step_id: str = "s1", runbook: str = "fixture.yml",
               destructive: bool = False) -> Step:
     return Step(id=step_id, name=step_id, body=make_body(step), runbook=runbook,
                 destructive=destructive)

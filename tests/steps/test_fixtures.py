@@ -3,7 +3,8 @@
 Each ``fixtures/<kind>/<case>.json`` holds a YAML-like step body, vars, secrets and
 the exact command objects the kind must build, with their masked display:
 
-    {"step": {"psql": {...}, "cwd": ...}, "vars": {}, "secrets": {},
+    {"step": {"psql": {...}, "cwd": ...},          # or YAML text, read by the real
+     "vars": {}, "secrets": {},                     # loader and schema: "psql: ..."
      "compose_cmd": "docker-compose",              # optional
      "expected": [{"type": "RemoteCommand", "script": ..., "display": ...}],
      "rollback": [...],                            # optional: auto_rollback result
@@ -79,7 +80,12 @@ def test_fixture(case: dict[str, Any]) -> None:
     secrets = case.get("secrets", {})
     ctx = FixtureContext(case.get("vars", {}), secrets,
                          compose_cmd=case.get("compose_cmd", "docker compose"))
-    body = make_body(case["step"])
+    try:
+        body = make_body(case["step"])
+    except InputError as exc:  # a step given as YAML text that the schema refuses
+        assert "error" in case, str(exc)
+        assert case["error"] in str(exc)
+        return
     step = make_step(case["step"], runbook=case.get("runbook", "runbooks/fixture.yml"),
                      destructive=case.get("destructive", False))
     kind = kind_of(body.kind)
