@@ -162,7 +162,16 @@ def test_inventory_option_after_subcommand(capsys, project):
 
 
 def test_missing_secret(capsys, project):
-    code, _, err = cli(capsys, "plan", "first-time")
+    # A plan never needs secret values: it names the ones without a source as a warning
+    # (with where they are declared) and shows them as ***; `run` refuses, before any
+    # connection, with the same locations.
+    code, out, err = cli(capsys, "plan", "first-time")
+    assert code == 0, err
+    assert "Traceback" not in err and "***" in out
+    assert ("warning: no value here for secrets `db_password` (runbooks/first-time.yml:5:11), "
+            "`app_secret_key` (runbooks/first-time.yml:5:24)") in err
+    assert "DEPLOYER_SECRET_DB_PASSWORD" in err
+    code, _, err = cli(capsys, "run", "first-time", "--yes")
     assert_clean_error(code, err, "missing secrets: `db_password` "
                        "(runbooks/first-time.yml:5:11), `app_secret_key` "
                        "(runbooks/first-time.yml:5:24)", "DEPLOYER_SECRET_DB_PASSWORD")
@@ -171,6 +180,9 @@ def test_missing_secret(capsys, project):
         (project / "runbooks" / "parts" / "migrate.yml").read_text()
         .replace("vars: {target: head}", "vars: {target: head}\nsecrets: [alembic_key]"))
     code, _, err = cli(capsys, "plan", "first-time", "--secrets-file", "secrets.env")
+    assert code == 0 and "no value here for secret `alembic_key` " \
+        "(runbooks/parts/migrate.yml:2:11)" in err
+    code, _, err = cli(capsys, "run", "first-time", "--yes", "--secrets-file", "secrets.env")
     assert_clean_error(code, err, "missing secret: `alembic_key` "
                        "(runbooks/parts/migrate.yml:2:11)")
 
