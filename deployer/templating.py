@@ -11,7 +11,7 @@ capture not yet made renders as ``<captured: NAME>``), ``secrets`` (name -> valu
 ``host`` (name, address, user, port, groups) and ``runbook`` (name). The ``quote``
 filter shell-quotes a value.
 
-Every template renders in ``deployer.sandbox`` (Jinja's immutable sandbox with bounded
+Every template renders in ``deployer.jinjasandbox`` (Jinja's immutable sandbox with bounded
 range, loops, output size and time): a runbook, template, inventory or vars file can
 never run code on the machine that plans it. An unsafe access or a broken limit is an
 ``InputError`` with the file, field, line in the value or template, and a fix.
@@ -32,8 +32,7 @@ import jinja2.meta
 import yaml
 
 from deployer.errors import InputError, Position, Problem, UsageError
-from deployer.models import Host, Runbook, Step
-from deployer.sandbox import (
+from deployer.jinjasandbox import (
     UNSAFE_HINT,
     RenderLimitError,
     SandboxedEnvironment,
@@ -41,6 +40,7 @@ from deployer.sandbox import (
     budget,
     collect,
 )
+from deployer.models import Host, Runbook, Step
 from deployer.steps.base import RenderContext
 from deployer.yamlsrc import display_path, field_position, load_yaml
 
@@ -48,6 +48,8 @@ RESERVED = ("secrets", "host", "runbook")
 # What a plan shows for the compose invocation when var compose_command is unset.
 DEFAULT_COMPOSE_COMMAND = "docker compose"
 _FALSY = {"", "false", "no", "off", "0", "none", "null"}
+# Jinja globals the sandbox leaves out (deployer.jinjasandbox), with what to write instead.
+_REMOVED_GLOBALS = {"lipsum": "a plan must be reproducible: write the text in the runbook"}
 _UNDEF_RE = re.compile(r"'([^']+)' is undefined")
 _ATTR_RE = re.compile(r"has no attribute '([^']+)'")
 
@@ -114,7 +116,7 @@ _ENVS: dict[str, jinja2.Environment] = {}
 
 def environment(project_dir: str = ".") -> SandboxedEnvironment:
     """The Jinja environment for a project (templates load from ``templates/``): the
-    one every template of the project renders in (see ``deployer.sandbox``)."""
+    one every template of the project renders in (see ``deployer.jinjasandbox``)."""
     key = os.path.abspath(project_dir)
     env = _ENVS.get(key)
     if env is None:
@@ -406,6 +408,9 @@ class StepContext(RenderContext):
             name = match.group(1)
             known = [k for k in self._names if not k.startswith("_")]
             close = difflib.get_close_matches(name, known, n=1)
+            if name in _REMOVED_GLOBALS:
+                return self._problem(f"`{name}` is not available in deployer templates",
+                                     where, _REMOVED_GLOBALS[name])
             hint = (f"did you mean `{close[0]}`? " if close else "") + (
                 f"define it in the runbook's vars, the inventory, --vars-file or "
                 f"--var {name}=...")
@@ -428,7 +433,8 @@ class StepContext(RenderContext):
             hint = (f"did you mean `{owner}.{close[0]}`? " if close else "") + (
                 f"`{owner}` has: {', '.join(keys)}" if keys else f"`{owner}` is empty")
             return self._problem(f"undefined key `{owner}.{name}`", where, hint)
-        return self._problem(f"undefined value: {text}", where)
+        return self._problem(f"undefined value: {text}", where,
+                             "check the names and attributes the expression uses")
 
     def _keys_of(self, dotted: str) -> list[str]:
         """The keys of the mapping named by ``dotted`` (``db``, ``host``, ``a.b``)."""
