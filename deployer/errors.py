@@ -10,7 +10,8 @@ traceback unless ``--debug``; anything else escaping is a bug and shows a traceb
     │   (YAML syntax, schema, templates, inventory, undefined variables)
     ├── SecretError               secrets that are missing or cannot be fetched
     │   └── SecretUnavailable     a secret's inventory command failed (store locked,
-    │                             tool missing); `plan` then shows stand-ins
+    │                             tool missing); only commands that act on a
+    │                             host resolve secrets: `plan` never does
     ├── StalePlanError            a saved plan or a resumed run no longer matches its inputs
     ├── TransportError            SSH could not connect / a session died        (exit 3)
     │   └── HostKeyError          unknown or changed host key                    (exit 2)

@@ -9,6 +9,11 @@ Every missing secret is named in a single ``SecretError`` before anything runs. 
 failing secret command reports its exit status and stderr, never its stdout. A line of
 the secrets file that is not dotenv is an ``InputError`` at file:line, without the line's
 text (it may hold a secret).
+
+Only the commands that act on a host resolve values (``run``, ``apply``, ``rollback``,
+``doctor``): ``plan`` and ``validate`` render with stand-ins (``placeholder_secrets``)
+and never run an inventory command; ``plan`` only asks ``missing_sources`` which
+secrets would have no source, which runs nothing either (see docs/security.md).
 """
 
 from __future__ import annotations
@@ -37,8 +42,20 @@ def env_name(name: str) -> str:
 
 
 def placeholder_secrets(names: Iterable[str]) -> dict[str, str]:
-    """Stand-in values for rendering without real secrets (``validate``)."""
+    """Stand-in values for rendering without real secrets (``plan``, ``validate``)."""
     return {name: f"<secret:{name}>" for name in names}
+
+
+def missing_sources(names: Iterable[str], inventory: Any, secrets_file: str | None,
+                    environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The names that no source could provide here (no environment variable, no entry
+    in ``secrets_file``, no inventory command), found without running any command
+    and without keeping a value. Raises ``SecretError`` for an unreadable file."""
+    file_values = load_secrets_file(secrets_file) if secrets_file else {}
+    commands: Mapping[str, str] = getattr(inventory, "secret_commands", None) or {}
+    return [name for name in dict.fromkeys(names)
+            if environ.get(env_name(name)) is None and _lookup(file_values, name) is None
+            and name not in commands]
 
 
 _DOTENV_LOGGER = logging.getLogger("dotenv.main")

@@ -69,7 +69,8 @@ def load_session(runbook: str, project_dir: str = ".", inventory_path: str | Non
                  cli_vars: list[str] | tuple[str, ...] = (), secrets_file: str | None = None,
                  placeholder: bool = False, environ: Any = None) -> Session:
     """Load and check every run-time input. ``placeholder`` uses stand-in secrets
-    (nothing is fetched); otherwise a missing secret raises ``SecretError``."""
+    (nothing is fetched, no inventory secret command runs: ``plan``); otherwise a
+    missing secret raises ``SecretError`` (``run``, ``apply``, ``rollback``)."""
     rb = load_runbook(runbook, project_dir)
     inv = load_inventory(inventory_path, project_dir)
     hosts = inv.resolve(host)

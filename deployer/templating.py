@@ -10,6 +10,11 @@ Names visible in templates: every merged variable, captured values (at plan time
 capture not yet made renders as ``<captured: NAME>``), ``secrets`` (name -> value),
 ``host`` (name, address, user, port, groups) and ``runbook`` (name). The ``quote``
 filter shell-quotes a value.
+
+Every template renders in ``deployer.jinjasandbox`` (Jinja's immutable sandbox with bounded
+range, loops, output size and time): a runbook, template, inventory or vars file can
+never run code on the machine that plans it. An unsafe access or a broken limit is an
+``InputError`` with the file, field, line in the value or template, and a fix.
 """
 
 from __future__ import annotations
@@ -26,6 +31,14 @@ import jinja2
 import jinja2.meta
 
 from deployer.errors import InputError, Position, Problem, UsageError
+from deployer.jinjasandbox import (
+    UNSAFE_HINT,
+    RenderLimitError,
+    SandboxedEnvironment,
+    SecurityError,
+    budget,
+    collect,
+)
 from deployer.models import Host, Runbook, Step
 from deployer.steps.base import RenderContext
 from deployer.yamlsrc import display_path, field_position, load_yaml, parse_yaml
@@ -34,6 +47,8 @@ RESERVED = ("secrets", "host", "runbook")
 # What a plan shows for the compose invocation when var compose_command is unset.
 DEFAULT_COMPOSE_COMMAND = "docker compose"
 _FALSY = {"", "false", "no", "off", "0", "none", "null"}
+# Jinja globals the sandbox leaves out (deployer.jinjasandbox), with what to write instead.
+_REMOVED_GLOBALS = {"lipsum": "a plan must be reproducible: write the text in the runbook"}
 _UNDEF_RE = re.compile(r"'([^']+)' is undefined")
 _ATTR_RE = re.compile(r"has no attribute '([^']+)'")
 
@@ -98,20 +113,21 @@ def _env_value(value: Any, name: str = "value") -> str:
 _ENVS: dict[str, jinja2.Environment] = {}
 
 
-def environment(project_dir: str = ".") -> jinja2.Environment:
-    """The Jinja environment for a project (templates load from ``templates/``)."""
+def environment(project_dir: str = ".") -> SandboxedEnvironment:
+    """The Jinja environment for a project (templates load from ``templates/``): the
+    one every template of the project renders in (see ``deployer.jinjasandbox``)."""
     key = os.path.abspath(project_dir)
     env = _ENVS.get(key)
     if env is None:
-        env = jinja2.Environment(
+        env = SandboxedEnvironment(
             loader=jinja2.FileSystemLoader(os.path.join(key, "templates")),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=False,
         )
-        env.filters["quote"] = _quote
-        env.filters["to_json"] = _to_json
-        env.filters["env_value"] = _env_value
+        env.add_filter("quote", _quote)
+        env.add_filter("to_json", _to_json)
+        env.add_filter("env_value", _env_value)
         _ENVS[key] = env
     return env
 
@@ -177,6 +193,23 @@ def _simple_parts(text: str) -> _Parts | None:
         _SIMPLE.clear()
     _SIMPLE[text] = result
     return result
+
+
+def _jinja_line(exc: BaseException, template: jinja2.Template, before: str = " (",
+                after: str = ")") -> str:
+    """Where in a template ``exc`` was raised: `` (line N of the value)`` for a runbook
+    value, `` (templates/x.j2 line N)`` for a template file (the innermost one, when
+    templates include others); empty when not found."""
+    found = ""
+    tb = exc.__traceback__
+    while tb is not None:
+        tpl = tb.tb_frame.f_globals.get("__jinja_template__")
+        if isinstance(tpl, jinja2.Template):
+            line = tpl.get_corresponding_lineno(tb.tb_lineno)
+            found = (f"templates/{tpl.name} line {line}" if tpl.name
+                     else f"line {line} of the value")
+        tb = tb.tb_next
+    return f"{before}{found}{after}" if found else ""
 
 
 class _Pending:
@@ -374,6 +407,9 @@ class StepContext(RenderContext):
             name = match.group(1)
             known = [k for k in self._names if not k.startswith("_")]
             close = difflib.get_close_matches(name, known, n=1)
+            if name in _REMOVED_GLOBALS:
+                return self._problem(f"`{name}` is not available in deployer templates",
+                                     where, _REMOVED_GLOBALS[name])
             hint = (f"did you mean `{close[0]}`? " if close else "") + (
                 f"define it in the runbook's vars, the inventory, --vars-file or "
                 f"--var {name}=...")
@@ -396,7 +432,8 @@ class StepContext(RenderContext):
             hint = (f"did you mean `{owner}.{close[0]}`? " if close else "") + (
                 f"`{owner}` has: {', '.join(keys)}" if keys else f"`{owner}` is empty")
             return self._problem(f"undefined key `{owner}.{name}`", where, hint)
-        return self._problem(f"undefined value: {text}", where)
+        return self._problem(f"undefined value: {text}", where,
+                             "check the names and attributes the expression uses")
 
     def _keys_of(self, dotted: str) -> list[str]:
         """The keys of the mapping named by ``dotted`` (``db``, ``host``, ``a.b``)."""
@@ -469,16 +506,38 @@ class StepContext(RenderContext):
         return self._render_jinja(text, where)
 
     def _render_jinja(self, text: str, where: str) -> str:
+        with budget():
+            try:
+                template = _compiled(self.env, text)
+            except jinja2.TemplateSyntaxError as exc:
+                raise self._problem(f"template syntax error: {exc.message} (line "
+                                    f"{exc.lineno} of the value)", where,
+                                    "check the {{ }} / {% %} delimiters") from None
+            except RenderLimitError as exc:  # compiling a huge value runs out of time
+                raise self._problem(str(exc), where, exc.hint) from None
+            return self._run(template, self._names, where, text)
+
+    def _run(self, template: jinja2.Template, names: LazyVars, where: str,
+             source: str | None) -> str:
+        """``template`` rendered with ``names`` inside the sandbox's limits; every
+        failure an ``InputError`` at ``where`` (``source``: the text of a runbook
+        value, for undefined-name hints; None for a template file, read on error)."""
         try:
-            template = _compiled(self.env, text)
-            ctx = template.new_context(self._names, shared=True)
-            return self.env.concat(template.root_render_func(ctx))  # type: ignore[attr-defined]
+            ctx = template.new_context(names, shared=True)
+            return collect(template.root_render_func(ctx))  # type: ignore[attr-defined]
         except jinja2.UndefinedError as exc:
-            raise self._undefined(exc, where, text) from None
-        except jinja2.TemplateSyntaxError as exc:
-            raise self._problem(f"template syntax error: {exc.message} (line {exc.lineno} "
-                                "of the value)", where,
-                                "check the {{ }} / {% %} delimiters") from None
+            if source is None:
+                source = ""
+                if template.filename:
+                    with open(template.filename, encoding="utf-8", errors="replace") as fh:
+                        source = fh.read()
+            raise self._undefined(exc, where, source) from None
+        except SecurityError as exc:
+            raise self._problem(f"unsafe template{_jinja_line(exc, template)}: {exc}",
+                                where, UNSAFE_HINT) from None
+        except RenderLimitError as exc:
+            raise self._problem(f"{exc}{_jinja_line(exc, template, ' (', ')')}", where,
+                                exc.hint) from None
         except _VarCycle as exc:
             raise self._cycle(exc, where) from None
         except TemplateValueError as exc:
@@ -486,8 +545,8 @@ class StepContext(RenderContext):
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - a filter or expression failed
-            raise self._problem(f"cannot render: {type(exc).__name__}: {exc}", where
-                                ) from None
+            raise self._problem(f"cannot render{_jinja_line(exc, template)}: "
+                                f"{type(exc).__name__}: {exc}", where) from None
 
     def _render_var(self, value: Any, where: str) -> Any:
         if not _contains_template(value):
@@ -509,7 +568,8 @@ class StepContext(RenderContext):
         """Render ``templates/<path>`` with the step's variables (plus ``extra``)."""
         where = f"template {path}"
         try:
-            template = self.env.get_template(path)
+            with budget():
+                template = self.env.get_template(path)
         except jinja2.TemplateNotFound as exc:
             missing = exc.name or path
             tdir = display_path(os.path.join(self.project_dir, "templates"))
@@ -523,6 +583,8 @@ class StepContext(RenderContext):
         except jinja2.TemplateSyntaxError as exc:
             raise self._problem(f"template syntax error in {exc.name or path} line "
                                 f"{exc.lineno}: {exc.message}", "") from None
+        except RenderLimitError as exc:
+            raise self._problem(f"template {path}: {exc}", "", exc.hint) from None
         if template.filename:
             rel = os.path.relpath(template.filename, self.project_dir)
             if rel not in self.runbook.template_files:
@@ -536,25 +598,8 @@ class StepContext(RenderContext):
             for key, value in extra.items():
                 dict.__setitem__(names, key, value)
                 names._done.add(key)
-        try:
-            ctx = template.new_context(names, shared=True)
-            return self.env.concat(template.root_render_func(ctx))  # type: ignore[attr-defined]
-        except jinja2.UndefinedError as exc:
-            source = ""
-            if template.filename:
-                with open(template.filename, encoding="utf-8", errors="replace") as fh:
-                    source = fh.read()
-            raise self._undefined(exc, where, source) from None
-        except _VarCycle as exc:
-            raise self._problem(f"variables refer to each other in a cycle: {exc}", where
-                                ) from None
-        except TemplateValueError as exc:
-            raise self._problem(str(exc), where, exc.hint) from None
-        except InputError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a filter or expression failed
-            raise self._problem(f"cannot render: {type(exc).__name__}: {exc}", where
-                                ) from None
+        with budget():
+            return self._run(template, names, where, None)
 
     def template_uses_secrets(self, path: str, extra: dict[str, Any] | None = None) -> bool:
         """Whether ``templates/<path>`` can read a secret: it names ``secrets``, or a

@@ -45,7 +45,9 @@ def test_errors_quoting_a_rendered_secret_mask_it(project: Path, step: str,
     (project / "runbooks" / "zz.yml").write_text(
         f"secrets: [db_password]\nsteps:\n  - id: a\n    {STEPS[step]}\n")
     args = ["--debug"] if debug else []
-    r = deployer(project, *args, "plan", "zz", "--host", "vps",
+    # `run` renders with the real value (plan only sees a stand-in) and stops at the
+    # bad input before connecting
+    r = deployer(project, *args, "run", "zz", "--host", "vps", "--yes",
                  "--secrets-file", str(project / "secrets.env"))
     assert r.returncode == 2, r.stdout + r.stderr
     # at the step, or at the offending field of its body (line 4)
@@ -66,32 +68,44 @@ def test_env_file_refuses_a_secret_compose_would_read_differently(bad: str) -> N
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYER_SECRET_")}
     env.update({f"DEPLOYER_SECRET_{k.upper()}": v for k, v in SHIPPED_SECRETS.items()})
     env["DEPLOYER_SECRET_ADMIN_PASSWORD"] = bad
+    # `plan` renders stand-ins, so the value is checked where it is used: `run` renders
+    # every step with the real secrets first and refuses before connecting.
     r = subprocess.run([sys.executable, "-m", "deployer.cli.main", "-C", str(ROOT), "-i",
-                        str(ROOT / "inventory.example.yml"), "plan", "first-time", "--host",
-                        "vps"], capture_output=True, text=True, env=env, timeout=60)
+                        str(ROOT / "inventory.example.yml"), "run", "first-time", "--host",
+                        "vps", "--yes"], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "step `code.env_file`" in r.stderr and "secret admin_password contains" in r.stderr
     assert "Compose v1 and v2" in r.stderr and "Traceback" not in r.stderr
     assert bad not in r.stdout + r.stderr
 
 
-def test_plan_without_access_to_secrets_shows_stand_ins_and_warns(tmp_path: Path) -> None:
+def test_plan_never_runs_the_inventory_secret_commands(tmp_path: Path) -> None:
+    # The example inventory fetches every secret with `pass show ...`: a `pass` on PATH
+    # that leaves a marker proves whether plan ran it (it used to, for every plan).
+    marker = tmp_path / "pass-ran"
+    fake = tmp_path / "pass"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\necho s3cret-from-pass\n")
+    fake.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYER_SECRET_")}
-    env["PATH"] = str(tmp_path)  # the example inventory's `pass show ...` cannot run
+    env["PATH"] = f"{tmp_path}:/usr/bin:/bin"
     base = [sys.executable, "-m", "deployer.cli.main", "-C", str(ROOT), "-i",
             str(ROOT / "inventory.example.yml"), "plan", "first-time", "--host", "vps"]
     r = subprocess.run(base + ["--format", "json"], capture_output=True, text=True, env=env,
                        timeout=60)
     assert r.returncode == 0, r.stderr
-    assert "warning: secrets not available" in r.stderr and "pass show" in r.stderr
     plan = json.loads(r.stdout)
     assert plan["summary"]["steps"] > 20 and "***" in r.stdout
-    # Saving a plan, or naming a secrets file, still needs the real secrets.
-    for extra in (["--out", str(tmp_path / "plan.json")],
-                  ["--secrets-file", str(tmp_path / "none.env")]):
-        r = subprocess.run(base + extra, capture_output=True, text=True, env=env, timeout=60)
-        assert r.returncode == 2 and "warning" not in r.stderr, r.stderr
-    assert not (tmp_path / "plan.json").exists()
+    assert "warning" not in r.stderr, r.stderr  # every secret has a source: the command
+    # A plan saved for `apply` is made the same way, without the secrets.
+    r = subprocess.run(base + ["--out", str(tmp_path / "plan.json")], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "s3cret-from-pass" not in (tmp_path / "plan.json").read_text() + r.stdout
+    # A secrets file that is not there is only a warning: the run will need it.
+    r = subprocess.run(base + ["--secrets-file", str(tmp_path / "none.env")],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0 and "secrets file not found" in r.stderr, r.stderr
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("field, fix", [

@@ -162,7 +162,16 @@ def test_inventory_option_after_subcommand(capsys, project):
 
 
 def test_missing_secret(capsys, project):
-    code, _, err = cli(capsys, "plan", "first-time")
+    # A plan never needs secret values: it names the ones without a source as a warning
+    # (with where they are declared) and shows them as ***; `run` refuses, before any
+    # connection, with the same locations.
+    code, out, err = cli(capsys, "plan", "first-time")
+    assert code == 0, err
+    assert "Traceback" not in err and "***" in out
+    assert ("warning: no value here for secrets `db_password` (runbooks/first-time.yml:5:11), "
+            "`app_secret_key` (runbooks/first-time.yml:5:24)") in err
+    assert "DEPLOYER_SECRET_DB_PASSWORD" in err
+    code, _, err = cli(capsys, "run", "first-time", "--yes")
     assert_clean_error(code, err, "missing secrets: `db_password` "
                        "(runbooks/first-time.yml:5:11), `app_secret_key` "
                        "(runbooks/first-time.yml:5:24)", "DEPLOYER_SECRET_DB_PASSWORD")
@@ -171,6 +180,9 @@ def test_missing_secret(capsys, project):
         (project / "runbooks" / "parts" / "migrate.yml").read_text()
         .replace("vars: {target: head}", "vars: {target: head}\nsecrets: [alembic_key]"))
     code, _, err = cli(capsys, "plan", "first-time", "--secrets-file", "secrets.env")
+    assert code == 0 and "no value here for secret `alembic_key` " \
+        "(runbooks/parts/migrate.yml:2:11)" in err
+    code, _, err = cli(capsys, "run", "first-time", "--yes", "--secrets-file", "secrets.env")
     assert_clean_error(code, err, "missing secret: `alembic_key` "
                        "(runbooks/parts/migrate.yml:2:11)")
 
@@ -280,7 +292,7 @@ sys.addaudithook(hook)
 from deployer.cli.main import main
 codes = [main(["validate"]),
          main(["plan", "first-time", "--host", "vps", "-i", "inventory.example.yml",
-               "--placeholder-secrets", "--format", "json"])]
+               "--format", "json"])]
 # SSH libraries never; rich only draws the table, which --format json does not need
 heavy = sorted({m.split(".")[0] for m in sys.modules}
                & {"fabric", "paramiko", "invoke", "cryptography", "nacl", "rich"})
@@ -343,7 +355,7 @@ def test_validate_and_plan_in_a_namespace_without_network(tmp_path):
     env = _offline_env(tmp_path)
     base = [unshare, "-n", sys.executable, "-m", "deployer.cli.main"]
     for args in (["validate"], ["plan", "first-time", "--host", "vps", "-i",
-                                "inventory.example.yml", "--placeholder-secrets"]):
+                                "inventory.example.yml"]):
         proc = subprocess.run(base + args, cwd=project, env=env, capture_output=True,
                               text=True, timeout=120)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -524,3 +536,100 @@ def test_fleet_rollback_all_is_shown_in_every_plan_format(capsys, project):
     write_rb(project, "steps:\n  - {id: a, run: 'true'}\n", "fr.yml")
     code, out, _ = cli(capsys, "plan", "fr", "--host", "web", "--format", "markdown")
     assert code == 0 and "fleet_rollback" not in out
+
+
+# ------------------------------------------------------- plan and validate run nothing
+
+SSTI = [
+    "echo {{ lipsum.__globals__['os'].popen('touch MARKER').read() }}",
+    "echo {{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "echo {{ cycler.__init__.__globals__.os.popen('touch MARKER').read() }}",
+    "echo {{ self.__init__.__globals__.__builtins__.__import__('os').popen('touch MARKER') }}",
+]
+
+
+@pytest.mark.parametrize("payload", SSTI)
+def test_template_injection_in_a_runbook_runs_nothing(capsys, project, tmp_path, payload):
+    marker = tmp_path / "ran"
+    write_rb(project, "steps:\n  - id: a\n    run: \"" + payload.replace("MARKER", str(marker))
+             + "\"\n")
+    for args in (("plan", "bad"), ("plan", "bad", "--format", "json"), ("validate",),
+                 ("run", "bad", "--dry-run"), ("--debug", "plan", "bad")):
+        code, out, err = cli(capsys, *args)
+        refusal = "`lipsum` is not available" if "lipsum" in payload else "unsafe template"
+        if args[0] == "--debug":
+            assert code == 2 and refusal in err  # --debug may show the trace
+        else:
+            assert_clean_error(code, err, "runbooks/bad.yml:3:", "step `a`", refusal, "fix: ")
+        assert not marker.exists()
+
+
+def test_template_injection_in_inventory_vars_files_and_templates(capsys, project, tmp_path):
+    marker = tmp_path / "ran"
+    payload = ("{{ cycler.__init__.__globals__.os.popen('touch " + str(marker)
+               + "').read() }}")
+    # an inventory variable
+    inv = (project / "inventory.yml").read_text().replace(
+        "vars: {release: v1.0.0}", f'vars: {{release: v1.0.0, evil: "{payload}"}}')
+    (project / "inventory.yml").write_text(inv)
+    write_rb(project, "steps:\n  - id: a\n    run: \"echo {{ evil }}\"\n")
+    code, _, err = cli(capsys, "plan", "bad", "--host", "vps")
+    assert_clean_error(code, err, "bad.yml:2:5: step `a` vars.evil", "unsafe template")
+    code, _, err = cli(capsys, "validate")
+    assert_clean_error(code, err, "vars.evil", "unsafe template")
+    # a --vars-file
+    (project / "evil.yml").write_text(f'other: "{payload}"\n')
+    write_rb(project, "steps:\n  - id: a\n    run: \"echo {{ other }}\"\n")
+    code, _, err = cli(capsys, "plan", "bad", "--host", "vps", "--vars-file", "evil.yml")
+    assert_clean_error(code, err, "vars.other", "unsafe template")
+    # a template file, through an include: the error names the included file's line
+    (project / "templates" / "evil.j2").write_text(f"line 1\n{payload}\n")
+    (project / "templates" / "top.j2").write_text("{% include 'evil.j2' %}\n")
+    write_rb(project, "steps:\n  - id: a\n    upload: {template: top.j2, dest: /srv/x}\n")
+    code, _, err = cli(capsys, "plan", "bad", "--host", "vps")
+    assert_clean_error(code, err, "bad.yml:2:5: step `a` template top.j2",
+                       "unsafe template (templates/evil.j2 line 2)")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("{% for i in range(10**9) %}{% endfor %}", "the limit is 10,000"),
+    ("{% for i in range(9999) %}{% for j in range(9999) %}{% endfor %}{% endfor %}",
+     "loops ran more than 1,000,000 times"),
+    ("{% for i in range(9999) %}{% for j in range(999) %}xxxxxxxxx{% endfor %}{% endfor %}",
+     "the rendered text is larger than 4 MiB"),
+])
+def test_unbounded_templates_are_input_errors(capsys, project, text, needle):
+    write_rb(project, "steps:\n  - id: a\n    run: \"" + text + "\"\n")
+    code, _, err = cli(capsys, "plan", "bad")
+    assert_clean_error(code, err, "runbooks/bad.yml:3:", needle, "fix: make the template")
+    code, _, err = cli(capsys, "validate")
+    assert_clean_error(code, err, needle)
+
+
+def test_plan_and_validate_run_no_secret_command_and_no_local_step(capsys, project,
+                                                                    tmp_path, monkeypatch):
+    marker = tmp_path / "ran"
+    inv = (project / "inventory.yml").read_text() + (
+        "secrets:\n"
+        f"  db_password: {{command: \"touch {marker}; echo db-pw-from-command\"}}\n"
+        f"  app_secret_key: {{command: \"touch {marker}; echo key-from-command\"}}\n")
+    (project / "inventory.yml").write_text(inv)
+    write_rb(project, f"""\
+secrets: [db_password]
+steps:
+  - id: build
+    local: "touch {marker}; echo built"
+    capture: built
+  - id: use
+    run: "echo {{{{ built }}}} {{{{ secrets.db_password }}}}"
+    when: "{{{{ secrets.db_password != '' }}}}"
+""", name="loc.yml")
+    for args in (("plan", "first-time"), ("plan", "first-time", "--out", "p.json"),
+                 ("run", "first-time", "--dry-run"), ("plan", "loc"), ("validate",)):
+        code, out, err = cli(capsys, *args)
+        assert code == 0, err
+        assert "warning: no value" not in err  # the commands count as sources
+        assert "from-command" not in out + err
+    assert "from-command" not in (project / "p.json").read_text()
+    assert not marker.exists()

@@ -1,6 +1,9 @@
 """``deployer plan``, ``deployer validate`` and ``deployer schema``.
 
-None of these connect to a host: they read the project, render every step and report.
+None of these connect to a host or run anything on this machine: they read the
+project, render every step in the template sandbox with stand-ins for the secrets
+(no inventory secret command runs, no `local` step runs) and report. See
+docs/security.md.
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ def _console(width: int | None = None):
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Also save the plan (with digests of every input) as JSON for "
               "`deployer apply`.")
-@click.option("--placeholder-secrets", is_flag=True,
-              help="Do not fetch secrets; render with stand-ins (cannot be used with --out).")
+@click.option("--placeholder-secrets", is_flag=True, hidden=True,
+              help="Accepted for compatibility: stand-ins are always used.")
 @click.pass_context
 def plan(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str, ...],
          vars_files: tuple[str, ...], secrets_file: str | None, fmt: str, out: str | None,
@@ -59,32 +62,17 @@ def plan(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str
 
     Every step in order with its rendered command, SQL, request or file, its
     rollback, and flags (destructive, irreversible, confirm, retries, timeout,
-    skipped). Nothing connects to a host. When an inventory secret command fails (a
-    locked password store; no --secrets-file or --out given), the plan is shown with
-    stand-ins and a warning; a secret with no source at all is an error.
+    skipped). Nothing connects to a host and nothing runs on this machine: secrets
+    are shown as *** and never fetched (no inventory secret command runs), so a plan
+    of an untrusted change is safe to make. `apply` (or `run`) fetches them. A
+    secret with no source here is a warning: the run will need it.
     """
     from deployer.cli.render import render_json, render_markdown, render_table
-    from deployer.errors import SecretUnavailable, UsageError
     from deployer.planner import plan_to_dict, save_plan
 
-    if out and placeholder_secrets:
-        raise UsageError("--out needs the real secrets (a saved plan is run as is)",
-                         hint="drop --placeholder-secrets")
-    try:
-        session = load_session_from_cli(ctx, runbook, host, vars_files, cli_vars,
-                                        secrets_file, placeholder=placeholder_secrets)
-    except SecretUnavailable as exc:
-        if out or secrets_file:
-            raise
-        # A reviewer without access to the secret store can still read the plan; what
-        # is rendered from a secret is shown as its stand-in, and nothing is saved.
-        from deployer.redact import mask_known
-
-        click.echo(f"warning: secrets not available ({mask_known(exc.message)}): planned "
-                   "with stand-ins <secret:NAME>; sizes and digests of files rendered "
-                   "from secrets are not exact. A run needs the real secrets.", err=True)
-        session = load_session_from_cli(ctx, runbook, host, vars_files, cli_vars,
-                                        secrets_file, placeholder=True)
+    session = load_session_from_cli(ctx, runbook, host, vars_files, cli_vars,
+                                    secrets_file, placeholder=True)
+    _warn_missing_secrets(session, secrets_file)
     the_plan = session.plan()
     mask = session.redactor.mask
     data = plan_to_dict(the_plan, mask)
@@ -98,6 +86,35 @@ def plan(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str
     if out:
         save_plan(the_plan, out, mask)
         click.echo(f"plan saved to {out}; run it with: deployer apply {out}", err=True)
+
+
+def _warn_missing_secrets(session: Any, secrets_file: str | None) -> None:
+    """Say which secrets no source provides here (checked without running any
+    command): the plan does not need them, but `run` and `apply` will."""
+    import os
+
+    from deployer.errors import DeployerError
+    from deployer.secrets import env_name, missing_sources
+    from deployer.session import secret_declarations
+
+    names = session.runbook.secrets
+    if not names:
+        return
+    try:
+        missing = missing_sources(names, session.inventory, secrets_file, os.environ)
+    except DeployerError as exc:
+        click.echo(f"warning: {exc.message}: the plan does not need it, `run` and `apply` "
+                   "will", err=True)
+        return
+    if not missing:
+        return
+    where = secret_declarations(session.runbook)
+    listed = ", ".join(f"`{n}`" + (f" ({where[n]})" if n in where else "") for n in missing)
+    click.echo(f"warning: no value here for secret{'s' if len(missing) > 1 else ''} "
+               f"{listed}: the plan shows {'them' if len(missing) > 1 else 'it'} as ***; "
+               f"`run` and `apply` need a value (fix: set {env_name(missing[0])}=..., put "
+               f"{missing[0]}=... in a --secrets-file, or add secrets: {{{missing[0]}: "
+               "{command: ...}} to the inventory)", err=True)
 
 
 def _show_endpoints(data: dict, the_plan: Any) -> None:
