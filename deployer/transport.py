@@ -1,5 +1,5 @@
-"""The one I/O seam to a host: run a script, put a file, close. Only module importing
-Fabric/paramiko (lazily, so CLI startup stays light).
+"""The one I/O seam to a host: run a script, put a file, close. Only module connecting
+with Fabric/paramiko (lazily, so CLI startup stays light; known_hosts.py parses keys).
 
 Interface (used by executor, lock, doctor):
 
