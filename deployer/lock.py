@@ -5,12 +5,27 @@ POSIX filesystem, so two operators racing for a host can never both win. The
 directory holds ``info.json`` naming the holder (user@machine, pid, run id, runbook,
 start time) so the loser can say who holds it.
 
-Where: var ``lock_dir`` (a full directory path) if set, otherwise
-``/tmp/deployer-locks/<address>-<port>``. The name depends on the host, not on the
-runbook: two different runbooks against one host exclude each other too. It uses the
-address the inventory gives (not the inventory's host name), so two operators whose
+Where: var ``lock_dir`` (the lock directory's full path: absolute, or ``~/...`` for
+the SSH user's home) if set, otherwise ``~/.local/state/deployer/locks/<address>-<port>``
+in the SSH user's home, where ``~/.local/state`` stands for ``$XDG_STATE_HOME`` when
+that is set (to an absolute path) on the host. The name depends on the host, not on
+the runbook: two different runbooks against one host exclude each other too. It uses
+the address the inventory gives (not the inventory's host name), so two operators whose
 inventories call the same server differently still share one lock, while several
 addresses of one test machine (issue 6's fan-out on 127.0.0.x) do not collide.
+
+The path is trusted only if no other unprivileged user could have planted or could
+swap anything in it (a lock in world-writable ``/tmp`` could be pre-created, symlinked
+or edited by any local user). Every operation (acquire, takeover, read, release,
+``deployer unlock``) starts with the same remote check, in the same script (no extra
+round trip): every existing directory from ``/`` down, on its physical path, is owned
+by root or the SSH user and not world-writable unless sticky; the directories deployer
+creates for the lock (mode 0700), the lock's parent (the *lock root*) and the lock
+itself are not symlinks; in a world-writable (sticky) root the lock must be the SSH
+user's or root's. A refused path raises ``UnsafeLockPath`` (exit 2) naming the path,
+the owner found and the fix. A group-writable lock root is a shared one (several SSH
+users of one host, docs/executor.md): locks in it are made group-writable, so any of
+those users can ``deployer unlock`` a stale one.
 
 Release removes the directory only if it still names our run, so a lock taken over
 by someone after ``deployer unlock`` is never removed by the original holder; it says
@@ -23,17 +38,22 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import shlex
 import socket
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from deployer.errors import LockHeldError, TransportError
+from deployer.errors import DeployerError, InputError, LockHeldError, TransportError
 from deployer.models import Host
 from deployer.state import deployer_alive, now_iso, operator
 
-LOCK_ROOT = "/tmp/deployer-locks"
+LOCK_ROOT = "~/.local/state/deployer/locks"
+
+
+class UnsafeLockPath(DeployerError):
+    """The lock path on the host is a symlink, or owned or writable by someone else."""
 
 
 class _Runner(Protocol):
@@ -41,12 +61,31 @@ class _Runner(Protocol):
 
 
 def lock_path(host: Host, variables: dict[str, Any] | None = None) -> str:
-    """The lock directory for ``host`` (var ``lock_dir`` wins)."""
+    """The lock directory for ``host`` (var ``lock_dir`` wins), as configured: absolute
+    or ``~/...`` (resolved on the host). Raises ``InputError`` for any other form."""
     configured = (variables or {}).get("lock_dir") or host.vars.get("lock_dir")
     if configured:
-        return str(configured).rstrip("/") or "/"
+        return checked_lock_path(str(configured))
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{host.address}-{host.port}")
     return f"{LOCK_ROOT}/{name}"
+
+
+def checked_lock_path(text: str) -> str:
+    """``text`` as a lock path (normalised), or ``InputError`` saying why not."""
+    fix = "set var lock_dir to an absolute path such as /srv/deployer-locks/app, or ~/locks/app"
+    if any(c in text for c in "\0\n"):
+        raise InputError(f"lock_dir {text!r} contains a newline or NUL byte", hint=fix)
+    home = text == "~" or text.startswith("~/")
+    if not (home or text.startswith("/")):
+        raise InputError(f"lock_dir {text!r} is neither absolute nor under ~/", hint=fix)
+    if ".." in text.split("/"):
+        raise InputError(f"lock_dir {text!r} contains `..`", hint=fix)
+    # normpath keeps a leading "//" (POSIX leaves its meaning open); Linux has none.
+    path = "/" + posixpath.normpath(text[1:] or "/" if home else text).lstrip("/")
+    if path == "/":
+        raise InputError(f"lock_dir {text!r} names a home or root directory, not a lock "
+                         "directory of its own", hint=fix)
+    return "~" + path if home else path
 
 
 @dataclass
@@ -85,17 +124,114 @@ class LockInfo:
         return self.who.rpartition("@")[2]
 
 
-_ACQUIRE = r"""
-lock=$1
-root=$(dirname -- "$lock")
-if [ ! -d "$root" ]; then
-  mkdir -p -- "$root" 2>/dev/null && chmod 1777 -- "$root" 2>/dev/null || true
+# Every script starts with _CHECK: it resolves the configured path ($1: absolute or
+# ~/...) to the physical lock path in $lock and refuses (prints UNSAFE and key=value
+# lines, exits 0) a path someone else could have planted or could swap. $__lk_create=1
+# creates the missing parents (mode 0700); otherwise a missing parent sets
+# $__lk_absent=1 (no lock can be there). One `stat` call checks every directory, so
+# the check costs a few processes, never a round trip.
+_CHECK = r"""
+__lk_me=$(id -u); __lk_absent=0; __lk_root_mode=700
+__lk_refuse() {
+  printf 'UNSAFE\nkind=%s\nuid=%s\nmode=%s\nuser=%s\n' "$1" "$3" "$4" \
+    "$(id -un 2>/dev/null || echo "$__lk_me")"
+  [ "$1" != symlink ] || printf 'target=%s\n' "$(readlink -- "$2" 2>/dev/null || true)"
+  [ -z "$3" ] || printf 'owner=%s\n' "$(getent passwd "$3" 2>/dev/null | cut -d: -f1)"
+  [ -z "${5-}" ] || printf 'detail=%s\n' "$5"
+  printf 'path=%s\n' "$2"
+  exit 0
+}
+case $1 in
+  '~/.local/state/'*)
+    case ${XDG_STATE_HOME-} in
+      /*) __lk_start=$XDG_STATE_HOME; __lk_rest=${1#'~/.local/state/'} ;;
+      *) __lk_start=$HOME; __lk_rest=${1#'~/'} ;;
+    esac ;;
+  '~/'*) __lk_start=$HOME; __lk_rest=${1#'~/'} ;;
+  *) __lk_start=${1%/*}; __lk_start=${__lk_start%/*}; __lk_rest=${1#"$__lk_start"}
+     __lk_rest=${__lk_rest#/} ;;
+esac
+[ -n "$__lk_start" ] || __lk_start=/
+while [ "$__lk_start" != / ] && [ "${__lk_start%/}" != "$__lk_start" ]; do
+  __lk_start=${__lk_start%/}
+done
+# A start directory that does not exist yet is created like the rest.
+while [ ! -d "$__lk_start" ]; do
+  __lk_rest=${__lk_start##*/}/$__lk_rest; __lk_start=${__lk_start%/*}
+  [ -n "$__lk_start" ] || __lk_start=/
+done
+__lk_phys=$(cd -P -- "$__lk_start" 2>/dev/null && pwd -P) \
+  || __lk_refuse unreadable "$__lk_start" "" ""
+__lk_paths=(/); __lk_p=
+IFS=/ read -ra __lk_parts <<< "${__lk_phys#/}"
+for __lk_c in "${__lk_parts[@]}"; do
+  [ -z "$__lk_c" ] || { __lk_p=$__lk_p/$__lk_c; __lk_paths+=("$__lk_p"); }
+done
+IFS=/ read -ra __lk_parts <<< "$__lk_rest"
+__lk_n=${#__lk_parts[@]}; __lk_p=${__lk_p:-}; __lk_missing=()
+for ((__lk_i = 0; __lk_i < __lk_n - 1; __lk_i++)); do
+  __lk_p=$__lk_p/${__lk_parts[__lk_i]}
+  if [ ${#__lk_missing[@]} = 0 ] && { [ -e "$__lk_p" ] || [ -L "$__lk_p" ]; }; then
+    __lk_paths+=("$__lk_p")
+  else
+    __lk_missing+=("$__lk_p")
+  fi
+done
+lock=$__lk_p/${__lk_parts[__lk_n - 1]}
+# Everything that exists is checked before anything is created inside it.
+__lk_check() {
+  local __lk_i=0 __lk_u __lk_m __lk_t __lk_p
+  while read -r __lk_u __lk_m __lk_t; do
+    __lk_p=${__lk_paths[__lk_i]}; __lk_i=$((__lk_i + 1))
+    case $__lk_t in
+      directory) ;;
+      "symbolic link") __lk_refuse symlink "$__lk_p" "$__lk_u" "$__lk_m" ;;
+      *) __lk_refuse notdir "$__lk_p" "$__lk_u" "$__lk_m" ;;
+    esac
+    [ "$__lk_u" = 0 ] || [ "$__lk_u" = "$__lk_me" ] \
+      || __lk_refuse owner "$__lk_p" "$__lk_u" "$__lk_m"
+    if (( (8#$__lk_m & 8#1002) == 8#2 )); then
+      __lk_refuse writable "$__lk_p" "$__lk_u" "$__lk_m"
+    fi
+    __lk_root_mode=$__lk_m
+  done < <(stat -c '%u %a %F' -- "${__lk_paths[@]}" 2>/dev/null)
+  [ "$__lk_i" = "${#__lk_paths[@]}" ] \
+    || __lk_refuse unreadable "${__lk_paths[__lk_i]:-$lock}" "" "" "stat failed"
+}
+__lk_check
+for __lk_p in "${__lk_missing[@]}"; do
+  if [ "${__lk_create:-0}" != 1 ]; then __lk_absent=1; break; fi
+  if ! __lk_err=$(mkdir -m 700 -- "$__lk_p" 2>&1); then
+    [ -e "$__lk_p" ] || [ -L "$__lk_p" ] || __lk_refuse create "$__lk_p" "" "" "$__lk_err"
+    __lk_paths=("$__lk_p"); __lk_check  # made meanwhile (another run): check it too
+  fi
+  __lk_root_mode=700
+done
+# The lock itself, once it exists: a real directory; in a world-writable (sticky) root,
+# the SSH user's or root's (anyone could have made it there). In a private or
+# group-shared root only trusted users can create it.
+__lk_existing() {
+  read -r __lk_u __lk_m __lk_t < <(stat -c '%u %a %F' -- "$lock" 2>/dev/null) || return 0
+  [ "$__lk_t" != "symbolic link" ] || __lk_refuse symlink "$lock" "$__lk_u" "$__lk_m"
+  if [ "$__lk_u" != 0 ] && [ "$__lk_u" != "$__lk_me" ] && (( 8#$__lk_root_mode & 8#2 )); then
+    __lk_refuse foreign "$lock" "$__lk_u" "$__lk_m"
+  fi
+}
+# A group-writable (not world-writable) root is shared by a group: so are its locks.
+if (( (8#$__lk_root_mode & 8#022) == 8#020 )); then
+  __lk_mode=770; umask 007
+else
+  __lk_mode=700; umask 077
 fi
-if mkdir -- "$lock" 2>/dev/null; then
+"""
+
+_ACQUIRE = r"""
+if mkdir -m "$__lk_mode" -- "$lock" 2>/dev/null; then
   cat > "$lock/info.json"
   echo ACQUIRED
   exit 0
 fi
+__lk_existing
 if [ ! -d "$lock" ]; then
   echo "cannot create lock directory $lock" >&2
   exit 2
@@ -108,20 +244,22 @@ cat -- "$lock/info.json" 2>/dev/null || true
 """
 
 _READ = r"""
-lock=$1
-if [ -d "$lock" ]; then echo HELD; cat -- "$lock/info.json" 2>/dev/null || true; else echo FREE; fi
+if [ "$__lk_absent" = 1 ] || { [ ! -e "$lock" ] && [ ! -L "$lock" ]; }; then echo FREE; exit 0; fi
+__lk_existing
+echo HELD; cat -- "$lock/info.json" 2>/dev/null || true
 """
 
 _TAKEOVER = r"""
-lock=$1
-mkdir -p -- "$lock"
+mkdir -m "$__lk_mode" -- "$lock" 2>/dev/null || true
+__lk_existing
 cat > "$lock/info.json.tmp" && mv -f -- "$lock/info.json.tmp" "$lock/info.json"
 echo TAKEN
 """
 
 _RELEASE = r"""
-lock=$1; run=$2
-if [ ! -d "$lock" ]; then echo GONE; exit 0; fi
+run=$2
+if [ "$__lk_absent" = 1 ] || { [ ! -e "$lock" ] && [ ! -L "$lock" ]; }; then echo GONE; exit 0; fi
+__lk_existing
 if grep -q "\"run_id\": \"$run\"" "$lock/info.json" 2>/dev/null; then
   rm -rf -- "$lock"; echo RELEASED
 else
@@ -131,20 +269,80 @@ fi
 """
 
 _REMOVE = r"""
-lock=$1
-rm -rf -- "$lock"
+if [ "$__lk_absent" != 1 ]; then
+  [ ! -L "$lock" ] || __lk_refuse symlink "$lock" "" ""
+  rm -rf -- "$lock"
+fi
 echo REMOVED
 """
 
 
-def _script(body: str, *args: str) -> str:
+def _script(body: str, *args: str, create: bool = False) -> str:
     # Positional parameters through `set --`: the values never need quoting in the body.
-    return "set -- " + " ".join(shlex.quote(a) for a in args) + "\n" + body
+    return ("set -- " + " ".join(shlex.quote(a) for a in args) + "\n"
+            + f"__lk_create={int(create)}\n" + _CHECK + body)
 
 
-def _parse(stdout: str) -> tuple[str, LockInfo | None]:
+def _parse(stdout: str, host: Host | None = None) -> tuple[str, LockInfo | None]:
     head, _, rest = stdout.strip().partition("\n")
+    if head.strip() == "UNSAFE":
+        raise unsafe_error(host, rest)
     return head.strip(), LockInfo.from_json(rest.strip()) if rest.strip() else None
+
+
+def unsafe_error(host: Host | None, report: str) -> UnsafeLockPath:
+    """The refusal the remote check reported (``key=value`` lines), as one message
+    naming the path, what is wrong with it, the owner found, and the fix."""
+    fields: dict[str, str] = {}
+    lines = report.split("\n")
+    for i, line in enumerate(lines):
+        key, _, value = line.partition("=")
+        if key == "path":  # last: may hold anything but a newline
+            fields["path"] = "\n".join([value] + lines[i + 1:])
+            break
+        fields[key] = value
+    path, kind, user = fields.get("path", "?"), fields.get("kind", "?"), fields.get("user", "?")
+    on = f" on {host.name}" if host is not None else ""
+    owner = fields.get("owner") or f"uid {fields.get('uid', '?')}"
+    if fields.get("owner"):
+        owner += f" (uid {fields.get('uid', '?')})"
+    elsewhere = ("or set var lock_dir to a directory owned by root or by you (several SSH "
+                 "users sharing a host: see docs/executor.md, Locks)")
+    if kind == "symlink":
+        target = fields.get("target", "")
+        message = (f"lock path {path}{on} is a symbolic link (to {target or '?'}); "
+                   "refusing to use it: whoever made it chooses where the lock goes")
+        hint = (f"if you did not make it, remove it (`rm {shlex.quote(path)}`); to keep "
+                f"the lock there, set var lock_dir to the real path {target or ''} "
+                f"{elsewhere.removeprefix('or ')}").replace("  ", " ")
+    elif kind in ("owner", "foreign"):
+        message = (f"lock path {path}{on} is owned by {owner}, not by {user} (the SSH "
+                   f"user) or root; refusing to use it: {owner.split(' (')[0]} could "
+                   "remove, replace or edit the lock")
+        if kind == "foreign":
+            hint = (f"someone else created the lock in a world-writable directory: remove "
+                    f"it as root (`sudo rm -rf {shlex.quote(path)}`), and keep locks out of "
+                    "world-writable directories (without lock_dir, the lock is in "
+                    f"{LOCK_ROOT})")
+        else:
+            hint = (f"if it should be yours: `sudo chown {user} {shlex.quote(path)}`; "
+                    + elsewhere)
+    elif kind == "writable":
+        message = (f"lock path {path}{on} is world-writable without the sticky bit (mode "
+                   f"{fields.get('mode', '?')}); refusing to use it: any local user could "
+                   "replace the lock")
+        hint = f"`chmod o-w {shlex.quote(path)}` (or `chmod +t` for a shared directory), " \
+            + elsewhere
+    elif kind == "notdir":
+        message = f"lock path {path}{on} is not a directory"
+        hint = "move it away, " + elsewhere
+    else:  # create, unreadable
+        detail = fields.get("detail", "")
+        message = (f"cannot {'create' if kind == 'create' else 'read'} lock directory "
+                   f"{path}{on}" + (f": {detail}" if detail else ""))
+        hint = (f"create it for {user} (`install -d -m 0700 {shlex.quote(path)}` as "
+                f"{user}), " + elsewhere)
+    return UnsafeLockPath(message, hint=hint)
 
 
 def _this_machine() -> str:
@@ -158,7 +356,7 @@ class HostLock:
                  purpose: str = "run") -> None:
         self.transport = transport
         self.host = host
-        self.path = path
+        self.path = checked_lock_path(path)
         self.info = LockInfo(who=operator(), pid=os.getpid(), run_id=run_id, runbook=runbook,
                              host=host.name, started=now_iso(), purpose=purpose)
         self.held = False
@@ -168,9 +366,10 @@ class HostLock:
         self.release_state = ""
         self.release_holder: LockInfo | None = None
 
-    def _run(self, body: str, *args: str, stdin: str | None = None) -> str:
-        result = self.transport.run(_script(body, self.path, *args), stdin=stdin, check=False,
-                                    timeout=30)
+    def _run(self, body: str, *args: str, stdin: str | None = None,
+             create: bool = False) -> str:
+        result = self.transport.run(_script(body, self.path, *args, create=create),
+                                    stdin=stdin, check=False, timeout=30)
         if result.exit_code != 0:
             tail = " ".join(result.tail[-3:]) if result.tail else ""
             raise TransportError(f"lock {self.path} on {self.host.name}: exit "
@@ -183,13 +382,15 @@ class HostLock:
         With ``takeover_run_id`` (``--resume``), a lock left by that very run is taken
         over, unless its process is still alive on this machine.
         """
-        state, holder = _parse(self._run(_ACQUIRE, stdin=self.info.to_json() + "\n"))
+        state, holder = _parse(self._run(_ACQUIRE, stdin=self.info.to_json() + "\n",
+                                         create=True), self.host)
         if state == "ACQUIRED":
             self.held = True
             return
         if (takeover_run_id and holder is not None and holder.run_id == takeover_run_id
                 and not live_holder(holder)):
-            self._run(_TAKEOVER, stdin=self.info.to_json() + "\n")
+            _parse(self._run(_TAKEOVER, stdin=self.info.to_json() + "\n", create=True),
+                   self.host)
             self.held = True
             self.took_over = holder
             return
@@ -200,7 +401,7 @@ class HostLock:
         not ours any more: ``release_state`` says whether it was gone or taken."""
         if not self.held:
             return False
-        state, holder = _parse(self._run(_RELEASE, self.info.run_id))
+        state, holder = _parse(self._run(_RELEASE, self.info.run_id), self.host)
         self.held = False
         self.release_state, self.release_holder = state, holder
         return state == "RELEASED"
@@ -225,16 +426,17 @@ def live_holder(holder: LockInfo | None) -> bool:
 
 def read_lock(transport: _Runner, host: Host, path: str) -> tuple[bool, LockInfo | None]:
     """(held, holder) of the lock at ``path``."""
-    result = transport.run(_script(_READ, path), check=False, timeout=30)
+    result = transport.run(_script(_READ, checked_lock_path(path)), check=False, timeout=30)
     if result.exit_code != 0:
         raise TransportError(f"cannot read lock {path} on {host.name} (exit {result.exit_code})")
-    state, holder = _parse(result.stdout)
+    state, holder = _parse(result.stdout, host)
     return state == "HELD", holder
 
 
 def remove_lock(transport: _Runner, host: Host, path: str) -> None:
     """Remove the lock whoever holds it (``deployer unlock``)."""
-    result = transport.run(_script(_REMOVE, path), check=False, timeout=30)
+    result = transport.run(_script(_REMOVE, checked_lock_path(path)), check=False, timeout=30)
     if result.exit_code != 0:
         raise TransportError(f"cannot remove lock {path} on {host.name} "
                              f"(exit {result.exit_code}): {' '.join(result.tail[-3:])}")
+    _parse(result.stdout, host)

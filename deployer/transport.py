@@ -1,5 +1,5 @@
-"""The one I/O seam to a host: run a script, put a file, close. Only module importing
-Fabric/paramiko (lazily, so CLI startup stays light).
+"""The one I/O seam to a host: run a script, put a file, close. Only module connecting
+with Fabric/paramiko (lazily, so CLI startup stays light; known_hosts.py parses keys).
 
 Interface (used by executor, lock, doctor):
 
@@ -42,6 +42,7 @@ command has run for ``announce_after`` seconds (the executor records it), and
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import math
 import os
@@ -56,6 +57,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from deployer import known_hosts as kh
 from deployer.errors import HostKeyError, InputError, RunFailed, TransportError
 from deployer.models import Host
 
@@ -180,81 +182,30 @@ def _env_path(var: str, default: str) -> str | None:
 
 def fingerprint(key: Any) -> str:
     """OpenSSH ``SHA256:...`` fingerprint of a paramiko key."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+    return fingerprint_blob(key.asbytes())
+
+
+def fingerprint_blob(blob: bytes) -> str:
+    """OpenSSH ``SHA256:...`` fingerprint of a public key blob."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
 # -- known_hosts ---------------------------------------------------------------------------
 
 
-@dataclass
-class _KnownKey:
-    path: str
-    lineno: int
-    patterns: list[str]
-    key: Any  # paramiko PKey
-    marker: str = ""  # "" or "@revoked" ("@cert-authority" lines are not used)
+@functools.cache
+def _cert_first_transport() -> type:
+    """A paramiko Transport asking for host certificates before plain host keys
+    (paramiko offers them last), for hosts a ``@cert-authority`` line covers."""
+    import paramiko
 
+    class CertFirstTransport(paramiko.Transport):
+        @property
+        def preferred_keys(self) -> tuple[str, ...]:
+            keys = super().preferred_keys
+            return tuple(sorted(keys, key=lambda k: not k.endswith(kh.CERT_SUFFIX)))
 
-def _ssh_pattern(pattern: str) -> re.Pattern[str]:
-    """OpenSSH host patterns know only ``*`` and ``?`` (``[`` is literal: ``[h]:port``)."""
-    parts = [".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower()]
-    return re.compile("".join(parts) + r"\Z")
-
-
-def _host_pattern_match(patterns: list[str], name: str) -> bool:
-    from paramiko.hostkeys import HostKeys
-
-    matched = False
-    for pattern in patterns:
-        negated = pattern.startswith("!")
-        pat = pattern[1:] if negated else pattern
-        if pat.startswith("|1|"):
-            try:
-                hit = HostKeys.hash_host(name, pat) == pat
-            except Exception:  # malformed salt: OpenSSH ignores such entries too
-                hit = False
-        else:
-            hit = _ssh_pattern(pat).match(name.lower()) is not None
-        if hit and negated:
-            return False
-        matched = matched or hit
-    return matched
-
-
-def _read_known_hosts(path: str) -> list[_KnownKey]:
-    from paramiko.pkey import PKey
-
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.readlines()
-    except FileNotFoundError:
-        return []
-    except OSError as e:
-        raise TransportError(f"cannot read known_hosts file {path}: {e.strerror}") from e
-    entries = []
-    for lineno, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        fields = line.split()
-        marker = ""
-        if fields[0].startswith("@"):
-            marker, fields = fields[0], fields[1:]
-            if marker != "@revoked":
-                continue
-        if len(fields) < 3:
-            continue
-        try:
-            key = PKey.from_type_string(fields[1], base64.b64decode(fields[2]))
-        except Exception:  # unknown key types (e.g. sk-*) or bad base64: skip the line
-            continue
-        entries.append(_KnownKey(path, lineno, fields[0].split(","), key, marker))
-    return entries
-
-
-def _known_host_name(hostname: str, port: int) -> str:
-    return hostname if port == 22 else f"[{hostname}]:{port}"
+    return CertFirstTransport
 
 
 class _HostKeyChecker:
@@ -263,20 +214,24 @@ class _HostKeyChecker:
     refuse unless ``accept_new`` (then record)."""
 
     def __init__(self, label: str, names: list[str], files: list[str], record_to: str | None,
-                 accept_new: bool, hash_names: bool) -> None:
+                 accept_new: bool, hash_names: bool, principal: str = "") -> None:
         self.label = label
         self.names = names
         self.files = files
         self.record_to = record_to
         self.accept_new = accept_new
         self.hash_names = hash_names
-        self.entries = [e for path in files for e in _read_known_hosts(path)]
+        # The name a host certificate must list: the bare host name (or HostKeyAlias).
+        self.principal = principal or names[0]
+        self.entries = [e for path in files for e in kh.read_known_hosts(path)]
         self.matching = [e for e in self.entries
-                         if any(_host_pattern_match(e.patterns, n) for n in self.names)]
+                         if any(kh.host_pattern_match(e.patterns, n) for n in self.names)]
+        self.authorities = [e for e in self.matching if e.marker == kh.CERT_AUTHORITY]
         self.recorded: str | None = None
 
     def preferred_types(self) -> list[str]:
-        """Host key types known for this host, so the server presents one of them."""
+        """Host key types known for this host, so the server presents one of them
+        (host certificates first, by ``wants_certificate``, when a CA line applies)."""
         types: list[str] = []
         for e in self.matching:
             if e.marker:
@@ -286,16 +241,44 @@ class _HostKeyChecker:
             types += [t for t in names if t not in types]
         return types
 
+    @property
+    def wants_certificate(self) -> bool:
+        return bool(self.authorities)
+
     def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
         shown = self.names[0]
         presented = fingerprint(key)
         blob = key.asbytes()
+        cert = self._certificate(key)
         for e in self.matching:
-            if e.marker == "@revoked" and e.key.asbytes() == blob:
+            if e.marker == kh.REVOKED and e.key.asbytes() == blob:
                 raise HostKeyError(
                     f"host key {presented} of {self.label} ({shown}) is marked @revoked in "
                     f"{e.path}:{e.lineno}; refusing to connect",
                     hint="ask the server's administrator for its new host key")
+            if e.marker == kh.REVOKED and cert is not None and \
+                    e.key.asbytes() == cert.signature_key:
+                raise HostKeyError(
+                    f"the certificate authority {fingerprint(e.key)} that signed the host "
+                    f"certificate of {self.label} ({shown}) is marked @revoked in "
+                    f"{e.where}; refusing to connect",
+                    hint="ask the server's administrator for a certificate signed by the "
+                         "current CA, or add its plain host key to known_hosts")
+        if cert is not None:
+            verdict = kh.check_host_cert(cert, self.authorities, self.principal, time.time())
+            if verdict.trusted:
+                return
+            if verdict.ca is not None:
+                raise HostKeyError(
+                    f"host certificate of {self.label} ({shown}, key {presented}, id "
+                    f"{cert.key_id!r}) is signed by the certificate authority of "
+                    f"{verdict.ca.where}, but {verdict.problem}; refusing to connect",
+                    hint=f"have the server's host key re-signed (`ssh-keygen -s CA_KEY -h "
+                         f"-I ID -n {self.principal} -V +52w "
+                         "/etc/ssh/ssh_host_ed25519_key.pub` and HostCertificate in "
+                         "sshd_config), or trust its plain key instead: "
+                         + self._keyscan_fix())
+            # Signed by no CA known for this host: the plain key decides, as in OpenSSH.
         known = [e for e in self.matching if not e.marker]
         if any(e.key.asbytes() == blob for e in known):
             return
@@ -310,6 +293,18 @@ class _HostKeyChecker:
                 "(man-in-the-middle), or the server was reinstalled; refusing to connect",
                 hint=f"verify the new fingerprint with the server's administrator, then remove "
                      f"the old key: {fix} and re-run with --accept-new-host-key")
+        if not self.accept_new and self.authorities:
+            cas = ", ".join(f"{a.where} ({a.key.get_name()} {fingerprint(a.key)})"
+                            for a in self.authorities)
+            other = fingerprint_blob(cert.signature_key) if cert is not None else ""
+            got = (f"a host certificate signed by another CA ({other})" if other else
+                   "a plain host key without certificate")
+            raise HostKeyError(
+                f"host key of {self.label} ({shown}) is unknown: {key.get_name()} "
+                f"{presented}. The @cert-authority line {cas} trusts host certificates "
+                f"for it, but the server presented {got}; refusing to connect",
+                hint="give the server a host certificate signed by that CA (HostCertificate "
+                     "in its sshd_config), or trust its plain key: " + self._keyscan_fix())
         if not self.accept_new:
             where = ", ".join(self.files) if self.files else "no known_hosts file"
             raise HostKeyError(
@@ -324,6 +319,30 @@ class _HostKeyChecker:
                 f"cannot record the new host key of {self.label}: no known_hosts file to "
                 "write to", hint="set known_hosts in the inventory")
         self._record(key)
+
+    def _certificate(self, key: Any) -> kh.HostCert | None:
+        """The host certificate the server presented with ``key``, if any."""
+        public = getattr(key, "public_blob", None)
+        if public is None or not str(public.key_type).endswith(kh.CERT_SUFFIX):
+            return None
+        try:
+            return kh.parse_cert(public.key_blob)
+        except kh.CertFormatError as e:
+            raise HostKeyError(f"the host certificate of {self.label} cannot be read: {e}",
+                               hint="ask the server's administrator to re-sign its host "
+                                    "key with ssh-keygen -s") from e
+
+    def _keyscan_fix(self) -> str:
+        """The command adding the host's plain key to the first known_hosts file."""
+        host, _, port = self.names[0].removeprefix("[").partition("]:")
+        import shlex
+
+        target = shlex.quote(os.path.expanduser(
+            self.record_to or (self.files[0] if self.files else "~/.ssh/known_hosts")))
+        scan = f"ssh-keyscan -p {port} {host}" if port else f"ssh-keyscan {host}"
+        return (f"`{scan} >> {target}` (check the fingerprint it prints with `ssh-keygen "
+                f"-lf` against the server's, out of band), or re-run with "
+                "--accept-new-host-key")
 
     def _record(self, key: Any) -> None:
         from paramiko.hostkeys import HostKeys
@@ -615,9 +634,10 @@ class SSHTransport:
         if hash_names is None:
             hash_names = str(cfg.get("hashknownhosts", "no")).lower() == "yes"
         alias = cfg.get("hostkeyalias")
-        names = [alias] if alias else [_known_host_name(self._hostname, self._port)]
+        names = [alias] if alias else [kh.known_host_name(self._hostname, self._port)]
         checker = _HostKeyChecker(host.name, names, files, record_to,
-                                  self.accept_new_host_key, hash_names)
+                                  self.accept_new_host_key, hash_names,
+                                  principal=alias or self._hostname)
 
         keys: list[str] = []
         if host.identity_file:
@@ -633,7 +653,8 @@ class SSHTransport:
         preferred = checker.preferred_types()
 
         def transport_factory(sock: Any, **kwargs: Any) -> Any:
-            t = paramiko.Transport(sock, **kwargs)
+            cls = _cert_first_transport() if checker.wants_certificate else paramiko.Transport
+            t = cls(sock, **kwargs)
             if preferred:
                 opts = t.get_security_options()
                 supported = list(opts.key_types)
