@@ -87,7 +87,7 @@ class Decision:
             return _OWN_REASONS[self.reason]
         return {
             NEW: "it is new in the runbook",
-            CHECK_FAILED: "its check failed" + (f" ({self.detail})" if self.detail else ""),
+            CHECK_FAILED: "its check failed" + (f": {self.detail}" if self.detail else ""),
             SECRET_CAPTURE: "the value it captured holds a secret and was not stored",
             AFTER: f"{self.cause} runs before it",
             DONE: "done earlier in this run",
