@@ -15,6 +15,9 @@ The shape of a run:
    take the host lock (``--resume`` takes over the lock its own run left), detect the
    compose flavour once if a compose step will run and ``compose_command`` is unset.
    Nothing is recorded before the lock is held: a refused run leaves no history.
+   ``--resume`` then runs the ``check`` probes of the steps done earlier, and
+   ``resume_plan`` decides what runs again (a step that runs again makes every later
+   one run again); the run says what and why before its first step.
 3. Steps in order. Each is rendered at run time by ``planner.render_step`` (the same
    path as ``deployer plan``) with the values captured so far; ``when`` false or a
    ``skip_if`` probe exiting 0 skips it; ``confirm`` asks through ``Events.confirm``
