@@ -15,6 +15,9 @@ The shape of a run:
    take the host lock (``--resume`` takes over the lock its own run left), detect the
    compose flavour once if a compose step will run and ``compose_command`` is unset.
    Nothing is recorded before the lock is held: a refused run leaves no history.
+   ``--resume`` then runs the ``check`` probes of the steps done earlier, and
+   ``resume_plan`` decides what runs again (a step that runs again makes every later
+   one run again); the run says what and why before its first step.
 3. Steps in order. Each is rendered at run time by ``planner.render_step`` (the same
    path as ``deployer plan``) with the values captured so far; ``when`` false or a
    ``skip_if`` probe exiting 0 skips it; ``confirm`` asks through ``Events.confirm``
@@ -56,6 +59,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployer import resume_plan
 from deployer import rollback as rollback_mod
 from deployer.commands import Command, HttpCheck, LocalCommand, RemoteCommand
 from deployer.errors import (
@@ -260,6 +264,7 @@ class Executor:
         self._in_command = False  # a step's (or undo's) command is being performed
         self._started = time.monotonic()
         self._steps_by_id = {s.id: (i, s) for i, s in enumerate(runbook.steps)}
+        self._resume: resume_plan.ResumePlan | None = None  # --resume: what runs again
         self.performer = Performer(self._get_transport, self._on_line, project_dir,
                                    self._cancel)
 
@@ -304,10 +309,8 @@ class Executor:
             self._start_log()
             self._save()
             self.events.run_started(self.record, prev is not None)
-            if prev is not None:
-                done = [s.id for s in self.record.steps if s.state == OK]
-                if done:
-                    self._notice(f"done earlier in this run, not repeated: {', '.join(done)}")
+            for line in self._resume.lines() if self._resume is not None else []:
+                self._notice(line)
             took = self._lock.took_over if self._lock else None
             if took is not None:
                 self._notice(f"took over the lock left by run {run_id} ({took.describe()})")
@@ -447,12 +450,16 @@ class Executor:
         if not old or not all(s.digest for s in prev.steps):
             return []  # a record from before step digests: the file names must do
         changed, added = [], []
-        for step in self.runbook.steps:
+        forced = resume_plan.forced_from(self._past_steps(old))
+        for i, step in enumerate(self.runbook.steps):
             rec = old.get(step.id)
             if rec is None:
                 added.append(step.id)
             elif rec.digest != step.definition_digest():
-                done = " (done: would not run again)" if rec.state in (OK, SKIPPED) else ""
+                done = ""
+                if rec.state in (OK, SKIPPED):
+                    done = (" (done: would not run again)" if forced is None or i < forced
+                            else f" (done: runs again after {self.runbook.steps[forced].id})")
                 changed.append(step.id + done)
         removed = [i for i in old if i not in self._steps_by_id]
         out = []
@@ -500,10 +507,15 @@ class Executor:
     def _check_confirmations(self, prev: RunRecord | None) -> None:
         if self.options.yes or self.events.can_confirm():
             return
-        done = {s.id for s in prev.steps if s.state in (OK, SKIPPED)} if prev else set()
+        start, left_out = 0, set()
+        if prev is not None:  # what is kept is not asked about; a check may fail
+            past = self._past_steps({s.id: s for s in prev.steps})
+            found = resume_plan.may_rerun_from(past)
+            start = len(self.runbook.steps) if found is None else found
+            left_out = {p.id for p in past if p.not_selected}
         asking = [s.id for i, s in enumerate(self.runbook.steps)
-                  if s.confirm and self._selected(i) and s.id not in done
-                  and self._may_run(s)]
+                  if s.confirm and self._selected(i) and i >= start
+                  and s.id not in left_out and self._may_run(s)]
         if asking:
             raise UsageError(f"step {asking[0]} asks for confirmation and there is no "
                              "terminal to ask", hint="run it from a terminal, or pass --yes "
@@ -617,6 +629,10 @@ class Executor:
                                digests=dict(self.digests), variables=variables,
                                variables_key=key,
                                options={k: v for k, v in self.options.to_dict().items() if v})
+        if prev is not None:
+            self._resume = self._plan_resume(prev, old)
+            if self._resume.again():
+                record.resumes[-1]["runs_again"] = self._resume.again()
         steps: list[StepRecord] = []
         for i, step in enumerate(self.runbook.steps):
             rec = old.get(step.id)
@@ -626,13 +642,9 @@ class Executor:
             else:
                 rec.index, rec.name, rec.kind = i + 1, step.name, step.kind
                 rec.digest = step.definition_digest()
-                if rec.state in (OK, SKIPPED) and not rec.captured_masked:
-                    steps.append(rec)
+                if self._resume is None or not self._resume.reruns(step.id):
+                    steps.append(rec)  # kept: done (or left out) earlier in this run
                     continue
-                if rec.state == OK and rec.captured_masked:
-                    self._notice(f"step {step.id} is re-run: the value it captured "
-                                 f"({', '.join(rec.captured_masked)}) holds a secret and "
-                                 "was not stored")
                 _reset(rec)
             if not self._selected(i) and rec.state == PENDING:
                 rec.state = SKIPPED
@@ -642,6 +654,71 @@ class Executor:
         self.captured = _known_captures(record)
         self._fill_earlier_captures(record, first if (only is None) else only)
         return record
+
+    def _past_steps(self, old: dict[str, StepRecord]) -> list[resume_plan.PastStep]:
+        """The runbook's steps as ``resume_plan`` sees them, from the record's ``old``
+        steps (by id); steps this invocation does not select are left out."""
+        past = []
+        for i, step in enumerate(self.runbook.steps):
+            rec = old.get(step.id)
+            past.append(resume_plan.PastStep(
+                id=step.id, state=rec.state if rec is not None else resume_plan.NEW,
+                has_check=bool(step.check),
+                secret_capture=rec is not None and rec.state == OK and bool(rec.captured_masked),
+                not_selected=not self._selected(i) or (rec is not None and _left_out(rec))))
+        return past
+
+    def _plan_resume(self, prev: RunRecord,
+                     old: dict[str, StepRecord]) -> resume_plan.ResumePlan:
+        """Decide what the resume runs again: run the checks of the steps done earlier
+        (in order, up to the first that fails), then ask ``resume_plan``."""
+        past = self._past_steps(old)
+        outcomes: dict[str, resume_plan.CheckOutcome] = {}
+        probes = resume_plan.checks_to_probe(past)
+        if probes:
+            self.captured = _known_captures(prev)  # checks may name captured values
+        for step_id in probes:
+            outcomes[step_id] = self._run_check(step_id)
+            if not outcomes[step_id].passed:
+                break  # every later step runs again anyway
+        return resume_plan.plan_resume(past, outcomes)
+
+    def _run_check(self, step_id: str) -> resume_plan.CheckOutcome:
+        """Run a done step's ``check`` on the host (read-only, output kept out of the
+        progress like a ``skip_if`` probe's). Anything but exit 0 counts as failed:
+        a step whose effect cannot be confirmed runs again."""
+        from deployer.planner import render_step
+
+        index, step = self._steps_by_id[step_id]
+        self._current = f"{step.id}:check"
+        self._tail.clear()
+        try:
+            planned = render_step(step, index + 1, self._context(step))
+        except DeployerError as exc:
+            return resume_plan.CheckOutcome(False, self.redactor.mask(
+                f"cannot render it: {exc}"))
+        if planned.check is None:
+            return resume_plan.CheckOutcome(False, f"its when is now false: "
+                                                   f"{self.redactor.mask(planned.skip_reason)}")
+        self._quiet = True
+        try:
+            result = self._perform_all([planned.check], planned.check.timeout)
+        except _Interrupted:
+            raise KeyboardInterrupt from None  # nothing of this resume is recorded yet
+        finally:
+            self._quiet = False
+        if result.ok:
+            return resume_plan.CheckOutcome(True)
+        if result.timed_out:
+            detail = "timed out"
+        elif result.exit_code is not None:
+            detail = f"exit {result.exit_code}"
+        else:
+            detail = self.redactor.mask(result.message) or "it did not run"
+        last = next((line for line in reversed(self._tail) if line.strip()), "")
+        if last:
+            detail += f": {last.strip()[:200]}"  # already masked (``_on_line``)
+        return resume_plan.CheckOutcome(False, detail)
 
     def _fill_earlier_captures(self, record: RunRecord, first: int) -> None:
         """With --from/--only, captures of steps that will not run come from earlier
@@ -1341,6 +1418,14 @@ def _reset(rec: StepRecord) -> None:
     rec.rollback = {}
 
 
+def _left_out(rec: StepRecord) -> bool:
+    """A step skipped because ``--from``/``--only`` left it out of its run."""
+    if rec.state != SKIPPED:
+        return False
+    return any(rec.message.startswith(text.split("{")[0])
+               for text in (_NOT_SELECTED_FROM, _NOT_SELECTED_ONLY))
+
+
 def _referenced_names(step: Step, project_dir: str) -> set[str]:
     """Template names a step (with its rollback, when, skip_if, confirm, and any
     template file it names) refers to; used to tell which captures a step needs."""
@@ -1364,7 +1449,7 @@ def _referenced_names(step: Step, project_dir: str) -> set[str]:
     if step.when is not None and not isinstance(step.when, bool):
         text = str(step.when).strip()
         texts.append(text if "{{" in text else "{{ " + text + " }}")
-    texts += strings_in(step.skip_if) + strings_in(step.confirm)
+    texts += strings_in(step.skip_if) + strings_in(step.check) + strings_in(step.confirm)
     names: set[str] = set()
     for text in texts:
         try:

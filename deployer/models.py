@@ -44,6 +44,7 @@ class Step:
     rollback: StepBody | str | None = None  # a body, IRREVERSIBLE, or None
     capture: str | None = None
     skip_if: str | None = None
+    check: str | None = None  # read-only probe: exit 0 = the step's effect is still there
     on_failure: str | None = None  # "rollback" | "stop" | "continue"; None = runbook's
     runbook: str = ""  # runbook file the step came from (for error messages)
     position: Position | None = None
@@ -67,6 +68,8 @@ class Step:
         what = [self.name, body(self.body), self.when, self.retries, self.delay,
                 self.destructive, self.confirm, body(self.rollback), self.capture,
                 self.skip_if, self.on_failure, self.scope_vars]
+        if self.check:  # only when set: records made before `check` keep their digests
+            what.append(["check", self.check])
         text = json.dumps(what, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -42,6 +42,7 @@ class PlannedStep:
     # shows the stand-in `docker compose` for a flavour the executor detects on the host
     compose_detected: bool = False
     title: str = ""  # the step's `name`, rendered (as written while `when` is false)
+    check: RemoteCommand | None = None  # rendered `check` probe (check=False), for --resume
 
 
 @dataclass
@@ -107,6 +108,8 @@ def _flags(step: Step, rollback: list[Command] | None, irreversible: bool) -> li
         flags.append(f"capture={step.capture}")
     if step.skip_if:
         flags.append("skip_if")
+    if step.check:
+        flags.append("check")
     if step.on_failure and step.on_failure != "rollback":
         flags.append(f"on_failure={step.on_failure}")
     return flags
@@ -128,7 +131,8 @@ def decide_when(step: Step, ctx: StepContext) -> tuple[bool, str, list[str]]:
 
 def render_step(step: Step, index: int, ctx: StepContext,
                 render_skipped: bool = False) -> PlannedStep:
-    """Evaluate ``when`` and build the step's commands, rollback and skip_if probe.
+    """Evaluate ``when`` and build the step's commands, rollback, skip_if and check
+    probes.
 
     A step whose ``when`` is false is not rendered (like Ansible, its body may use
     variables only defined when it runs) unless ``render_skipped`` (validate).
@@ -139,6 +143,7 @@ def render_step(step: Step, index: int, ctx: StepContext,
     commands: list[Command] = []
     rollback: list[Command] | None = None
     skip_probe: RemoteCommand | None = None
+    check_probe: RemoteCommand | None = None
     question: str | None = None
     title = step.name
     if not skipped or render_skipped:
@@ -152,11 +157,9 @@ def render_step(step: Step, index: int, ctx: StepContext,
                 auto = kind.auto_rollback(step.body, ctx, step)
                 rollback = list(auto) if auto else None
         if step.skip_if:
-            skip_probe = RemoteCommand(
-                script=ctx.render(step.skip_if, "skip_if"),
-                cwd=ctx.render(step.body.cwd, "cwd") if step.body.cwd else None,
-                env={k: str(ctx.render(v, f"env.{k}")) for k, v in step.body.env.items()},
-                sudo=step.body.sudo, timeout=step.body.timeout, check=False, label="skip_if")
+            skip_probe = _probe(step, ctx, step.skip_if, "skip_if")
+        if step.check:
+            check_probe = _probe(step, ctx, step.check, "check")
         if step.confirm:
             if isinstance(step.confirm, str):
                 question = str(ctx.render(step.confirm, "confirm"))
@@ -170,8 +173,18 @@ def render_step(step: Step, index: int, ctx: StepContext,
         flags=_flags(step, rollback, irreversible), confirm_question=question,
         when_pending=pending,
         compose_detected=bool(detected and not skipped and detected()),
-        title=title,
+        title=title, check=check_probe,
     )
+
+
+def _probe(step: Step, ctx: StepContext, script: str, label: str) -> RemoteCommand:
+    """A ``skip_if`` or ``check`` probe: a remote command with the step's cwd, env and
+    sudo whose exit status is the answer (``check=False``: non-zero is no failure)."""
+    return RemoteCommand(
+        script=ctx.render(script, label),
+        cwd=ctx.render(step.body.cwd, "cwd") if step.body.cwd else None,
+        env={k: str(ctx.render(v, f"env.{k}")) for k, v in step.body.env.items()},
+        sudo=step.body.sudo, timeout=step.body.timeout, check=False, label=label)
 
 
 def uses_compose(step: Step) -> bool:
@@ -386,6 +399,8 @@ def step_to_dict(ps: PlannedStep, mask: Mask) -> dict[str, Any]:
         "flags": ps.flags,
         "compose_detected": ps.compose_detected,
         "source": str(s.position) if s.position else s.runbook,
+        # only when declared, so plans of runbooks without checks read as before
+        **({"check": ps.check.display(mask)} if ps.check else {}),
     }
 
 

@@ -156,6 +156,7 @@ class _Loader:
             rollback=rollback,
             capture=f.get("capture"),
             skip_if=f.get("skip_if"),
+            check=f.get("check"),
             on_failure=f.get("on_failure"),
             runbook=display_path(path),
             position=node.pos,

@@ -90,6 +90,10 @@ STEP_FIELDS: dict[str, FieldSpec] = {
                          template=False),
     "skip_if": FieldSpec("string", "A remote command run first; exit status 0 means the "
                          "work is already done, so the step is skipped."),
+    "check": FieldSpec("string", "A read-only remote command that tells whether the step's "
+                       "effect is still there (exit status 0: it is). `--resume` runs it for "
+                       "steps done earlier in the run: a failing check runs the step, and "
+                       "every later step, again."),
     "on_failure": FieldSpec("choice", "Overrides the runbook's `on_failure` for this step; "
                             "`continue` records the failure and goes on.",
                             choices=("rollback", "stop", "continue"), template=False),

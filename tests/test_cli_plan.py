@@ -633,3 +633,31 @@ steps:
         assert "from-command" not in out + err
     assert "from-command" not in (project / "p.json").read_text()
     assert not marker.exists()
+
+@pytest.mark.parametrize("fmt", ["table", "json", "markdown"])
+def test_plan_shows_a_steps_check_masked(capsys, project, fmt):
+    write_rb(project, """\
+secrets: [db_password]
+steps:
+  - id: seed
+    run: "echo seed"
+    cwd: /srv/app
+    check: "test -n {{ secrets.db_password | quote }} && test -f /srv/app/seeded"
+  - id: plain
+    run: "echo plain"
+""", name="checked.yml")
+    code, out, err = cli(capsys, "plan", "checked", "--host", "vps", "--format", fmt,
+                         "--secrets-file", "secrets.env")
+    assert code == 0, err
+    for value in SECRET_VALUES:
+        assert value not in out and value not in err
+    if fmt == "json":
+        seed, plain = json.loads(out)["hosts"][0]["steps"]
+        assert seed["check"] == "cd /srv/app && test -n '***' && test -f /srv/app/seeded"
+        assert "check" in seed["flags"]
+        assert "check" not in plain and "check" not in plain["flags"]
+    else:
+        text = " ".join(out.replace("│", " ").split())  # the table's cell borders
+        assert "check on --resume (exit 0 = still done):" in text
+        assert "test -f /srv/app/seeded" in text and "'***'" in text
+        assert text.count("check on --resume") == 1

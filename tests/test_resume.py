@@ -406,3 +406,105 @@ def test_resume_with_changed_variables_and_force(project) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "variable release (--var) changed" in r.stdout and "--force" in r.stdout
     assert log.read_text().split() == ["finish-b"]
+
+
+def test_resume_after_rollback_reruns_every_step_after_an_undone_one(project) -> None:
+    """The issue's case in small: `a` makes a directory (its rollback removes it), `b`
+    writes into it and has no rollback (it stays ok through the rollback), `c` fails.
+    The rollback undoes `a`, which takes `b`'s work with it: a resume must run `b`
+    again, not keep it as done."""
+    gate = project.remote / "gate"
+    log = project.remote / "log"
+    data = project.remote / "data"
+    project.runbook("app", f"""
+        steps:
+          - id: a
+            run: "echo a >> {log}; mkdir {data}; echo schema > {data}/schema"
+            rollback: {{run: "echo undo-a >> {log}; rm -rf {data}"}}
+          - id: b
+            run: "echo b >> {log}; echo admin > {data}/admin"
+          - id: c
+            run: "echo c >> {log}; test -f {gate} && test -f {data}/admin"
+    """)
+    r = project.cli("run", "app", "--host", "t")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert project.states() == {"a": "rolled_back", "b": "ok", "c": "failed"}
+    assert not data.exists()
+    gate.write_text("")
+    r = project.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert log.read_text().split() == ["a", "b", "c", "undo-a", "a", "b", "c"]
+    assert (data / "admin").read_text() == "admin\n"
+    assert project.states() == {"a": "ok", "b": "ok", "c": "ok"}
+    # The resume says what runs again and why, before it starts.
+    out = " ".join(r.stdout.split())
+    assert "runs again: a (the rollback undid it)" in out
+    assert ("runs again because a runs before them (what they did may depend on it): b"
+            in out)
+    assert "not repeated" not in out
+    assert project.record()["resumes"][-1]["runs_again"] == {
+        "a": "the rollback undid it", "b": "a runs before it", "c": "it failed"}
+
+
+def test_resume_runs_checks_and_reruns_a_step_whose_effect_is_gone(project) -> None:
+    """`check:` is probed on --resume for the steps done earlier: `a`'s passes (kept),
+    `b`'s fails because its file was removed by hand (run again, and `c` after it)."""
+    gate = project.remote / "gate"
+    log = project.remote / "log"
+    probes = project.remote / "probes"
+    one, two = project.remote / "one", project.remote / "two"
+    project.runbook("app", f"""
+        steps:
+          - id: a
+            run: "echo a >> {log}; touch {one}"
+            check: "echo check-a >> {probes}; test -f {one}"
+          - id: b
+            run: "echo b >> {log}; touch {two}"
+            check: >-
+              echo check-b >> {probes}; echo 'no {{{{ host.name }}}} marker' >&2;
+              test -f {two}
+          - id: c
+            run: "echo c >> {log}"
+          - id: d
+            run: "echo d >> {log}; test -f {gate}"
+            check: "echo check-d >> {probes}"
+    """)
+    r = project.cli("run", "app", "--host", "t", "--no-rollback")
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert not probes.exists()  # a run that is not a resume runs no check
+    two.unlink()  # someone removed b's work by hand
+    gate.write_text("")
+    r = project.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert log.read_text().split() == ["a", "b", "c", "d", "b", "c", "d"]
+    # In order, up to the first failing one; d runs again anyway (it failed).
+    assert probes.read_text().split() == ["check-a", "check-b"]
+    assert two.exists()
+    out = " ".join(r.stdout.split())
+    assert "done earlier in this run, not repeated: a (check passed)" in out
+    assert "runs again: b (its check failed: exit 1: no t marker)" in out
+    assert "runs again: d (it failed)" in out
+    assert ("runs again because b runs before them (what they did may depend on it): c"
+            in out)
+    assert "check-a" not in r.stdout  # probe output stays out of the progress
+    assert project.states() == {"a": "ok", "b": "ok", "c": "ok", "d": "ok"}
+
+
+def test_resume_with_every_check_passing_keeps_the_done_steps(project) -> None:
+    gate = project.remote / "gate"
+    log = project.remote / "log"
+    project.runbook("app", f"""
+        steps:
+          - id: a
+            run: "echo a >> {log}"
+            check: "test -s {log}"
+          - id: b
+            run: "echo b >> {log}; test -f {gate}"
+    """)
+    assert project.cli("run", "app", "--host", "t", "--no-rollback").returncode == 3
+    gate.write_text("")
+    r = project.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert log.read_text().split() == ["a", "b", "b"]
+    assert "runs again: b (it failed)" in r.stdout
+    assert "runs_again" in project.record()["resumes"][-1]

@@ -48,6 +48,8 @@ def _notes(step: dict[str, Any]) -> list[str]:
         notes.append(step["skip_reason"])
     if step.get("skip_if"):
         notes.append(f"skip if exit 0: {step['skip_if']}")
+    if step.get("check"):
+        notes.append(f"check on --resume (exit 0 = still done): {step['check']}")
     if step.get("confirm"):
         notes.append(f"asks: {step['confirm']}")
     return notes

@@ -241,8 +241,10 @@ def _v1_wait(base: str, quoted_services: str, limit: float) -> str:
     return "\n".join([
         f"ids=$({base} ps -q{quoted_services})",
         "if [ -z \"$ids\" ]; then echo 'deployer: no containers to wait for' >&2; exit 1; fi",
-        # SECONDS counts from the start of the script: stop just before the step's own
-        # timeout would kill us, so the failure says what was not healthy
+        # Stop just before the step's own timeout would kill us, so the failure says
+        # what was not healthy. SECONDS is reset: scripts run in a subshell of the
+        # host's long-lived shell, whose SECONDS counts from the connection's start.
+        "SECONDS=0",
         f"deadline={int(limit)}",
         "while :; do",
         "  pending=0",

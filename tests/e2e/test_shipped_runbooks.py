@@ -362,6 +362,44 @@ def test_first_time_killed_after_build_resumes_without_rebuilding(
     assert_serving(sandbox)
 
 
+def test_first_time_resume_checks_migrate_and_reseeds_a_deleted_admin(
+        healthy: Deployment, cli: Cli, sandbox: Sandbox, app_copy: Path) -> None:
+    """The shipped checks on the real stack: first-time fails at verification (a
+    wrong login path, --no-rollback), the admin row is deleted by hand, then --resume
+    probes the done steps: migrate's check (database at the head revision) passes, so
+    nothing before it runs again; seed_admin's check fails, so it runs again, and so do
+    up and verify after it."""
+    before = cli.run_ids()
+    r = cli.run("run", "first-time", "--host", "sandbox", "--yes", "--no-rollback",
+                "--var", source_var(app_copy), "--var", "login_path=/api/v1/no-such-route")
+    assert r.returncode == 3, r.describe()
+    record = cli.new_record(before)
+    steps = steps_by_id(record)
+    assert steps["migrate"]["state"] == "ok" and steps["seed_admin"]["state"] == "ok"
+    assert steps["verify.login_rejected"]["state"] == "failed"
+    v, s = sandbox.vars, sandbox.secrets
+    gone = psql_tcp(sandbox, v["db_app_role"], s["db_app_password"],
+                    "DELETE FROM users WHERE is_admin RETURNING 1")
+    assert gone.returncode == 0 and gone.stdout.split()[0] == "1", gone.stderr
+
+    r = cli.run("run", "first-time", "--host", "sandbox", "--yes", "--resume", "--force",
+                "--var", source_var(app_copy))
+    assert r.returncode == 0, r.describe()
+    assert cli.run_ids() - before == {record["id"]}
+    out = " ".join(r.stdout.split())
+    assert "migrate (check passed)" in out, r.stdout
+    assert (f"runs again: seed_admin (its check failed: exit 1: no admin {v['admin_email']}"
+            in out), r.stdout
+    assert "runs again because seed_admin runs before them" in out
+    assert "sandbox build |" not in r.stdout, "the build ran again"
+    assert "sandbox migrate |" not in r.stdout, "the migrations ran again"
+    assert re.search(r"seed_admin \| seed_admin: admin \S+ created", r.stdout), r.stdout
+    resumed = cli.record(record["id"])
+    assert resumed["resumes"][-1]["runs_again"]["seed_admin"].startswith("its check failed")
+    assert_all_ok_but_git_mode(resumed)
+    assert_serving(sandbox)
+
+
 # ------------------------------------------------------------------------- secrets
 
 def test_no_secret_value_in_any_output_or_record(cli: Cli, sandbox: Sandbox) -> None:
