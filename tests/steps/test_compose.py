@@ -33,6 +33,11 @@ case "$1" in
   tag) cp "$FAKE/images/$(key "$2")" "$FAKE/images/$(key "$3")"; exit $? ;;
   inspect)
     if [ "$3" = '{{.Name}}' ]; then echo "/$4"; exit 0; fi
+    # what `up` records before it starts (test_compose_up.py simulates it fully)
+    if [ "$3" = '{{.State.Running}}' ]; then echo true; exit 0; fi
+    if [ "$3" = '{{.State.Running}} {{.Image}} {{.Config.Image}}' ]; then
+      echo "true sha256:$4 shop-api"; exit 0
+    fi
     f="$FAKE/states/$4"
     line=$(head -n 1 "$f")
     if [ "$(wc -l < "$f")" -gt 1 ]; then tail -n +2 "$f" > "$f.tmp"; mv "$f.tmp" "$f"; fi
@@ -68,7 +73,8 @@ def fake(tmp_path: Path) -> Path:
 
 
 def run_script(command: RemoteCommand, fake: Path, path: str | None = None):
-    env = {"PATH": path or f"{fake / 'bin'}:/usr/bin:/bin", "FAKE": str(fake)}
+    env = {"PATH": path or f"{fake / 'bin'}:/usr/bin:/bin", "FAKE": str(fake),
+           "HOME": str(fake)}
     return subprocess.run(["/bin/bash", "-e", "-o", "pipefail", "-c", command.script],
                           env=env, cwd=fake, capture_output=True, text=True, timeout=60)
 
