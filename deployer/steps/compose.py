@@ -493,7 +493,14 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
         main = f"{base} {action}{svc}"
 
     script = "\n".join(pre + [main] + post)
-    return [RemoteCommand(script=script, label=f"compose {action}", **fields)]
+    shown = None
+    if action == "up" and pre:
+        shown = "\n".join([main] + post[:-1] + [
+            f"# first records which of {_named(services)} run, on which image id, in "
+            f"{pre[0].split('=', 1)[1]} (for the rollback; a record left by an attempt "
+            "that did not finish is kept)"])
+    return [RemoteCommand(script=script, label=f"compose {action}", display_script=shown,
+                          **fields)]
 
 
 def auto_rollback(body: StepBody, ctx: RenderContext, step: Step) -> list[Command]:
@@ -545,9 +552,25 @@ def _up_rollback(opts: Options, body: StepBody, ctx: RenderContext,
     fields["cwd"] = cwd
     services = _services(opts, "up")
     state = up_state_path(base, _compose_cmd(ctx), cwd, services, step)
-    script = _up_undo(base, state, services, step.id, is_v1(ctx.compose_cmd or ""),
-                      opts.bool("wait"), _wait_limit(fields["timeout"]))
-    return [RemoteCommand(script=script, label="compose restore containers", **fields)]
+    v1, wait = is_v1(ctx.compose_cmd or ""), opts.bool("wait")
+    script = _up_undo(base, state, services, step.id, v1, wait, _wait_limit(fields["timeout"]))
+    up = f"{base} up -d --no-build --no-deps" + (" --wait" if wait and not v1 else "")
+    then_wait = " (then waits until healthy)" if wait and v1 else ""
+    shown = "\n".join([
+        f"# for each of {_named(services)} as recorded before step {step.id} in {state}:",
+        f"#   not running then: {base} stop SERVICE",
+        f"#   ran another image: docker tag PREVIOUS_ID IMAGE && {up} SERVICE{then_wait}, "
+        "then IMAGE names the id it had again (image tags are the build step's to undo)",
+        f"#   previous image gone: {base} stop SERVICE, and this undo fails",
+        "#   not recreated, or on the same image: left running",
+        f"# no record: {base} stop{''.join(' ' + shlex.quote(s) for s in services)}",
+    ])
+    return [RemoteCommand(script=script, label="compose restore containers",
+                          display_script=shown, **fields)]
+
+
+def _named(services: list[str]) -> str:
+    return ", ".join(services) if services else "the services"
 
 
 def validate(body: StepBody, step: Step) -> list[tuple[str, str]]:
