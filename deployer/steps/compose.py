@@ -262,8 +262,8 @@ def _v1_wait(base: str, quoted_services: str, limit: float) -> str:
     return "\n".join([
         f"ids=$({base} ps -q{quoted_services})",
         "if [ -z \"$ids\" ]; then echo 'deployer: no containers to wait for' >&2; exit 1; fi",
-        # SECONDS counts from the start of the script: stop just before the step's own
-        # timeout would kill us, so the failure says what was not healthy
+        # SECONDS counts from the start of the step (callers reset it): stop just before
+        # the step's own timeout would kill us, so the failure says what was not healthy
         f"deadline={int(limit)}",
         "while :; do",
         "  pending=0",
@@ -423,6 +423,8 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
     svc = "".join(" " + shlex.quote(s) for s in services)
     pre: list[str] = []
     post: list[str] = []
+    record = ""  # `up`: where it records what ran before it
+    lead: list[str] = []
 
     if action == "build":
         flags = (" --no-cache" if opts.bool("no_cache") else "") + (
@@ -448,12 +450,16 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
             if not opts.bool("detach"):
                 raise opts.error("wait", "`wait` needs `detach: true`")
             if v1:
+                # the script runs in a subshell of deployer's long-lived remote shell,
+                # whose SECONDS counts from the connection: count from this step
+                pre = ["SECONDS=0"]
                 post = [_v1_wait(base, svc, _wait_limit(fields["timeout"]))]
             else:
                 flags += " --wait"
         if opts.bool("detach"):  # a foreground `up` stops its containers itself
-            pre = _up_record(base, up_state_path(base, _compose_cmd(ctx), cwd, services,
-                                                 step), services)
+            record = up_state_path(base, _compose_cmd(ctx), cwd, services, step)
+            lead = list(pre)  # what the display shows of the lines before `up`
+            pre += _up_record(base, record, services)
             post.append("mv \"$record.pending\" \"$record\"")
         main = f"{base} up{flags}{svc}"
     elif action == "down":
@@ -494,11 +500,11 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
 
     script = "\n".join(pre + [main] + post)
     shown = None
-    if action == "up" and pre:
-        shown = "\n".join([main] + post[:-1] + [
+    if record:
+        shown = "\n".join(lead + [main] + post[:-1] + [
             f"# first records which of {_named(services)} run, on which image id, in "
-            f"{pre[0].split('=', 1)[1]} (for the rollback; a record left by an attempt "
-            "that did not finish is kept)"])
+            f"{record} (for the rollback; a record left by an attempt that did not "
+            "finish is kept)"])
     return [RemoteCommand(script=script, label=f"compose {action}", display_script=shown,
                           **fields)]
 

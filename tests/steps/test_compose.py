@@ -171,6 +171,19 @@ def test_v1_wait_gives_up_before_step_timeout(fake: Path) -> None:
     assert "containers not healthy after" in result.stderr
 
 
+def test_v1_wait_counts_from_the_step_not_from_the_remote_shell(fake: Path) -> None:
+    # steps run in subshells of one long-lived remote shell, which inherit its SECONDS
+    (fake / "states" / "api").write_text("running starting 0\nrunning healthy 0\n")
+    (fake / "running").write_text("api\n")
+    step = {"compose": {"action": "up", "wait": True}, "timeout": 300}
+    command = compose.build(make_body(step), FixtureContext(compose_cmd="docker-compose"))[0]
+    env = {"PATH": f"{fake / 'bin'}:/usr/bin:/bin", "FAKE": str(fake), "HOME": str(fake)}
+    result = subprocess.run(
+        ["/bin/bash", "-c", 'SECONDS=100000; (set -e -o pipefail; eval "$1")', "shell",
+         command.script], env=env, cwd=fake, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
 def test_v1_wait_without_containers_fails(fake: Path) -> None:
     result = _up_wait(fake, {})
     assert result.returncode == 1
