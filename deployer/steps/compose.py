@@ -330,25 +330,17 @@ def _up_record(base: str, state: str, services: list[str]) -> list[str]:
     ]
 
 
-def _up_undo(base: str, state: str, services: list[str], step_id: str, v1: bool,
-             wait: bool, limit: float) -> str:
+def _restore(base: str, source: str, v1: bool, wait: bool, limit: float) -> list[str]:
+    """Shell lines putting back each service recorded in file ``source``; they set
+    ``failed=1`` when one cannot be put back (its previous image is gone, it does not
+    start)."""
     up = f"{base} up -d --no-build --no-deps" + (" --wait" if wait and not v1 else "")
     started = f"{up} \"$svc\""
     if wait and v1:
         # the wait's deadline counts from its own start, not from the script's
         poll = _indent("SECONDS=0\n" + _v1_wait(base, ' "$svc"', limit), 6)
         started += f" && (\n{poll}\n    )"
-    svc = "".join(" " + shlex.quote(s) for s in services)
-    what = f"step {step_id}" if step_id else "this step"
-    return "\n".join([
-        f"record={state}",
-        "if [ ! -e \"$record\" ]; then",
-        f"  echo {shlex.quote(f'deployer: no record of what ran before {what} ')}\"($record)\""
-        f"{shlex.quote(': stopping its services, so that nothing it started serves')} >&2",
-        f"  {base} stop{svc}",
-        "  exit 0",
-        "fi",
-        "failed=0",
+    return [
         "while read -r svc before image name <&3; do",
         "  now=",
         f"  for id in $({base} ps -q \"$svc\"); do",
@@ -396,7 +388,24 @@ def _up_undo(base: str, state: str, services: list[str], step_id: str, v1: bool,
         "    echo \"$svc did not start on its previous image $image: $svc is stopped\" >&2",
         "    failed=1",
         "  fi",
-        "done 3<\"$record\"",
+        f"done 3<{source}",
+    ]
+
+
+def _up_undo(base: str, state: str, services: list[str], step_id: str, v1: bool,
+             wait: bool, limit: float) -> str:
+    svc = "".join(" " + shlex.quote(s) for s in services)
+    what = f"step {step_id}" if step_id else "this step"
+    return "\n".join([
+        f"record={state}",
+        "if [ ! -e \"$record\" ]; then",
+        f"  echo {shlex.quote(f'deployer: no record of what ran before {what} ')}\"($record)\""
+        f"{shlex.quote(': stopping its services, so that nothing it started serves')} >&2",
+        f"  {base} stop{svc}",
+        "  exit 0",
+        "fi",
+        "failed=0",
+        *_restore(base, "\"$record\"", v1, wait, limit),
         "exit \"$failed\"",
     ])
 
@@ -501,10 +510,24 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
     script = "\n".join(pre + [main] + post)
     shown = None
     if record:
+        # A failed `up` is not undone by the rollback (no failed step is): it puts back
+        # what ran before it itself, so a failed attempt never leaves new containers
+        # serving; the record stays pending for a retry or a resume.
+        waiting = post[:-1]
+        attempt = main + (" && (\n" + _indent("\n".join(waiting), 2) + "\n)" if waiting else "")
+        script = "\n".join(pre + [
+            f"if ! {{ {attempt}; }}; then",
+            "  echo 'deployer: compose up failed: putting back what ran before it' >&2",
+            "  failed=0",
+            *_indent("\n".join(_restore(base, "\"$record.pending\"", v1, opts.bool("wait"),
+                                        _wait_limit(fields["timeout"]))), 2).splitlines(),
+            "  exit 1",
+            "fi",
+            post[-1]])
         shown = "\n".join(lead + [main] + post[:-1] + [
             f"# first records which of {_named(services)} run, on which image id, in "
             f"{record} (for the rollback; a record left by an attempt that did not "
-            "finish is kept)"])
+            "finish is kept); if `up` fails, it puts them back as its rollback does"])
     return [RemoteCommand(script=script, label=f"compose {action}", display_script=shown,
                           **fields)]
 

@@ -68,7 +68,6 @@ case "$cmd" in
           [ -e "$f" ] || continue; read -r c r i n < "$f"
           [ "$c" = "$s" ] && echo "$c false $i $n" > "$f"; done; done ;;
   up)
-    [ -e "$FAKE/fail_up" ] && { echo "up failed" >&2; exit 1; }
     for s in "${svcs[@]}"; do
       name=$(cat "$FAKE/image_of/$s"); id=$(docker image inspect -f '{{.Id}}' "$name") || exit 1
       current=$(FLAVOUR=v1; containers "$s" | head -n 1)
@@ -80,7 +79,11 @@ case "$cmd" in
         rm "$FAKE/containers/$current"
       fi
       echo "$s true $id $name" > "$FAKE/containers/c$RANDOM$RANDOM"
-    done ;;
+    done
+    # the image named in fail_up starts, then is not healthy in time (as `--wait` fails)
+    if [ -e "$FAKE/fail_up" ] && [ "$(cat "$FAKE/fail_up")" = "$id" ]; then
+      echo "up failed" >&2; exit 1
+    fi ;;
 esac
 exit 0
 """
@@ -218,22 +221,51 @@ def test_previous_image_gone_stops_the_service_and_fails(engine: Engine) -> None
     assert "previous image of api (sha256:old) no longer exists" in result.stderr
 
 
-def test_a_retry_keeps_the_record_of_the_first_attempt(engine: Engine) -> None:
+def test_a_failed_up_puts_back_what_ran_before_and_a_retry_still_knows_it(
+        engine: Engine) -> None:
     engine.image("shop-api:latest", "sha256:old")
     engine.container("api", True, "sha256:old", "shop-api:latest")
-    do, undo = up_step(engine)
+    do, undo = up_step(engine, wait=True)
     engine.image("shop-api:latest", "sha256:new")
-    # the first attempt recreates the api and then fails (as `--wait` does)
-    (engine.root / "fail_up").write_text("")
-    assert engine.run(do).returncode == 1
-    (engine.root / "fail_up").unlink()
-    for path in (engine.root / "containers").iterdir():
-        path.unlink()  # as the failed attempt left it: recreated on the new image
-    engine.container("api", True, "sha256:new", "shop-api:latest")
-    assert engine.run(do).returncode == 0
+    (engine.root / "fail_up").write_text("sha256:new")
+    result = engine.run(do)
+    assert result.returncode == 1
+    assert "compose up failed: putting back what ran before it" in result.stderr
+    assert engine.running("api") == ["sha256:old"]
+    assert engine.tag("shop-api:latest") == "sha256:new"
 
+    # the record stays pending: a retry records nothing new, what ran before the first
+    # attempt is what counts
+    (pending,) = (engine.root / "home").glob(".local/state/deployer/compose-up/*.pending")
+    assert pending.read_text().split()[2] == "sha256:old"
+    (engine.root / "fail_up").unlink()
+    assert engine.run(do).returncode == 0
+    assert engine.running("api") == ["sha256:new"]
     assert engine.run(undo).returncode == 0
     assert engine.running("api") == ["sha256:old"]
+
+
+def test_a_retry_uses_the_pending_record(engine: Engine) -> None:
+    engine.image("shop-api:latest", "sha256:new")
+    engine.container("api", True, "sha256:new", "shop-api:latest")
+    do, undo = up_step(engine)
+    # an earlier attempt, before which the api did not run, left its record pending
+    state = engine.root / "home" / ".local" / "state" / "deployer" / "compose-up"
+    state.mkdir(parents=True)
+    record = do.script.split('compose-up/', 1)[1].split('"', 1)[0]
+    (state / f"{record}.pending").write_text("api none none none\n")
+    assert engine.run(do).returncode == 0
+    assert not (state / f"{record}.pending").exists()
+    assert engine.run(undo).returncode == 0
+    assert engine.running("api") == []
+
+
+def test_a_failed_first_up_stops_what_it_started(engine: Engine) -> None:
+    engine.image("shop-api:latest", "sha256:new")
+    do, _undo = up_step(engine)
+    (engine.root / "fail_up").write_text("sha256:new")
+    assert engine.run(do).returncode == 1
+    assert engine.running("api") == []
 
 
 def test_a_later_run_records_afresh(engine: Engine) -> None:
