@@ -55,6 +55,9 @@ class RemoteCommand(Command):
     # What display shows instead of ``stdin`` when the real input holds values in an
     # escaped form (SQL literals) that the redactor would not recognise as secrets.
     display_stdin: str | None = None
+    # What display shows instead of ``script`` when the script is generated plumbing
+    # that a summary naming its exact commands explains better (compose up's undo).
+    display_script: str | None = None
 
     def display(self, mask: Mask = _identity) -> str:
         parts = []
@@ -64,7 +67,8 @@ class RemoteCommand(Command):
             # mask before quoting: quoting splits a secret holding ' so a mask after it
             # would miss it
             parts.append(f"export {key}={shlex.quote(mask(str(self.env[key])))}")
-        text = " && ".join(parts + [self.script]) if parts else self.script
+        script = self.display_script if self.display_script is not None else self.script
+        text = " && ".join(parts + [script]) if parts else script
         if self.sudo:
             text = f"sudo: {text}"
         shown = self.display_stdin if self.display_stdin is not None else self.stdin

@@ -19,10 +19,25 @@ command runs in the project directory, so relative ``-f`` files resolve there.
 ``build`` with ``image`` keeps the current image under a backup tag before building,
 and its built-in rollback re-tags the backup and recreates the step's services if
 they are running.
+
+``up`` records, before it starts anything, which of its services had a running
+container and on which image id (a small state file on the host, under
+``${XDG_STATE_HOME:-~/.local/state}/deployer/compose-up/``, named after the step and the
+compose project). Its built-in rollback reads that record: a service that did not run
+before is stopped; one that ran on another image runs that image again (tagged back
+under the name compose uses just long enough to recreate the container, so the image
+tags stay as the later undos, a migration downgrade with the new image for one, expect
+them); one that this step did not recreate, or recreated on the same image, is left
+running. When the previous image is gone, the service is stopped and the undo fails.
+So a rolled-back host serves its previous version or nothing, never the new containers
+over an undone database. A record left by an ``up`` that failed part-way is kept, so a
+retry or a resume still knows what ran before the first attempt.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shlex
 from pathlib import PurePosixPath
@@ -41,7 +56,9 @@ FIELDS: dict[str, FieldSpec] = {
     "action": FieldSpec(
         "choice", "What to do: `build`, `up` (detached), `down`, `stop`, `restart`, `exec` "
         "(in a running container), `run` (a one-off container, removed after), `pull`, "
-        "`ps` or `logs`.", required=True, choices=ACTIONS, template=False),
+        "`ps` or `logs`. `up` has a built-in rollback: the services it started are "
+        "stopped, those it recreated on a new image run their previous image again.",
+        required=True, choices=ACTIONS, template=False),
     "services": FieldSpec(
         "string|list[string]", "Services to act on (default: all). Not allowed for `down`, "
         "which always acts on the whole project: use `stop` for some services."),
@@ -135,6 +152,10 @@ def detect_compose_command() -> RemoteCommand:
     return RemoteCommand(script=script, check=False, label="detect compose command")
 
 
+def _compose_cmd(ctx: RenderContext) -> str:
+    return (ctx.compose_cmd or "docker compose").strip()
+
+
 def compose_base(ctx: RenderContext, opts: Options | None = None,
                  cwd: str | None = None) -> tuple[str, str | None]:
     """The compose invocation with its global flags, and the directory to run it in.
@@ -143,7 +164,7 @@ def compose_base(ctx: RenderContext, opts: Options | None = None,
     Returns ``(prefix, cwd)`` where ``cwd`` is the step's own cwd if it set one, else
     the project directory (or None).
     """
-    compose_cmd = (ctx.compose_cmd or "docker compose").strip()
+    compose_cmd = _compose_cmd(ctx)
     if not _COMPOSE_CMD_RE.match(compose_cmd):
         raise InputError(Problem(f"compose command {compose_cmd!r} contains characters that "
                                  "are not allowed", path="vars.compose_command",
@@ -241,10 +262,8 @@ def _v1_wait(base: str, quoted_services: str, limit: float) -> str:
     return "\n".join([
         f"ids=$({base} ps -q{quoted_services})",
         "if [ -z \"$ids\" ]; then echo 'deployer: no containers to wait for' >&2; exit 1; fi",
-        # Stop just before the step's own timeout would kill us, so the failure says
-        # what was not healthy. SECONDS is reset: scripts run in a subshell of the
-        # host's long-lived shell, whose SECONDS counts from the connection's start.
-        "SECONDS=0",
+        # SECONDS counts from the start of the step (callers reset it): stop just before
+        # the step's own timeout would kill us, so the failure says what was not healthy
         f"deadline={int(limit)}",
         "while :; do",
         "  pending=0",
@@ -266,6 +285,139 @@ def _v1_wait(base: str, quoted_services: str, limit: float) -> str:
     ])
 
 
+UP_STATE_DIR = "${XDG_STATE_HOME:-$HOME/.local/state}/deployer/compose-up"
+_INSPECT_BEFORE = "{{.State.Running}} {{.Image}} {{.Config.Image}}"
+
+
+def up_state_path(base: str, compose_cmd: str, cwd: str | None, services: list[str],
+                  step: Step | None) -> str:
+    """Where ``up`` records what ran before it, as a shell word (``$HOME`` expands).
+
+    Named after the step and everything that selects the compose project (files,
+    directory, name, env file, services) but not the compose invocation, so a host that
+    moves from v1 to v2 between a run and its rollback still finds the record.
+    """
+    step_id = step.id if step is not None else ""
+    project = base[len(compose_cmd):]
+    digest = hashlib.sha256(json.dumps([step_id, project, cwd, services]).encode())
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", step_id)[:60] or "up"
+    return f"\"{UP_STATE_DIR}/{name}-{digest.hexdigest()[:16]}\""
+
+
+def _service_list(base: str, services: list[str]) -> str:
+    if services:
+        return " ".join(shlex.quote(s) for s in services)
+    return f"$({base} config --services)"
+
+
+def _up_record(base: str, state: str, services: list[str]) -> list[str]:
+    # Only running containers count: v2's `ps -q` lists those, v1's lists stopped ones
+    # too, so each is asked. Kept when an earlier attempt left it pending.
+    return [
+        f"record={state}",
+        "if [ ! -e \"$record.pending\" ]; then",
+        "  (umask 077 && mkdir -p \"${record%/*}\")",
+        f"  for svc in {_service_list(base, services)}; do",
+        "    run=none image=none name=none",
+        f"    for id in $({base} ps -q \"$svc\"); do",
+        f"      set -- $(docker inspect -f '{_INSPECT_BEFORE}' \"$id\")",
+        "      if [ \"$1\" = true ]; then run=$id image=$2 name=$3; fi",
+        "    done",
+        "    echo \"$svc $run $image $name\"",
+        "  done >\"$record.partial\"",
+        "  mv \"$record.partial\" \"$record.pending\"",
+        "fi",
+    ]
+
+
+def _restore(base: str, source: str, v1: bool, wait: bool, limit: float) -> list[str]:
+    """Shell lines putting back each service recorded in file ``source``; they set
+    ``failed=1`` when one cannot be put back (its previous image is gone, it does not
+    start)."""
+    up = f"{base} up -d --no-build --no-deps" + (" --wait" if wait and not v1 else "")
+    started = f"{up} \"$svc\""
+    if wait and v1:
+        # the wait's deadline counts from its own start, not from the script's
+        poll = _indent("SECONDS=0\n" + _v1_wait(base, ' "$svc"', limit), 6)
+        started += f" && (\n{poll}\n    )"
+    return [
+        "while read -r svc before image name <&3; do",
+        "  now=",
+        f"  for id in $({base} ps -q \"$svc\"); do",
+        "    if [ \"$(docker inspect -f '{{.State.Running}}' \"$id\")\" = true ]; then now=$id; fi",
+        "  done",
+        "  if [ \"$before\" = none ]; then",
+        "    if [ -n \"$now\" ]; then",
+        f"      {base} stop \"$svc\"",
+        "      echo \"stopped $svc: it was not running before\"",
+        "    else",
+        "      echo \"$svc is not running, as before\"",
+        "    fi",
+        "    continue",
+        "  fi",
+        "  if [ -n \"$now\" ]; then",
+        "    if [ \"$now\" = \"$before\" ] || "
+        "[ \"$(docker inspect -f '{{.Image}}' \"$now\")\" = \"$image\" ]; then",
+        "      echo \"$svc runs its previous image $image\"",
+        "      continue",
+        "    fi",
+        "    name=$(docker inspect -f '{{.Config.Image}}' \"$now\")",
+        "  fi",
+        "  if ! docker image inspect \"$image\" >/dev/null 2>&1; then",
+        f"    if [ -n \"$now\" ]; then {base} stop \"$svc\"; fi",
+        "    echo \"the previous image of $svc ($image) no longer exists: $svc is stopped\" >&2",
+        "    failed=1",
+        "    continue",
+        "  fi",
+        # compose starts what the service's image name points to: point it at the
+        # previous image for the recreate, then back, so tags stay as found
+        "  new=$(docker image inspect -f '{{.Id}}' \"$name\" 2>/dev/null || true)",
+        "  docker tag \"$image\" \"$name\"",
+        f"  if {started}; then",
+        "    restored=1",
+        "  else",
+        "    restored=0",
+        "  fi",
+        "  if [ -n \"$new\" ] && [ \"$new\" != \"$image\" ]; then",
+        "    docker tag \"$new\" \"$name\"",
+        "  fi",
+        "  if [ \"$restored\" = 1 ]; then",
+        "    echo \"$svc runs its previous image $image again\"",
+        "  else",
+        f"    {base} stop \"$svc\" || true",
+        "    echo \"$svc did not start on its previous image $image: $svc is stopped\" >&2",
+        "    failed=1",
+        "  fi",
+        f"done 3<{source}",
+    ]
+
+
+def _up_undo(base: str, state: str, services: list[str], step_id: str, v1: bool,
+             wait: bool, limit: float) -> str:
+    svc = "".join(" " + shlex.quote(s) for s in services)
+    what = f"step {step_id}" if step_id else "this step"
+    return "\n".join([
+        f"record={state}",
+        "if [ ! -e \"$record\" ]; then",
+        f"  echo {shlex.quote(f'deployer: no record of what ran before {what} ')}\"($record)\""
+        f"{shlex.quote(': stopping its services, so that nothing it started serves')} >&2",
+        f"  {base} stop{svc}",
+        "  exit 0",
+        "fi",
+        "failed=0",
+        *_restore(base, "\"$record\"", v1, wait, limit),
+        "exit \"$failed\"",
+    ])
+
+
+def _indent(text: str, n: int) -> str:
+    return "\n".join(" " * n + line for line in text.splitlines())
+
+
+def _wait_limit(timeout: float | None) -> float:
+    return max(timeout - 5, 1) if timeout else V1_WAIT_DEFAULT
+
+
 def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[Command]:
     opts = Options("compose", FIELDS, body, ctx)
     action = opts.str("action", required=True) or ""
@@ -280,6 +432,8 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
     svc = "".join(" " + shlex.quote(s) for s in services)
     pre: list[str] = []
     post: list[str] = []
+    record = ""  # `up`: where it records what ran before it
+    lead: list[str] = []
 
     if action == "build":
         flags = (" --no-cache" if opts.bool("no_cache") else "") + (
@@ -305,10 +459,17 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
             if not opts.bool("detach"):
                 raise opts.error("wait", "`wait` needs `detach: true`")
             if v1:
-                limit = max(fields["timeout"] - 5, 1) if fields["timeout"] else V1_WAIT_DEFAULT
-                post = [_v1_wait(base, svc, limit)]
+                # the script runs in a subshell of deployer's long-lived remote shell,
+                # whose SECONDS counts from the connection: count from this step
+                pre = ["SECONDS=0"]
+                post = [_v1_wait(base, svc, _wait_limit(fields["timeout"]))]
             else:
                 flags += " --wait"
+        if opts.bool("detach"):  # a foreground `up` stops its containers itself
+            record = up_state_path(base, _compose_cmd(ctx), cwd, services, step)
+            lead = list(pre)  # what the display shows of the lines before `up`
+            pre += _up_record(base, record, services)
+            post.append("mv \"$record.pending\" \"$record\"")
         main = f"{base} up{flags}{svc}"
     elif action == "down":
         if services:
@@ -347,13 +508,38 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
         main = f"{base} {action}{svc}"
 
     script = "\n".join(pre + [main] + post)
-    return [RemoteCommand(script=script, label=f"compose {action}", **fields)]
+    shown = None
+    if record:
+        # A failed `up` is not undone by the rollback (no failed step is): it puts back
+        # what ran before it itself, so a failed attempt never leaves new containers
+        # serving; the record stays pending for a retry or a resume.
+        waiting = post[:-1]
+        attempt = main + (" && (\n" + _indent("\n".join(waiting), 2) + "\n)" if waiting else "")
+        script = "\n".join(pre + [
+            f"if ! {{ {attempt}; }}; then",
+            "  echo 'deployer: compose up failed: putting back what ran before it' >&2",
+            "  failed=0",
+            *_indent("\n".join(_restore(base, "\"$record.pending\"", v1, opts.bool("wait"),
+                                        _wait_limit(fields["timeout"]))), 2).splitlines(),
+            "  exit 1",
+            "fi",
+            post[-1]])
+        shown = "\n".join(lead + [main] + post[:-1] + [
+            f"# first records which of {_named(services)} run, on which image id, in "
+            f"{record} (for the rollback; a record left by an attempt that did not "
+            "finish is kept); if `up` fails, it puts them back as its rollback does"])
+    return [RemoteCommand(script=script, label=f"compose {action}", display_script=shown,
+                          **fields)]
 
 
 def auto_rollback(body: StepBody, ctx: RenderContext, step: Step) -> list[Command]:
-    """``build`` with ``image``: put the kept image back and recreate running services."""
+    """``build`` with ``image``: put the kept image back and recreate running services.
+    ``up``: put back the services' containers as they were before (module docstring)."""
     opts = Options("compose", FIELDS, body, ctx)
-    if opts.str("action") != "build":
+    action = opts.str("action")
+    if action == "up":
+        return _up_rollback(opts, body, ctx, step)
+    if action != "build":
         return []
     image = _image(opts)
     if not image:
@@ -368,7 +554,8 @@ def auto_rollback(body: StepBody, ctx: RenderContext, step: Step) -> list[Comman
         f"if docker image inspect {qb} >/dev/null 2>&1; then",
         f"  docker tag {qb} {qi}",
         f"  echo {shlex.quote(f'restored {image} from {backup_tag(image)}')}",
-        f"  if [ -n \"$({base} ps -q{svc})\" ]; then",
+        # v1's `ps -q` lists stopped containers too: only running ones are recreated
+        f"  if [ -n \"$({_running_ids(base, svc)})\" ]; then",
         f"    {base} up -d --no-build --no-deps{svc}",
         "  fi",
         "else",
@@ -377,6 +564,42 @@ def auto_rollback(body: StepBody, ctx: RenderContext, step: Step) -> list[Comman
         "fi",
     ])
     return [RemoteCommand(script=script, label="compose restore image", **fields)]
+
+
+def _running_ids(base: str, quoted_services: str) -> str:
+    return (f"for id in $({base} ps -q{quoted_services}); do "
+            "if [ \"$(docker inspect -f '{{.State.Running}}' \"$id\")\" = true ]; then "
+            "echo \"$id\"; fi; done")
+
+
+def _up_rollback(opts: Options, body: StepBody, ctx: RenderContext,
+                 step: Step) -> list[Command]:
+    if not opts.bool("detach"):
+        return []  # a foreground `up` has stopped its containers when it ended
+    fields = exec_fields(body, ctx)
+    base, cwd = compose_base(ctx, opts, fields["cwd"])
+    fields["cwd"] = cwd
+    services = _services(opts, "up")
+    state = up_state_path(base, _compose_cmd(ctx), cwd, services, step)
+    v1, wait = is_v1(ctx.compose_cmd or ""), opts.bool("wait")
+    script = _up_undo(base, state, services, step.id, v1, wait, _wait_limit(fields["timeout"]))
+    up = f"{base} up -d --no-build --no-deps" + (" --wait" if wait and not v1 else "")
+    then_wait = " (then waits until healthy)" if wait and v1 else ""
+    shown = "\n".join([
+        f"# for each of {_named(services)} as recorded before step {step.id} in {state}:",
+        f"#   not running then: {base} stop SERVICE",
+        f"#   ran another image: docker tag PREVIOUS_ID IMAGE && {up} SERVICE{then_wait}, "
+        "then IMAGE names the id it had again (image tags are the build step's to undo)",
+        f"#   previous image gone: {base} stop SERVICE, and this undo fails",
+        "#   not recreated, or on the same image: left running",
+        f"# no record: {base} stop{''.join(' ' + shlex.quote(s) for s in services)}",
+    ])
+    return [RemoteCommand(script=script, label="compose restore containers",
+                          display_script=shown, **fields)]
+
+
+def _named(services: list[str]) -> str:
+    return ", ".join(services) if services else "the services"
 
 
 def validate(body: StepBody, step: Step) -> list[tuple[str, str]]:

@@ -33,6 +33,11 @@ case "$1" in
   tag) cp "$FAKE/images/$(key "$2")" "$FAKE/images/$(key "$3")"; exit $? ;;
   inspect)
     if [ "$3" = '{{.Name}}' ]; then echo "/$4"; exit 0; fi
+    # what `up` records before it starts (test_compose_up.py simulates it fully)
+    if [ "$3" = '{{.State.Running}}' ]; then echo true; exit 0; fi
+    if [ "$3" = '{{.State.Running}} {{.Image}} {{.Config.Image}}' ]; then
+      echo "true sha256:$4 shop-api"; exit 0
+    fi
     f="$FAKE/states/$4"
     line=$(head -n 1 "$f")
     if [ "$(wc -l < "$f")" -gt 1 ]; then tail -n +2 "$f" > "$f.tmp"; mv "$f.tmp" "$f"; fi
@@ -68,7 +73,8 @@ def fake(tmp_path: Path) -> Path:
 
 
 def run_script(command: RemoteCommand, fake: Path, path: str | None = None):
-    env = {"PATH": path or f"{fake / 'bin'}:/usr/bin:/bin", "FAKE": str(fake)}
+    env = {"PATH": path or f"{fake / 'bin'}:/usr/bin:/bin", "FAKE": str(fake),
+           "HOME": str(fake)}
     return subprocess.run(["/bin/bash", "-e", "-o", "pipefail", "-c", command.script],
                           env=env, cwd=fake, capture_output=True, text=True, timeout=60)
 
@@ -163,6 +169,19 @@ def test_v1_wait_gives_up_before_step_timeout(fake: Path) -> None:
     result = _up_wait(fake, {"api": ["running starting 0"]}, timeout=6)
     assert result.returncode == 1
     assert "containers not healthy after" in result.stderr
+
+
+def test_v1_wait_counts_from_the_step_not_from_the_remote_shell(fake: Path) -> None:
+    # steps run in subshells of one long-lived remote shell, which inherit its SECONDS
+    (fake / "states" / "api").write_text("running starting 0\nrunning healthy 0\n")
+    (fake / "running").write_text("api\n")
+    step = {"compose": {"action": "up", "wait": True}, "timeout": 300}
+    command = compose.build(make_body(step), FixtureContext(compose_cmd="docker-compose"))[0]
+    env = {"PATH": f"{fake / 'bin'}:/usr/bin:/bin", "FAKE": str(fake), "HOME": str(fake)}
+    result = subprocess.run(
+        ["/bin/bash", "-c", 'SECONDS=100000; (set -e -o pipefail; eval "$1")', "shell",
+         command.script], env=env, cwd=fake, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
 
 
 def test_v1_wait_without_containers_fails(fake: Path) -> None:
