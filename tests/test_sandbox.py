@@ -396,15 +396,31 @@ def answers(port: int) -> bool:
 def fake_deployment(res: dict) -> str:
     """What a deployment leaves, in miniature: a container of the compose project holding
     a labelled volume, listening on the api port, from an image tagged as the api image
-    (and its rollback tag)."""
+    (and its rollback tag); and a postgres container whose named volume is mounted at a
+    PGDATA below the image's VOLUME, so the engine adds an anonymous volume (issue 16)."""
     label = f"com.docker.compose.project={res['compose_project']}"
     volume = f"{res['compose_project']}_pgdata"
     sh(["docker", "volume", "create", "--label", label, volume])
     for tag in (res["api_image"], res["api_image"] + "-deployer-prev"):
         sh(["docker", "tag", PYTHON_IMAGE, tag])
+    sh(["docker", "create", "--network", "host", "--label", label,
+        "-e", "PGDATA=/var/lib/postgresql/data/pgdata",
+        "-v", f"{volume}:/var/lib/postgresql/data/pgdata", POSTGRES_IMAGE])
     return sh(["docker", "run", "-d", "--network", "host", "--label", label,
                "-v", f"{volume}:/data", res["api_image"], "python3", "-m", "http.server",
                "--bind", "127.0.0.1", str(res["api_port"])]).stdout.strip()
+
+
+def anonymous_volumes(project: str) -> list[str]:
+    ids = project_ids(project, "-a")
+    out = sh(["docker", "inspect", "--format",
+              '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}', *ids]
+             ).stdout.split() if ids else []
+    return [v for v in out if len(v) == 64]
+
+
+def volume_exists(name: str) -> bool:
+    return sh(["docker", "volume", "inspect", name], check=False).returncode == 0
 
 
 def test_two_checkouts_have_distinct_resources_and_down_leaves_the_other(
@@ -439,6 +455,9 @@ def test_two_checkouts_have_distinct_resources_and_down_leaves_the_other(
 
         fake_deployment(res["b"])
         c_id = fake_deployment(res["c"])
+        b_anon = anonymous_volumes(res["b"]["compose_project"])
+        c_anon = anonymous_volumes(res["c"]["compose_project"])
+        assert len(b_anon) == len(c_anon) == 1 and b_anon != c_anon
         for name in ("b", "c"):  # both stacks listen at once
             port = res[name]["api_port"]
             deadline = time.monotonic() + 20
@@ -454,8 +473,10 @@ def test_two_checkouts_have_distinct_resources_and_down_leaves_the_other(
         assert f"{res['b']['compose_project']}_pgdata" not in vols
         for tag in (res["b"]["api_image"], res["b"]["api_image"] + "-deployer-prev"):
             assert sh(["docker", "image", "inspect", tag], check=False).returncode != 0, tag
+        assert not volume_exists(b_anon[0]), "down --purge left the anonymous volume"
         assert sh([*ssh_cmd(b_host), "true"], check=False).returncode == 255
         assert not answers(res["b"]["api_port"])
+        assert volume_exists(c_anon[0])
         # c still runs, untouched, and so does this checkout's sandbox.
         assert project_ids(res["c"]["compose_project"]) == [c_id[:12]]
         assert answers(res["c"]["api_port"])
@@ -464,6 +485,14 @@ def test_two_checkouts_have_distinct_resources_and_down_leaves_the_other(
         assert sh([*ssh_cmd(c_host), "true"]).returncode == 0
         assert project_ids(mine["compose_project"], "-a") == main_ids
         assert sh([str(SANDBOX), "status"], check=False).returncode == 0
+        # A plain `down` keeps c's volumes, the anonymous one too; a later --purge, with
+        # the containers long gone, still removes it.
+        sh([str(SANDBOX), "down"], env=envs["c"], timeout=300)
+        assert project_ids(res["c"]["compose_project"], "-a") == []
+        assert volume_exists(c_anon[0]) and volume_exists(f"{res['c']['compose_project']}_pgdata")
+        sh([str(SANDBOX), "down", "--purge"], env=envs["c"], timeout=300)
+        assert not volume_exists(c_anon[0])
+        assert not volume_exists(f"{res['c']['compose_project']}_pgdata")
     finally:
         for env in envs.values():
             sh([str(SANDBOX), "down", "--purge"], env=env, check=False, timeout=300)
