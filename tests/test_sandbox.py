@@ -180,8 +180,34 @@ def test_sftp_subsystem_works(host: dict, tmp_path: Path) -> None:
 def test_docker_and_compose_answer_over_ssh(host: dict) -> None:
     r = remote(host, "docker info --format '{{.ServerVersion}} {{.Driver}}'")
     assert r.stdout.strip()
-    r = remote(host, "docker compose version 2>/dev/null || docker-compose version --short")
-    assert r.stdout.strip()
+    # Both flavours over ssh, with the PATH an ssh session gets: v2 is the default, v1
+    # stays for the smaller v1 pass (SANDBOX_COMPOSE=v1).
+    v2 = remote(host, "docker compose version --short").stdout.strip()
+    assert v2.lstrip("v").startswith("2."), v2
+    v1 = remote(host, "docker-compose version --short").stdout.strip()
+    assert v1.startswith("1."), v1
+    expected = {"v1": "docker-compose"}.get(os.environ.get("SANDBOX_COMPOSE", ""),
+                                              "docker compose")
+    assert host["vars"]["compose_command"] == expected
+
+
+def test_compose_flavour_is_chosen_by_sandbox_compose(inventory: dict, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+    env.update(SANDBOX_DIR=str(tmp_path / "v1"), SANDBOX_SSH_PORT=str(free_port()),
+               SANDBOX_COMPOSE="v1")
+    try:
+        r = sh([str(SANDBOX), "up"], env=env, timeout=300)
+        assert "compose 'docker-compose' (v1 1." in r.stdout, r.stdout
+        inv = yaml.safe_load((tmp_path / "v1" / "inventory.yml").read_text())
+        assert inv["hosts"]["sandbox"]["vars"]["compose_command"] == "docker-compose"
+        status = sh([str(SANDBOX), "status"], env=env, check=False).stdout
+        assert "v1 'docker-compose': 1." in status and "(the inventory's compose_command)" \
+            in status.split("v1 'docker-compose'")[1].splitlines()[0]
+        assert "v2 'docker compose': 2." in status
+    finally:
+        sh([str(SANDBOX), "down"], env=env, check=False, timeout=300)
+    bad = sh([str(SANDBOX), "up"], env=dict(env, SANDBOX_COMPOSE="v3"), check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("sandbox: error: SANDBOX_COMPOSE=")
 
 
 def test_host_networking_reaches_host_loopback_ports(host: dict) -> None:
@@ -516,6 +542,7 @@ def test_down_without_a_record_removes_no_containers(inventory: dict, tmp_path: 
 @pytest.mark.parametrize(("name", "value"), [("SANDBOX_API_PORT", "abc"),
                                               ("SANDBOX_PG_PORT", "80"),
                                               ("SANDBOX_SSH_PORT", "70000"),
+                                              ("SANDBOX_COMPOSE", "v3"),
                                               ("SANDBOX_PROJECT", "Has Spaces")])
 def test_bad_overrides_are_refused_before_anything_starts(name: str, value: str,
                                                           tmp_path: Path) -> None:
