@@ -186,9 +186,8 @@ def test_docker_and_compose_answer_over_ssh(host: dict) -> None:
     assert v2.lstrip("v").startswith("2."), v2
     v1 = remote(host, "docker-compose version --short").stdout.strip()
     assert v1.startswith("1."), v1
-    expected = {"v1": "docker-compose"}.get(os.environ.get("SANDBOX_COMPOSE", ""),
-                                              "docker compose")
-    assert host["vars"]["compose_command"] == expected
+    pinned = "docker-compose" if os.environ.get("SANDBOX_COMPOSE") == "v1" else None
+    assert host["vars"].get("compose_command") == pinned
 
 
 def test_compose_flavour_is_chosen_by_sandbox_compose(inventory: dict, tmp_path: Path) -> None:
@@ -201,9 +200,15 @@ def test_compose_flavour_is_chosen_by_sandbox_compose(inventory: dict, tmp_path:
         inv = yaml.safe_load((tmp_path / "v1" / "inventory.yml").read_text())
         assert inv["hosts"]["sandbox"]["vars"]["compose_command"] == "docker-compose"
         status = sh([str(SANDBOX), "status"], env=env, check=False).stdout
-        assert "v1 'docker-compose': 1." in status and "(the inventory's compose_command)" \
+        assert "v1 'docker-compose': 1." in status and "(what the inventory uses)" \
             in status.split("v1 'docker-compose'")[1].splitlines()[0]
-        assert "v2 'docker compose': 2." in status
+        # Over this sandbox's ssh only v1 answers (unless the machine has a v2 plugin
+        # of its own in docker's plugin directories), so detection would find v1 too.
+        host2 = inv["hosts"]["sandbox"]
+        if not sh(["docker", "compose", "version"], check=False).returncode == 0:
+            assert "v2 'docker compose': MISSING" in status
+            assert remote(host2, "docker compose version", check=False).returncode != 0
+        assert remote(host2, "docker-compose version --short").stdout.startswith("1.")
     finally:
         sh([str(SANDBOX), "down"], env=env, check=False, timeout=300)
     bad = sh([str(SANDBOX), "up"], env=dict(env, SANDBOX_COMPOSE="v3"), check=False)
