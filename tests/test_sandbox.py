@@ -204,8 +204,39 @@ def test_sftp_subsystem_works(host: dict, tmp_path: Path) -> None:
 def test_docker_and_compose_answer_over_ssh(host: dict) -> None:
     r = remote(host, "docker info --format '{{.ServerVersion}} {{.Driver}}'")
     assert r.stdout.strip()
-    r = remote(host, "docker compose version 2>/dev/null || docker-compose version --short")
-    assert r.stdout.strip()
+    # Both flavours over ssh, with the PATH an ssh session gets: v2 is the default, v1
+    # stays for the smaller v1 pass (SANDBOX_COMPOSE=v1).
+    v2 = remote(host, "docker compose version --short").stdout.strip()
+    assert v2.lstrip("v").startswith("2."), v2
+    v1 = remote(host, "docker-compose version --short").stdout.strip()
+    assert v1.startswith("1."), v1
+    pinned = "docker-compose" if os.environ.get("SANDBOX_COMPOSE") == "v1" else None
+    assert host["vars"].get("compose_command") == pinned
+
+
+def test_compose_flavour_is_chosen_by_sandbox_compose(inventory: dict, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+    env.update(SANDBOX_DIR=str(tmp_path / "v1"), SANDBOX_SSH_PORT=str(free_port()),
+               SANDBOX_COMPOSE="v1")
+    try:
+        r = sh([str(SANDBOX), "up"], env=env, timeout=300)
+        assert "compose 'docker-compose' (v1 1." in r.stdout, r.stdout
+        inv = yaml.safe_load((tmp_path / "v1" / "inventory.yml").read_text())
+        assert inv["hosts"]["sandbox"]["vars"]["compose_command"] == "docker-compose"
+        status = sh([str(SANDBOX), "status"], env=env, check=False).stdout
+        assert "v1 'docker-compose': 1." in status and "(what the inventory uses)" \
+            in status.split("v1 'docker-compose'")[1].splitlines()[0]
+        # Over this sandbox's ssh only v1 answers (unless the machine has a v2 plugin
+        # of its own in docker's plugin directories), so detection would find v1 too.
+        host2 = inv["hosts"]["sandbox"]
+        if not sh(["docker", "compose", "version"], check=False).returncode == 0:
+            assert "v2 'docker compose': MISSING" in status
+            assert remote(host2, "docker compose version", check=False).returncode != 0
+        assert remote(host2, "docker-compose version --short").stdout.startswith("1.")
+    finally:
+        sh([str(SANDBOX), "down"], env=env, check=False, timeout=300)
+    bad = sh([str(SANDBOX), "up"], env=dict(env, SANDBOX_COMPOSE="v3"), check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("sandbox: error: SANDBOX_COMPOSE=")
 
 
 def test_host_networking_reaches_host_loopback_ports(host: dict) -> None:
@@ -420,15 +451,31 @@ def answers(port: int) -> bool:
 def fake_deployment(res: dict) -> str:
     """What a deployment leaves, in miniature: a container of the compose project holding
     a labelled volume, listening on the api port, from an image tagged as the api image
-    (and its rollback tag)."""
+    (and its rollback tag); and a postgres container whose named volume is mounted at a
+    PGDATA below the image's VOLUME, so the engine adds an anonymous volume (issue 16)."""
     label = f"com.docker.compose.project={res['compose_project']}"
     volume = f"{res['compose_project']}_pgdata"
     sh(["docker", "volume", "create", "--label", label, volume])
     for tag in (res["api_image"], res["api_image"] + "-deployer-prev"):
         sh(["docker", "tag", PYTHON_IMAGE, tag])
+    sh(["docker", "create", "--network", "host", "--label", label,
+        "-e", "PGDATA=/var/lib/postgresql/data/pgdata",
+        "-v", f"{volume}:/var/lib/postgresql/data/pgdata", POSTGRES_IMAGE])
     return sh(["docker", "run", "-d", "--network", "host", "--label", label,
                "-v", f"{volume}:/data", res["api_image"], "python3", "-m", "http.server",
                "--bind", "127.0.0.1", str(res["api_port"])]).stdout.strip()
+
+
+def anonymous_volumes(project: str) -> list[str]:
+    ids = project_ids(project, "-a")
+    out = sh(["docker", "inspect", "--format",
+              '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}', *ids]
+             ).stdout.split() if ids else []
+    return [v for v in out if len(v) == 64]
+
+
+def volume_exists(name: str) -> bool:
+    return sh(["docker", "volume", "inspect", name], check=False).returncode == 0
 
 
 def test_two_checkouts_have_distinct_resources_and_down_leaves_the_other(
@@ -463,6 +510,9 @@ def test_two_checkouts_have_distinct_resources_and_down_leaves_the_other(
 
         fake_deployment(res["b"])
         c_id = fake_deployment(res["c"])
+        b_anon = anonymous_volumes(res["b"]["compose_project"])
+        c_anon = anonymous_volumes(res["c"]["compose_project"])
+        assert len(b_anon) == len(c_anon) == 1 and b_anon != c_anon
         for name in ("b", "c"):  # both stacks listen at once
             port = res[name]["api_port"]
             deadline = time.monotonic() + 20
@@ -478,8 +528,10 @@ def test_two_checkouts_have_distinct_resources_and_down_leaves_the_other(
         assert f"{res['b']['compose_project']}_pgdata" not in vols
         for tag in (res["b"]["api_image"], res["b"]["api_image"] + "-deployer-prev"):
             assert sh(["docker", "image", "inspect", tag], check=False).returncode != 0, tag
+        assert not volume_exists(b_anon[0]), "down --purge left the anonymous volume"
         assert sh([*ssh_cmd(b_host), "true"], check=False).returncode == 255
         assert not answers(res["b"]["api_port"])
+        assert volume_exists(c_anon[0])
         # c still runs, untouched, and so does this checkout's sandbox.
         assert project_ids(res["c"]["compose_project"]) == [c_id[:12]]
         assert answers(res["c"]["api_port"])
@@ -488,6 +540,14 @@ def test_two_checkouts_have_distinct_resources_and_down_leaves_the_other(
         assert sh([*ssh_cmd(c_host), "true"]).returncode == 0
         assert project_ids(mine["compose_project"], "-a") == main_ids
         assert sh([str(SANDBOX), "status"], check=False).returncode == 0
+        # A plain `down` keeps c's volumes, the anonymous one too; a later --purge, with
+        # the containers long gone, still removes it.
+        sh([str(SANDBOX), "down"], env=envs["c"], timeout=300)
+        assert project_ids(res["c"]["compose_project"], "-a") == []
+        assert volume_exists(c_anon[0]) and volume_exists(f"{res['c']['compose_project']}_pgdata")
+        sh([str(SANDBOX), "down", "--purge"], env=envs["c"], timeout=300)
+        assert not volume_exists(c_anon[0])
+        assert not volume_exists(f"{res['c']['compose_project']}_pgdata")
     finally:
         for env in envs.values():
             sh([str(SANDBOX), "down", "--purge"], env=env, check=False, timeout=300)
@@ -511,6 +571,7 @@ def test_down_without_a_record_removes_no_containers(inventory: dict, tmp_path: 
 @pytest.mark.parametrize(("name", "value"), [("SANDBOX_API_PORT", "abc"),
                                               ("SANDBOX_PG_PORT", "80"),
                                               ("SANDBOX_SSH_PORT", "70000"),
+                                              ("SANDBOX_COMPOSE", "v3"),
                                               ("SANDBOX_PROJECT", "Has Spaces")])
 def test_bad_overrides_are_refused_before_anything_starts(name: str, value: str,
                                                           tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from deployer.state import (
     RunRecord,
     StepRecord,
 )
+from deployer.steps.compose import unset_variable_warning, unset_variables_summary
 
 FLUSH_EVERY = 0.2  # seconds a buffered output line may wait before it is shown
 
@@ -85,6 +86,9 @@ class ConsoleEvents(Events):
         self._unflushed = False
         self._flusher = False  # a flusher thread is running
         self.total: dict[str, int] = {}
+        # Compose "variable is not set" warnings held back per (host, step), shown as
+        # one line when the step (or its undo) ends.
+        self._unset: dict[tuple[str, str], list[str]] = {}
 
     # -- low level -----------------------------------------------------------------------
 
@@ -159,10 +163,24 @@ class ConsoleEvents(Events):
                     f"{name}{again}")
 
     def output(self, host: str, step_id: str, stream: str, line: str) -> None:
+        text = self.plain(line)
+        name = unset_variable_warning(_TERMINAL_ESCAPE.sub("", text))
+        if name is not None:
+            with self._lock:
+                self._unset.setdefault((host, step_id), []).append(name)
+            return
         bar = self._c("31", "!") if stream == "stderr" else "|"
-        self._write_line(f"{self._prefix(host, step_id)} {bar} {self.plain(line)}")
+        self._write_line(f"{self._prefix(host, step_id)} {bar} {text}")
+
+    def _show_unset(self, host: str, step_id: str) -> None:
+        with self._lock:
+            names = self._unset.pop((host, step_id), None)
+        if names:
+            self._write_line(f"{self._prefix(host, step_id)} {self._c('33', '!')} "
+                             f"{unset_variables_summary(names)}")
 
     def step_finished(self, host: str, rec: StepRecord) -> None:
+        self._show_unset(host, rec.id)
         mark = _MARKS.get(rec.state, "?")
         extra = []
         if rec.duration is not None and rec.state != SKIPPED:
@@ -198,12 +216,15 @@ class ConsoleEvents(Events):
         self._write(self._c("36", f"↺ {host} undo {rec.id}"))
 
     def undo_finished(self, host: str, rec: StepRecord, state: str, message: str) -> None:
+        self._show_unset(host, rec.id)
         text = f"  {host} {rec.id}: {state.replace('_', ' ')}"
         if message:
             text += f" ({message})"
         self._write(self._c(_COLORS.get(state, ""), text))
 
     def run_finished(self, outcome: RunOutcome) -> None:
+        for host, step_id in list(self._unset):
+            self._show_unset(host, step_id)
         print_summary(outcome, self)
 
 

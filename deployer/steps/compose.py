@@ -130,6 +130,33 @@ def is_v1(compose_cmd: str) -> bool:
     return bool(words) and PurePosixPath(words[-1]).name == "docker-compose"
 
 
+# Compose's warning for a `${X}` in a compose file that neither the environment nor the
+# env file sets, one line per occurrence and per invocation (60 on a stack that is
+# fine when the variable is meant to be blank):
+#   v1:            The X variable is not set. Defaulting to a blank string.
+#                  (with "WARNING: " in front on a terminal)
+#   v2, terminal:  WARN[0000] The "X" variable is not set. Defaulting to a blank string.
+#   v2, no tty:    time="..." level=warning msg="The \"X\" variable is not set. Defaulting..."
+_UNSET_VARIABLE_RE = re.compile(
+    r'^(?:WARNING:\s*|WARN\[\d+\]\s*|time="[^"]*" level=warning msg=")?The \\?"?'
+    r'([A-Za-z_][A-Za-z0-9_]*)\\?"? variable is not set\. Defaulting to a blank string\.')
+
+
+def unset_variable_warning(line: str) -> str | None:
+    """The variable a Compose "variable is not set" warning line names, else None."""
+    match = _UNSET_VARIABLE_RE.match(line.strip())
+    return match.group(1) if match else None
+
+
+def unset_variables_summary(names: list[str]) -> str:
+    """One line for the unset-variable warnings of one step (names in order, repeats
+    counted): ``compose: 60 warnings 'variable is not set' for X, Y (blank strings used)``."""
+    distinct = list(dict.fromkeys(names))
+    count = len(names)
+    return (f"compose: {count} warning{'s' if count != 1 else ''} 'variable is not set' "
+            f"for {', '.join(distinct)} (blank strings used)")
+
+
 def detect_compose_command() -> RemoteCommand:
     """A probe the executor runs once per host when var ``compose_command`` is unset.
 

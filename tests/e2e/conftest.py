@@ -252,6 +252,13 @@ def sandbox() -> Sandbox:
     state = STATE
     inventory = yaml.safe_load((state / "inventory.yml").read_text())
     host = inventory["hosts"]["sandbox"]
+    # `make test`'s v1 pass sets SANDBOX_COMPOSE=v1: `up` then pins Compose v1; on v2
+    # (the default) deployer detects the flavour on the host.
+    flavour = os.environ.get("SANDBOX_COMPOSE") or "v2"
+    expected = {"v1": "docker-compose", "v2": None}[flavour]
+    assert host["vars"].get("compose_command") == expected, (
+        f"SANDBOX_COMPOSE={flavour} but the inventory's compose_command is "
+        f"{host['vars'].get('compose_command')!r}")
     recorded = json.loads((state / "resources.json").read_text())
     for key in RESOURCE_VARS:
         assert host["vars"][key] == recorded[key], (

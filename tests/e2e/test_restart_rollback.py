@@ -55,6 +55,7 @@ def set_version(app: Path, version: str) -> None:
                            init.read_text()))
 
 
+@pytest.mark.compose_v1
 def test_failed_release_ends_on_the_old_image_and_the_old_env(
         healthy: Deployment, cli: Cli, sandbox: Sandbox, app_copy: Path) -> None:
     image_before, env_before = api_container_env(sandbox)

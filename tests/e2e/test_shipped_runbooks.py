@@ -131,6 +131,7 @@ def assert_all_ok_but_git_mode(record: dict) -> None:
     assert {state for i, state in states.items() if i not in skipped} == {"ok"}, states
 
 
+@pytest.mark.compose_v1
 def test_first_time_on_a_fresh_sandbox(deployed: Deployment, cli: Cli,
                                        sandbox: Sandbox) -> None:
     record = deployed.record
@@ -176,6 +177,7 @@ def test_first_time_on_a_fresh_sandbox(deployed: Deployment, cli: Cli,
 
 # --------------------------------------------------------------------------- restart
 
+@pytest.mark.compose_v1
 def test_restart_ships_a_code_change(healthy: Deployment, cli: Cli, sandbox: Sandbox,
                                      app_copy: Path) -> None:
     init = app_copy / "app" / "__init__.py"
@@ -288,6 +290,7 @@ def test_failed_verification_downgrades_restores_and_is_diagnosed(
     assert not remote_exists(sandbox, sandbox.vars["app_dir"] + "/alembic/versions/0003_e2e.py")
 
 
+@pytest.mark.compose_v1
 def test_broken_migration_fails_and_rolls_back(healthy: Deployment, cli: Cli,
                                                sandbox: Sandbox, app_copy: Path) -> None:
     add_migration(app_copy, "0003",
@@ -402,6 +405,7 @@ def test_first_time_resume_checks_migrate_and_reseeds_a_deleted_admin(
 
 # ------------------------------------------------------------------------- secrets
 
+@pytest.mark.compose_v1
 def test_no_secret_value_in_any_output_or_record(cli: Cli, sandbox: Sandbox) -> None:
     # records, logs and journals (the runs dir also holds the binary digest key `.key`)
     files = sorted(f for f in cli.runs_dir.iterdir()

@@ -233,3 +233,40 @@ def test_digest_image_refused() -> None:
     with pytest.raises(InputError, match="digests"):
         _build({"image": "app@sha256:" + "0" * 64})
 
+
+
+# ----------------------------------------------------------------------------- warnings
+
+UNSET_FIXTURE = Path(__file__).parent / "fixtures" / "compose" / "unset-variable-warnings.txt"
+
+
+def test_unset_variable_warnings_of_both_flavours_name_the_variable() -> None:
+    from deployer.cli.progress import _TERMINAL_ESCAPE
+
+    lines = [line for line in UNSET_FIXTURE.read_text().splitlines()
+             if not line.startswith("#")]
+    assert len(lines) == 8
+    # as the console sees them: terminal escapes removed
+    names = [compose.unset_variable_warning(_TERMINAL_ESCAPE.sub("", line)) for line in lines]
+    assert names == ["UNSET_Y", "UNSET_X"] * 2 + ["UNSET_X", "UNSET_Y"] * 2
+
+
+@pytest.mark.parametrize("line", [
+    "Creating network app_default",
+    "The UNSET_X variable is set.",
+    'time="2026-01-01T00:00:00Z" level=error msg="The \\"X\\" variable is not set. '
+    'Defaulting to a blank string."',
+    "echo The X variable is not set. Defaulting to a blank string.",
+    "WARNING: The 1X variable is not set. Defaulting to a blank string.",
+])
+def test_other_lines_are_not_unset_variable_warnings(line: str) -> None:
+    assert compose.unset_variable_warning(line) is None
+
+
+def test_unset_variables_summary_counts_every_warning_and_names_each_once() -> None:
+    names = ["DB_HOST", "SMTP_HOST"] * 30
+    assert compose.unset_variables_summary(names) == (
+        "compose: 60 warnings 'variable is not set' for DB_HOST, SMTP_HOST "
+        "(blank strings used)")
+    assert compose.unset_variables_summary(["X"]) == (
+        "compose: 1 warning 'variable is not set' for X (blank strings used)")
