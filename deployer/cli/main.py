@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "show": "deployer.cli.run:show",
     "explain": "deployer.cli.explain:explain",
     "doctor": "deployer.cli.doctor:doctor",
+    "runbooks": "deployer.cli.runbooks:runbooks",
 }
 
 # One-line summaries so `deployer --help` can list commands without importing them.
@@ -52,6 +53,7 @@ SUMMARIES: dict[str, str] = {
     "show": "Show one run step by step.",
     "explain": "Explain a failure and how to fix it.",
     "doctor": "Check the local setup and a host's prerequisites.",
+    "runbooks": "List the runbooks and templates: the project's and the packaged ones.",
 }
 
 # Examples for commands whose module gives none, so every `--help` shows one.
