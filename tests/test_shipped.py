@@ -18,7 +18,7 @@ from deployer import shipped, templating
 from deployer.cli.main import main
 from deployer.errors import UsageError
 from deployer.inventory import load_inventory
-from deployer.planner import compute_digests
+from deployer.planner import compute_digests, stale_changes
 from deployer.runbook import available_runbooks, load_runbook, runbooks_in_use
 from deployer.templating import environment, list_templates, make_context
 from deployer.validate import validate_project
@@ -191,10 +191,15 @@ def test_digests_cover_packaged_templates_by_their_real_file(packaged, project):
     digests = compute_digests(rb, inventory, [], str(project))
     assert f"template:{packaged_env}" in digests
     assert f"template:{packaged_common}" in digests  # included by it
+    before = digests
     write(project / "templates", {"common.j2": "FROM=project-common\n"})
     digests = compute_digests(rb, inventory, [], str(project))
     assert "template:templates/common.j2" in digests
     assert f"template:{packaged_common}" not in digests
+    # a plan saved before the override is stale after it
+    assert stale_changes({"digests": before}, digests) == [
+        f"template {packaged_common} is no longer used or was removed",
+        "template templates/common.j2 is new"]
 
 
 # ------------------------------------------------------------------ validate

@@ -78,6 +78,21 @@ def runbooks(ctx: click.Context, fmt: str) -> None:
         click.echo(f"no runbooks or templates in {display_path(opts.project_dir) or '.'} "
                    "and none packaged")
         return
+    # Packaged files are shown relative to their folder, named once up front: the full
+    # site-packages path on every row would push the origins off the screen.
+    roots = {kind: shipped.packaged_root(kind) for kind in shipped.KINDS}
+    for kind in shipped.KINDS:
+        used = {e.kind for e in entries if e.origin == shipped.PACKAGED}
+        if roots[kind] and used & ({"template"} if kind == shipped.TEMPLATES
+                                   else {"runbook", "part"}):
+            click.echo(f"packaged {kind}: {roots[kind]}")
+
+    def shown(e: shipped.Entry) -> str:
+        root = roots[shipped.TEMPLATES if e.kind == "template" else shipped.RUNBOOKS]
+        if e.origin == shipped.PACKAGED and root:
+            return os.path.relpath(e.path, root)
+        return display_path(e.path)
+
     for kind, group in _GROUPS:
         rows = [e for e in entries if e.kind == kind]
         if not rows:
@@ -87,10 +102,11 @@ def runbooks(ctx: click.Context, fmt: str) -> None:
         origin_w = max(len(_origin_text(e.origin, e.overrides)) for e in rows)
         for e in rows:
             line = (f"  {e.name:<{name_w}}  {_origin_text(e.origin, e.overrides):<{origin_w}}"
-                    f"  {display_path(e.path)}")
+                    f"  {shown(e)}")
             desc = _description(e.path) if kind == "runbook" else ""
             click.echo(line + (f"\n  {'':<{name_w}}  {desc}" if desc else ""))
     packaged = [e for e in entries if e.origin == shipped.PACKAGED]
     if packaged:
-        click.echo("\nTo customise a packaged file, copy it into the project under the same "
-                   "name (runbooks/ or templates/); the copy is then used instead.")
+        click.echo("\nTo customise a packaged file, copy it to the same path under the "
+                   "project's runbooks/ or templates/ (e.g. runbooks/parts/code.yml); the "
+                   "copy is then used instead.")
