@@ -25,7 +25,7 @@ from deployer.schema import (
 )
 from deployer.yamlsrc import Node, display_path, load_yaml
 
-EXTENSIONS = (".yml", ".yaml")
+EXTENSIONS = shipped.RUNBOOK_EXTENSIONS
 _STEP_PATH = re.compile(r"steps\[(\d+)\]")
 MAX_INCLUDE_DEPTH = 20
 

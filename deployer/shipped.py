@@ -47,7 +47,7 @@ def packaged_root(kind: str) -> str | None:
 
 def _find_packaged(kind: str) -> str | None:
     try:
-        ref = resources.files("deployer").joinpath("_shipped", kind)
+        ref = resources.files("deployer").joinpath("_shipped").joinpath(kind)
     except (ModuleNotFoundError, TypeError):
         return None
     if isinstance(ref, os.PathLike):
@@ -75,16 +75,6 @@ def roots(project_dir: str, kind: str) -> list[str]:
     if packaged is not None and os.path.realpath(own) != packaged:
         found.append(packaged)
     return found
-
-
-def origin_of(path: str, project_dir: str, kind: str) -> str | None:
-    """``project`` or ``packaged`` for a file under one of the roots of ``kind``."""
-    real = os.path.realpath(path)
-    for root, origin in zip(roots(project_dir, kind), (PROJECT, PACKAGED), strict=False):
-        base = os.path.realpath(root)
-        if real == base or real.startswith(base + os.sep):
-            return origin
-    return None
 
 
 def is_packaged(path: str, kind: str | None = None) -> bool:
@@ -138,6 +128,13 @@ def _runbook_name(rel: str) -> tuple[str, str]:
     return "runbook", os.path.splitext(rel)[0]
 
 
+def _lookup_order(rel: str) -> tuple[str, int]:
+    """``x.yml`` before ``x.yaml``, the order a name is resolved in."""
+    stem, ext = os.path.splitext(rel)
+    rank = RUNBOOK_EXTENSIONS.index(ext) if ext in RUNBOOK_EXTENSIONS else 0
+    return (stem, rank)
+
+
 def catalog(project_dir: str) -> list[Entry]:
     """Every runbook, part and template visible from ``project_dir``, the one in use for
     each name (project over packaged), sorted by kind then name."""
@@ -147,7 +144,7 @@ def catalog(project_dir: str) -> list[Entry]:
         for root, origin in zip(roots(project_dir, kind), (PROJECT, PACKAGED), strict=False):
             if not os.path.isdir(root):
                 continue
-            for rel in names_in(root, kind):
+            for rel in sorted(names_in(root, kind), key=_lookup_order):
                 if kind == RUNBOOKS:
                     what, name = _runbook_name(rel)
                 else:
