@@ -5,13 +5,16 @@ PYTHON ?= python3
 VENV := .venv
 DEPLOYER := $(VENV)/bin/deployer -i .sandbox/inventory.yml
 
-.PHONY: venv test-deps sandbox-up sandbox-down sandbox-status demo test lint
+.PHONY: venv test-deps sandbox-up sandbox-down sandbox-status demo test lint check-wheel
 
 venv: $(VENV)/.installed
 
 # Reinstalled only when the package metadata changes; the install is editable.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	@# The distribution was called `deployer` before it became deployer-runbooks; a venv
+	@# made then still lists the old name (its files are this checkout either way).
+	@$(VENV)/bin/pip uninstall -q -y deployer 2>/dev/null || true
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
@@ -40,12 +43,20 @@ demo:
 # (the sandbox's default); then the compose_v1 subset again on v1, after which `up` puts
 # the inventory back on v2. The packages come first, in the recipe rather than as
 # prerequisites, so that `make -j` cannot build the venv before python3-venv is there.
+# scripts/check-wheel (the built wheel, installed in a fresh venv, run in an empty
+# directory) goes first: it is quick and fails loudly.
 test:
 	scripts/test-deps
 	$(MAKE) --no-print-directory venv sandbox-up
+	scripts/check-wheel
 	$(VENV)/bin/pytest -m ''
 	SANDBOX_COMPOSE=v1 $(VENV)/bin/pytest -m compose_v1 tests/e2e; rc=$$?; \
 	  scripts/sandbox up >/dev/null; exit $$rc
+
+# The wheel as a user gets it: built, installed into a fresh venv, run in an empty
+# directory (`scripts/check-wheel --lowest` pins every dependency to its lower bound).
+check-wheel: venv
+	scripts/check-wheel
 
 lint: venv
 	$(VENV)/bin/ruff check .

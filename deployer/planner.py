@@ -278,10 +278,12 @@ _TEMPLATE_REF = re.compile(r"""\{%-?\s*(?:include|import|extends|from)\s+["']([^
 
 def referenced_files(runbook: Runbook, project_dir: str) -> list[str]:
     """Templates and local files a runbook's steps name (option values that are paths
-    of existing files under ``templates/`` or the project), plus templates those
-    templates include. Found statically, never from what a render happened to load,
-    so a plan and a later resume of the same inputs compute the same set."""
-    tdir = os.path.join(project_dir, "templates")
+    of existing files under ``templates/`` (the project's, then the packaged ones) or
+    the project), plus templates those templates include. Found statically, never from
+    what a render happened to load, so a plan and a later resume of the same inputs
+    compute the same set. Project files are relative to it; packaged ones absolute."""
+    from deployer import shipped
+
     found: list[str] = []
     bodies: list[StepBody] = []
     for step in runbook.steps:
@@ -292,27 +294,36 @@ def referenced_files(runbook: Runbook, project_dir: str) -> list[str]:
         for text in strings_in(body.options):
             if "\n" in text or "{{" in text or len(text) > 300:
                 continue
-            for candidate in (os.path.join(tdir, text), os.path.join(project_dir, text)):
-                if os.path.isfile(candidate):
+            for candidate in (shipped.find(project_dir, shipped.TEMPLATES, text),
+                              os.path.join(project_dir, text)):
+                if candidate and os.path.isfile(candidate):
                     rel = _rel(candidate, project_dir)
                     if rel not in found:
                         found.append(rel)
                     break
-    queue = [f for f in found if f.startswith("templates" + os.sep)]
+    queue = [f for f in found if _is_template(f, project_dir)]
     while queue:
         current = queue.pop()
         try:
-            with open(os.path.join(project_dir, current), encoding="utf-8",
-                      errors="replace") as fh:
+            with open(current if os.path.isabs(current) else os.path.join(project_dir, current),
+                      encoding="utf-8", errors="replace") as fh:
                 text = fh.read()
         except OSError:
             continue
         for ref in _TEMPLATE_REF.findall(text):
-            rel = os.path.join("templates", ref)
-            if os.path.isfile(os.path.join(project_dir, rel)) and rel not in found:
+            target = shipped.find(project_dir, shipped.TEMPLATES, ref)
+            rel = _rel(target, project_dir) if target else None
+            if rel and rel not in found:
                 found.append(rel)
                 queue.append(rel)
     return sorted(found)
+
+
+def _is_template(rel: str, project_dir: str) -> bool:
+    from deployer import shipped
+
+    return rel.startswith("templates" + os.sep) or shipped.is_packaged(
+        rel if os.path.isabs(rel) else os.path.join(project_dir, rel), shipped.TEMPLATES)
 
 
 def compute_digests(runbook: Runbook, inventory: Any, vars_files: list[str],
@@ -325,7 +336,7 @@ def compute_digests(runbook: Runbook, inventory: Any, vars_files: list[str],
     for rel in referenced_files(runbook, project_dir):
         full = rel if os.path.isabs(rel) else os.path.join(project_dir, rel)
         if os.path.isfile(full):
-            what = "template" if rel.startswith("templates" + os.sep) else "file"
+            what = "template" if _is_template(rel, project_dir) else "file"
             digests[f"{what}:{rel}"] = _sha256(full)
     if inventory is not None:
         digests[f"inventory:{_rel(inventory.path, project_dir)}"] = inventory.digest

@@ -13,6 +13,7 @@ import os
 import re
 from typing import Any
 
+from deployer import shipped
 from deployer.errors import InputError, Position, Problem, UsageError
 from deployer.models import IRREVERSIBLE, Runbook, Step, StepBody
 from deployer.schema import (
@@ -24,18 +25,16 @@ from deployer.schema import (
 )
 from deployer.yamlsrc import Node, display_path, load_yaml
 
-EXTENSIONS = (".yml", ".yaml")
+EXTENSIONS = shipped.RUNBOOK_EXTENSIONS
 _STEP_PATH = re.compile(r"steps\[(\d+)\]")
 MAX_INCLUDE_DEPTH = 20
 
 
 def runbooks_dir(project_dir: str) -> str:
-    return os.path.join(project_dir, "runbooks")
+    return shipped.project_root(project_dir, shipped.RUNBOOKS)
 
 
-def list_runbooks(project_dir: str) -> list[str]:
-    """Names of the runbooks in ``<project_dir>/runbooks/`` (file stems), sorted."""
-    directory = runbooks_dir(project_dir)
+def _stems(directory: str) -> list[str]:
     try:
         entries = os.listdir(directory)
     except OSError:
@@ -46,20 +45,49 @@ def list_runbooks(project_dir: str) -> list[str]:
     return sorted(names)
 
 
+def list_runbooks(project_dir: str) -> list[str]:
+    """Names of the runbooks in ``<project_dir>/runbooks/`` (file stems), sorted."""
+    return _stems(runbooks_dir(project_dir))
+
+
+def available_runbooks(project_dir: str) -> list[str]:
+    """Every runbook name that resolves: the project's and the packaged ones, sorted."""
+    names: set[str] = set()
+    for root in shipped.roots(project_dir, shipped.RUNBOOKS):
+        names.update(_stems(root))
+    return sorted(names)
+
+
+def runbooks_in_use(project_dir: str) -> list[str]:
+    """The runbooks ``validate`` and ``doctor`` check by default: the project's own when
+    its ``runbooks/`` has any, otherwise the packaged ones (the project uses those).
+
+    Not both: a project with runbooks of its own has an inventory written for them, and
+    the packaged runbooks, rendered against it, would report variables it never meant
+    to set. A packaged runbook is still checked when named."""
+    own = list_runbooks(project_dir)
+    if own:
+        return own
+    packaged = shipped.packaged_root(shipped.RUNBOOKS)
+    return _stems(packaged) if packaged else []
+
+
 def resolve_runbook_path(name_or_path: str, project_dir: str) -> str:
-    """A runbook name (``first-time``) or a path to the runbook file."""
+    """A runbook name (``first-time``: the project's ``runbooks/`` first, then the
+    packaged runbooks) or a path to the runbook file."""
     candidates = []
     if name_or_path.endswith(EXTENSIONS) or os.sep in name_or_path or "/" in name_or_path:
         candidates.append(name_or_path)
         if not os.path.isabs(name_or_path):
             candidates.append(os.path.join(project_dir, name_or_path))
     else:
-        candidates += [os.path.join(runbooks_dir(project_dir), name_or_path + ext)
+        candidates += [os.path.join(root, name_or_path + ext)
+                       for root in shipped.roots(project_dir, shipped.RUNBOOKS)
                        for ext in EXTENSIONS]
     for path in candidates:
         if os.path.isfile(path):
             return path
-    known = list_runbooks(project_dir)
+    known = available_runbooks(project_dir)
     import difflib
 
     close = difflib.get_close_matches(name_or_path, known, n=1)
@@ -68,20 +96,41 @@ def resolve_runbook_path(name_or_path: str, project_dir: str) -> str:
     elif known:
         hint = "available runbooks: " + ", ".join(known)
     else:
-        hint = (f"no runbooks in {display_path(runbooks_dir(project_dir))}/; "
-                "use -C to point at the project directory")
+        hint = (f"no runbooks in {display_path(runbooks_dir(project_dir))}/ and none "
+                "packaged; use -C to point at the project directory")
     raise UsageError(f"unknown runbook `{name_or_path}`", hint=hint)
 
 
-def _resolve_include(ref: str, including_file: str, project_dir: str) -> str | None:
-    base = os.path.dirname(including_file)
-    candidates = [os.path.join(base, ref)]
-    if not ref.endswith(EXTENSIONS):
-        candidates += [os.path.join(base, ref + ext) for ext in EXTENSIONS]
-        candidates += [os.path.join(runbooks_dir(project_dir), ref + ext) for ext in EXTENSIONS]
+def include_candidates(ref: str, including_file: str, project_dir: str) -> list[str]:
+    """Where an ``include`` of ``ref`` is looked for, first existing file wins.
+
+    Relative to the including file's folder, then from the top of the runbooks; in a
+    file under the project's or the packaged runbooks, each of those places is looked
+    up in the project's runbooks first, then in the packaged ones. So a project's
+    ``runbooks/parts/verify.yml`` replaces that part in the packaged runbooks too,
+    and a project runbook can include a packaged part it does not have."""
+    refs = [ref] if ref.endswith(EXTENSIONS) else [ref] + [ref + ext for ext in EXTENSIONS]
+    base = os.path.dirname(os.path.abspath(including_file))
+    all_roots = shipped.roots(project_dir, shipped.RUNBOOKS)
+    sub = None
+    for root in all_roots:
+        real_root = os.path.realpath(root)
+        real_base = os.path.realpath(base)
+        if real_base == real_root or real_base.startswith(real_root + os.sep):
+            sub = os.path.relpath(real_base, real_root)
+            break
+    candidates: list[str] = []
+    if sub is None:
+        candidates += [os.path.join(base, r) for r in refs]
     else:
-        candidates.append(os.path.join(runbooks_dir(project_dir), ref))
-    for path in candidates:
+        candidates += [os.path.normpath(os.path.join(root, sub, r))
+                       for root in all_roots for r in refs]
+    candidates += [os.path.join(root, r) for root in all_roots for r in refs]
+    return list(dict.fromkeys(candidates))
+
+
+def _resolve_include(ref: str, including_file: str, project_dir: str) -> str | None:
+    for path in include_candidates(ref, including_file, project_dir):
         if os.path.isfile(path):
             return path
     return None
@@ -176,7 +225,7 @@ class _Loader:
             self.problems.append(Problem(
                 f"included runbook `{ref}` not found", inc_node.pos, f"step {step_id}.include",
                 hint=f"paths are relative to {display_path(os.path.dirname(path)) or '.'}/ "
-                "or name a runbook in runbooks/"))
+                "or name a runbook in runbooks/ (the project's, then the packaged ones)"))
             return []
         real = os.path.realpath(target)
         if real in chain:

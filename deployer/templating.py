@@ -30,6 +30,7 @@ from typing import Any
 import jinja2
 import jinja2.meta
 
+from deployer import shipped
 from deployer.errors import InputError, Position, Problem, UsageError
 from deployer.jinjasandbox import (
     UNSAFE_HINT,
@@ -114,13 +115,14 @@ _ENVS: dict[str, jinja2.Environment] = {}
 
 
 def environment(project_dir: str = ".") -> SandboxedEnvironment:
-    """The Jinja environment for a project (templates load from ``templates/``): the
-    one every template of the project renders in (see ``deployer.jinjasandbox``)."""
+    """The Jinja environment for a project, the one every template of the project
+    renders in (see ``deployer.jinjasandbox``): templates (and what they include) load
+    from the project's ``templates/`` first, then from the packaged templates."""
     key = os.path.abspath(project_dir)
     env = _ENVS.get(key)
     if env is None:
         env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(os.path.join(key, "templates")),
+            loader=jinja2.FileSystemLoader(shipped.roots(key, shipped.TEMPLATES)),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=False,
@@ -578,7 +580,10 @@ class StepContext(RenderContext):
             close = difflib.get_close_matches(str(missing), known, n=1)
             if close:
                 hint = f"did you mean `{close[0]}`? ({hint})"
-            raise self._problem(f"template `{missing}` not found in {tdir}/", "", hint
+            where_not = f"{tdir}/"
+            if len(shipped.roots(self.project_dir, shipped.TEMPLATES)) > 1:
+                where_not += " or the packaged templates"
+            raise self._problem(f"template `{missing}` not found in {where_not}", "", hint
                                 ) from None
         except jinja2.TemplateSyntaxError as exc:
             raise self._problem(f"template syntax error in {exc.name or path} line "
@@ -744,12 +749,11 @@ def make_context(runbook: Runbook, host: Host, variables: dict, secrets: dict,
 
 
 def list_templates(project_dir: str) -> list[str]:
-    """Template paths under ``templates/``, relative to it."""
-    root = os.path.join(project_dir, "templates")
-    found = []
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            found.append(os.path.relpath(os.path.join(dirpath, name), root))
+    """Template names (paths relative to a templates folder): the project's
+    ``templates/`` and the packaged templates, sorted."""
+    found: set[str] = set()
+    for root in shipped.roots(project_dir, shipped.TEMPLATES):
+        found.update(shipped.names_in(root, shipped.TEMPLATES))
     return sorted(found)
 
 

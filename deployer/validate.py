@@ -1,11 +1,12 @@
 """``deployer validate``: every runbook and the inventory, every problem at once.
 
-Each runbook in ``runbooks/`` is loaded (schema, includes, ids) and each of its steps
+Each runbook in ``runbooks/`` (the packaged runbooks when the project has none of its
+own, or the runbooks named) is loaded (schema, includes, ids) and each of its steps
 is rendered for every host of the inventory with placeholder secrets, so undefined
 variables, missing templates and kind-level mistakes all surface without a connection.
 Steps with schema errors are reported and left out; the others are still rendered, so
-one typo does not hide the rest. YAML files in subfolders of ``runbooks/`` that no
-runbook includes are checked as well.
+one typo does not hide the rest. YAML files in subfolders of ``runbooks/`` (and of the
+packaged runbooks, when those are checked) that no runbook includes are checked as well.
 Besides errors it reports warnings for the traps behind past incidents:
 
 - a destructive step with neither a rollback nor a confirm;
@@ -21,11 +22,12 @@ import os
 import re
 from typing import Any
 
+from deployer import shipped
 from deployer.errors import DeployerError, InputError, Problem
 from deployer.inventory import DEFAULT_INVENTORY, Inventory, load_inventory
 from deployer.models import IRREVERSIBLE, Runbook, Step, StepBody
 from deployer.planner import render_description, render_step
-from deployer.runbook import EXTENSIONS, list_runbooks, load_runbook, runbooks_dir
+from deployer.runbook import EXTENSIONS, list_runbooks, load_runbook, runbooks_in_use
 from deployer.secrets import placeholder_secrets
 from deployer.templating import make_context, merge_vars
 from deployer.yamlsrc import display_path
@@ -84,9 +86,9 @@ def _sql_text(body: StepBody, project_dir: str) -> str:
         texts.append(sql)
     path = body.options.get("file")
     if isinstance(path, str) and "{{" not in path:
-        for candidate in (os.path.join(project_dir, "templates", path),
+        for candidate in (shipped.find(project_dir, shipped.TEMPLATES, path),
                           os.path.join(project_dir, path)):
-            if os.path.isfile(candidate):
+            if candidate and os.path.isfile(candidate):
                 try:
                     with open(candidate, encoding="utf-8", errors="replace") as fh:
                         texts.append(fh.read())
@@ -213,18 +215,22 @@ def render_problems(runbook: Runbook, inventory: Inventory, project_dir: str) ->
     return problems
 
 
-def part_files(project_dir: str) -> list[str]:
+def part_files(project_dir: str, packaged: bool = False) -> list[str]:
     """YAML files in subfolders of ``runbooks/`` (include fragments, usually), sorted;
-    hidden files and folders are skipped."""
-    top = runbooks_dir(project_dir)
-    found = []
-    for folder, dirs, files in os.walk(top):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        if folder == top:
-            continue
-        found += [os.path.join(folder, f) for f in files
-                  if f.endswith(EXTENSIONS) and not f.startswith(".")]
-    return sorted(found)
+    hidden files and folders are skipped. With ``packaged``, also the packaged runbooks'
+    subfolder files that the project does not override."""
+    tops = shipped.roots(project_dir, shipped.RUNBOOKS)[:None if packaged else 1]
+    found: dict[str, str] = {}
+    for top in tops:
+        for folder, dirs, files in os.walk(top):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            if folder == top:
+                continue
+            for f in files:
+                if f.endswith(EXTENSIONS) and not f.startswith("."):
+                    path = os.path.join(folder, f)
+                    found.setdefault(os.path.relpath(path, top), path)
+    return sorted(found.values())
 
 
 def _load(name_or_path: str, project_dir: str, problems: list[Problem]) -> Runbook | None:
@@ -243,16 +249,20 @@ def _as_warning(p: Problem, note: str) -> Problem:
     return Problem(f"{p.message} ({note})", p.position, p.path, p.hint, "warning")
 
 
-def validate_project(project_dir: str, inventory_path: str | None) -> list[Problem]:
+def validate_project(project_dir: str, inventory_path: str | None,
+                     names: list[str] | tuple[str, ...] = ()) -> list[Problem]:
     """Problems (errors and warnings) of every runbook and the inventory; never raises
     for bad input.
 
-    Runbooks are the files directly in ``runbooks/``. Files in its subfolders that no
-    runbook includes are checked too (YAML and schema errors are errors); their
-    rendering problems are warnings, as their variables may come from an includer.
+    Runbooks are ``names`` when given (project or packaged), otherwise the files
+    directly in ``runbooks/``, or the packaged runbooks when the project has none
+    (``runbooks_in_use``). Files in subfolders that no runbook includes are checked too
+    (YAML and schema errors are errors); their rendering problems are warnings, as
+    their variables may come from an includer. With ``names``, only their includes.
     """
     problems: list[Problem] = []
-    names = list_runbooks(project_dir)
+    explicit = bool(names)
+    names = list(names) or runbooks_in_use(project_dir)
     if not names:
         problems.append(Problem(
             f"no runbooks found in {display_path(os.path.join(project_dir, 'runbooks'))}/",
@@ -268,7 +278,8 @@ def validate_project(project_dir: str, inventory_path: str | None) -> list[Probl
             problems += step_warnings(step, runbook, project_dir)
         if inventory is not None:
             problems += render_problems(runbook, inventory, project_dir)
-    for path in part_files(project_dir):
+    uses_packaged = not list_runbooks(project_dir)
+    for path in [] if explicit else part_files(project_dir, packaged=uses_packaged):
         if os.path.realpath(path) in included:
             continue  # checked above, rendered with its includer's vars
         runbook = _load(path, project_dir, problems)

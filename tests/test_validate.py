@@ -113,7 +113,12 @@ def test_missing_inventory_falls_back_to_example(tmp_path):
     assert p.severity == "warning" and "inventory.example.yml" in p.message
 
 
-def test_no_runbooks(tmp_path):
+def test_no_runbooks(tmp_path, monkeypatch):
+    # A project without runbooks uses the packaged ones (tests/test_shipped.py); only
+    # with none packaged either is there nothing to check.
+    from deployer import shipped
+
+    monkeypatch.setattr(shipped, "_PACKAGED", {"runbooks": None, "templates": None})
     make_project(tmp_path, {})
     assert any("no runbooks found" in e for e in errors(validate_project(str(tmp_path), None)))
 

@@ -43,9 +43,9 @@ def _example_env(project_dir: str, given: str | None) -> tuple[dict[str, str], s
 
 
 def _load_runbooks(project_dir: str, names: tuple[str, ...]) -> list[Any]:
-    from deployer.runbook import list_runbooks, load_runbook
+    from deployer.runbook import load_runbook, runbooks_in_use
 
-    chosen = list(names) or list_runbooks(project_dir)
+    chosen = list(names) or runbooks_in_use(project_dir)
     return [load_runbook(name, project_dir) for name in chosen]
 
 

@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "deployer.cli.doctor:doctor",
     "logs": "deployer.cli.logs:logs",
     "status": "deployer.cli.status:status",
+    "runbooks": "deployer.cli.runbooks:runbooks",
 }
 
 # One-line summaries so `deployer --help` can list commands without importing them.
@@ -56,6 +57,7 @@ SUMMARIES: dict[str, str] = {
     "doctor": "Check the local setup and a host's prerequisites.",
     "logs": "Show the stack's container logs on a host (-f to follow).",
     "status": "Show what runs on a host, its health, the lock and the last run.",
+    "runbooks": "List the runbooks and templates: the project's and the packaged ones.",
 }
 
 # Examples for commands whose module gives none, so every `--help` shows one.

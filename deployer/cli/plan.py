@@ -28,6 +28,7 @@ Examples:
 VALIDATE_EPILOG = """\b
 Examples:
   deployer validate
+  deployer validate restart
   deployer -C ./myproject -i inventory.example.yml validate
 """
 
@@ -129,21 +130,24 @@ def _show_endpoints(data: dict, the_plan: Any) -> None:
 
 
 @click.command(epilog=VALIDATE_EPILOG)
+@click.argument("runbooks", nargs=-1, metavar="[RUNBOOK]...")
 @inventory_option
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 2).")
 @click.pass_context
-def validate(ctx: click.Context, strict: bool) -> None:
+def validate(ctx: click.Context, runbooks: tuple[str, ...], strict: bool) -> None:
     """Check every runbook in runbooks/ and the inventory; report ALL problems.
 
-    Each step is rendered for every host with placeholder secrets. Errors carry
-    file:line:col and a fix; exit status 2 when there is any error, 0 otherwise
+    Without RUNBOOK names: the project's runbooks/, or the packaged runbooks when the
+    project has none of its own (`deployer runbooks` lists both). Each step is
+    rendered for every host with placeholder secrets. Errors carry file:line:col and
+    a fix; exit status 2 when there is any error, 0 otherwise
     (warnings are printed but do not fail unless --strict).
     """
     from deployer.cli.render import count_line, problem_lines
     from deployer.validate import validate_project
 
     opts = get_options(ctx)
-    problems = validate_project(opts.project_dir, opts.inventory)
+    problems = validate_project(opts.project_dir, opts.inventory, runbooks)
     errors = [p for p in problems if p.severity == "error"]
     for line in problem_lines(problems):
         click.echo(line, err=bool(errors))

@@ -14,7 +14,8 @@ KIND_MODULES = ("run", "local", "psql", "compose", "http", "upload", "sync", "wa
 
 INCLUDE_FIELDS: dict[str, FieldSpec] = {
     "runbook": FieldSpec("string", "Path of the runbook to include, relative to the including "
-                         "runbook's directory (or a name in runbooks/).", required=True,
+                         "runbook's directory (or a name in runbooks/); the project's "
+                         "runbooks/ first, then the packaged ones.", required=True,
                          template=False),
     "vars": FieldSpec("any", "Variables for the included steps (override runbook vars).",
                       default={}),
