@@ -129,6 +129,37 @@ renders the runbooks' `upload` and `run` steps for the host like `deployer plan`
 """
 
 
+def _format_section() -> str:
+    """The catalogue's keys, from the field tables the loader validates with."""
+    from deployer.diagnose.matcher import ENTRY_FIELDS, MATCH_FIELDS, SAMPLE_FIELDS
+
+    lines = ["\n## Catalogue format\n",
+             "`catalogue.yml` is read with deployer's own YAML loader and field tables, like "
+             "runbooks: a bad entry is reported as `file:line:col: entries[N].key: entry "
+             "'id': problem (fix: ...)`, every problem at once, exit 2.\n",
+             "| key | type | required | meaning |", "|---|---|---|---|"]
+    extra = {
+        "match": ("mapping", True, "How lines are recognised (keys `match.*` below)."),
+        "sample": ("string or sample", True, "A real failing output this entry must "
+                   "diagnose first."),
+        "more_samples": ("list of samples", False, "More real outputs of the same class."),
+        "near_misses": ("list of samples", False, "Outputs that must NOT get this entry."),
+        "match.patterns": ("regex or list", True, "A line matching one is a hit; named "
+                           "groups fill `{name}`."),
+        "match.also": ("regex or list", False, "Must occur within 40 lines of the hit."),
+        "match.unless": ("regex or list", False, "Must not occur within 40 lines."),
+        "match.after_steps": ("regex", False, "Over the ids of earlier steps; adds score."),
+    }
+    rows = [(k, s.type, s.required, s.doc) for k, s in ENTRY_FIELDS.items()]
+    rows += [(k, *v) for k, v in extra.items() if not k.startswith("match.")]
+    rows += [(k, *v) for k, v in extra.items() if k.startswith("match.")]
+    rows += [(f"match.{k}", s.type, s.required, s.doc) for k, s in MATCH_FIELDS.items()]
+    rows += [(f"sample.{k}", s.type, s.required, s.doc) for k, s in SAMPLE_FIELDS.items()]
+    for key, typ, required, doc in rows:
+        lines.append(f"| `{key}` | {typ} | {'yes' if required else '-'} | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
 def render() -> str:
     sys.path.insert(0, str(ROOT))
     from deployer.diagnose.doctor import CHECKS
@@ -164,6 +195,7 @@ def render() -> str:
         pattern = "`" + first.replace("|", "\\|").replace("`", "'") + "`" + more
         out.append(f"| `{entry.id}` | {entry.area} | {entry.title} | {pattern} | "
                    f"{'; '.join(filters) or '-'} | {entry.source or '-'} |")
+    out.append(_format_section())
     out.append("\n## Causes and fixes\n")
     for entry in entries:
         out.append(f"### `{entry.id}`: {entry.title}\n")
