@@ -134,6 +134,7 @@ class Failure:
     message: str  # masked
     tail: list[str]  # masked
     diagnoses: list[dict[str, Any]] = field(default_factory=list)  # id/title/cause/fix
+    summary: list[str] = field(default_factory=list)  # masked; when nothing was diagnosed
 
 
 @dataclass
@@ -1216,9 +1217,11 @@ class Executor:
         rec.tail = list(self._tail)[-TAIL_LINES:]
         self._step_done(rec)
         tail = list(self._tail)
+        diagnoses = self._diagnose(step, exit_code, tail + [rec.message])
         return Failure(step_id=step.id, step_name=rec.name, kind=step.kind,
                        exit_code=exit_code, message=rec.message, tail=tail[-TAIL_LINES:],
-                       diagnoses=self._diagnose(step, exit_code, tail + [rec.message]))
+                       diagnoses=diagnoses,
+                       summary=[] if diagnoses else self._summarize(step, exit_code, tail))
 
     def _diagnose(self, step: Step, exit_code: int | None, lines: list[str]) -> list[dict]:
         try:
@@ -1242,6 +1245,16 @@ class Executor:
                  "cause": self.redactor.mask(d.cause), "fix": self.redactor.mask(d.fix),
                  "line": self.redactor.mask(d.matched_line)}
                 for d in found[:3]]
+
+    def _summarize(self, step: Step, exit_code: int | None, lines: list[str]) -> list[str]:
+        """The never-shrug summary (deployer.diagnose.summary) of an unknown failure."""
+        try:
+            from deployer.diagnose.summary import summarize
+
+            found = summarize(lines, exit_code=exit_code, kind=step.kind)
+        except Exception:  # noqa: BLE001 - a summary must never hide the failure itself
+            return []
+        return [self.redactor.mask(line) for line in found.lines()]
 
     # -- rollback --------------------------------------------------------------------
 

@@ -243,6 +243,10 @@ def print_summary(outcome: RunOutcome, events: ConsoleEvents) -> None:
         else:
             w("  diagnosis: no known failure pattern matched "
               f"(try `deployer explain {outcome.log_path}`)")
+            if f.summary:
+                w(c("33", "  summary (what the output shows, not a diagnosed cause):"))
+                for line in f.summary:
+                    w("    " + line)
     r = outcome.rollback
     if r is not None:
         w(f"  rolled back: {', '.join(r.undone) or 'nothing'}")
