@@ -129,6 +129,16 @@ renders the runbooks' `upload` and `run` steps for the host like `deployer plan`
 """
 
 
+def _corpus_section() -> str:
+    """The held-out corpus report (scripts/diagnosis_report.py), so the doc states the
+    measured precision and recall of the catalogue it describes."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import diagnosis_report
+
+    return "\n" + diagnosis_report.markdown(
+        diagnosis_report.evaluate(diagnosis_report.load_corpus()))
+
+
 def _format_section() -> str:
     """The catalogue's keys, from the field tables the loader validates with."""
     from deployer.diagnose.matcher import ENTRY_FIELDS, MATCH_FIELDS, SAMPLE_FIELDS
@@ -195,6 +205,7 @@ def render() -> str:
         pattern = "`" + first.replace("|", "\\|").replace("`", "'") + "`" + more
         out.append(f"| `{entry.id}` | {entry.area} | {entry.title} | {pattern} | "
                    f"{'; '.join(filters) or '-'} | {entry.source or '-'} |")
+    out.append(_corpus_section())
     out.append(_format_section())
     out.append("\n## Causes and fixes\n")
     for entry in entries:
