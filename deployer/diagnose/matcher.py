@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import os
 import re
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -475,6 +476,16 @@ def _trie_regex(words: Iterable[str]) -> str:
     return render(root)
 
 
+def _minimal_literals(literals: Iterable[str]) -> list[str]:
+    """The literals that contain no other one: a line holding "x not found" holds
+    "not found", so the longer literal only makes the pre-filter slower."""
+    kept: list[str] = []
+    for lit in sorted(set(literals), key=len):
+        if not any(short in lit for short in kept):
+            kept.append(lit)
+    return kept
+
+
 @dataclass
 class _Catalogue:
     entries: list[Entry]
@@ -495,7 +506,7 @@ def _prepare(entries: list[Entry]) -> _Catalogue:
                 literals.update(lit.lower() for lit in lits)
     prefilter = None
     if not unfiltered and literals:
-        prefilter = re.compile(_trie_regex(literals))
+        prefilter = re.compile(_trie_regex(_minimal_literals(literals)))
     return _Catalogue(entries, prefilter, unfiltered, {e.id: e for e in entries})
 
 
@@ -642,17 +653,37 @@ class _Scanner:
         return _ANSI_RE.sub("", line) if "\x1b" in line else line
 
     def feed_block(self, block: list[str]) -> None:
-        """Feed many lines at once: a block with no candidate line costs one regex pass."""
+        """Feed many lines at once: one pre-filter pass over the block finds the candidate
+        lines; only those get the full per-line treatment, the runs between them cost
+        what a block without candidates costs."""
         prefilter = self.cat.prefilter
-        if prefilter is not None and not prefilter.search("\n".join(block).lower()):
-            head = block[: self.window] if self.pending else []
-            for raw in head:
-                self._advance_pending(self._clean(raw))
-            self.line_no += len(block)
-            self.before.extend(self._clean(raw) for raw in block[-self.window:])
+        if prefilter is None:
+            for raw in block:
+                self.feed(raw)
             return
+        joined = "\n".join(block).lower()
+        starts: list[int] = []
+        offset = 0
         for raw in block:
-            self.feed(raw)
+            starts.append(offset)
+            offset += len(raw) + 1
+        hits = sorted({bisect_right(starts, m.start()) - 1 for m in prefilter.finditer(joined)})
+        begin = 0
+        for index in hits:
+            self._skip(block[begin:index])
+            self.feed(block[index])
+            begin = index + 1
+        self._skip(block[begin:])
+
+    def _skip(self, lines: list[str]) -> None:
+        """Lines without a candidate: they only end pending windows and fill ``before``."""
+        if not lines:
+            return
+        if self.pending:
+            for raw in lines[: self.window]:
+                self._advance_pending(self._clean(raw))
+        self.line_no += len(lines)
+        self.before.extend(self._clean(raw) for raw in lines[-self.window:])
 
     def _advance_pending(self, line: str) -> None:
         if not self.pending:

@@ -270,6 +270,17 @@ def test_window_lines_after_hit_are_used() -> None:
     assert explain_text(text)[0].id == "copy-from-stage-missing"
 
 
+def test_context_lines_around_a_hit_count_inside_one_block() -> None:
+    # Non-candidate lines are skipped in runs; they must still form the hit's window.
+    before = "x\n" * 100 + "COPY --from=builder /app/dist ./dist\n" + "filler\n" * 10
+    hit = 'failed to compute cache key: "/app/dist": not found\n'
+    assert explain_text(before + hit + "y\n" * 100)[0].id == "copy-from-stage-missing"
+    after = "x\n" * 100 + hit + "filler\n" * 10 + "COPY --from=builder /app/dist ./dist\n"
+    assert explain_text(after)[0].id == "copy-from-stage-missing"
+    found = explain_text("a\n" * 3000 + "Killed\n" + "b\n" * 500 + "Killed\n" + "c\n" * 9)
+    assert [(d.id, d.line_no, d.count) for d in found] == [("oom-killed", 3001, 2)]
+
+
 # ---------------------------------------------------------------- helpers
 
 
