@@ -231,8 +231,15 @@ def print_summary(outcome: RunOutcome, events: ConsoleEvents) -> None:
             w("  last output:")
             for line in f.tail[-10:]:
                 w(f"    {events.plain(line)}")
+        if f.context:
+            from deployer.diagnose.context import shown_lines
+
+            w("  stack state (compose ps -a; last log lines of services that exited, "
+              "restart or are unhealthy):")
+            for line in shown_lines(f.context):
+                w(f"    {events.plain(line)}")
         if f.diagnoses:
-            shown = {line.strip() for line in (*f.tail[-10:], f.message)}
+            shown = {line.strip() for line in (*f.tail[-10:], *f.context, f.message)}
             for d in f.diagnoses:
                 w(c("33", f"  diagnosis [{d['id']}]: {d['title']}"))
                 line = str(d.get("line") or "").strip()
