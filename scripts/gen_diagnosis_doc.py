@@ -32,9 +32,16 @@ recognise it, the cause in two sentences, the concrete fix, and real sample mess
 - **Every failed step.** The run summary shows the best matching entries for the step's
   last 200 output lines (id, cause, fix, and the matching line as `seen:` when it has
   scrolled out of the last output lines shown), or says plainly that no known pattern
-  matched and which `deployer explain` command to try. The run's vars give the
+  matched, which `deployer explain` command to try, and gives a **summary** of what the
+  output shows (below). The run's vars give the
   context: `app_package`, `app_module` or the shipped runbooks' `app_imports` tell the
   app's own package from a third-party one.
+- **When a `compose`, `wait` or `http` step fails**, deployer collects the stack's
+  state before anything else: `compose ps -a`, the last 40 log lines of every service
+  that exited, restarts, is dead or unhealthy, and the health-check output of unhealthy
+  containers (with the step's compose files, project and sudo). It goes into the run
+  log, a bounded part into the summary (`stack state ...`), and all of it to the
+  matcher, so a health check that timed out is explained by the container's own log.
 - **Before the first step** `deployer run` makes the cheap `doctor` checks (SSH, free
   disk, the Docker engine and Compose flavour when the runbook uses Docker, and the
   ports in `required_ports` when set); a failing check stops the run (exit 2) before
@@ -47,6 +54,28 @@ recognise it, the cause in two sentences, the concrete fix, and real sample mess
   commands). Exit status: **0** when something matched, **1** when nothing did,
   **2** for usage errors.
 - **`deployer doctor --host H`** checks a host before a run (below).
+
+### The summary of an unknown failure
+
+When no entry matches, deployer does not shrug: `deployer.diagnose.summary` names what
+stands out, labelled *summary* because it is not a diagnosed cause:
+
+- `last exception:` the final exception of the last Python traceback, `raised at:` its
+  innermost frame and `from app code:` the innermost frame outside site-packages and the
+  standard library;
+- `failed command:` the command the build or compose reports as failed (BuildKit
+  `process ... did not complete successfully`, the classic builder's `returned a
+  non-zero code`, `service ... didn't complete successfully`, `exited with code`);
+- `exit code N:` what the status means: 126 not executable, 127 command not found, 137
+  SIGKILL (most often the out-of-memory killer), 139 segmentation fault, 143 SIGTERM,
+  124 timeout, 128+N signal N;
+- `error line:` the last five `ERROR`/`FATAL`/`error:`/`[error]` lines and "not found"
+  lines, skipping success words such as "0 errors" and `error_log`;
+- `look next:` where to read on (the app frame, `dmesg` for 137, `command -v` for 127,
+  `docker compose ps -a` and `logs` for stacks, the whole log with `deployer explain`).
+
+`deployer explain` prints the same summary (and `summary` in `--json`) when nothing
+matched; its exit status stays 1.
 
 ```console
 $ docker compose logs api | deployer explain -
