@@ -138,6 +138,8 @@ class Failure:
     message: str  # masked
     tail: list[str]  # masked
     diagnoses: list[dict[str, Any]] = field(default_factory=list)  # id/title/cause/fix
+    summary: list[str] = field(default_factory=list)  # masked; when nothing was diagnosed
+    context: list[str] = field(default_factory=list)  # masked stack state (compose ps, logs)
 
 
 @dataclass
@@ -1182,7 +1184,8 @@ class Executor:
         rec.duration = round(time.monotonic() - start, 3)
         rec.exit_code = result.exit_code
         if not result.ok:
-            return self._fail(step, rec, result.exit_code, result.message)
+            return self._fail(step, rec, result.exit_code, result.message,
+                              self._stack_context(step))
         if step.capture:
             value = result.stdout.strip()
             self.captured[step.capture] = value
@@ -1285,7 +1288,7 @@ class Executor:
         return SKIPPED
 
     def _fail(self, step: Step, rec: StepRecord, exit_code: int | None,
-              message: str) -> Failure:
+              message: str, context: list[str] | None = None) -> Failure:
         rec.state = FAILED
         rec.exit_code = exit_code
         rec.message = self.redactor.mask(message or "failed")
@@ -1293,9 +1296,44 @@ class Executor:
         rec.tail = list(self._tail)[-TAIL_LINES:]
         self._step_done(rec)
         tail = list(self._tail)
+        context = context or []
+        diagnoses = self._diagnose(step, exit_code, tail + context + [rec.message])
         return Failure(step_id=step.id, step_name=rec.name, kind=step.kind,
                        exit_code=exit_code, message=rec.message, tail=tail[-TAIL_LINES:],
-                       diagnoses=self._diagnose(step, exit_code, tail + [rec.message]))
+                       diagnoses=diagnoses, context=context,
+                       summary=[] if diagnoses else self._summarize(step, exit_code,
+                                                                    tail + context))
+
+    def _stack_context(self, step: Step) -> list[str]:
+        """After a compose/wait/http step failed: the stack's `compose ps` and the last
+        log lines of services that exited, restart or are unhealthy (run quietly, into
+        the run log; deployer.diagnose.context builds the command). Never raises."""
+        from deployer.planner import uses_compose
+
+        if self._leftover is not None or step.kind not in ("compose", "wait", "http"):
+            return []
+        compose_steps = [s for s in self.runbook.steps if uses_compose(s)]
+        if step.kind != "compose" and not compose_steps:
+            return []
+        saved = list(self._tail)
+        try:
+            from deployer.diagnose.context import stack_probe
+
+            sudo = None if step.kind == "compose" else any(s.body.sudo for s in compose_steps)
+            probe = stack_probe(step, self._context(step), sudo=sudo)
+            if probe is None:
+                return []
+            self._log_event(f"step {step.id} failed: collecting the stack's state")
+            self._tail.clear()
+            self._quiet = True
+            self._perform_all([probe], probe.timeout)
+            return list(self._tail)
+        except Exception:  # noqa: BLE001 - context must never hide the failure itself
+            return []
+        finally:
+            self._quiet = False
+            self._tail.clear()
+            self._tail.extend(saved)
 
     def _diagnose(self, step: Step, exit_code: int | None, lines: list[str]) -> list[dict]:
         try:
@@ -1319,6 +1357,16 @@ class Executor:
                  "cause": self.redactor.mask(d.cause), "fix": self.redactor.mask(d.fix),
                  "line": self.redactor.mask(d.matched_line)}
                 for d in found[:3]]
+
+    def _summarize(self, step: Step, exit_code: int | None, lines: list[str]) -> list[str]:
+        """The never-shrug summary (deployer.diagnose.summary) of an unknown failure."""
+        try:
+            from deployer.diagnose.summary import summarize
+
+            found = summarize(lines, exit_code=exit_code, kind=step.kind)
+        except Exception:  # noqa: BLE001 - a summary must never hide the failure itself
+            return []
+        return [self.redactor.mask(line) for line in found.lines()]
 
     # -- rollback --------------------------------------------------------------------
 

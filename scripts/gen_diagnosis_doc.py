@@ -32,9 +32,16 @@ recognise it, the cause in two sentences, the concrete fix, and real sample mess
 - **Every failed step.** The run summary shows the best matching entries for the step's
   last 200 output lines (id, cause, fix, and the matching line as `seen:` when it has
   scrolled out of the last output lines shown), or says plainly that no known pattern
-  matched and which `deployer explain` command to try. The run's vars give the
+  matched, which `deployer explain` command to try, and gives a **summary** of what the
+  output shows (below). The run's vars give the
   context: `app_package`, `app_module` or the shipped runbooks' `app_imports` tell the
   app's own package from a third-party one.
+- **When a `compose`, `wait` or `http` step fails**, deployer collects the stack's
+  state before anything else: `compose ps -a`, the last 40 log lines of every service
+  that exited, restarts, is dead or unhealthy, and the health-check output of unhealthy
+  containers (with the step's compose files, project and sudo). It goes into the run
+  log, a bounded part into the summary (`stack state ...`), and all of it to the
+  matcher, so a health check that timed out is explained by the container's own log.
 - **Before the first step** `deployer run` makes the cheap `doctor` checks (SSH, free
   disk, the Docker engine and Compose flavour when the runbook uses Docker, and the
   ports in `required_ports` when set); a failing check stops the run (exit 2) before
@@ -47,6 +54,28 @@ recognise it, the cause in two sentences, the concrete fix, and real sample mess
   commands). Exit status: **0** when something matched, **1** when nothing did,
   **2** for usage errors.
 - **`deployer doctor --host H`** checks a host before a run (below).
+
+### The summary of an unknown failure
+
+When no entry matches, deployer does not shrug: `deployer.diagnose.summary` names what
+stands out, labelled *summary* because it is not a diagnosed cause:
+
+- `last exception:` the final exception of the last Python traceback, `raised at:` its
+  innermost frame and `from app code:` the innermost frame outside site-packages and the
+  standard library;
+- `failed command:` the command the build or compose reports as failed (BuildKit
+  `process ... did not complete successfully`, the classic builder's `returned a
+  non-zero code`, `service ... didn't complete successfully`, `exited with code`);
+- `exit code N:` what the status means: 126 not executable, 127 command not found, 137
+  SIGKILL (most often the out-of-memory killer), 139 segmentation fault, 143 SIGTERM,
+  124 timeout, 128+N signal N;
+- `error line:` the last five `ERROR`/`FATAL`/`error:`/`[error]` lines and "not found"
+  lines, skipping success words such as "0 errors" and `error_log`;
+- `look next:` where to read on (the app frame, `dmesg` for 137, `command -v` for 127,
+  `docker compose ps -a` and `logs` for stacks, the whole log with `deployer explain`).
+
+`deployer explain` prints the same summary (and `summary` in `--json`) when nothing
+matched; its exit status stays 1.
 
 ```console
 $ docker compose logs api | deployer explain -
@@ -129,6 +158,47 @@ renders the runbooks' `upload` and `run` steps for the host like `deployer plan`
 """
 
 
+def _corpus_section() -> str:
+    """The held-out corpus report (scripts/diagnosis_report.py), so the doc states the
+    measured precision and recall of the catalogue it describes."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import diagnosis_report
+
+    return "\n" + diagnosis_report.markdown(
+        diagnosis_report.evaluate(diagnosis_report.load_corpus()))
+
+
+def _format_section() -> str:
+    """The catalogue's keys, from the field tables the loader validates with."""
+    from deployer.diagnose.matcher import ENTRY_FIELDS, MATCH_FIELDS, SAMPLE_FIELDS
+
+    lines = ["\n## Catalogue format\n",
+             "`catalogue.yml` is read with deployer's own YAML loader and field tables, like "
+             "runbooks: a bad entry is reported as `file:line:col: entries[N].key: entry "
+             "'id': problem (fix: ...)`, every problem at once, exit 2.\n",
+             "| key | type | required | meaning |", "|---|---|---|---|"]
+    extra = {
+        "match": ("mapping", True, "How lines are recognised (keys `match.*` below)."),
+        "sample": ("string or sample", True, "A real failing output this entry must "
+                   "diagnose first."),
+        "more_samples": ("list of samples", False, "More real outputs of the same class."),
+        "near_misses": ("list of samples", False, "Outputs that must NOT get this entry."),
+        "match.patterns": ("regex or list", True, "A line matching one is a hit; named "
+                           "groups fill `{name}`."),
+        "match.also": ("regex or list", False, "Must occur within 40 lines of the hit."),
+        "match.unless": ("regex or list", False, "Must not occur within 40 lines."),
+        "match.after_steps": ("regex", False, "Over the ids of earlier steps; adds score."),
+    }
+    rows = [(k, s.type, s.required, s.doc) for k, s in ENTRY_FIELDS.items()]
+    rows += [(k, *v) for k, v in extra.items() if not k.startswith("match.")]
+    rows += [(k, *v) for k, v in extra.items() if k.startswith("match.")]
+    rows += [(f"match.{k}", s.type, s.required, s.doc) for k, s in MATCH_FIELDS.items()]
+    rows += [(f"sample.{k}", s.type, s.required, s.doc) for k, s in SAMPLE_FIELDS.items()]
+    for key, typ, required, doc in rows:
+        lines.append(f"| `{key}` | {typ} | {'yes' if required else '-'} | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
 def render() -> str:
     sys.path.insert(0, str(ROOT))
     from deployer.diagnose.doctor import CHECKS
@@ -164,6 +234,8 @@ def render() -> str:
         pattern = "`" + first.replace("|", "\\|").replace("`", "'") + "`" + more
         out.append(f"| `{entry.id}` | {entry.area} | {entry.title} | {pattern} | "
                    f"{'; '.join(filters) or '-'} | {entry.source or '-'} |")
+    out.append(_corpus_section())
+    out.append(_format_section())
     out.append("\n## Causes and fixes\n")
     for entry in entries:
         out.append(f"### `{entry.id}`: {entry.title}\n")

@@ -44,6 +44,31 @@ def _open_source(source: str) -> tuple[Any, str]:
                          hint=_unreadable_hint(exc)) from None
 
 
+TAIL_CHARS = 1 << 20  # the end of the log kept for the summary of an unknown failure
+
+
+class _TailTee:
+    """A text stream that remembers the last ``TAIL_CHARS`` it handed out, so the
+    summary of a log nothing matched needs no second read (stdin cannot be reread)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.tail = ""
+
+    def read(self, size: int = -1) -> str:
+        chunk = self.inner.read(size)
+        if chunk:
+            self.tail = (self.tail + chunk)[-TAIL_CHARS:]
+        return chunk
+
+
+def _summary(tail: str, name: str) -> Any:
+    from deployer.diagnose.summary import summarize
+
+    lines = tail.splitlines()[-2000:]
+    return summarize(lines, log_path=name if name != "<stdin>" else None)
+
+
 def _context(project_dir: str, app_packages: tuple[str, ...]) -> dict[str, Any]:
     from deployer.diagnose.matcher import project_context
 
@@ -124,18 +149,27 @@ def explain(ctx: click.Context, source: str | None, as_json: bool,
                          hint="deployer explain run.log  |  docker compose logs api | "
                          "deployer explain -")
     context = _context(get_options(ctx).project_dir, app_packages)
-    stream, name = _open_source(source)
+    raw, name = _open_source(source)
+    stream = _TailTee(raw)
     try:
         diagnoses = explain_lines(stream, context, entries=entries)
     finally:
         if source != "-":
-            stream.close()
+            raw.close()
+    summary = None if diagnoses else _summary(stream.tail, name)
     if as_json:
-        click.echo(json.dumps({"source": name, "matched": bool(diagnoses),
-                               "diagnoses": [d.to_dict() for d in diagnoses]}, indent=2))
+        doc = {"source": name, "matched": bool(diagnoses),
+               "diagnoses": [d.to_dict() for d in diagnoses]}
+        if summary is not None:
+            doc["summary"] = summary.to_dict()
+        click.echo(json.dumps(doc, indent=2))
     elif diagnoses:
         _print_diagnoses(diagnoses, name)
     else:
         click.echo(f"no known failure pattern matched in {name}")
+        if summary is not None and not summary.empty:
+            click.echo("summary (what the log shows, not a diagnosed cause):")
+            for line in summary.lines():
+                click.echo("  " + line)
     if not diagnoses:
         ctx.exit(1)

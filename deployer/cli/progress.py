@@ -252,8 +252,15 @@ def print_summary(outcome: RunOutcome, events: ConsoleEvents) -> None:
             w("  last output:")
             for line in f.tail[-10:]:
                 w(f"    {events.plain(line)}")
+        if f.context:
+            from deployer.diagnose.context import shown_lines
+
+            w("  stack state (compose ps -a; last log lines of services that exited, "
+              "restart or are unhealthy):")
+            for line in shown_lines(f.context):
+                w(f"    {events.plain(line)}")
         if f.diagnoses:
-            shown = {line.strip() for line in (*f.tail[-10:], f.message)}
+            shown = {line.strip() for line in (*f.tail[-10:], *f.context, f.message)}
             for d in f.diagnoses:
                 w(c("33", f"  diagnosis [{d['id']}]: {d['title']}"))
                 line = str(d.get("line") or "").strip()
@@ -264,6 +271,10 @@ def print_summary(outcome: RunOutcome, events: ConsoleEvents) -> None:
         else:
             w("  diagnosis: no known failure pattern matched "
               f"(try `deployer explain {outcome.log_path}`)")
+            if f.summary:
+                w(c("33", "  summary (what the output shows, not a diagnosed cause):"))
+                for line in f.summary:
+                    w("    " + line)
     r = outcome.rollback
     if r is not None:
         w(f"  rolled back: {', '.join(r.undone) or 'nothing'}")

@@ -25,16 +25,18 @@ from __future__ import annotations
 import io
 import os
 import re
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from deployer.errors import InputError, Problem
+from deployer.errors import InputError, Position, Problem
+from deployer.schema import Checker, clean, suggest
+from deployer.steps.base import FieldSpec
+from deployer.yamlsrc import Node, parse_yaml
 
 try:  # Python >= 3.11
     import re._parser as _sre_parse  # type: ignore[import-not-found]
@@ -54,16 +56,48 @@ BONUS_EXIT = 10
 BONUS_AFTER = 5
 BONUS_APP = 15
 
-ENTRY_KEYS = {
-    "id", "title", "area", "match", "cause", "fix", "sample", "more_samples",
-    "near_misses", "priority", "supersedes", "source",
+# The catalogue format, as field tables read by ``schema.Checker`` (docs/diagnosis.md
+# renders them). ``match``, ``sample``, ``more_samples`` and ``near_misses`` are checked
+# by ``_CatalogueChecker`` on top: a sample may be a plain string, regexes must compile.
+ENTRY_FIELDS: dict[str, FieldSpec] = {
+    "id": FieldSpec("string", "Unique id (`[a-z0-9][a-z0-9-]*`), shown with every diagnosis.",
+                    required=True, template=False),
+    "title": FieldSpec("string", "One line naming the failure class.", required=True,
+                       template=False),
+    "area": FieldSpec("string", "Part of the stack; groups the coverage table.",
+                      required=True, template=False),
+    "cause": FieldSpec("string", "What happened and why, in about two sentences; "
+                       "`{group}` is filled from the matching line.", required=True,
+                       template=False),
+    "fix": FieldSpec("string", "Concrete commands or the runbook change.", required=True,
+                     template=False),
+    "priority": FieldSpec("integer", "Base score; the best score is listed first.",
+                          default=50, template=False),
+    "supersedes": FieldSpec("list[string]", "Ids of more general entries dropped when this "
+                            "one matches nearby.", default=[], template=False),
+    "source": FieldSpec("string", "Where the samples come from (thread, incident report).",
+                        template=False),
 }
-REQUIRED_KEYS = ("id", "title", "area", "match", "cause", "fix", "sample")
-MATCH_KEYS = {
-    "patterns", "kinds", "exit_codes", "after_steps", "also", "unless",
-    "app_package_group", "case_sensitive",
+MATCH_FIELDS: dict[str, FieldSpec] = {
+    "kinds": FieldSpec("list[string]", "Step kinds it applies to: another known kind skips "
+                       "it, a listed one adds score.", default=[], template=False),
+    "exit_codes": FieldSpec("list[integer]", "Exit codes it applies to (same effect).",
+                            default=[], template=False),
+    "app_package_group": FieldSpec("string", "The named group must be the app's own "
+                                   "package.", template=False),
+    "case_sensitive": FieldSpec("boolean", "Match case-sensitively (default: ignore case).",
+                                default=False, template=False),
 }
-SAMPLE_KEYS = {"text", "context", "kind", "exit_code", "previous_steps"}
+SAMPLE_FIELDS: dict[str, FieldSpec] = {
+    "text": FieldSpec("string", "The failing output, as found.", required=True,
+                      template=False),
+    "context": FieldSpec("vars", "Run variables the diagnosis may use (`app_package`).",
+                         default={}),
+    "kind": FieldSpec("string", "Kind of the failed step.", template=False),
+    "exit_code": FieldSpec("integer", "Exit code of the failed step.", template=False),
+    "previous_steps": FieldSpec("list[string]", "Ids of the steps that ran before.",
+                                default=[], template=False),
+}
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
@@ -161,198 +195,211 @@ class Diagnosis:
 # --------------------------------------------------------------------------- loading
 
 
-def _problem(entry_id: str, message: str, hint: str = "") -> Problem:
-    return Problem(f"catalogue entry {entry_id!r}: {message}", hint=hint)
-
-
-def _compile(entry_id: str, where: str, pattern: Any, flags: int,
-             problems: list[Problem]) -> re.Pattern[str] | None:
-    if not isinstance(pattern, str) or not pattern:
-        problems.append(_problem(entry_id, f"{where}: expected a non-empty regex string"))
-        return None
-    try:
-        return re.compile(pattern, flags)
-    except re.error as exc:
-        problems.append(_problem(entry_id, f"{where}: bad regex {pattern!r}: {exc}"))
-        return None
-
-
-def _str_list(entry_id: str, where: str, value: Any, problems: list[Problem]) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value)
-    problems.append(_problem(entry_id, f"{where}: expected a string or a list of strings"))
-    return []
-
-
-def _sample(entry_id: str, where: str, raw: Any, problems: list[Problem]) -> Sample | None:
-    if isinstance(raw, str):
-        raw = {"text": raw}
-    if not isinstance(raw, dict):
-        problems.append(_problem(entry_id, f"{where}: expected a string or a mapping"))
-        return None
-    unknown = set(raw) - SAMPLE_KEYS
-    if unknown:
-        problems.append(_problem(entry_id, f"{where}: unknown keys {sorted(unknown)}",
-                                 hint=f"allowed: {sorted(SAMPLE_KEYS)}"))
-        return None
-    text = raw.get("text")
-    if not isinstance(text, str) or not text.strip():
-        problems.append(_problem(entry_id, f"{where}: 'text' must be a non-empty string"))
-        return None
-    context = raw.get("context") or {}
-    if not isinstance(context, dict):
-        problems.append(_problem(entry_id, f"{where}.context: expected a mapping"))
-        return None
-    exit_code = raw.get("exit_code")
-    if exit_code is not None and not isinstance(exit_code, int):
-        problems.append(_problem(entry_id, f"{where}.exit_code: expected an integer"))
-        return None
-    prev = _str_list(entry_id, f"{where}.previous_steps", raw.get("previous_steps"), problems)
-    return Sample(text=text, context=context, kind=raw.get("kind"), exit_code=exit_code,
-                  previous_steps=tuple(prev))
-
-
 def _known_kinds() -> set[str]:
     from deployer.steps import kind_names
 
     return set(kind_names())
 
 
-def _build_entry(raw: Any, index: int, problems: list[Problem]) -> Entry | None:
-    if not isinstance(raw, dict):
-        problems.append(Problem(f"catalogue entry #{index + 1}: expected a mapping"))
-        return None
-    entry_id = raw.get("id")
-    if not isinstance(entry_id, str) or not ID_RE.match(entry_id):
-        problems.append(Problem(f"catalogue entry #{index + 1}: 'id' must match "
-                                f"{ID_RE.pattern} (got {entry_id!r})"))
-        return None
-    before = len(problems)
-    unknown = set(raw) - ENTRY_KEYS
-    if unknown:
-        problems.append(_problem(entry_id, f"unknown keys {sorted(unknown)}",
-                                 hint=f"allowed: {sorted(ENTRY_KEYS)}"))
-    for key in REQUIRED_KEYS:
-        if key not in raw:
-            problems.append(_problem(entry_id, f"missing required key {key!r}"))
-    for key in ("title", "area", "cause", "fix"):
-        if key in raw and (not isinstance(raw[key], str) or not raw[key].strip()):
-            problems.append(_problem(entry_id, f"{key!r} must be a non-empty string"))
-    match = raw.get("match")
-    if not isinstance(match, dict):
-        problems.append(_problem(entry_id, "'match' must be a mapping"))
-        return None
-    unknown = set(match) - MATCH_KEYS
-    if unknown:
-        problems.append(_problem(entry_id, f"match: unknown keys {sorted(unknown)}",
-                                 hint=f"allowed: {sorted(MATCH_KEYS)}"))
-    flags = 0 if match.get("case_sensitive") else re.IGNORECASE
-    pattern_src = _str_list(entry_id, "match.patterns", match.get("patterns"), problems)
-    if not pattern_src:
-        problems.append(_problem(entry_id, "match.patterns: at least one regex is required"))
-    patterns = [_compile(entry_id, f"match.patterns[{i}]", p, flags, problems)
-                for i, p in enumerate(pattern_src)]
-    also = [_compile(entry_id, "match.also", p, flags, problems)
-            for p in _str_list(entry_id, "match.also", match.get("also"), problems)]
-    unless = [_compile(entry_id, "match.unless", p, flags, problems)
-              for p in _str_list(entry_id, "match.unless", match.get("unless"), problems)]
-    after = None
-    if match.get("after_steps") is not None:
-        after = _compile(entry_id, "match.after_steps", match["after_steps"], re.IGNORECASE,
-                         problems)
-    kinds = _str_list(entry_id, "match.kinds", match.get("kinds"), problems)
-    bad_kinds = set(kinds) - _known_kinds()
-    if bad_kinds:
-        problems.append(_problem(entry_id, f"match.kinds: unknown step kinds {sorted(bad_kinds)}",
-                                 hint=f"known: {sorted(_known_kinds())}"))
-    exit_codes = match.get("exit_codes") or []
-    if not (isinstance(exit_codes, list) and all(isinstance(c, int) for c in exit_codes)):
-        problems.append(_problem(entry_id, "match.exit_codes: expected a list of integers"))
-        exit_codes = []
-    app_group = match.get("app_package_group")
-    if app_group is not None:
-        if not isinstance(app_group, str):
-            problems.append(_problem(entry_id, "match.app_package_group: expected a group name"))
-        else:
-            for i, pat in enumerate(patterns):
-                if pat is not None and app_group not in pat.groupindex:
-                    problems.append(_problem(
-                        entry_id, f"match.patterns[{i}] has no group named {app_group!r} "
-                        "(needed by app_package_group)"))
-    for key in ("cause", "fix"):
-        text = raw.get(key)
-        if isinstance(text, str):
-            names = {name for pat in patterns if pat is not None for name in pat.groupindex}
-            for placeholder in _PLACEHOLDER_RE.findall(text):
-                if placeholder.isdigit():
+class _CatalogueChecker:
+    """Checks the catalogue tree with the project's field tables (``schema.Checker``), then
+    what types cannot say (regexes compile, placeholders name groups, kinds exist), every
+    problem at its file:line:col."""
+
+    def __init__(self) -> None:
+        self.checker = Checker()
+        self.kinds = _known_kinds()
+
+    def error(self, node: Node | None, path: str, entry_id: str, message: str,
+              hint: str = "", pos: Position | None = None) -> None:
+        who = f"entry {entry_id!r}: " if entry_id else ""
+        self.checker.error(node, path, who + message, hint, pos=pos)
+
+    def regex(self, node: Node, path: str, entry_id: str, flags: int) -> re.Pattern[str] | None:
+        if not isinstance(node.value, str) or not node.value:
+            self.error(node, path, entry_id, "expected a non-empty regex string")
+            return None
+        try:
+            return re.compile(node.value, flags)
+        except re.error as exc:
+            self.error(node, path, entry_id, f"bad regex {node.value!r}: {exc}",
+                       "escape regex metacharacters ( ) [ ] . * + ? with a backslash")
+            return None
+
+    def regexes(self, node: Node | None, path: str, entry_id: str,
+                flags: int) -> list[re.Pattern[str]]:
+        if node is None or node.value is None:
+            return []
+        items = node.value if node.is_list else [node]
+        out = []
+        for i, item in enumerate(items):
+            pat = self.regex(item, f"{path}[{i}]" if node.is_list else path, entry_id, flags)
+            if pat is not None:
+                out.append(pat)
+        return out
+
+    def sample(self, node: Node, path: str, entry_id: str) -> Sample | None:
+        if node.is_scalar and isinstance(node.value, str):
+            node = Node({"text": node}, node.pos, {"text": node.pos})
+        if not node.is_mapping:
+            self.error(node, path, entry_id, "a sample is a string or a mapping with text:",
+                       "write the failing output as a block: text: |")
+            return None
+        before = len(self.checker.problems)
+        values = clean(self.checker.mapping(node, SAMPLE_FIELDS, path))
+        if len(self.checker.problems) > before:
+            return None
+        text = values.get("text", "")
+        if not text.strip():
+            self.error(node, path + ".text", entry_id, "the sample text is empty")
+            return None
+        return Sample(text=text, context=values.get("context") or {}, kind=values.get("kind"),
+                      exit_code=values.get("exit_code"),
+                      previous_steps=tuple(values.get("previous_steps") or ()))
+
+    def samples(self, node: Node | None, path: str, entry_id: str) -> list[Sample]:
+        if node is None or node.value is None:
+            return []
+        if not node.is_list:
+            self.error(node, path, entry_id, "expected a list of samples")
+            return []
+        found = [self.sample(item, f"{path}[{i}]", entry_id) for i, item in enumerate(node.value)]
+        return [s for s in found if s is not None]
+
+    def entry(self, node: Node, path: str) -> tuple[Entry | None, Node | None]:
+        if not node.is_mapping:
+            self.error(node, path, "", "expected an entry (a mapping with id, title, ...)")
+            return None, None
+        id_node = node.get("id")
+        entry_id = id_node.value if id_node is not None and isinstance(id_node.value, str) else ""
+        before = len(self.checker.problems)
+        values = clean(self.checker.mapping(node, ENTRY_FIELDS, path,
+                                            extra_keys=("match", "sample", "more_samples",
+                                                        "near_misses")))
+        if entry_id and not ID_RE.match(entry_id):
+            self.error(id_node, f"{path}.id", entry_id, f"'id' must match {ID_RE.pattern}")
+        for key in ("match", "sample"):
+            if key not in node.value:
+                self.error(node, path, entry_id, f"missing required field `{key}`")
+        for key in ("title", "area", "cause", "fix"):
+            if isinstance(values.get(key), str) and not values[key].strip():
+                self.error(node.get(key), f"{path}.{key}", entry_id, f"`{key}` is empty")
+        rule = self.rule(node.get("match"), f"{path}.match", entry_id)
+        sample = (self.sample(node.value["sample"], f"{path}.sample", entry_id)
+                  if "sample" in node.value else None)
+        more = self.samples(node.get("more_samples"), f"{path}.more_samples", entry_id)
+        near = self.samples(node.get("near_misses"), f"{path}.near_misses", entry_id)
+        if rule is not None:
+            names = {name for pat in rule.patterns for name in pat.groupindex}
+            for key in ("cause", "fix"):
+                text = values.get(key)
+                if not isinstance(text, str):
                     continue
-                if placeholder not in names and placeholder.islower():
-                    problems.append(_problem(
-                        entry_id, f"{key}: placeholder {{{placeholder}}} is not a group of any "
-                        "pattern", hint="name the group (?P<name>...) or escape the braces"))
-    priority = raw.get("priority", 50)
-    if not isinstance(priority, int):
-        problems.append(_problem(entry_id, "'priority' must be an integer"))
-        priority = 50
-    supersedes = _str_list(entry_id, "supersedes", raw.get("supersedes"), problems)
-    sample = _sample(entry_id, "sample", raw.get("sample"), problems) if "sample" in raw else None
-    more = raw.get("more_samples") or []
-    near = raw.get("near_misses") or []
-    if not isinstance(more, list) or not isinstance(near, list):
-        problems.append(_problem(entry_id, "more_samples and near_misses must be lists"))
-        more, near = [], []
-    more_samples = [_sample(entry_id, f"more_samples[{i}]", s, problems)
-                    for i, s in enumerate(more)]
-    near_samples = [_sample(entry_id, f"near_misses[{i}]", s, problems)
-                    for i, s in enumerate(near)]
-    if len(problems) > before or sample is None:
-        return None
-    return Entry(
-        id=entry_id, title=raw["title"].strip(), area=raw["area"].strip(),
-        rule=Rule(
-            patterns=tuple(p for p in patterns if p is not None),
-            kinds=frozenset(kinds), exit_codes=frozenset(exit_codes), after_steps=after,
-            also=tuple(p for p in also if p is not None),
-            unless=tuple(p for p in unless if p is not None),
-            app_package_group=app_group,
-        ),
-        cause=" ".join(raw["cause"].split()), fix=raw["fix"].strip(), sample=sample,
-        more_samples=tuple(s for s in more_samples if s is not None),
-        near_misses=tuple(s for s in near_samples if s is not None),
-        priority=priority, supersedes=tuple(supersedes), source=str(raw.get("source", "")),
-    )
+                for placeholder in _PLACEHOLDER_RE.findall(text):
+                    if not placeholder.isdigit() and placeholder.islower() \
+                            and placeholder not in names:
+                        self.error(node.get(key), f"{path}.{key}", entry_id,
+                                   f"placeholder {{{placeholder}}} is not a group of any "
+                                   "pattern",
+                                   "name the group (?P<name>...) or escape the braces")
+        if entry_id:  # the field-table checks do not know which entry they are in
+            problems = self.checker.problems
+            for i in range(before, len(problems)):
+                if not problems[i].message.startswith("entry "):
+                    problems[i] = replace(problems[i],
+                                          message=f"entry {entry_id!r}: {problems[i].message}")
+        if len(self.checker.problems) > before or rule is None or sample is None:
+            return None, id_node
+        return Entry(
+            id=entry_id, title=values["title"].strip(), area=values["area"].strip(), rule=rule,
+            cause=" ".join(values["cause"].split()), fix=values["fix"].strip(), sample=sample,
+            more_samples=tuple(more), near_misses=tuple(near),
+            priority=values.get("priority", 50), supersedes=tuple(values.get("supersedes") or ()),
+            source=values.get("source") or "",
+        ), id_node
+
+    def rule(self, node: Node | None, path: str, entry_id: str) -> Rule | None:
+        if node is None:
+            return None
+        before = len(self.checker.problems)
+        values = clean(self.checker.mapping(node, MATCH_FIELDS, path,
+                                            extra_keys=("patterns", "also", "unless",
+                                                        "after_steps")))
+        if not node.is_mapping:
+            return None
+        flags = 0 if values.get("case_sensitive") else re.IGNORECASE
+        patterns_node = node.get("patterns")
+        if patterns_node is None or patterns_node.value in (None, []):
+            self.error(node, f"{path}.patterns", entry_id, "at least one regex is required",
+                       "add patterns: ['<a distinctive part of the message>']")
+        patterns = self.regexes(patterns_node, f"{path}.patterns", entry_id, flags)
+        also = self.regexes(node.get("also"), f"{path}.also", entry_id, flags)
+        unless = self.regexes(node.get("unless"), f"{path}.unless", entry_id, flags)
+        after = None
+        if node.get("after_steps") is not None:
+            after = self.regex(node.value["after_steps"], f"{path}.after_steps", entry_id,
+                               re.IGNORECASE)
+        kinds = values.get("kinds") or []
+        bad = [k for k in kinds if k not in self.kinds]
+        if bad:
+            self.error(node.get("kinds"), f"{path}.kinds", entry_id,
+                       f"unknown step kinds {sorted(bad)}",
+                       suggest(bad[0], sorted(self.kinds)))
+        group = values.get("app_package_group")
+        if group is not None:
+            for i, pat in enumerate(patterns):
+                if group not in pat.groupindex:
+                    self.error(patterns_node, f"{path}.patterns[{i}]", entry_id,
+                               f"pattern has no group named {group!r} (needed by "
+                               "app_package_group)")
+        if len(self.checker.problems) > before:
+            return None
+        return Rule(patterns=tuple(patterns), kinds=frozenset(kinds),
+                    exit_codes=frozenset(values.get("exit_codes") or ()), after_steps=after,
+                    also=tuple(also), unless=tuple(unless), app_package_group=group)
 
 
 def parse_catalogue(text: str, name: str = "catalogue.yml") -> list[Entry]:
-    """Validate catalogue YAML and return its entries; every problem names its entry."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(Problem(f"{name}: invalid YAML: {exc}")) from None
-    if isinstance(data, dict) and "entries" in data:
-        data = data["entries"]
-    if not isinstance(data, list):
-        raise InputError(Problem(f"{name}: expected a list of entries (or 'entries:' list)"))
-    problems: list[Problem] = []
+    """Validate catalogue YAML and return its entries.
+
+    The file is read with ``deployer.yamlsrc`` and checked against the field tables
+    ``ENTRY_FIELDS``/``MATCH_FIELDS``/``SAMPLE_FIELDS`` with ``schema.Checker``, so every
+    problem says file:line:col, the path (``entries[12].match.patterns[0]``) and the entry.
+    """
+    root = parse_yaml(text, name)
+    entries_node = root
+    if root.is_mapping:
+        unknown = [k for k in root.value if k != "entries"]
+        if unknown:
+            raise InputError(Problem(f"unknown top-level key `{unknown[0]}`",
+                                     root.key_pos(unknown[0]), str(unknown[0]),
+                                     "the catalogue has one key: entries"))
+        entries_node = root.get("entries") or Node(None, root.pos)
+    if not entries_node.is_list:
+        raise InputError(Problem("expected a list of entries (or an 'entries:' list)",
+                                 entries_node.pos, "entries"))
+    check = _CatalogueChecker()
     entries: list[Entry] = []
-    for index, raw in enumerate(data):
-        entry = _build_entry(raw, index, problems)
+    first_seen: dict[str, Position] = {}
+    for index, node in enumerate(entries_node.value):
+        entry, id_node = check.entry(node, f"entries[{index}]")
+        entry_id = id_node.value if id_node is not None else None
+        if isinstance(entry_id, str) and entry_id:
+            if entry_id in first_seen:
+                check.error(id_node, f"entries[{index}].id", entry_id,
+                            f"duplicate id (first at line {first_seen[entry_id].line})",
+                            "ids must be unique: rename one")
+            else:
+                first_seen[entry_id] = id_node.pos
         if entry is not None:
             entries.append(entry)
-    ids = [e.id for e in entries]
-    for entry_id in sorted({i for i in ids if ids.count(i) > 1}):
-        problems.append(_problem(entry_id, "duplicate id"))
-    known = set(ids)
     for entry in entries:
         for other in entry.supersedes:
-            if other not in known:
-                problems.append(_problem(entry.id, f"supersedes unknown entry {other!r}"))
-    if problems:
-        raise InputError([Problem(f"{name}: {p.message}", hint=p.hint) for p in problems])
+            if other not in first_seen:
+                check.error(None, "supersedes", entry.id, f"supersedes unknown entry {other!r}",
+                            suggest(other, sorted(first_seen)), pos=first_seen[entry.id])
+    if check.checker.problems:
+        raise InputError(check.checker.problems)
     return entries
 
 
@@ -429,6 +476,16 @@ def _trie_regex(words: Iterable[str]) -> str:
     return render(root)
 
 
+def _minimal_literals(literals: Iterable[str]) -> list[str]:
+    """The literals that contain no other one: a line holding "x not found" holds
+    "not found", so the longer literal only makes the pre-filter slower."""
+    kept: list[str] = []
+    for lit in sorted(set(literals), key=len):
+        if not any(short in lit for short in kept):
+            kept.append(lit)
+    return kept
+
+
 @dataclass
 class _Catalogue:
     entries: list[Entry]
@@ -449,7 +506,7 @@ def _prepare(entries: list[Entry]) -> _Catalogue:
                 literals.update(lit.lower() for lit in lits)
     prefilter = None
     if not unfiltered and literals:
-        prefilter = re.compile(_trie_regex(literals))
+        prefilter = re.compile(_trie_regex(_minimal_literals(literals)))
     return _Catalogue(entries, prefilter, unfiltered, {e.id: e for e in entries})
 
 
@@ -596,17 +653,37 @@ class _Scanner:
         return _ANSI_RE.sub("", line) if "\x1b" in line else line
 
     def feed_block(self, block: list[str]) -> None:
-        """Feed many lines at once: a block with no candidate line costs one regex pass."""
+        """Feed many lines at once: one pre-filter pass over the block finds the candidate
+        lines; only those get the full per-line treatment, the runs between them cost
+        what a block without candidates costs."""
         prefilter = self.cat.prefilter
-        if prefilter is not None and not prefilter.search("\n".join(block).lower()):
-            head = block[: self.window] if self.pending else []
-            for raw in head:
-                self._advance_pending(self._clean(raw))
-            self.line_no += len(block)
-            self.before.extend(self._clean(raw) for raw in block[-self.window:])
+        if prefilter is None:
+            for raw in block:
+                self.feed(raw)
             return
+        joined = "\n".join(block).lower()
+        starts: list[int] = []
+        offset = 0
         for raw in block:
-            self.feed(raw)
+            starts.append(offset)
+            offset += len(raw) + 1
+        hits = sorted({bisect_right(starts, m.start()) - 1 for m in prefilter.finditer(joined)})
+        begin = 0
+        for index in hits:
+            self._skip(block[begin:index])
+            self.feed(block[index])
+            begin = index + 1
+        self._skip(block[begin:])
+
+    def _skip(self, lines: list[str]) -> None:
+        """Lines without a candidate: they only end pending windows and fill ``before``."""
+        if not lines:
+            return
+        if self.pending:
+            for raw in lines[: self.window]:
+                self._advance_pending(self._clean(raw))
+        self.line_no += len(lines)
+        self.before.extend(self._clean(raw) for raw in lines[-self.window:])
 
     def _advance_pending(self, line: str) -> None:
         if not self.pending:

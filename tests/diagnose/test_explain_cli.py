@@ -53,7 +53,41 @@ def test_nothing_matched_exits_1_plainly(tmp_path) -> None:
     assert "no known failure pattern matched" in result.output
     result = _invoke(["-C", str(tmp_path), "explain", "--json", "-"], input="fine\n")
     assert result.exit_code == 1
-    assert json.loads(result.output) == {"source": "<stdin>", "matched": False, "diagnoses": []}
+    data = json.loads(result.output)
+    assert {k: data[k] for k in ("source", "matched", "diagnoses")} == \
+        {"source": "<stdin>", "matched": False, "diagnoses": []}
+    assert data["summary"]["exception"] == "" and data["summary"]["errors"] == []
+
+
+UNKNOWN = (
+    "api-1  | Traceback (most recent call last):\n"
+    'api-1  |   File "/app/shop/main.py", line 12, in <module>\n'
+    "api-1  |     from shop.billing import client\n"
+    'api-1  |   File "/usr/local/lib/python3.12/site-packages/frob/__init__.py", line 3, '
+    "in <module>\n"
+    'api-1  |     raise RuntimeError("frob needs FROB_KEY")\n'
+    "api-1  | RuntimeError: frob needs FROB_KEY\n"
+    "app-api-1 exited with code 3\n"
+)
+
+
+def test_unknown_failure_gets_a_summary_not_a_cause(tmp_path) -> None:
+    log = tmp_path / "run.log"
+    log.write_text(UNKNOWN)
+    result = _invoke(["-C", str(tmp_path), "explain", str(log)])
+    assert result.exit_code == 1  # still: nothing known matched
+    out = result.output
+    assert "no known failure pattern matched" in out
+    assert "summary (what the log shows, not a diagnosed cause):" in out
+    assert "last exception: RuntimeError: frob needs FROB_KEY" in out
+    assert "from app code: /app/shop/main.py:12" in out
+    assert "container app-api-1 exited (exit 3)" in out
+    assert f"deployer explain {log}" in out
+    assert "cause:" not in out
+    data = json.loads(_invoke(["-C", str(tmp_path), "explain", "--json", "-"],
+                              input=UNKNOWN).output)
+    assert data["summary"]["origin"].startswith("/usr/local/lib/python3.12/site-packages/frob/")
+    assert data["summary"]["app_origin"] == "/app/shop/main.py:12 in <module>"
 
 
 def test_app_package_option_selects_own_package_class(tmp_path) -> None:

@@ -270,6 +270,17 @@ def test_window_lines_after_hit_are_used() -> None:
     assert explain_text(text)[0].id == "copy-from-stage-missing"
 
 
+def test_context_lines_around_a_hit_count_inside_one_block() -> None:
+    # Non-candidate lines are skipped in runs; they must still form the hit's window.
+    before = "x\n" * 100 + "COPY --from=builder /app/dist ./dist\n" + "filler\n" * 10
+    hit = 'failed to compute cache key: "/app/dist": not found\n'
+    assert explain_text(before + hit + "y\n" * 100)[0].id == "copy-from-stage-missing"
+    after = "x\n" * 100 + hit + "filler\n" * 10 + "COPY --from=builder /app/dist ./dist\n"
+    assert explain_text(after)[0].id == "copy-from-stage-missing"
+    found = explain_text("a\n" * 3000 + "Killed\n" + "b\n" * 500 + "Killed\n" + "c\n" * 9)
+    assert [(d.id, d.line_no, d.count) for d in found] == [("oom-killed", 3001, 2)]
+
+
 # ---------------------------------------------------------------- helpers
 
 
@@ -305,3 +316,52 @@ def test_every_sample_line_contains_a_literal_of_its_pattern() -> None:
                         lits = pattern_literals(pattern)
                         assert lits and any(lit.lower() in line.lower() for lit in lits), \
                             (entry.id, pattern.pattern)
+
+
+# ------------------------------------------------- positions (yamlsrc + schema tables)
+
+
+def test_bad_regex_points_at_its_line_and_path() -> None:
+    text = _error_text(_entry(id="broken", pattern="boom (unclosed"))
+    # the pattern sits on line 6 of ENTRY (after the leading newline), column of the item
+    assert text.startswith("test.yml:6:"), text
+    assert "entries[0].match.patterns[0]" in text and "bad regex" in text and "fix:" in text
+
+
+def test_wrong_type_points_at_the_value() -> None:
+    text = _error_text(_entry() + "  priority: high\n")
+    assert "test.yml:11:" in text and "entries[0].priority" in text
+    assert "expected an integer" in text and "'boom'" in text
+
+
+def test_second_entry_problem_names_its_own_line() -> None:
+    text = _error_text(_entry() + _entry(id="two", extra="    exit_codes: [one]"))
+    assert "entries[1].match.exit_codes" in text and "'two'" in text
+    line = int(text.split(":")[1])
+    assert line > 11  # inside the second entry, not the first
+
+
+def test_duplicate_id_points_at_the_second_copy() -> None:
+    text = _error_text(_entry() + _entry())
+    assert "duplicate id (first at line 2)" in text and "test.yml:12:" in text
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    bad = _entry(id="a", pattern="x(") + _entry(id="b") + "  colour: red\n"
+    with pytest.raises(InputError) as info:
+        parse_catalogue(bad, "test.yml")
+    assert len(info.value.problems) == 2
+    assert all(p.position is not None for p in info.value.problems)
+
+
+def test_sample_may_be_a_string_or_a_mapping_but_nothing_else() -> None:
+    text = _error_text(_entry().replace('  sample: "boom x"', "  sample: [boom]"))
+    assert "entries[0].sample" in text and "text: |" in text
+
+
+def test_bad_custom_catalogue_file_names_file_and_line(tmp_path) -> None:
+    path = tmp_path / "cat.yml"
+    path.write_text(_entry(pattern="boom [oops"))
+    with pytest.raises(InputError) as info:
+        load_catalogue(path)
+    assert f"{path}:6:" in str(info.value) or "cat.yml:6:" in str(info.value)

@@ -289,3 +289,21 @@ def test_summary_says_plainly_when_nothing_matched(tmp_path: Path, sshd) -> None
     explained = project.cli("explain", str(log))  # the command it suggests
     assert explained.returncode == 1
     assert "no known failure pattern matched" in explained.stdout
+
+
+def test_unknown_failure_gets_an_honest_summary_in_the_run_summary(tmp_path: Path,
+                                                                   sshd) -> None:
+    project = RunProject(tmp_path, sshd)
+    project.runbook("odd", """\
+        steps:
+          - id: odd
+            run: 'echo "ERROR: frobnicator state is inconsistent" >&2; frobnicate --now'
+        """)
+    r = project.cli("run", "odd", "--host", "t")
+    assert r.returncode == 1, r.stdout + r.stderr
+    summary = summary_of(r.stdout)
+    assert "diagnosis [" not in summary
+    assert "summary (what the output shows, not a diagnosed cause):" in summary
+    assert "exit code 127: command not found" in summary
+    assert "error line: ERROR: frobnicator state is inconsistent" in summary
+    assert "frobnicate: command not found" in summary
