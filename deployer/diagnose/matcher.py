@@ -1,6 +1,10 @@
 """Failure-pattern matcher: loads the catalogue (``catalogue.yml``) and names the likely
 root cause and fix for a failing step's output or a whole saved log.
 
+The catalogue is read with ``deployer.yamlsrc`` and checked against the field tables
+below with ``schema.Checker``, as runbooks are: a bad entry is an ``InputError`` naming
+file:line:col, the path (``entries[12].match.patterns[0]``) and the entry id.
+
 Pure functions over text: ``diagnose`` (one step's output tail, best match first) and
 ``explain_lines``/``explain_text`` (a whole log, every failure region, deduplicated,
 in log order). Work is bounded on huge logs: lines are streamed, each is capped in

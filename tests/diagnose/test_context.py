@@ -35,6 +35,7 @@ def test_compose_step_probe_uses_the_steps_project_and_sudo() -> None:
     assert f"{base} ps -a 2>&1" in probe.script
     assert f"{base} logs --no-color --tail 40 \"$svc\"" in probe.script
     assert "*exited*|*restarting*|*dead*|*unhealthy*" in probe.script
+    assert f"for c in $({base} ps -q" in probe.script and ".State.Health.Log" in probe.script
 
 
 def test_step_options_override_the_vars() -> None:
@@ -49,7 +50,7 @@ def test_v1_gets_ps_and_logs_of_all_services() -> None:
                         Ctx(vars={"compose_project_dir": "/srv/app"},
                             compose_cmd="docker-compose"))
     assert probe is not None
-    assert "docker-compose ps 2>&1" in probe.script and "--format" not in probe.script
+    assert "docker-compose ps 2>&1" in probe.script and "ps -a --format" not in probe.script
     assert "docker-compose logs --no-color --tail 40 2>&1" in probe.script
 
 
