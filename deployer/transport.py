@@ -328,15 +328,17 @@ class _HostKeyChecker:
         try:
             return kh.parse_cert(public.key_blob)
         except kh.CertFormatError as e:
+            if not self.authorities:  # no CA to check it against: the plain key decides
+                return None
             raise HostKeyError(f"the host certificate of {self.label} cannot be read: {e}",
                                hint="ask the server's administrator to re-sign its host "
                                     "key with ssh-keygen -s") from e
 
     def _keyscan_fix(self) -> str:
         """The command adding the host's plain key to the first known_hosts file."""
-        host, _, port = self.names[0].removeprefix("[").partition("]:")
         import shlex
 
+        host, _, port = self.names[0].removeprefix("[").partition("]:")
         target = shlex.quote(os.path.expanduser(
             self.record_to or (self.files[0] if self.files else "~/.ssh/known_hosts")))
         scan = f"ssh-keyscan -p {port} {host}" if port else f"ssh-keyscan {host}"
