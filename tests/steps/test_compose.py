@@ -165,6 +165,21 @@ def test_v1_wait_gives_up_before_step_timeout(fake: Path) -> None:
     assert "containers not healthy after" in result.stderr
 
 
+def test_v1_wait_counts_from_its_own_start_in_a_long_lived_shell(fake: Path) -> None:
+    """Scripts run in a subshell of the host's long-lived shell, which inherits its
+    SECONDS (time since the connection opened): a wait after a long build must not
+    give up before it polled once."""
+    (fake / "states" / "api").write_text("running starting 0\nrunning healthy 0\n")
+    (fake / "running").write_text("api\n")
+    step = {"compose": {"action": "up", "wait": True}, "timeout": 60}
+    command = compose.build(make_body(step), FixtureContext(compose_cmd="docker-compose"))[0]
+    env = {"PATH": f"{fake / 'bin'}:/usr/bin:/bin", "FAKE": str(fake)}
+    shell = f"SECONDS=1000\n(\n{command.script}\n)"
+    result = subprocess.run(["/bin/bash", "-e", "-o", "pipefail", "-c", shell], env=env,
+                            cwd=fake, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
 def test_v1_wait_without_containers_fails(fake: Path) -> None:
     result = _up_wait(fake, {})
     assert result.returncode == 1
