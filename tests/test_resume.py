@@ -508,3 +508,54 @@ def test_resume_with_every_check_passing_keeps_the_done_steps(project) -> None:
     assert log.read_text().split() == ["a", "b", "b"]
     assert "runs again: b (it failed)" in r.stdout
     assert "runs_again" in project.record()["resumes"][-1]
+
+
+def test_resume_refusal_says_a_changed_done_step_runs_again(project) -> None:
+    gate = project.remote / "gate"
+    log = project.remote / "log"
+    path = project.runbook("app", f"""
+        steps:
+          - id: a
+            run: "echo a >> {log}"
+            rollback: {{run: "echo undo-a >> {log}"}}
+          - id: b
+            run: "echo b >> {log}"
+          - id: c
+            run: "test -f {gate}"
+    """)
+    assert project.cli("run", "app", "--host", "t").returncode == 1
+    path.write_text(path.read_text().replace("echo b >>", "echo B >>"))
+    r = project.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 2, r.stdout + r.stderr
+    # b is done, but a (rolled back) runs before it: the new b is what will run
+    assert "steps changed: b (done: runs again after a)" in r.stderr
+
+
+def test_resume_without_a_terminal_refuses_a_confirm_a_check_may_rerun(project) -> None:
+    """Without --yes and a terminal, a confirm step that may run again (after a done
+    step with a check) is refused before anything runs; kept steps are not asked."""
+    gate = project.remote / "gate"
+    log = project.remote / "log"
+    project.runbook("app", f"""
+        steps:
+          - id: asks_first
+            run: "echo asks_first >> {log}"
+            confirm: true
+          - id: a
+            run: "echo a >> {log}"
+            check: "true"
+          - id: asks
+            run: "echo asks >> {log}"
+            confirm: true
+          - id: b
+            run: "echo b >> {log}; test -f {gate}"
+    """)
+    assert project.cli("run", "app", "--host", "t", "--yes", "--no-rollback").returncode == 3
+    gate.write_text("")
+    r = project.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "step asks asks for confirmation" in r.stderr
+    assert log.read_text().split() == ["asks_first", "a", "asks", "b"]  # nothing ran
+    r = project.cli("run", "app", "--host", "t", "--resume", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert log.read_text().split() == ["asks_first", "a", "asks", "b", "b"]
