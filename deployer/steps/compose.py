@@ -361,7 +361,10 @@ def _restore(base: str, source: str, v1: bool, wait: bool, limit: float) -> list
     """Shell lines putting back each service recorded in file ``source``; they set
     ``failed=1`` when one cannot be put back (its previous image is gone, it does not
     start)."""
-    up = f"{base} up -d --no-build --no-deps" + (" --wait" if wait and not v1 else "")
+    # --force-recreate: the service's container runs another image than the previous
+    # one, whatever Compose's own change detection (older v2 releases) makes of a re-tag
+    up = f"{base} up -d --no-build --no-deps --force-recreate" + (
+        " --wait" if wait and not v1 else "")
     started = f"{up} \"$svc\""
     if wait and v1:
         # the wait's deadline counts from its own start, not from the script's
@@ -610,7 +613,8 @@ def _up_rollback(opts: Options, body: StepBody, ctx: RenderContext,
     state = up_state_path(base, _compose_cmd(ctx), cwd, services, step)
     v1, wait = is_v1(ctx.compose_cmd or ""), opts.bool("wait")
     script = _up_undo(base, state, services, step.id, v1, wait, _wait_limit(fields["timeout"]))
-    up = f"{base} up -d --no-build --no-deps" + (" --wait" if wait and not v1 else "")
+    up = f"{base} up -d --no-build --no-deps --force-recreate" + (
+        " --wait" if wait and not v1 else "")
     then_wait = " (then waits until healthy)" if wait and v1 else ""
     shown = "\n".join([
         f"# for each of {_named(services)} as recorded before step {step.id} in {state}:",

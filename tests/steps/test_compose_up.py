@@ -190,7 +190,7 @@ def test_a_recreated_service_runs_its_previous_image_and_tags_stay(engine: Engin
     # the tag is the build's business (its own undo): a migration downgrade run after
     # this undo still gets the new image under the name
     assert engine.tag("shop-api:latest") == "sha256:new"
-    assert "up -d --no-build --no-deps" in engine.log()
+    assert "up -d --no-build --no-deps --force-recreate" in engine.log()
     assert "api runs its previous image sha256:old again" in result.stdout
 
 
