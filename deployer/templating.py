@@ -517,6 +517,9 @@ class StepContext(RenderContext):
                                     "check the {{ }} / {% %} delimiters") from None
             except RenderLimitError as exc:  # compiling a huge value runs out of time
                 raise self._problem(str(exc), where, exc.hint) from None
+            except Exception as exc:  # noqa: BLE001 - e.g. nesting too deep to compile
+                raise self._problem(f"cannot compile: {type(exc).__name__}: {exc}", where,
+                                    "simplify the expression") from None
             return self._run(template, self._names, where, text)
 
     def _run(self, template: jinja2.Template, names: LazyVars, where: str,
@@ -590,6 +593,9 @@ class StepContext(RenderContext):
                                 f"{exc.lineno}: {exc.message}", "") from None
         except RenderLimitError as exc:
             raise self._problem(f"template {path}: {exc}", "", exc.hint) from None
+        except (OSError, UnicodeDecodeError, RecursionError) as exc:
+            raise self._problem(f"template {path}: cannot load: {type(exc).__name__}: "
+                                f"{exc}", "", "check the template file") from None
         if template.filename:
             rel = os.path.relpath(template.filename, self.project_dir)
             if rel not in self.runbook.template_files:

@@ -171,6 +171,51 @@ def test_apply_runs_a_fresh_plan_and_refuses_a_stale_one(project) -> None:
     assert log.read_text() == "applied\n"
 
 
+def test_a_plan_saved_without_secrets_is_applied_with_them(project) -> None:
+    # A reviewer (or CI) saves the plan with no secret at hand: no value in the
+    # environment, the secrets file not there yet, the inventory's secret command not
+    # run. `apply` resolves them itself, as `run` would.
+    marker = project.root / "command-ran"
+    with (project.root / "inventory.yml").open("a") as fh:
+        fh.write(f"secrets:\n  api_token: {{command: \"touch {marker}; echo tok-From-Cmd-77\"}}\n")
+    project.env.pop("DEPLOYER_SECRET_DB_PASSWORD")
+    secrets_file = project.root / "secrets.env"
+    got = project.remote / "got"
+    project.runbook("app", f"""
+        secrets: [db_password, api_token]
+        steps:
+          - id: a
+            run: "printf '%s %s' {{{{ secrets.db_password | quote }}}} {{{{ secrets.api_token | quote }}}} > {got}"
+    """)  # noqa: E501
+    plan_file = project.root / "plan.json"
+    r = project.cli("plan", "app", "--host", "t", "--secrets-file", str(secrets_file),
+                    "--out", str(plan_file))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "secrets file not found" in r.stderr  # a warning: the run will need it
+    assert not marker.exists()
+    saved = plan_file.read_text()
+    assert "***" in saved and "tok-From-Cmd-77" not in saved
+    secrets_file.write_text("db_password=first-Secret-Value-1\n")
+    r = project.cli("apply", str(plan_file))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert got.read_text() == "first-Secret-Value-1 tok-From-Cmd-77"
+    assert marker.exists()
+    for text in (r.stdout, r.stderr, project.log_text(), json.dumps(project.records())):
+        assert "first-Secret-Value-1" not in text and "tok-From-Cmd-77" not in text
+    # The plan never bound to secret values: a rotated one is not a stale plan, and
+    # apply deploys the value current when it runs.
+    secrets_file.write_text("db_password=rotated-Secret-Value-2\n")
+    r = project.cli("apply", str(plan_file))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert got.read_text() == "rotated-Secret-Value-2 tok-From-Cmd-77"
+    # Any other input changed since the plan: refused, nothing runs.
+    path = project.root / "runbooks" / "app.yml"
+    path.write_text(path.read_text().replace("printf '%s %s'", "printf '%s+%s'"))
+    r = project.cli("apply", str(plan_file))
+    assert r.returncode == 2 and "stale" in r.stderr and "runbooks/app.yml" in r.stderr
+    assert got.read_text() == "rotated-Secret-Value-2 tok-From-Cmd-77"
+
+
 def test_upload_and_sync_steps_with_auto_rollback(project) -> None:
     (project.root / "templates").mkdir()
     (project.root / "templates" / "app.conf.j2").write_text("port={{ port }}\n")
