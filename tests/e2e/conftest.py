@@ -340,9 +340,15 @@ def deployed(cli: Cli, sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture
 def healthy(deployed: Deployment, cli: Cli, sandbox: Sandbox) -> Deployment:
-    """The stack answers (a test that broke it without restoring fails, not the next)."""
-    status, body = http("GET", sandbox.vars["api_url"] + "/api/health")
-    assert status == 200 and isinstance(body, dict) and body.get("status") == "healthy", body
+    """The stack answers (a test that broke it without restoring fails, not the next).
+
+    Within a minute: a rollback's `up -d` recreates the api and returns once the
+    container started, before uvicorn listens (Compose v2 returns sooner than v1)."""
+    def answers() -> bool:
+        status, body = http("GET", sandbox.vars["api_url"] + "/api/health")
+        return status == 200 and isinstance(body, dict) and body.get("status") == "healthy"
+
+    wait_for(answers, 60, "the api's /api/health to answer healthy", interval=0.5)
     return deployed
 
 
