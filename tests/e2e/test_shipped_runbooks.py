@@ -95,6 +95,7 @@ def remote_exists(sandbox: Sandbox, path: str) -> bool:
 
 # ------------------------------------------------------------------------------ plan
 
+@pytest.mark.compose_v1
 def test_plan_flags_reset_and_roles_as_destructive(cli: Cli, sandbox: Sandbox) -> None:
     r = cli.run("plan", "first-time", "--host", "sandbox", "--format", "json")
     assert r.returncode == 0, r.describe()
