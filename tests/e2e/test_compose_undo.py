@@ -32,7 +32,8 @@ pytestmark = pytest.mark.e2e
 
 def api_containers(sandbox: Sandbox) -> list[dict]:
     """docker inspect of every container of the api service, running or not."""
-    ids = sandbox.compose("ps -q api").stdout.split()
+    # -a: v2 lists only running containers without it (v1 lists all either way)
+    ids = sandbox.compose("ps -a -q api").stdout.split()
     if not ids:
         return []
     return json.loads(sandbox.ssh("docker inspect " + " ".join(map(shlex.quote, ids))).stdout)
