@@ -21,6 +21,7 @@ from tests.executor_helpers import RunProject, remote_processes, running, wait_f
 
 FAKE = """#!/bin/bash
 case " $* " in *" ps "*) exit 0 ;; esac  # no containers exist
+case " $* " in *" config "*) printf 'api\\ndb\\n'; exit 0 ;; esac
 echo "argv: $*"
 echo "cwd: $PWD"
 echo "api_1 | INFO started"
@@ -104,7 +105,7 @@ def test_a_failing_compose_is_a_failure_with_a_fix(tmp_path, sshd) -> None:
     project = _project(tmp_path, sshd)
     (project.remote / "docker-compose").write_text("#!/bin/bash\necho 'no such service: x' >&2\n"
                                                    "exit 1\n")
-    r = project.cli("logs", "x", "--host", "t")
+    r = project.cli("logs", "--host", "t")
     assert r.returncode == 3
     assert "no such service: x" in r.stderr
     assert "compose logs on t exited 1" in r.stderr and "fix:" in r.stderr
@@ -140,3 +141,11 @@ def test_status_of_an_unreachable_host_is_unknown_exit_3(tmp_path, sshd) -> None
     assert r.returncode == 3, r.stderr
     (host,) = json.loads(r.stdout)["hosts"]
     assert host["verdict"] == "unknown" and host["error"]
+
+
+def test_an_unknown_service_is_refused_on_the_host(tmp_path, sshd) -> None:
+    project = _project(tmp_path, sshd, name="compose-v2")
+    r = project.cli("logs", "api", "nope", "--host", "t")
+    assert r.returncode == 3
+    assert "no service nope in this compose project (services: api db)" in r.stderr
+    assert "argv:" not in r.stdout  # compose logs never ran

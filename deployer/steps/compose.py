@@ -686,8 +686,22 @@ def logs_command(ctx: RenderContext, services: list[str], *, follow: bool = Fals
     if tail is not None:
         flags += f" --tail {tail}"
     svc = "".join(" " + shlex.quote(s) for s in services)
-    return RemoteCommand(script=f"{base} logs{flags}{svc}", cwd=cwd, check=False,
-                         label="compose logs")
+    script = f"{base} logs{flags}{svc}"
+    if services:
+        # v2 prints nothing and exits 0 for a service the project does not have (v1
+        # fails): check the names against the project's, so a typo is never an empty log
+        script = "\n".join([
+            f"known=$({base} config --services)",
+            f"for s in{svc}; do",
+            '  if ! printf \'%s\\n\' "$known" | grep -qxF -- "$s"; then',
+            '    echo "deployer: no service $s in this compose project (services:' +
+            ' $(echo $known))" >&2',
+            "    exit 1",
+            "  fi",
+            "done",
+            script,
+        ])
+    return RemoteCommand(script=script, cwd=cwd, check=False, label="compose logs")
 
 
 def detected_flavour(ok: bool, stdout: str) -> str | None:

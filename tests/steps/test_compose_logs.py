@@ -18,8 +18,12 @@ VARS = {"compose_files": ["docker-compose.yml", "prod.yml"], "compose_project_di
 def test_same_invocation_as_the_compose_steps(compose_cmd: str) -> None:
     cmd = logs_command(FixtureContext(VARS, compose_cmd=compose_cmd), ["api", "worker"],
                        follow=True, since="1h30m", tail=50)
-    assert cmd.script == (f"{compose_cmd} -f docker-compose.yml -f prod.yml -p shop logs "
-                          "--no-color --follow --since 1h30m --tail 50 api worker")
+    base = f"{compose_cmd} -f docker-compose.yml -f prod.yml -p shop"
+    lines = cmd.script.splitlines()
+    assert lines[-1] == f"{base} logs --no-color --follow --since 1h30m --tail 50 api worker"
+    # named services are checked against the project's first (v2 exits 0 on a typo)
+    assert lines[0] == f"known=$({base} config --services)"
+    assert lines[1] == "for s in api worker; do"
     assert cmd.cwd == "/srv/app"
     assert cmd.check is False  # the exit code is reported, not raised mid-stream
 
@@ -69,3 +73,19 @@ def test_containers_command_lists_every_container_on_both_flavours(compose_cmd: 
     assert cmd.script.splitlines()[0] == f"ids=$({listing})"
     assert "docker inspect --format" in cmd.script and "com.docker.compose.service" in cmd.script
     assert cmd.check is False
+
+
+def test_named_services_are_checked_against_the_project(tmp_path) -> None:
+    import subprocess
+
+    fake = tmp_path / "compose"
+    fake.write_text("#!/bin/bash\ncase \" $* \" in *\" config \"*) printf 'api\\ndb\\n';"
+                    " exit 0 ;; esac\necho \"logs: $*\"\n")
+    fake.chmod(0o755)
+    ok = logs_command(FixtureContext({}, compose_cmd=str(fake)), ["api"])
+    bad = logs_command(FixtureContext({}, compose_cmd=str(fake)), ["api", "apii"])
+    run = [subprocess.run(["bash", "-e", "-o", "pipefail", "-c", c.script],
+                          capture_output=True, text=True, timeout=30) for c in (ok, bad)]
+    assert run[0].returncode == 0 and "logs: logs --no-color api" in run[0].stdout
+    assert run[1].returncode == 1 and not run[1].stdout
+    assert "no service apii in this compose project (services: api db)" in run[1].stderr
