@@ -81,15 +81,33 @@ class HostKeyChecker:
         return bool(self.authorities)
 
     def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
-        shown = self.names[0]
-        presented = fingerprint(key)
-        blob = key.asbytes()
+        """paramiko's hook: return to accept ``key``, raise HostKeyError to refuse."""
         cert = self._certificate(key)
+        self._refuse_revoked(key, cert)
+        if cert is not None and self._certificate_trusted(key, cert):
+            return
+        # No certificate, or one signed by no CA known for this host: the plain key
+        # decides, as in OpenSSH.
+        known = [e for e in self.matching if not e.marker]
+        if any(e.key.asbytes() == key.asbytes() for e in known):
+            return
+        if known:
+            self._refuse_changed(key, known)
+        if not self.accept_new:
+            self._refuse_unknown(key, cert)
+        if not self.record_to:
+            raise HostKeyError(
+                f"cannot record the new host key of {self.label}: no known_hosts file to "
+                "write to", hint="set known_hosts in the inventory")
+        self._record(key)
+
+    def _refuse_revoked(self, key: Any, cert: kh.HostCert | None) -> None:
+        shown, blob = self.names[0], key.asbytes()
         for e in self.matching:
             if e.marker == kh.REVOKED and e.key.asbytes() == blob:
                 raise HostKeyError(
-                    f"host key {presented} of {self.label} ({shown}) is marked @revoked in "
-                    f"{e.path}:{e.lineno}; refusing to connect",
+                    f"host key {fingerprint(key)} of {self.label} ({shown}) is marked "
+                    f"@revoked in {e.path}:{e.lineno}; refusing to connect",
                     hint="ask the server's administrator for its new host key")
             if e.marker == kh.REVOKED and cert is not None and \
                     e.key.asbytes() == cert.signature_key:
@@ -99,36 +117,40 @@ class HostKeyChecker:
                     f"{e.where}; refusing to connect",
                     hint="ask the server's administrator for a certificate signed by the "
                          "current CA, or add its plain host key to known_hosts")
-        if cert is not None:
-            verdict = kh.check_host_cert(cert, self.authorities, self.principal, time.time())
-            if verdict.trusted:
-                return
-            if verdict.ca is not None:
-                raise HostKeyError(
-                    f"host certificate of {self.label} ({shown}, key {presented}, id "
-                    f"{cert.key_id!r}) is signed by the certificate authority of "
-                    f"{verdict.ca.where}, but {verdict.problem}; refusing to connect",
-                    hint=f"have the server's host key re-signed (`ssh-keygen -s CA_KEY -h "
-                         f"-I ID -n {self.principal} -V +52w "
-                         "/etc/ssh/ssh_host_ed25519_key.pub` and HostCertificate in "
-                         "sshd_config), or trust its plain key instead: "
-                         + self._keyscan_fix())
-            # Signed by no CA known for this host: the plain key decides, as in OpenSSH.
-        known = [e for e in self.matching if not e.marker]
-        if any(e.key.asbytes() == blob for e in known):
-            return
-        if known:
-            listed = "; ".join(f"{e.key.get_name()} {fingerprint(e.key)} ({e.path}:{e.lineno})"
-                               for e in known)
-            files = sorted({e.path for e in known})
-            fix = " && ".join(f"ssh-keygen -R {sh_quote(shown)} -f {sh_quote(p)}" for p in files)
-            raise HostKeyError(
-                f"host key of {self.label} ({shown}) has CHANGED: known {listed}; presented "
-                f"{key.get_name()} {presented}. Someone may be intercepting the connection "
-                "(man-in-the-middle), or the server was reinstalled; refusing to connect",
-                hint=f"verify the new fingerprint with the server's administrator, then remove "
-                     f"the old key: {fix} and re-run with --accept-new-host-key")
-        if not self.accept_new and self.authorities:
+
+    def _certificate_trusted(self, key: Any, cert: kh.HostCert) -> bool:
+        """True if a CA of this host vouches for ``cert``; raises if that CA signed it
+        but the certificate is not valid; False if no CA of this host signed it."""
+        verdict = kh.check_host_cert(cert, self.authorities, self.principal, time.time())
+        if verdict.trusted:
+            return True
+        if verdict.ca is None:
+            return False
+        raise HostKeyError(
+            f"host certificate of {self.label} ({self.names[0]}, key {fingerprint(key)}, id "
+            f"{cert.key_id!r}) is signed by the certificate authority of "
+            f"{verdict.ca.where}, but {verdict.problem}; refusing to connect",
+            hint=f"have the server's host key re-signed (`ssh-keygen -s CA_KEY -h "
+                 f"-I ID -n {self.principal} -V +52w "
+                 "/etc/ssh/ssh_host_ed25519_key.pub` and HostCertificate in "
+                 "sshd_config), or trust its plain key instead: " + self._keyscan_fix())
+
+    def _refuse_changed(self, key: Any, known: list[kh.KnownKey]) -> None:
+        shown = self.names[0]
+        listed = "; ".join(f"{e.key.get_name()} {fingerprint(e.key)} ({e.path}:{e.lineno})"
+                           for e in known)
+        files = sorted({e.path for e in known})
+        fix = " && ".join(f"ssh-keygen -R {sh_quote(shown)} -f {sh_quote(p)}" for p in files)
+        raise HostKeyError(
+            f"host key of {self.label} ({shown}) has CHANGED: known {listed}; presented "
+            f"{key.get_name()} {fingerprint(key)}. Someone may be intercepting the connection "
+            "(man-in-the-middle), or the server was reinstalled; refusing to connect",
+            hint=f"verify the new fingerprint with the server's administrator, then remove "
+                 f"the old key: {fix} and re-run with --accept-new-host-key")
+
+    def _refuse_unknown(self, key: Any, cert: kh.HostCert | None) -> None:
+        shown, presented = self.names[0], fingerprint(key)
+        if self.authorities:
             cas = ", ".join(f"{a.where} ({a.key.get_name()} {fingerprint(a.key)})"
                             for a in self.authorities)
             other = fingerprint_blob(cert.signature_key) if cert is not None else ""
@@ -140,20 +162,14 @@ class HostKeyChecker:
                 f"for it, but the server presented {got}; refusing to connect",
                 hint="give the server a host certificate signed by that CA (HostCertificate "
                      "in its sshd_config), or trust its plain key: " + self._keyscan_fix())
-        if not self.accept_new:
-            where = ", ".join(self.files) if self.files else "no known_hosts file"
-            raise HostKeyError(
-                f"host key of {self.label} ({shown}) is unknown: {key.get_name()} {presented} "
-                f"is in none of {where}; refusing to connect",
-                hint="check the fingerprint out of band (on the server: ssh-keygen -lf "
-                     "/etc/ssh/ssh_host_ed25519_key.pub), then re-run with "
-                     "--accept-new-host-key to record it, or add it to the inventory's "
-                     "known_hosts file")
-        if not self.record_to:
-            raise HostKeyError(
-                f"cannot record the new host key of {self.label}: no known_hosts file to "
-                "write to", hint="set known_hosts in the inventory")
-        self._record(key)
+        where = ", ".join(self.files) if self.files else "no known_hosts file"
+        raise HostKeyError(
+            f"host key of {self.label} ({shown}) is unknown: {key.get_name()} {presented} "
+            f"is in none of {where}; refusing to connect",
+            hint="check the fingerprint out of band (on the server: ssh-keygen -lf "
+                 "/etc/ssh/ssh_host_ed25519_key.pub), then re-run with "
+                 "--accept-new-host-key to record it, or add it to the inventory's "
+                 "known_hosts file")
 
     def _certificate(self, key: Any) -> kh.HostCert | None:
         """The host certificate the server presented with ``key``, if any."""
