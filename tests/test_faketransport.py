@@ -197,6 +197,7 @@ def test_connect_errors_are_raised_in_turn_and_factory_hands_out_the_fake() -> N
     assert fake.connected and fake.host_key_fingerprint == "SHA256:fake"
     fake.close()
     assert not fake.connected and fake.kinds()[-1] == "close"
+    assert fake.run("true").ok and fake.connected  # opens again on first use, as SSH does
 
 
 def test_effects_run_before_the_reply() -> None:
