@@ -159,7 +159,7 @@ def fleet_rollback_code(code: int) -> ExitCode:
 
 @dataclass(frozen=True)
 class Verdict:
-    status: RunStatus
+    status: str  # a RunStatus (a rollback with nothing to undo keeps the record's)
     exit_code: ExitCode
     message: str  # not yet masked: the executor masks it
 

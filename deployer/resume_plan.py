@@ -45,7 +45,7 @@ from deployer.state import (
 )
 
 # Why a step runs again (Decision.reason) when its own record says so.
-_OWN_REASONS = {
+_OWN_REASONS: dict[str, str] = {
     FAILED: "it failed",
     INTERRUPTED: "it was interrupted",
     RUNNING: "it was running when the run died",
