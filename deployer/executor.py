@@ -181,7 +181,7 @@ TransportFactory = Callable[[Host, bool, "str | None"], Any]
 
 def default_transport_factory(host: Host, accept_new_host_key: bool,
                               sudo_password: str | None) -> Any:
-    from deployer.transport import SSHTransport
+    from deployer.ssh import SSHTransport
 
     return SSHTransport(host, accept_new_host_key=accept_new_host_key,
                         extra_known_hosts=list(host.known_hosts), sudo_password=sudo_password)

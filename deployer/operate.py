@@ -74,7 +74,7 @@ def stream_logs(session: Session, host: Host, services: list[str], on_line: Line
     ctx = compose_context(session, host)
     logs_command(ctx, services, follow=follow, since=since, tail=tail)  # bad input: exit 2
     if transport_factory is None:
-        from deployer.transport import SSHTransport as transport_factory
+        from deployer.ssh import SSHTransport as transport_factory
     transport = transport_factory(host, accept_new_host_key=accept_new_host_key,
                                   extra_known_hosts=list(host.known_hosts))
     try:
@@ -115,7 +115,7 @@ def host_status(session: Session, host: Host, *, accept_new_host_key: bool = Fal
     status.last_run = last_run_summary(runs[0] if runs else None)
     ctx = compose_context(session, host)
     if transport_factory is None:
-        from deployer.transport import SSHTransport as transport_factory
+        from deployer.ssh import SSHTransport as transport_factory
     transport = transport_factory(host, accept_new_host_key=accept_new_host_key,
                                   extra_known_hosts=list(host.known_hosts))
     try:

@@ -26,7 +26,7 @@ os.environ["DEPLOYER_SSH_CONFIG"] = "none"
 os.environ["DEPLOYER_KNOWN_HOSTS"] = "none"
 os.environ.pop("SSH_AUTH_SOCK", None)
 
-from deployer.transport import SSHTransport  # noqa: E402
+from deployer.ssh import SSHTransport  # noqa: E402
 from tests.sshd import SshServer  # noqa: E402
 
 

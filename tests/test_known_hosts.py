@@ -13,7 +13,7 @@ import pytest
 
 from deployer import known_hosts as kh
 from deployer.errors import HostKeyError
-from deployer.transport import SSHTransport
+from deployer.ssh import SSHTransport
 from tests.sshd import SshServer, _keygen, fingerprint_of_pubkey_line
 
 T_2024, T_2030 = 1704067200, 1893456000  # 2024-01-01 and 2030-01-01, 00:00 UTC

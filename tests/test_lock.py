@@ -25,7 +25,7 @@ from deployer.lock import (
     read_lock,
     remove_lock,
 )
-from deployer.transport import SSHTransport
+from deployer.ssh import SSHTransport
 from tests.executor_helpers import RunProject, wait_for
 
 

@@ -23,7 +23,7 @@ from deployer.commands import (
     WaitFor,
 )
 from deployer.perform import Performer, extraneous_paths, is_excluded
-from deployer.transport import SSHTransport
+from deployer.ssh import SSHTransport
 from tests.executor_helpers import remote_processes, wait_for
 
 

@@ -70,13 +70,14 @@ from pathlib import Path  # noqa: E402
 
 from deployer.errors import HostKeyError, InputError, RunFailed, TransportError  # noqa: E402
 from deployer.models import Host  # noqa: E402
+from deployer.ssh import SSHTransport  # noqa: E402
 from deployer.transport import (  # noqa: E402
     PROCESS_GONE,
     PROCESS_REBOOTED,
     PROCESS_STOPPED,
     PROCESS_UNVERIFIABLE,
     RemoteProcess,
-    SSHTransport,
+    StepInterrupted,
     stop_remote_process,
 )
 
@@ -203,6 +204,7 @@ def test_ctrl_c_kills_remote_and_reraises(transport: SSHTransport, sshd: SshServ
 
     with pytest.raises(KeyboardInterrupt) as info:
         transport.run(f"echo started; sleep {tag}", on_line=on_line)
+    assert isinstance(info.value, StepInterrupted)
     result = info.value.result
     assert result.interrupted and not result.ok and result.tail == ["started"]
     assert _gone(sshd, f"slee[p] {tag}")

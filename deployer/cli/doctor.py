@@ -118,8 +118,8 @@ def doctor(ctx: click.Context, host: str | None, cli_vars: tuple[str, ...],
     )
     from deployer.inventory import load_inventory
     from deployer.models import Runbook
+    from deployer.ssh import SSHTransport
     from deployer.templating import merge_vars
-    from deployer.transport import SSHTransport
 
     known = {c.id for c in CHECKS}
     unknown = [o for o in only if o not in known]

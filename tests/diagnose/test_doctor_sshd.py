@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from deployer.cli.main import cli
 from deployer.diagnose.doctor import cheap_preflight, run_checks
 from deployer.models import Runbook, Step, StepBody
-from deployer.transport import SSHTransport
+from deployer.ssh import SSHTransport
 
 
 def _by_id(checks):

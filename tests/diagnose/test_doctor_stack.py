@@ -28,8 +28,8 @@ from deployer.diagnose.doctor import (
 from deployer.inventory import load_inventory
 from deployer.models import Runbook, Step, StepBody
 from deployer.runbook import load_runbook
+from deployer.ssh import SSHTransport
 from deployer.templating import merge_vars
-from deployer.transport import SSHTransport
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_INVENTORY = ROOT / "inventory.example.yml"
