@@ -55,7 +55,6 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +97,7 @@ from deployer.state import (
     now_iso,
     operator,
 )
+from deployer.transport import StepInterrupted, Transport, TransportFactory
 
 DIAGNOSE_LINES = 200  # output lines kept in memory for failure diagnosis
 
@@ -176,11 +176,8 @@ class Events:
     def run_finished(self, outcome: RunOutcome) -> None: ...
 
 
-TransportFactory = Callable[[Host, bool, "str | None"], Any]
-
-
 def default_transport_factory(host: Host, accept_new_host_key: bool,
-                              sudo_password: str | None) -> Any:
+                              sudo_password: str | None) -> Transport:
     from deployer.ssh import SSHTransport
 
     return SSHTransport(host, accept_new_host_key=accept_new_host_key,
@@ -248,7 +245,7 @@ class Executor:
         self._factory = transport_factory or default_transport_factory
         self._sudo_password = sudo_password if sudo_password is not None else (
             self.secrets.get("sudo_password"))
-        self._transport: Any = None
+        self._transport: Transport | None = None
         self._lock: HostLock | None = None
         self.captured: dict[str, str] = {}
         self.notices: list[str] = []
@@ -289,7 +286,7 @@ class Executor:
         self._cancels += 1
         self._cancel.set()
         transport = self._transport
-        if transport is not None and hasattr(transport, "interrupt"):
+        if transport is not None:
             try:
                 transport.interrupt()
             except Exception:  # noqa: BLE001 - best effort from another thread
@@ -398,7 +395,8 @@ class Executor:
             interrupted = True
             # A second Ctrl-C (or cancel()) while the command was still being stopped
             # is the operator's "abandon the rollback", however early it came.
-            abandon = bool(getattr(exc, "second", False)) or self._cancels >= 2
+            second = isinstance(exc, StepInterrupted) and exc.second
+            abandon = second or self._cancels >= 2
             self._mark_interrupted(abandon)
         if interrupted:
             return self._finalise(self._after_interrupt(resumed, abandon))
@@ -1054,13 +1052,12 @@ class Executor:
 
     # -- transport, lock, reporting --------------------------------------------------
 
-    def _get_transport(self) -> Any:
+    def _get_transport(self) -> Transport:
         if self._transport is None:
             transport = self._factory(self.host, self.options.accept_new_host_key,
                                       self._sudo_password)
             transport.connect()
-            if hasattr(transport, "on_process"):
-                transport.on_process = self.guard.announce
+            transport.on_process = self.guard.announce
             self._transport = transport
         return self._transport
 

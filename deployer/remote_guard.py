@@ -16,11 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from deployer.errors import LockHeldError, TransportError
 from deployer.journal import Journal
 from deployer.state import RunRecord, now_iso
+from deployer.transport import (
+    KILL_GRACE,
+    PROCESS_STOPPED,
+    RemoteProcess,
+    Transport,
+    still_running_reason,
+)
 
 
 @dataclass(frozen=True)
@@ -32,42 +38,35 @@ class Stopped:
     why: str = ""  # when not gone: why it may still be running
 
 
-def recorded_process(record: RunRecord) -> tuple[Any, str]:
+def recorded_process(record: RunRecord) -> tuple[RemoteProcess | None, str]:
     """The process group ``record`` says its run left running (or ``None``) and the
     id of its step."""
-    from deployer.transport import RemoteProcess
-
     data = record.remote_process
     if not data:
         return None, "?"
     return RemoteProcess.from_dict(data), str(data.get("step") or "?")
 
 
-def stop_process(runner: Any, proc: Any, grace: float | None = None) -> Stopped:
-    """Stop the process group ``proc`` through ``runner`` (a connected transport).
-    Raises ``TransportError``/``OSError`` when the host cannot be reached."""
-    from deployer.transport import (
-        KILL_GRACE,
-        PROCESS_STOPPED,
-        still_running_reason,
-        stop_remote_process,
-    )
-
-    status = stop_remote_process(runner, proc, KILL_GRACE if grace is None else grace)
+def stop_process(transport: Transport, proc: RemoteProcess,
+                 grace: float = KILL_GRACE) -> Stopped:
+    """Stop the process group ``proc`` through a connected ``transport``. Raises
+    ``TransportError``/``OSError`` when the host cannot be reached."""
+    status = transport.stop_process(proc, grace)
     if status == PROCESS_STOPPED:
         return Stopped(gone=True, was_running=True)
     why = still_running_reason(status, proc)
     return Stopped(gone=not why, why=why)
 
 
-def stop_left_by(runner: Any, record: RunRecord) -> tuple[Stopped, Any, str]:
+def stop_left_by(transport: Transport,
+                 record: RunRecord) -> tuple[Stopped, RemoteProcess | None, str]:
     """Stop the command ``record``'s run left running (``deployer unlock``): the
     outcome, the process (``None``: nothing recorded) and its step id. The record is
     cleared of it (not saved) once it is known to be gone."""
     proc, step = recorded_process(record)
     if proc is None:
         return Stopped(gone=True), None, step
-    said = stop_process(runner, proc)
+    said = stop_process(transport, proc)
     if said.gone:
         record.remote_process = None
     return said, proc, step
@@ -81,8 +80,8 @@ class RemoteGuard:
     line to the operator; ``step`` names the step being performed.
     """
 
-    def __init__(self, host: str, journal: Journal, *, connect: Callable[[], Any],
-                 current: Callable[[], Any], drop: Callable[[], None],
+    def __init__(self, host: str, journal: Journal, *, connect: Callable[[], Transport],
+                 current: Callable[[], Transport | None], drop: Callable[[], None],
                  notice: Callable[[str, str], None], step: Callable[[], str]) -> None:
         self.host = host
         self.journal = journal
@@ -90,25 +89,24 @@ class RemoteGuard:
         self._notice, self._step = notice, step
         # A remote command that may still run (it could not be stopped): nothing more
         # runs on the host, and the lock is kept while it might.
-        self.leftover: Any = None
+        self.leftover: RemoteProcess | None = None
         self.in_command = False  # a step's (or undo's) command is being performed
 
-    def running(self) -> Any:
+    def running(self) -> RemoteProcess | None:
         """The process group the open transport has not seen end, or ``None``."""
         transport = self._current()
-        return getattr(transport, "current_process", None) if transport else None
+        return transport.current_process if transport is not None else None
 
     def grace(self) -> float:
-        from deployer.transport import KILL_GRACE
+        transport = self._current()
+        return float(transport.kill_grace if transport is not None else KILL_GRACE)
 
-        return float(getattr(self._current(), "kill_grace", KILL_GRACE) or KILL_GRACE)
-
-    def _remember(self, proc: Any) -> None:
+    def _remember(self, proc: RemoteProcess) -> None:
         if self.journal.record is not None:
             self.journal.record.remote_process = {**proc.to_dict(), "step": self._step(),
                                                   "at": now_iso()}
 
-    def announce(self, proc: Any) -> None:
+    def announce(self, proc: RemoteProcess) -> None:
         """A remote command has run long enough to be worth recording: if deployer
         dies now, ``--resume`` finds (and stops) it from the record."""
         if self.journal.record is None or not self.in_command:
@@ -116,7 +114,7 @@ class RemoteGuard:
         self._remember(proc)
         self.journal.save()
 
-    def interrupted(self) -> Any:
+    def interrupted(self) -> RemoteProcess | None:
         """Ctrl-C: record the process group not (yet) seen to stop, and return it."""
         proc = self.running()
         if proc is not None:
@@ -130,7 +128,7 @@ class RemoteGuard:
         if record is not None and record.remote_process is not None and self.running() is None:
             record.remote_process = None
 
-    def stop(self, proc: Any, what: str) -> tuple[bool, str]:
+    def stop(self, proc: RemoteProcess, what: str) -> tuple[bool, str]:
         """Reconnect and stop ``proc`` (``what`` says whose, for the messages). (True,
         "") once it is known to be gone; otherwise (False, why it may still run)."""
         grace = self.grace()
@@ -148,7 +146,7 @@ class RemoteGuard:
                          f"{self.host}", "info")
         return said.gone, said.why
 
-    def keep(self, proc: Any, why: str) -> str:
+    def keep(self, proc: RemoteProcess, why: str) -> str:
         """Remember a command that may still run on the host, so nothing else runs
         beside it and the record names it for --resume; returns the sentence for the
         step's message."""
