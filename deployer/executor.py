@@ -63,36 +63,31 @@ from deployer import failure as failure_mod
 from deployer import outcomes, resume_plan
 from deployer import rollback as rollback_mod
 from deployer.commands import Command, HttpCheck, LocalCommand, RemoteCommand
+from deployer.connection import HostConnection
 from deployer.errors import (
     EXIT_OK,
     DeployerError,
-    LockHeldError,
-    StalePlanError,
     TransportError,
     UsageError,
 )
 from deployer.failure import Failure
 from deployer.journal import Journal, LocalJournal
-from deployer.lock import HostLock, lock_path
 from deployer.models import Host, Runbook, Step, StepBody
 from deployer.perform import Performer, Result
 from deployer.remote_guard import RemoteGuard
 from deployer.rollback import RollbackReport, StepUndoResult, Undo
+from deployer.run_setup import RunSetup
 from deployer.selection import Selection
 from deployer.state import (
     FAILED,
     INTERRUPTED,
     OK,
-    PENDING,
-    RUN_RUNNING,
-    RUN_SUCCEEDED,
     RUNNING,
     SKIPPED,
     TAIL_LINES,
     RunRecord,
     StateStore,
     StepRecord,
-    deployer_alive,
     new_run_id,
     now_iso,
     operator,
@@ -242,11 +237,6 @@ class Executor:
         self.project_dir = project_dir
         self.store = store or StateStore(project_dir)
         self.journal: Journal = journal or LocalJournal(self.store, redactor.mask)
-        self._factory = transport_factory or default_transport_factory
-        self._sudo_password = sudo_password if sudo_password is not None else (
-            self.secrets.get("sudo_password"))
-        self._transport: Transport | None = None
-        self._lock: HostLock | None = None
         self.captured: dict[str, str] = {}
         self.notices: list[str] = []
         self._current = ""  # step id output lines belong to
@@ -261,10 +251,24 @@ class Executor:
         self._steps_by_id = {s.id: (i, s) for i, s in enumerate(runbook.steps)}
         self.selection = Selection()  # resolved from the options by run()/rollback_run()
         self._resume: resume_plan.ResumePlan | None = None  # --resume: what runs again
-        self.guard = RemoteGuard(host.name, self.journal, connect=self._get_transport,
-                                 current=lambda: self._transport, drop=self._drop_transport,
+        self._wire(transport_factory or default_transport_factory,
+                   sudo_password if sudo_password is not None else (
+                       self.secrets.get("sudo_password")))
+
+    def _wire(self, factory: TransportFactory, sudo_password: str | None) -> None:
+        """The policies the loop runs over, each given what it needs of the run."""
+        self.link = HostConnection(self.host, factory,
+                                   accept_new_host_key=self.options.accept_new_host_key,
+                                   sudo_password=sudo_password)
+        self.guard = RemoteGuard(self.host.name, self.journal, connect=self.link.transport,
+                                 current=self.link.current_transport, drop=self.link.drop,
                                  notice=self._notice, step=lambda: self._current)
-        self.performer = Performer(self._get_transport, self._on_line, project_dir,
+        self.link.on_process = self.guard.announce
+        self.setup = RunSetup(self.runbook, self.host, self.store,
+                              options=self._options_recorded(), force=self.options.force,
+                              digests=self.digests, variables=self._input_variables,
+                              notice=self._notice)
+        self.performer = Performer(self.link.transport, self._on_line, self.project_dir,
                                    self._cancel)
 
     @property
@@ -285,12 +289,7 @@ class Executor:
         self.interrupted_by(cause)
         self._cancels += 1
         self._cancel.set()
-        transport = self._transport
-        if transport is not None:
-            try:
-                transport.interrupt()
-            except Exception:  # noqa: BLE001 - best effort from another thread
-                pass
+        self.link.interrupt()
 
     def interrupted_by(self, cause: str) -> None:
         """Name what is about to interrupt the run (``SIGTERM``; Ctrl-C by default), for
@@ -304,9 +303,9 @@ class Executor:
         """Run (or resume) the runbook on the host."""
         opts = self.options
         self.selection = Selection.resolve(self.runbook, opts.from_step, opts.only_step)
-        prev = self._find_resumable() if opts.resume else None
+        prev = self.setup.find_resumable() if opts.resume else None
         if prev is not None:
-            self._check_stale(prev, "resume")
+            self.setup.check_stale(prev, "resume", self.selection)
         self._check_confirmations(prev)
         run_id = prev.id if prev is not None else new_run_id()
         outcome: RunOutcome | None = None
@@ -329,7 +328,7 @@ class Executor:
         """Undo the completed steps of a past run (``deployer rollback``)."""
         opts = self.options
         self.selection = Selection.resolve(self.runbook, opts.from_step, opts.only_step)
-        self._check_stale(record, "roll back")
+        self.setup.check_stale(record, "roll back", self.selection)
         self.record = record
         self.captured = captures_mod.known_captures(record)
         try:
@@ -363,7 +362,7 @@ class Executor:
     def _say_resume(self, run_id: str) -> None:
         for line in self._resume.lines() if self._resume is not None else []:
             self._notice(line)
-        took = self._lock.took_over if self._lock else None
+        took = self.link.took_over
         if took is not None:
             self._notice(f"took over the lock left by run {run_id} ({took.describe()})")
 
@@ -767,84 +766,10 @@ class Executor:
 
     # -- preparation -----------------------------------------------------------------
 
-    def _find_resumable(self) -> RunRecord:
-        prev = self.store.latest(self.runbook.name, self.host.name)
-        name, host = self.runbook.name, self.host.name
-        if prev is None:
-            raise UsageError(f"no run of {name} on {host} to resume",
-                             hint=f"start one with: deployer run {name} --host {host}")
-        if prev.status == RUN_SUCCEEDED:
-            raise UsageError(f"the latest run of {name} on {host} ({prev.id}) succeeded; "
-                             "there is nothing to resume",
-                             hint="run without --resume to deploy again")
-        machine = prev.operator.rpartition("@")[2]
-        if (prev.status == RUN_RUNNING and machine == operator().rpartition("@")[2]
-                and prev.pid != os.getpid() and deployer_alive(prev.pid)):
-            raise LockHeldError(f"run {prev.id} is still running (pid {prev.pid} on this "
-                                "machine)", holder={"run_id": prev.id, "pid": prev.pid},
-                                hint="wait for it, or stop it with Ctrl-C in its terminal")
-        return prev
-
-    def _variable_digests(self) -> tuple[dict[str, str], str]:
-        """Keyed digests of this run's variables (see ``state.variable_digests``) and
-        the key's id. Names that steps capture are left out: on a later --from they
-        may come from --var, standing in for the step that did not run again."""
-        from deployer.state import key_id, variable_digests
-
-        captured = {s.capture for s in self.runbook.steps if s.capture}
-        key = self.store.digest_key()
-        values = {k: v for k, v in self._input_variables.items() if k not in captured}
-        return variable_digests(values, key), key_id(key)
-
-    def _variable_changes(self, prev: RunRecord) -> list[str]:
-        """Names whose values differ from ``prev``'s (never the values)."""
-        if not prev.variables:
-            return []  # recorded before variables were
-        current, kid = self._variable_digests()
-        if prev.variables_key and prev.variables_key != kid:
-            self._notice(f"variables cannot be compared with run {prev.id}: the key "
-                         f"{self.store.root / '.key'} changed since", "warning")
-            return []
-        cli: frozenset[str] = getattr(self._input_variables, "cli_keys", frozenset())
-        return resume_plan.variable_changes(prev.variables, current, cli)
-
-    def _past(self, old: dict[str, StepRecord]) -> list[resume_plan.PastStep]:
-        return resume_plan.past_steps(self.runbook.steps, old, self.selection.selected)
-
-    def _check_stale(self, prev: RunRecord, action: str) -> None:
-        from deployer.planner import stale_changes
-
-        changes = []
-        if prev.digests and self.digests:
-            changes = stale_changes(prev.digests, self.digests)
-            if changes:
-                old = {s.id: s for s in prev.steps}
-                changes += resume_plan.step_changes(old, self.runbook.steps, self._past(old))
-        changes += self._variable_changes(prev)
-        if not changes:
-            return
-        if self.options.force:
-            self._notice(f"inputs changed since run {prev.id} ({'; '.join(changes)}); "
-                         "going on (--force)", "warning")
-            return
-        raise StalePlanError(
-            f"refusing to {action} run {prev.id}: its inputs changed since", changes,
-            hint=("review the change with `deployer plan` (a changed variable: pass the same "
-                  "--var values as that run); then start a new run, or add --force to use "
-                  "the new inputs anyway"))
-
     def _check_confirmations(self, prev: RunRecord | None) -> None:
         if self.options.yes or self.events.can_confirm():
             return
-        start, left_out = 0, set()
-        if prev is not None:  # what is kept is not asked about; a check may fail
-            past = self._past({s.id: s for s in prev.steps})
-            found = resume_plan.may_rerun_from(past)
-            start = len(self.runbook.steps) if found is None else found
-            left_out = {p.id for p in past if p.not_selected}
-        asking = [s.id for i, s in enumerate(self.runbook.steps)
-                  if s.confirm and self.selection.selected(i) and i >= start
-                  and s.id not in left_out and self._may_run(s)]
+        asking = self.setup.unconfirmable(prev, self.selection, self._may_run)
         if asking:
             raise UsageError(f"step {asking[0]} asks for confirmation and there is no "
                              "terminal to ask", hint="run it from a terminal, or pass --yes "
@@ -877,14 +802,12 @@ class Executor:
         """Connect, preflight, lock, stop what ``prev`` left running, detect compose.
         Raises before anything is recorded."""
         if self._needs_connection():
-            self._get_transport()
+            self.link.transport()
             if not self.options.skip_preflight and purpose == "run":
                 self._preflight()
         if self.runbook.lock:
-            path = lock_path(self.host, self.variables)
-            self._lock = HostLock(self._get_transport(), self.host, path, run_id,
-                                  self.runbook.name, purpose=purpose)
-            self._lock.acquire(takeover_run_id=prev.id if prev is not None else None)
+            self.link.take_lock(self.variables, run_id, self.runbook.name, purpose,
+                                takeover_run_id=prev.id if prev is not None else None)
         if prev is not None and prev.remote_process:
             self.guard.stop_recorded(prev, self.options.force)
         # a rollback runs compose too (built-in image restore, explicit undo bodies)
@@ -894,7 +817,7 @@ class Executor:
         from deployer.diagnose.doctor import cheap_preflight
         from deployer.errors import InputError
 
-        problems = cheap_preflight(self.runbook, self.host, self._get_transport(),
+        problems = cheap_preflight(self.runbook, self.host, self.link.transport(),
                                    variables=self.variables)
         failed = [p for p in problems if p.severity == "error"]
         for p in problems:
@@ -931,13 +854,14 @@ class Executor:
     def _build_record(self, run_id: str, prev: RunRecord | None) -> RunRecord:
         old = {s.id: s for s in prev.steps} if prev is not None else {}
         if prev is not None:
-            record = self._resumed_record(prev)
+            record = self.setup.resumed_record(prev, self.link.took_over is not None)
             self._resume = self._plan_resume(prev, old)
             if self._resume.again():
                 record.resumes[-1]["runs_again"] = self._resume.again()
         else:
-            record = self._new_record(run_id)
-        record.steps = [self._step_record(i, step, old.get(step.id))
+            record = self.setup.new_record(run_id)
+        reruns = self._resume.reruns if self._resume is not None else None
+        record.steps = [self.setup.step_record(i, step, old.get(step.id), reruns, self.selection)
                         for i, step in enumerate(self.runbook.steps)]
         self.captured = captures_mod.known_captures(record)
         found = captures_mod.backfill(
@@ -951,55 +875,11 @@ class Executor:
             self._notice(line)
         return record
 
-    def _options_recorded(self) -> dict[str, Any]:
-        return {k: v for k, v in self.options.to_dict().items() if v}
-
-    def _new_record(self, run_id: str) -> RunRecord:
-        variables, key = self._variable_digests()
-        return RunRecord(id=run_id, runbook=self.runbook.name, host=self.host.name,
-                         runbook_path=self.runbook.path, address=self.host.address,
-                         digests=dict(self.digests), variables=variables,
-                         variables_key=key, options=self._options_recorded())
-
-    def _resumed_record(self, prev: RunRecord) -> RunRecord:
-        record = prev
-        record.resumes = record.resumes + [{"at": now_iso(), "operator": operator(),
-                                            "pid": os.getpid(),
-                                            "took_over_lock": bool(
-                                                self._lock and self._lock.took_over)}]
-        record.status = RUN_RUNNING
-        record.finished = None
-        record.exit_code = None
-        record.message = ""
-        record.failed_step = None
-        record.pid = os.getpid()
-        record.digests = dict(self.digests) or record.digests
-        record.variables, record.variables_key = self._variable_digests()
-        record.options = {**record.options, **self._options_recorded()}
-        return record
-
-    def _step_record(self, index: int, step: Step, rec: StepRecord | None) -> StepRecord:
-        """The record of one step for this run: new, kept (done or left out earlier in
-        this run) or reset to run again; a step the selection leaves out is skipped."""
-        if rec is None:
-            rec = StepRecord(id=step.id, name=step.name, index=index + 1, kind=step.kind,
-                             digest=step.definition_digest())
-        else:
-            rec.index, rec.name, rec.kind = index + 1, step.name, step.kind
-            rec.digest = step.definition_digest()
-            if self._resume is None or not self._resume.reruns(step.id):
-                return rec
-            _reset(rec)
-        if not self.selection.selected(index) and rec.state == PENDING:
-            rec.state = SKIPPED
-            rec.message = self.selection.reason
-        return rec
-
     def _plan_resume(self, prev: RunRecord,
                      old: dict[str, StepRecord]) -> resume_plan.ResumePlan:
         """Decide what the resume runs again: run the checks of the steps done earlier
         (in order, up to the first that fails), then ask ``resume_plan``."""
-        past = self._past(old)
+        past = self.setup.past(prev, self.selection)
         results: dict[str, resume_plan.CheckOutcome] = {}
         probes = resume_plan.checks_to_probe(past)
         if probes:
@@ -1052,22 +932,8 @@ class Executor:
 
     # -- transport, lock, reporting --------------------------------------------------
 
-    def _get_transport(self) -> Transport:
-        if self._transport is None:
-            transport = self._factory(self.host, self.options.accept_new_host_key,
-                                      self._sudo_password)
-            transport.connect()
-            transport.on_process = self.guard.announce
-            self._transport = transport
-        return self._transport
-
-    def _drop_transport(self) -> None:
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            try:
-                transport.close()
-            except Exception:  # noqa: BLE001 - it is already broken
-                pass
+    def _options_recorded(self) -> dict[str, Any]:
+        return {k: v for k, v in self.options.to_dict().items() if v}
 
     def _step_done(self, rec: StepRecord) -> None:
         """Record a step's final state and tell the log and the events about it. The
@@ -1092,46 +958,12 @@ class Executor:
             self.events.output(self.host.name, self._current, stream, masked)
 
     def _close(self) -> None:
-        lock, self._lock = self._lock, None
-        if lock is not None and lock.held and self.guard.leftover is not None:
-            # A command of this run may still be changing the host: nobody else may
-            # start there until it is known to be gone (--resume takes the lock over).
-            self._notice(f"the lock {lock.path} is kept: a remote command of this run may "
-                         f"still be running (process group {self.guard.leftover.pgid})",
-                         "warning")
-            lock = None
-        if lock is not None and lock.held:
-            self._release(lock)
-        self._drop_transport()
+        warning = self.link.release(self.guard.leftover, self._notice)
+        if warning:
+            self._lock_warning = warning
+            self._notice(warning, "warning")
+        self.link.drop()
         self.journal.close()
-
-    def _release(self, lock: HostLock) -> None:
-        for _ in range(2):  # a Ctrl-C while releasing: try once more
-            try:
-                lock.transport = self._get_transport()
-                if not lock.release():
-                    self._lock_lost(lock)
-                return
-            except KeyboardInterrupt:
-                continue
-            except (DeployerError, OSError) as exc:
-                self._notice(f"could not release the lock {lock.path}: {exc}; remove it "
-                             f"with `deployer unlock --host {self.host.name}`", "warning")
-                self._drop_transport()
-                return
-
-    def _lock_lost(self, lock: HostLock) -> None:
-        """The lock was not ours any more at the end: someone removed it (``deployer
-        unlock``) or took it during the run, so another run may have overlapped."""
-        if lock.release_state == "OTHER":
-            who = lock.release_holder.describe() if lock.release_holder else "someone else"
-            text = f"the host lock {lock.path} was taken by {who} during this run"
-        else:
-            text = (f"the host lock {lock.path} was removed during this run (`deployer "
-                    "unlock`?)")
-        self._lock_warning = (f"{text}: another run may have changed {self.host.name} at the "
-                              "same time; check the host")
-        self._notice(self._lock_warning, "warning")
 
     def _warn_lock_lost(self, outcome: RunOutcome) -> None:
         """Put a lock lost during the run into the summary and the record."""
@@ -1143,14 +975,3 @@ class Executor:
         self.journal.save()
 
 
-def _reset(rec: StepRecord) -> None:
-    rec.state = PENDING
-    rec.exit_code = None
-    rec.message = ""
-    rec.attempts = 0
-    rec.started = rec.finished = None
-    rec.duration = None
-    rec.captured = {}
-    rec.captured_masked = []
-    rec.tail = []
-    rec.rollback = {}

@@ -16,6 +16,7 @@ import yaml
 from deployer.errors import LockHeldError
 from deployer.executor import Events, Executor, RunOptions, RunOutcome
 from deployer.faketransport import FakeTransport, Reply
+from deployer.journal import Journal
 from deployer.outcomes import ExitCode, RunStatus, StepStatus
 
 THREE_STEPS = """
@@ -58,7 +59,8 @@ class Project:
     def runbook(self, text: str) -> None:
         (self.root / "runbooks" / "demo.yml").write_text(textwrap.dedent(text))
 
-    def executor(self, events: Events | None = None, **options: Any) -> Executor:
+    def executor(self, events: Events | None = None, journal: Journal | None = None,
+                 **options: Any) -> Executor:
         from deployer.session import load_session
 
         session = load_session("demo", project_dir=str(self.root), host="t", cli_vars=[],
@@ -69,10 +71,11 @@ class Project:
                         digests=session.digests,
                         options=RunOptions(skip_preflight=True, **options),
                         events=events, project_dir=str(self.root),
-                        transport_factory=self.fake.factory)
+                        transport_factory=self.fake.factory, journal=journal)
 
-    def run(self, events: Events | None = None, **options: Any) -> RunOutcome:
-        return self.executor(events, **options).run()
+    def run(self, events: Events | None = None, journal: Journal | None = None,
+            **options: Any) -> RunOutcome:
+        return self.executor(events, journal, **options).run()
 
     def scripts(self) -> list[str]:
         """The step and undo commands the host was asked to run, in order."""
