@@ -11,7 +11,6 @@ recorded it, or refuses (``UsageError``) naming the ``--var`` that would stand i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from deployer.errors import UsageError
@@ -73,14 +72,6 @@ def referenced_names(step: Step, project_dir: str) -> set[str]:
     return names
 
 
-@dataclass
-class Backfill:
-    """Values ``backfill`` found, with the line to say about each."""
-
-    values: dict[str, str] = field(default_factory=dict)
-    notices: list[str] = field(default_factory=list)
-
-
 def _missing(steps: Sequence[Step], recs: Sequence[StepRecord], first: int,
              known: Callable[[str], bool]) -> list[int]:
     return [i for i, step in enumerate(steps[:first])
@@ -89,12 +80,13 @@ def _missing(steps: Sequence[Step], recs: Sequence[StepRecord], first: int,
 
 def backfill(steps: Sequence[Step], recs: Sequence[StepRecord], first: int,
              selected: Callable[[int], bool], known: Callable[[str], bool],
-             history: Callable[[], Iterable[RunRecord]], project_dir: str) -> Backfill:
+             history: Callable[[], Iterable[RunRecord]], project_dir: str,
+             notice: Callable[[str], None]) -> dict[str, str]:
     """Captures of steps before ``first`` that will not run and that a selected step
     needs: from ``history`` (newest first), or ``UsageError``. ``known`` says whether
-    a name already has a value (captured, or given as a variable). Sets the found
-    value on the step's record (``recs``)."""
-    out = Backfill()
+    a name already has a value (captured, or given as a variable). Sets each value
+    found on the step's record (``recs``) and says where it came from (``notice``)."""
+    out: dict[str, str] = {}
     missing = _missing(steps, recs, first, known)
     if not missing:
         return out
@@ -115,9 +107,9 @@ def backfill(steps: Sequence[Step], recs: Sequence[StepRecord], first: int,
             continue
         old = found.find(step.id)
         assert old is not None
-        out.values[name] = old.captured[name]
+        out[name] = old.captured[name]
         recs[i].captured = {name: old.captured[name]}
-        out.notices.append(f"{name} (captured by {step.id}) taken from run {found.id}")
+        notice(f"{name} (captured by {step.id}) taken from run {found.id}")
     if unresolved:
         names = ", ".join(f"{s.capture} (step {s.id})" for s in unresolved)
         raise UsageError(

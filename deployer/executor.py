@@ -302,8 +302,8 @@ class Executor:
     def run(self) -> RunOutcome:
         """Run (or resume) the runbook on the host."""
         opts = self.options
-        self.selection = Selection.resolve(self.runbook, opts.from_step, opts.only_step)
         prev = self.setup.find_resumable() if opts.resume else None
+        self.selection = Selection.resolve(self.runbook, opts.from_step, opts.only_step)
         if prev is not None:
             self.setup.check_stale(prev, "resume", self.selection)
         self._check_confirmations(prev)
@@ -869,10 +869,8 @@ class Executor:
             known=lambda name: name in self.captured or name in self.variables,
             history=lambda: self.store.list_runs(host=self.host.name,
                                                  runbook=self.runbook.name),
-            project_dir=self.project_dir)
-        self.captured.update(found.values)
-        for line in found.notices:
-            self._notice(line)
+            project_dir=self.project_dir, notice=self._notice)
+        self.captured.update(found)
         return record
 
     def _plan_resume(self, prev: RunRecord,

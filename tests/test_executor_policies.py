@@ -256,3 +256,38 @@ def test_a_second_ctrl_c_while_stopping_abandons_the_rollback(project: Project) 
     assert _states(outcome)["a"] == StepStatus.OK
     assert outcome.record.remote_process is not None  # not seen to end: --resume checks
     assert "still applied: a" in outcome.message
+
+
+CAPTURE = """
+    lock: false
+    steps:
+      - id: a
+        run: "do-a"
+        capture: rev
+      - id: b
+        run: "do-b {{ rev }}"
+"""
+
+
+def test_from_takes_a_capture_from_an_earlier_run(project: Project) -> None:
+    project.runbook(CAPTURE)
+    project.fake.when("do-a", Reply(stdout="abc123\n"))
+    first = project.run()
+    assert first.ok
+    events = Recorder()
+    again = project.run(events, from_step="b")
+    assert again.ok and again.run_id != first.run_id
+    assert "do-b abc123" in project.fake.runs("do-b")[-1].script
+    assert len(project.fake.runs("do-a")) == 1
+    assert f"rev (captured by a) taken from run {first.run_id}" in events.notices
+    assert _states(again) == {"a": StepStatus.SKIPPED, "b": StepStatus.OK}
+
+
+def test_from_without_a_recorded_capture_is_refused_before_any_step(project: Project) -> None:
+    from deployer.errors import UsageError
+
+    project.runbook(CAPTURE)
+    with pytest.raises(UsageError, match="rev \\(step a\\)") as err:
+        project.run(from_step="b")
+    assert "--var rev=VALUE" in err.value.hint
+    assert not project.fake.runs()
