@@ -19,19 +19,22 @@ traceback unless ``--debug``; anything else escaping is a bug and shows a traceb
     └── RunFailed                 a run failed; exit 1 or 3 decided by rollback outcome
 
 Exit codes: 0 success; 1 a step failed and rollback completed; 2 usage or validation
-error; 3 failed and rollback incomplete or not run; 4 lock held; 130 interrupted.
+error; 3 failed and rollback incomplete or not run; 4 lock held; 130 interrupted. Their
+meanings live in one table, ``outcomes.EXIT_TABLE``; the names below read it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-EXIT_OK = 0
-EXIT_ROLLED_BACK = 1
-EXIT_USAGE = 2
-EXIT_FAILED = 3
-EXIT_LOCKED = 4
-EXIT_INTERRUPTED = 130
+from deployer.outcomes import ExitCode
+
+EXIT_OK = int(ExitCode.OK)
+EXIT_ROLLED_BACK = int(ExitCode.ROLLED_BACK)
+EXIT_USAGE = int(ExitCode.USAGE)
+EXIT_FAILED = int(ExitCode.FAILED)
+EXIT_LOCKED = int(ExitCode.LOCKED)
+EXIT_INTERRUPTED = int(ExitCode.INTERRUPTED)
 
 
 @dataclass(frozen=True)

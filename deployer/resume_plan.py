@@ -18,13 +18,20 @@ runs. ``checks_to_probe`` names the checks worth running (only those before the 
 step that runs again anyway); the executor runs them on the host and passes their
 outcomes to ``plan_resume``, which returns a ``ResumePlan``: one ``Decision`` per step
 and the lines the run shows before it starts.
+
+Before any of that, a resume (or ``deployer rollback``) of a run whose inputs changed
+is refused: ``variable_changes`` and ``step_changes`` say what changed (names and step
+ids, never values) from the record's digests and the current ones; ``past_steps``
+builds the ``PastStep`` list from a record and the runbook.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from deployer.models import Step
+from deployer.selection import left_out
 from deployer.state import (
     FAILED,
     INTERRUPTED,
@@ -34,10 +41,11 @@ from deployer.state import (
     ROLLED_BACK,
     RUNNING,
     SKIPPED,
+    StepRecord,
 )
 
 # Why a step runs again (Decision.reason) when its own record says so.
-_OWN_REASONS = {
+_OWN_REASONS: dict[str, str] = {
     FAILED: "it failed",
     INTERRUPTED: "it was interrupted",
     RUNNING: "it was running when the run died",
@@ -222,3 +230,64 @@ def plan_resume(steps: Sequence[PastStep],
             continue
         decisions.append(Decision(step.id, False, DONE if step.state == OK else SKIPPED))
     return ResumePlan(decisions)
+
+
+# -- staleness: what changed since the record ------------------------------------------
+
+def past_steps(steps: Sequence[Step], old: Mapping[str, StepRecord],
+               selected: Callable[[int], bool]) -> list[PastStep]:
+    """The runbook's ``steps`` as the resume sees them, from the record's ``old``
+    steps (by id); steps this invocation does not select are left out."""
+    past = []
+    for i, step in enumerate(steps):
+        rec = old.get(step.id)
+        past.append(PastStep(
+            id=step.id, state=rec.state if rec is not None else NEW,
+            has_check=bool(step.check),
+            secret_capture=rec is not None and rec.state == OK and bool(rec.captured_masked),
+            not_selected=not selected(i) or (rec is not None and left_out(rec))))
+    return past
+
+
+def variable_changes(before: Mapping[str, str], now: Mapping[str, str],
+                     cli_keys: Collection[str] = ()) -> list[str]:
+    """Names whose keyed digests differ between the record (``before``) and this run
+    (``now``), never the values; ``cli_keys`` are the names given with --var."""
+    changes = []
+    for name in sorted(set(before) | set(now)):
+        where = " (--var)" if name in cli_keys else ""
+        if name not in now:
+            changes.append(f"variable {name} is no longer set")
+        elif name not in before:
+            changes.append(f"variable {name}{where} is new")
+        elif before[name] != now[name]:
+            changes.append(f"variable {name}{where} changed")
+    return changes
+
+
+def step_changes(old: Mapping[str, StepRecord], steps: Sequence[Step],
+                 past: Sequence[PastStep]) -> list[str]:
+    """Which steps the changed files changed, by id: what a resume would do differently
+    (a step already done is not run again with its new definition). ``past`` is
+    ``past_steps`` of the same record."""
+    if not old or not all(s.digest for s in old.values()):
+        return []  # a record from before step digests: the file names must do
+    changed, added = [], []
+    forced = forced_from(past)
+    for i, step in enumerate(steps):
+        rec = old.get(step.id)
+        if rec is None:
+            added.append(step.id)
+        elif rec.digest != step.definition_digest():
+            done = ""
+            if rec.state in (OK, SKIPPED):
+                done = (" (done: would not run again)" if forced is None or i < forced
+                        else f" (done: runs again after {steps[forced].id})")
+            changed.append(step.id + done)
+    ids = {s.id for s in steps}
+    removed = [i for i in old if i not in ids]
+    out = []
+    for what, names in (("changed", changed), ("added", added), ("removed", removed)):
+        if names:
+            out.append(f"steps {what}: {', '.join(names)}")
+    return out or ["no step definition changed (only formatting, comments or templates)"]

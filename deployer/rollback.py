@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployer.outcomes import UndoStatus
 from deployer.state import (
     FAILED,
     INTERRUPTED,
@@ -143,7 +144,8 @@ def partial_steps(record: RunRecord) -> dict[str, str]:
 def undoable(record: RunRecord) -> list[StepRecord]:
     """Targets not already known to have nothing to undo (``deployer rollback`` asks
     about these)."""
-    return [s for s in targets(record) if s.rollback.get("state") != "nothing_to_undo"]
+    return [s for s in targets(record)
+            if s.rollback.get("state") != UndoStatus.NOTHING_TO_UNDO]
 
 
 def roll_back(
@@ -174,14 +176,14 @@ def roll_back(
         if undo.irreversible and not undo.commands:
             report.stopped_at = rec.id
             report.remaining = _applied(todo[pos:])
-            rec.rollback = {"state": "irreversible", "message": "irreversible: not undone",
-                            "at": now_iso()}
+            rec.rollback = {"state": UndoStatus.IRREVERSIBLE,
+                            "message": "irreversible: not undone", "at": now_iso()}
             save()
             events.undo_finished(rec, OK, "irreversible: rollback stops here")
             break
         if not undo.commands:
             report.nothing_to_undo.append(rec.id)
-            rec.rollback = {"state": "nothing_to_undo", "at": now_iso()}
+            rec.rollback = {"state": UndoStatus.NOTHING_TO_UNDO, "at": now_iso()}
             save()
             events.undo_finished(rec, OK, "nothing to undo")
             continue

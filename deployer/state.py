@@ -45,30 +45,30 @@ from pathlib import Path
 from typing import Any
 
 from deployer.errors import UsageError
+from deployer.outcomes import RunStatus, StepStatus
 
 FORMAT_VERSION = 1
 
-# Step states (architecture contract).
-PENDING = "pending"
-RUNNING = "running"
-OK = "ok"
-FAILED = "failed"
-SKIPPED = "skipped"
-ROLLED_BACK = "rolled_back"
-ROLLBACK_FAILED = "rollback_failed"
-INTERRUPTED = "interrupted"
-STEP_STATES = (PENDING, RUNNING, OK, FAILED, SKIPPED, ROLLED_BACK, ROLLBACK_FAILED, INTERRUPTED)
+# Step states and run statuses (architecture contract): the vocabularies of
+# ``outcomes``, under the names the rest of the code has always imported.
+PENDING = StepStatus.PENDING
+RUNNING = StepStatus.RUNNING
+OK = StepStatus.OK
+FAILED = StepStatus.FAILED
+SKIPPED = StepStatus.SKIPPED
+ROLLED_BACK = StepStatus.ROLLED_BACK
+ROLLBACK_FAILED = StepStatus.ROLLBACK_FAILED
+INTERRUPTED = StepStatus.INTERRUPTED
+STEP_STATES = tuple(StepStatus)
 
-# Run statuses. Everything but SUCCEEDED can be resumed.
-RUN_RUNNING = "running"
-RUN_SUCCEEDED = "succeeded"
-RUN_FAILED = "failed"  # a step failed; rollback not run (--no-rollback, on_failure stop)
-RUN_ROLLED_BACK = "rolled_back"  # a step failed (or on request) and rollback completed
-RUN_ROLLBACK_INCOMPLETE = "rollback_incomplete"  # rollback stopped (irreversible, failure)
-RUN_INTERRUPTED = "interrupted"  # Ctrl-C
-RUN_STOPPED = "stopped"  # the operator declined a confirmation
-RUN_STATUSES = (RUN_RUNNING, RUN_SUCCEEDED, RUN_FAILED, RUN_ROLLED_BACK,
-                RUN_ROLLBACK_INCOMPLETE, RUN_INTERRUPTED, RUN_STOPPED)
+RUN_RUNNING = RunStatus.RUNNING
+RUN_SUCCEEDED = RunStatus.SUCCEEDED
+RUN_FAILED = RunStatus.FAILED
+RUN_ROLLED_BACK = RunStatus.ROLLED_BACK
+RUN_ROLLBACK_INCOMPLETE = RunStatus.ROLLBACK_INCOMPLETE
+RUN_INTERRUPTED = RunStatus.INTERRUPTED
+RUN_STOPPED = RunStatus.STOPPED
+RUN_STATUSES = tuple(RunStatus)
 
 TAIL_LINES = 20  # output lines kept per step in the record
 JOURNAL_THRESHOLD = 64 * 1024  # bytes of record JSON above which transitions are journaled
