@@ -217,6 +217,13 @@ def _check_positive(name: str, value: int | None) -> None:
         raise UsageError(f"{name} must be a whole number >= 1, not {value!r}")
 
 
+def fleet_width(parallel: int | None, batch_size: int | None) -> int:
+    """How many hosts run at once: ``parallel`` (default: the batch size when rolling,
+    else 1), capped by the batch size."""
+    width = parallel or batch_size or 1
+    return min(width, batch_size) if batch_size else width
+
+
 def batches_of(hosts: Sequence[Host], batch_size: int | None) -> list[list[Host]]:
     """Hosts cut into rolling batches, order kept (one batch when not rolling)."""
     if not hosts:
@@ -345,9 +352,7 @@ def run_fleet(
         dup = sorted({n for n in names if names.count(n) > 1})
         raise UsageError(f"host(s) listed more than once: {', '.join(dup)}")
     budget = parse_max_fail(max_fail, len(hosts))
-    width = parallel or batch_size or 1
-    if batch_size:
-        width = min(width, batch_size)
+    width = fleet_width(parallel, batch_size)
     emit: EventSink = events or (lambda _e: None)
     options = {"parallel": width, "batch_size": batch_size,
                "max_fail": max_fail if max_fail is not None else 0, "budget": budget}
@@ -836,7 +841,7 @@ __all__ = [
     "ERROR", "EXIT_SEVERITY", "FAILED", "INTERRUPTED", "LOCKED", "NOT_STARTED", "OK",
     "ROLLED_BACK", "SKIPPED", "STATUSES", "FleetEvent", "FleetOutcome", "FleetRecord",
     "HostOutcome", "LatestRun", "ResumeAction", "batches_of", "deployment_start_ns",
-    "fleets_dir", "latest_fleet_record", "load_fleet_records", "outcome_from_error",
+    "fleet_width", "fleets_dir", "latest_fleet_record", "load_fleet_records", "outcome_from_error",
     "parse_max_fail", "resume_actions",
     "run_fleet", "skipped_outcome", "status_for_exit_code", "worst_exit_code",
 ]
