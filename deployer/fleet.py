@@ -758,7 +758,7 @@ class FleetRecord:
 def load_fleet_records(project_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every readable fleet record, oldest first (unreadable files are ignored: a
     half-written temp file is never named ``*.json``, so this only skips foreign junk)."""
-    out = []
+    out: list[dict[str, Any]] = []
     folder = fleets_dir(project_dir)
     if not folder.is_dir():
         return out

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 CTRL_C = "Ctrl-C"
 SIGTERM = "SIGTERM"
 
-_CAUSES = {signal.SIGINT: CTRL_C, signal.SIGTERM: SIGTERM}
+_CAUSES: dict[int, str] = {signal.SIGINT: CTRL_C, signal.SIGTERM: SIGTERM}
 
 
 @contextlib.contextmanager
