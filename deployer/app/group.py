@@ -41,6 +41,7 @@ from deployer.fleet import (
     status_for_exit_code,
 )
 from deployer.models import Host
+from deployer.session import Session
 from deployer.state import RUN_SUCCEEDED, RunRecord, StateStore, StepRecord
 
 from .build import build_executor
@@ -76,7 +77,7 @@ class GroupPlan:
         return self.width == 1
 
 
-def prepare_group(session: Any, options: RunOptions, *, target: str | None,
+def prepare_group(session: Session, options: RunOptions, *, target: str | None,
                   parallel: int | None, batch_size: int | None,
                   as_json: bool = False) -> GroupPlan:
     """Decide width, resume actions and fleet rollback for a group run; raise
@@ -91,7 +92,7 @@ def prepare_group(session: Any, options: RunOptions, *, target: str | None,
     plan = GroupPlan(hosts=hosts, target=target or ",".join(h.name for h in hosts),
                      runbook=session.runbook.name, width=width,
                      resume_for={h.name: options.resume for h in hosts},
-                     fleet_rollback=getattr(session.runbook, "fleet_rollback", "host"))
+                     fleet_rollback=session.runbook.fleet_rollback)
     if options.resume:
         _plan_resume(plan, session.project_dir, target)
     if plan.fleet_rollback == "all" and options.no_rollback:
@@ -211,7 +212,7 @@ class _RecordingEvents(Events):
 class _GroupRun:
     """The executors of one group run: built per host, cancelled together."""
 
-    def __init__(self, session: Any, options: RunOptions, plan: GroupPlan,
+    def __init__(self, session: Session, options: RunOptions, plan: GroupPlan,
                  events: Events) -> None:
         self.session = session
         self.options = options
@@ -257,7 +258,7 @@ class _GroupRun:
             executor.cancel(cause)
 
 
-def deploy_group(session: Any, options: RunOptions, plan: GroupPlan, *, events: Events,
+def deploy_group(session: Session, options: RunOptions, plan: GroupPlan, *, events: Events,
                  on_event: EventSink, parallel: int | None, batch_size: int | None,
                  max_fail: str | None) -> FleetOutcome:
     """Run ``plan`` (from ``prepare_group``); ``events`` gets every executor's events,

@@ -164,59 +164,14 @@ def apply(ctx: click.Context, plan_file: str, yes: bool, no_rollback: bool,
     plan never holds them). A plan for several hosts runs like `deployer run` on a
     group: --parallel, --batch-size, --max-fail and --format json apply.
     """
-    from deployer.errors import StalePlanError
+    from deployer.app.saved_plan import load_saved_plan
     from deployer.executor import RunOptions
-    from deployer.planner import load_plan, stale_changes
-    from deployer.session import load_session
 
-    data = load_plan(plan_file)
-    inputs = data["inputs"]
-    if any("***" in str(v) for v in inputs.get("cli_vars") or []):
-        raise StalePlanError(f"{plan_file} was saved with a --var holding a secret, which "
-                             "is masked in the file and cannot be replayed",
-                             hint="pass secrets through the secrets mechanism, not --var")
-    try:
-        session = load_session(inputs["runbook"], project_dir=inputs.get("project_dir", "."),
-                               inventory_path=inputs.get("inventory"), host=inputs.get("host"),
-                               vars_files=inputs.get("vars_files") or [],
-                               cli_vars=inputs.get("cli_vars") or [],
-                               secrets_file=inputs.get("secrets_file"))
-    except FileNotFoundError as exc:
-        raise StalePlanError(f"an input of {plan_file} is gone: {exc}") from None
-    changes = stale_changes(data, session.digests)
-    saved_hosts = [h.get("host") for h in data.get("hosts") or []]
-    if saved_hosts and saved_hosts != [h.name for h in session.hosts]:
-        changes.append(f"hosts were {', '.join(map(str, saved_hosts))}, now "
-                       f"{', '.join(h.name for h in session.hosts)}")
-    if changes:
-        raise StalePlanError(f"{plan_file} is stale: its inputs changed since it was saved",
-                             changes, hint="review and save a new plan with `"
-                             + _plan_command(inputs, plan_file) + "`")
+    session, inputs = load_saved_plan(plan_file)
     options = RunOptions(yes=yes, no_rollback=no_rollback,
                          accept_new_host_key=accept_new_host_key,
                          skip_preflight=skip_preflight)
     _execute(ctx, session, options, inputs.get("host"), parallel, batch_size, max_fail, fmt)
-
-
-def _plan_command(inputs: dict[str, Any], plan_file: str) -> str:
-    """The `deployer plan` command line that saves ``plan_file`` again, with the saved
-    plan's own inputs (host, inventory, vars files, --var, secrets file)."""
-    import shlex
-
-    words = ["deployer"]
-    if inputs.get("inventory"):
-        words += ["-i", inputs["inventory"]]
-    words += ["plan", inputs["runbook"]]
-    if inputs.get("host"):
-        words += ["--host", inputs["host"]]
-    for path in inputs.get("vars_files") or []:
-        words += ["--vars-file", path]
-    for item in inputs.get("cli_vars") or []:
-        words += ["--var", item]
-    if inputs.get("secrets_file"):
-        words += ["--secrets-file", inputs["secrets_file"]]
-    words += ["--out", plan_file]
-    return " ".join(shlex.quote(str(w)) for w in words)
 
 
 @click.command(name="rollback")
