@@ -43,11 +43,14 @@ demo:
 # (the sandbox's default); then the compose_v1 subset again on v1, after which `up` puts
 # the inventory back on v2. The packages come first, in the recipe rather than as
 # prerequisites, so that `make -j` cannot build the venv before python3-venv is there.
-# scripts/check-wheel (the built wheel, installed in a fresh venv, run in an empty
-# directory) goes first: it is quick and fails loudly.
+# scripts/ci-lint (ruff, then mypy over the package) and scripts/check-wheel (the built
+# wheel, installed in a fresh venv, run in an empty directory) go first: they are quick
+# and fail loudly. A bare `pytest` skips e2e (pyproject's addopts); `-m ''` runs it.
 test:
 	scripts/test-deps
-	$(MAKE) --no-print-directory venv sandbox-up
+	$(MAKE) --no-print-directory venv
+	scripts/ci-lint
+	$(MAKE) --no-print-directory sandbox-up
 	scripts/check-wheel
 	$(VENV)/bin/pytest -m ''
 	SANDBOX_COMPOSE=v1 $(VENV)/bin/pytest -m compose_v1 tests/e2e; rc=$$?; \
@@ -59,4 +62,4 @@ check-wheel: venv
 	scripts/check-wheel
 
 lint: venv
-	$(VENV)/bin/ruff check .
+	scripts/ci-lint

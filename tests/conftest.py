@@ -10,6 +10,10 @@ Kept small and generic; other suites may add fixtures at the end of this file.
 - ``sudo_user``: ``(server, password)``: a throwaway login user whose ``sudo`` asks for
   a password, and an sshd that lets it in (root only; skipped otherwise).
 
+Timeouts (pytest-timeout, the default in pyproject.toml): an e2e test counts only its
+own body, because the session fixtures land in whichever e2e test runs first (the
+sandbox's first ``up`` takes minutes) and bound themselves with their own timeouts.
+
 Every test runs with ``DEPLOYER_SSH_CONFIG=none`` and ``DEPLOYER_KNOWN_HOSTS=none`` and
 without ``SSH_AUTH_SOCK``, so deployer never reads the user's ~/.ssh/config,
 ~/.ssh/known_hosts or agent: hosts carry their identity file and known_hosts explicitly.
@@ -25,6 +29,19 @@ from pathlib import Path
 import pytest
 
 from tests.sshd import SshServer
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("timeout"):
+        return
+    # The effective default (command line over pyproject), so `--timeout 0` still
+    # disables it for a debugging session.
+    default = config.getoption("timeout", default=None)
+    if default is None:
+        default = config.getini("timeout")
+    for item in items:
+        if item.get_closest_marker("e2e") and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(float(default or 0), func_only=True))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,7 +1,8 @@
-"""``deployer run`` on several hosts: the CLI side of ``deployer.fleet``.
+"""``deployer run`` on several hosts: the CLI side of ``deployer.app.deploy_group``.
 
-Builds one ``Executor`` per host (own connection, lock, record, rollback), hands them
-to ``run_fleet`` with ``--parallel``/``--batch-size``/``--max-fail``, and renders:
+The app layer builds one executor per host and schedules them through
+``deployer.fleet`` with ``--parallel``/``--batch-size``/``--max-fail``; this module
+renders:
 
 - every executor line prefixed by its host (``ConsoleEvents``), serialised by a lock;
 - on a terminal with more than one host at a time, a rich ``Live`` table of
@@ -11,14 +12,8 @@ to ``run_fleet`` with ``--parallel``/``--batch-size``/``--max-fail``, and render
   one line per other host; or, with ``--format json``, per-host results on stdout
   (progress then goes to stderr).
 
-``--resume`` on a group uses the fleet record of the last run of this runbook on the
-same target: hosts that finished ok are skipped, the rest resume or start. The record
-learns each host's run id as soon as that run starts (``FleetEvents.run_started``),
-so a deployer killed mid-fleet leaves a record that tells started hosts from the
-hosts it never reached.
-
-With the runbook's ``fleet_rollback: all``, ``roll_back_one`` undoes a host that
-finished ok through ``Executor.rollback_run``, the code path of ``deployer rollback``.
+What ``--resume`` skips, the fleet record and ``fleet_rollback: all`` are decided in
+``deployer.app.group``; this module only shows them.
 """
 
 from __future__ import annotations
@@ -31,9 +26,9 @@ from typing import Any, TextIO
 
 import click
 
+from deployer.app import deploy_group, prepare_group
 from deployer.cli.progress import ConsoleEvents, print_summary
-from deployer.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROLLED_BACK, UsageError
-from deployer.executor import Executor, RunOptions, RunOutcome
+from deployer.executor import RunOptions, RunOutcome
 from deployer.fleet import (
     FAILED,
     INTERRUPTED,
@@ -42,19 +37,7 @@ from deployer.fleet import (
     ROLLED_BACK,
     FleetEvent,
     FleetOutcome,
-    FleetRecord,
-    HostOutcome,
-    LatestRun,
-    deployment_start_ns,
-    latest_fleet_record,
-    load_fleet_records,
-    resume_actions,
-    run_fleet,
-    skipped_outcome,
-    status_for_exit_code,
 )
-from deployer.models import Host
-from deployer.state import RUN_SUCCEEDED, StateStore
 
 _STATE_STYLE = {"pending": "dim", "running": "bold", OK: "green", "skipped": "dim green",
                 FAILED: "red", ROLLED_BACK: "yellow", INTERRUPTED: "yellow", "locked": "red",
@@ -122,7 +105,6 @@ class FleetEvents(ConsoleEvents):
         self.allow_confirm = allow_confirm
         self.live: Any = None
         self.outcomes: dict[str, RunOutcome] = {}
-        self.fleet_record: FleetRecord | None = None
 
     def _write(self, text: str) -> None:
         live = self.live
@@ -140,10 +122,6 @@ class FleetEvents(ConsoleEvents):
 
     def run_started(self, record: Any, resumed: bool) -> None:
         super().run_started(record, resumed)
-        if self.fleet_record is not None:
-            # Before any step runs: a deployer killed from here on leaves this host
-            # "running <run id>" in the fleet record, so --resume continues this run.
-            self.fleet_record.mark_running(record.host, record.id)
         self.board.update(record.host, state="running", total=len(record.steps),
                           since=time.monotonic())
 
@@ -160,170 +138,23 @@ class FleetEvents(ConsoleEvents):
         self.outcomes[outcome.host] = outcome
 
 
-def host_outcome(outcome: RunOutcome) -> HostOutcome:
-    """A fleet ``HostOutcome`` from an executor ``RunOutcome``."""
-    rec = outcome.record
-    done = sum(1 for s in rec.steps if s.state in ("ok", "skipped"))
-    failure = outcome.failure
-    diagnosis: Any = None
-    if failure is not None and failure.diagnoses:
-        diagnosis = [{k: d.get(k) for k in ("id", "title", "cause", "fix")}
-                     for d in failure.diagnoses]
-    status = status_for_exit_code(outcome.exit_code)
-    return HostOutcome(host=outcome.host, status=status, exit_code=outcome.exit_code,
-                       run_id=outcome.run_id,
-                       failed_step=failure.step_id if failure is not None else None,
-                       diagnosis=diagnosis, message=outcome.message,
-                       duration=rec.duration or 0.0, steps_done=done,
-                       steps_total=len(rec.steps), address=rec.address)
-
-
-def _needs_confirmation(session: Any) -> list[str]:
-    return [s.id for s in session.runbook.steps if s.confirm]
-
-
 def run_group(session: Any, options: RunOptions, *, target: str | None,
               parallel: int | None, batch_size: int | None, max_fail: str | None,
-              fmt: str = "text", sudo_password: Any = None) -> int:
-    """Run the session's runbook on all its hosts; print progress and the summary;
-    return the fleet exit code (see ``deployer.fleet``)."""
-    hosts: list[Host] = list(session.hosts)
-    width = parallel or batch_size or 1
-    if batch_size:
-        width = min(width, batch_size)
+              fmt: str = "text") -> int:
+    """Run the session's runbook on all its hosts (``deployer.app.deploy_group``);
+    print progress and the summary; return the fleet exit code (see ``deployer.fleet``)."""
     as_json = fmt == "json"
     out_stream = sys.stderr if as_json else sys.stdout
-    asking = _needs_confirmation(session)
-    if asking and not options.yes and (width > 1 or as_json):
-        raise UsageError(f"step {asking[0]} asks for confirmation, which cannot be asked "
-                         "while several hosts run at once (or with --format json)",
-                         hint="review `deployer plan` and pass --yes, or use --parallel 1")
-
-    target_key = target or ",".join(h.name for h in hosts)
-    runbook = session.runbook.name
-    skipped: list[HostOutcome] = []
-    resume_for: dict[str, bool] = {h.name: options.resume for h in hosts}
-    resumed_from = None
-    todo = hosts
-    if options.resume:
-        previous = latest_fleet_record(session.project_dir, runbook, target_key)
-        store = StateStore(session.project_dir)
-
-        def latest_run(host: Host) -> LatestRun | None:
-            rec = store.latest(runbook, host.name)
-            if rec is None:
-                return None
-            return LatestRun(rec.id, OK if rec.status == RUN_SUCCEEDED else rec.status,
-                             _active_ns(rec))
-
-        since = (deployment_start_ns(previous, load_fleet_records(session.project_dir))
-                 if previous is not None else None)
-        actions = resume_actions(hosts, previous, latest_run, since_ns=since)
-        if previous is None and all(a.run_id is None for a in actions.values()):
-            # Like `--resume` on one host: nothing to continue is a mistake, not a fresh start.
-            raise UsageError(f"no run of {runbook} on {target_key} to resume",
-                             hint=f"start one with: deployer run {runbook} --host "
-                             f"{target or target_key}")
-        resumed_from = previous.get("id") if previous else None
-        skipped = [skipped_outcome(h, actions[h.name]) for h in hosts
-                   if actions[h.name].action == "skip"]
-        todo = [h for h in hosts if actions[h.name].action != "skip"]
-        resume_for = {n: a.action == "resume" for n, a in actions.items()}
-
-    fleet_rollback = getattr(session.runbook, "fleet_rollback", "host")
-    board = FleetBoard([h.name for h in hosts])
-    for out in skipped:
+    plan = prepare_group(session, options, target=target, parallel=parallel,
+                         batch_size=batch_size, as_json=as_json)
+    board = FleetBoard([h.name for h in plan.hosts])
+    for out in plan.skipped:
         board.update(out.host, state="skipped", note=out.message)
-    events = FleetEvents(board, out_stream, allow_confirm=width == 1 and not as_json)
-    executors: dict[str, Executor] = {}
-    guard = threading.Lock()
-
-    def run_one(host: Host) -> HostOutcome:
-        variables = session.vars_for(host)
-        host_options = RunOptions(**{**options.to_dict(), "resume": resume_for[host.name]})
-        executor = Executor(session.runbook, host, variables=variables,
-                            secrets=session.secrets, redactor=session.redactor,
-                            digests=session.digests, options=host_options, events=events,
-                            project_dir=session.project_dir,
-                            sudo_password=sudo_password(session, variables)
-                            if callable(sudo_password) else sudo_password)
-        with guard:
-            executors[host.name] = executor
-        try:
-            return host_outcome(executor.run())
-        finally:
-            with guard:
-                executors.pop(host.name, None)
-
-    def roll_back_one(before: HostOutcome, because: list[str]) -> HostOutcome:
-        host = next(h for h in hosts if h.name == before.host)
-        if not before.run_id:
-            raise UsageError(f"no run of {runbook} on {host.name} to roll back")
-        variables = session.vars_for(host)
-        executor = Executor(session.runbook, host, variables=variables,
-                            secrets=session.secrets, redactor=session.redactor,
-                            digests=session.digests,
-                            options=RunOptions(force=options.force, yes=True,
-                                               accept_new_host_key=options.accept_new_host_key),
-                            events=events, project_dir=session.project_dir,
-                            sudo_password=sudo_password(session, variables)
-                            if callable(sudo_password) else sudo_password)
-        record_ = StateStore(session.project_dir).load(before.run_id)
-        with guard:
-            executors[host.name] = executor
-        try:
-            res = executor.rollback_run(record_)
-        finally:
-            with guard:
-                executors.pop(host.name, None)
-        # rollback_run's 0 means "undone"; in the fleet the host no longer runs what it
-        # deployed, which is what a host that rolled itself back reports (exit 1).
-        status, code = {EXIT_OK: (ROLLED_BACK, EXIT_ROLLED_BACK),
-                        EXIT_INTERRUPTED: (INTERRUPTED, EXIT_INTERRUPTED)}.get(
-                            res.exit_code, (FAILED, EXIT_FAILED))
-        return HostOutcome(host=host.name, status=status, exit_code=code,
-                           run_id=before.run_id, address=before.address,
-                           message=f"rolled back because {', '.join(because)} failed "
-                                   f"(fleet_rollback: all): {res.message}")
-
-    def on_interrupt(count: int, cause: str) -> None:
-        with guard:
-            running = list(executors.values())
-        for executor in running:
-            executor.cancel(cause)
-
-    def on_event(event: FleetEvent) -> None:
-        if event.kind == "host_start" and event.host:
-            board.update(event.host, state="running", since=time.monotonic())
-        elif event.kind == "host_done" and event.outcome is not None:
-            o = event.outcome
-            board.update(o.host, state=o.status, since=None,
-                         step=o.failed_step or board.rows.get(o.host, {}).get("step", ""))
-            if o.status not in (OK, "skipped") and o.host not in events.outcomes:
-                events.notice(o.host, f"{o.status.replace('_', ' ')}: {o.message}", "error")
-            elif o.status == "skipped":
-                events.notice(o.host, o.message)
-        elif event.kind == "batch_start":
-            events.notice("fleet", f"batch {event.batch}: {', '.join(event.hosts)}")
-        elif event.kind in ("stop", "interrupt", "fleet_rollback"):
-            events.notice("fleet", event.message, "warning")
-        elif event.kind == "rollback_start" and event.host:
-            board.update(event.host, state="rolling back", since=time.monotonic())
-        elif event.kind == "rollback_done" and event.outcome is not None:
-            o = event.outcome
-            board.update(o.host, state=o.status, since=None)
-            events.notice(o.host, o.message, "warning" if o.status == ROLLED_BACK
-                          else "error")
-
-    if fleet_rollback == "all" and options.no_rollback:
-        events.notice("fleet", "--no-rollback: the runbook's fleet_rollback: all is not "
-                      "applied either", "warning")
-        fleet_rollback = "host"
-    record = FleetRecord(session.project_dir, runbook, target_key, [h.name for h in hosts],
-                         resumed_from=resumed_from)
-    events.fleet_record = record
+    events = FleetEvents(board, out_stream, allow_confirm=plan.can_confirm and not as_json)
+    for warning in plan.warnings:
+        events.notice("fleet", warning, "warning")
     live = None
-    if width > 1 and not as_json and getattr(out_stream, "isatty", lambda: False)():
+    if plan.width > 1 and not as_json and getattr(out_stream, "isatty", lambda: False)():
         from rich.console import Console
         from rich.live import Live
 
@@ -335,11 +166,9 @@ def run_group(session: Any, options: RunOptions, *, target: str | None,
         if live is not None:
             live.start()
             events.live = live
-        outcome = run_fleet(todo, run_one, parallel=parallel, batch_size=batch_size,
-                            max_fail=max_fail, events=on_event, skipped=skipped,
-                            record=record, on_interrupt=on_interrupt,
-                            order=[h.name for h in hosts], fleet_rollback=fleet_rollback,
-                            roll_back_one=roll_back_one)
+        outcome = deploy_group(session, options, plan, events=events,
+                               on_event=lambda event: _show_event(event, board, events),
+                               parallel=parallel, batch_size=batch_size, max_fail=max_fail)
     finally:
         if live is not None:
             events.live = None
@@ -347,30 +176,32 @@ def run_group(session: Any, options: RunOptions, *, target: str | None,
     if as_json:
         click.echo(json.dumps(outcome.to_dict(), indent=2))
     else:
-        print_fleet_summary(outcome, events, runbook, target_key)
+        print_fleet_summary(outcome, events, plan.runbook, plan.target)
     return outcome.exit_code
 
 
-def _active_ns(rec: Any) -> int:
-    """When a run last started or resumed, from its id (ms precision) and its resume
-    entries (s precision, rounded up so a resume is never dated before it happened)."""
-    from datetime import datetime, timezone
-
-    times = []
-    try:
-        stamp = datetime.strptime(rec.id[:19], "%Y%m%d-%H%M%S-%f").replace(
-            tzinfo=timezone.utc)
-        times.append(int(stamp.timestamp() * 1e9))
-    except ValueError:
-        pass
-    for entry in rec.resumes or []:
-        try:
-            at = datetime.strptime(str(entry.get("at")), "%Y-%m-%dT%H:%M:%SZ").replace(
-                tzinfo=timezone.utc)
-        except ValueError:
-            continue
-        times.append(int(at.timestamp() + 1) * 10**9 - 1)
-    return max(times, default=0)
+def _show_event(event: FleetEvent, board: FleetBoard, events: FleetEvents) -> None:
+    """One scheduler event on the board and in the scrolling output."""
+    if event.kind == "host_start" and event.host:
+        board.update(event.host, state="running", since=time.monotonic())
+    elif event.kind == "host_done" and event.outcome is not None:
+        o = event.outcome
+        board.update(o.host, state=o.status, since=None,
+                     step=o.failed_step or board.rows.get(o.host, {}).get("step", ""))
+        if o.status not in (OK, "skipped") and o.host not in events.outcomes:
+            events.notice(o.host, f"{o.status.replace('_', ' ')}: {o.message}", "error")
+        elif o.status == "skipped":
+            events.notice(o.host, o.message)
+    elif event.kind == "batch_start":
+        events.notice("fleet", f"batch {event.batch}: {', '.join(event.hosts)}")
+    elif event.kind in ("stop", "interrupt", "fleet_rollback"):
+        events.notice("fleet", event.message, "warning")
+    elif event.kind == "rollback_start" and event.host:
+        board.update(event.host, state="rolling back", since=time.monotonic())
+    elif event.kind == "rollback_done" and event.outcome is not None:
+        o = event.outcome
+        board.update(o.host, state=o.status, since=None)
+        events.notice(o.host, o.message, "warning" if o.status == ROLLED_BACK else "error")
 
 
 def print_fleet_summary(outcome: FleetOutcome, events: FleetEvents, runbook: str,
@@ -411,4 +242,4 @@ def print_fleet_summary(outcome: FleetOutcome, events: FleetEvents, runbook: str
           f"{target} --resume")
 
 
-__all__ = ["FleetBoard", "FleetEvents", "host_outcome", "print_fleet_summary", "run_group"]
+__all__ = ["FleetBoard", "FleetEvents", "print_fleet_summary", "run_group"]

@@ -218,7 +218,9 @@ def main(args: list[str] | None = None) -> int:
         click.echo("interrupted", err=True)
         code = EXIT_INTERRUPTED
     except click.ClickException as exc:
-        exc.message = mask_known(exc.message)
+        # click's stubs declare `message` Final, but show() reads it back and there is
+        # no other hook to mask a secret echoed in a usage error before it is printed.
+        exc.message = mask_known(exc.message)  # type: ignore[misc]
         exc.show()
         code = exc.exit_code if exc.exit_code else EXIT_USAGE
     except DeployerError as exc:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from deployer.cli.common import inventory_option, load_session_from_cli, session_options
 from deployer.cli.main import get_options
 from deployer.errors import EXIT_USAGE
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 PLAN_EPILOG = """\b
 Examples:
@@ -39,7 +42,7 @@ Examples:
 """
 
 
-def _console(width: int | None = None):
+def _console(width: int | None = None) -> Console:
     from rich.console import Console
 
     return Console(width=width, highlight=False, soft_wrap=False)

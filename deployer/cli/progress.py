@@ -37,10 +37,11 @@ from deployer.steps.compose import unset_variable_warning, unset_variables_summa
 
 FLUSH_EVERY = 0.2  # seconds a buffered output line may wait before it is shown
 
-_MARKS = {OK: "✓", FAILED: "✗", SKIPPED: "↷", ROLLED_BACK: "↺", ROLLBACK_FAILED: "✗",
-          INTERRUPTED: "■", RUNNING: "▶"}
-_COLORS = {OK: "32", FAILED: "31", SKIPPED: "2", ROLLED_BACK: "36", ROLLBACK_FAILED: "31",
-           INTERRUPTED: "33", RUNNING: "1", "warning": "33", "error": "31", "info": "2"}
+_MARKS: dict[str, str] = {OK: "✓", FAILED: "✗", SKIPPED: "↷", ROLLED_BACK: "↺",
+                          ROLLBACK_FAILED: "✗", INTERRUPTED: "■", RUNNING: "▶"}
+_COLORS: dict[str, str] = {OK: "32", FAILED: "31", SKIPPED: "2", ROLLED_BACK: "36",
+                           ROLLBACK_FAILED: "31", INTERRUPTED: "33", RUNNING: "1",
+                           "warning": "33", "error": "31", "info": "2"}
 
 
 def _indent(text: str, width: int) -> str:

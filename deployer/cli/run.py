@@ -1,11 +1,11 @@
 """``deployer run``, ``apply``, ``rollback``, ``unlock``, ``history`` and ``show``.
 
 These commands load their inputs through ``deployer.session.load_session`` (the same
-loader as ``plan``), hand each host to a ``deployer.executor.Executor`` and render
-its events with ``deployer.cli.progress``. The process exit code is the run's:
-0 success; 1 a step failed and rollback completed; 2 usage or validation error;
-3 failed and rollback incomplete or not run (or a confirmation was declined);
-4 lock held by another run; 130 interrupted.
+loader as ``plan``), hand them to the application layer (``deployer.app``: one host,
+a group, a rollback, a lock) and render its events with ``deployer.cli.progress``.
+The process exit code is the run's: 0 success; 1 a step failed and rollback completed;
+2 usage or validation error; 3 failed and rollback incomplete or not run (or a
+confirmation was declined); 4 lock held by another run; 130 interrupted.
 
 When ``--host`` names several hosts (or with ``--parallel``, ``--batch-size``,
 ``--max-fail``, ``--format json``), ``run`` hands over to ``deployer.cli.fleet_run``:
@@ -15,19 +15,15 @@ each host gets its own executor, connection, lock, record and rollback, schedule
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from deployer.cli.common import inventory_option, load_session_from_cli, session_options
 from deployer.cli.main import get_options
-from deployer.errors import EXIT_OK, EXIT_USAGE, DeployerError, UsageError
+from deployer.errors import EXIT_OK, EXIT_USAGE, UsageError
 
 RUN_EPILOG = """\b
 Examples:
@@ -94,51 +90,11 @@ def _execute(ctx: click.Context, session: Any, options: Any, target: str | None,
         from deployer.cli.fleet_run import run_group
 
         ctx.exit(run_group(session, options, target=target, parallel=parallel,
-                           batch_size=batch_size, max_fail=max_fail, fmt=fmt,
-                           sudo_password=_sudo_password))
+                           batch_size=batch_size, max_fail=max_fail, fmt=fmt))
+    from deployer.app import deploy_host
     from deployer.cli.progress import ConsoleEvents
 
-    ctx.exit(_run_host(session, options, ConsoleEvents()))
-
-
-def _sudo_password(session: Any, variables: Any) -> str | None:
-    name = variables.get("sudo_password_secret") if hasattr(variables, "get") else None
-    return session.secrets.get(str(name or "sudo_password"))
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt(executor: Any) -> Iterator[None]:
-    """SIGTERM (a CI job cancelled, `kill PID`) stops the run like Ctrl-C: the remote
-    command is stopped, completed steps roll back, the lock is released; the record
-    says SIGTERM."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        executor.interrupted_by("SIGTERM")
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _run_host(session: Any, options: Any, events: Any) -> int:
-    """Run the session's runbook on its one host."""
-    from deployer.executor import Executor
-
-    (host,) = session.hosts
-    variables = session.vars_for(host)
-    executor = Executor(session.runbook, host, variables=variables,
-                        secrets=session.secrets, redactor=session.redactor,
-                        digests=session.digests, options=options, events=events,
-                        project_dir=session.project_dir,
-                        sudo_password=_sudo_password(session, variables))
-    with _sigterm_as_interrupt(executor):
-        return executor.run().exit_code
+    ctx.exit(deploy_host(session, options, ConsoleEvents()).exit_code)
 
 
 @click.command(epilog=RUN_EPILOG)
@@ -208,59 +164,14 @@ def apply(ctx: click.Context, plan_file: str, yes: bool, no_rollback: bool,
     plan never holds them). A plan for several hosts runs like `deployer run` on a
     group: --parallel, --batch-size, --max-fail and --format json apply.
     """
-    from deployer.errors import StalePlanError
+    from deployer.app.saved_plan import load_saved_plan
     from deployer.executor import RunOptions
-    from deployer.planner import load_plan, stale_changes
-    from deployer.session import load_session
 
-    data = load_plan(plan_file)
-    inputs = data["inputs"]
-    if any("***" in str(v) for v in inputs.get("cli_vars") or []):
-        raise StalePlanError(f"{plan_file} was saved with a --var holding a secret, which "
-                             "is masked in the file and cannot be replayed",
-                             hint="pass secrets through the secrets mechanism, not --var")
-    try:
-        session = load_session(inputs["runbook"], project_dir=inputs.get("project_dir", "."),
-                               inventory_path=inputs.get("inventory"), host=inputs.get("host"),
-                               vars_files=inputs.get("vars_files") or [],
-                               cli_vars=inputs.get("cli_vars") or [],
-                               secrets_file=inputs.get("secrets_file"))
-    except FileNotFoundError as exc:
-        raise StalePlanError(f"an input of {plan_file} is gone: {exc}") from None
-    changes = stale_changes(data, session.digests)
-    saved_hosts = [h.get("host") for h in data.get("hosts") or []]
-    if saved_hosts and saved_hosts != [h.name for h in session.hosts]:
-        changes.append(f"hosts were {', '.join(map(str, saved_hosts))}, now "
-                       f"{', '.join(h.name for h in session.hosts)}")
-    if changes:
-        raise StalePlanError(f"{plan_file} is stale: its inputs changed since it was saved",
-                             changes, hint="review and save a new plan with `"
-                             + _plan_command(inputs, plan_file) + "`")
+    session, inputs = load_saved_plan(plan_file)
     options = RunOptions(yes=yes, no_rollback=no_rollback,
                          accept_new_host_key=accept_new_host_key,
                          skip_preflight=skip_preflight)
     _execute(ctx, session, options, inputs.get("host"), parallel, batch_size, max_fail, fmt)
-
-
-def _plan_command(inputs: dict[str, Any], plan_file: str) -> str:
-    """The `deployer plan` command line that saves ``plan_file`` again, with the saved
-    plan's own inputs (host, inventory, vars files, --var, secrets file)."""
-    import shlex
-
-    words = ["deployer"]
-    if inputs.get("inventory"):
-        words += ["-i", inputs["inventory"]]
-    words += ["plan", inputs["runbook"]]
-    if inputs.get("host"):
-        words += ["--host", inputs["host"]]
-    for path in inputs.get("vars_files") or []:
-        words += ["--vars-file", path]
-    for item in inputs.get("cli_vars") or []:
-        words += ["--var", item]
-    if inputs.get("secrets_file"):
-        words += ["--secrets-file", inputs["secrets_file"]]
-    words += ["--out", plan_file]
-    return " ".join(shlex.quote(str(w)) for w in words)
 
 
 @click.command(name="rollback")
@@ -282,29 +193,12 @@ def rollback(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple
     rendered with the values the run captured. An irreversible step stops the
     rollback. The run record is updated (steps rolled_back / rollback_failed).
     """
+    from deployer.app import roll_back_host, run_to_roll_back, steps_to_undo
     from deployer.cli.progress import ConsoleEvents
-    from deployer.executor import Executor, RunOptions
-    from deployer.rollback import undoable
-    from deployer.state import StateStore
 
     session = load_session_from_cli(ctx, runbook, host, vars_files, cli_vars, secrets_file)
-    if len(session.hosts) != 1:
-        raise UsageError("rollback works on one host at a time",
-                         hint="name a single host with --host")
-    target = session.hosts[0]
-    store = StateStore(session.project_dir)
-    if run_id:
-        record = store.load(run_id)
-        if record.runbook != session.runbook.name or record.host != target.name:
-            raise UsageError(f"run {record.id} is {record.runbook} on {record.host}, not "
-                             f"{session.runbook.name} on {target.name}")
-    else:
-        found = store.latest(session.runbook.name, target.name)
-        if found is None:
-            raise UsageError(f"no run of {session.runbook.name} on {target.name} recorded",
-                             hint="list runs with `deployer history`")
-        record = found
-    todo = [r.id for r in undoable(record)]
+    record = run_to_roll_back(session, run_id)
+    todo = steps_to_undo(record)
     events = ConsoleEvents()
     if todo and not yes:
         if not events.can_confirm():
@@ -315,15 +209,8 @@ def rollback(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple
         if not click.confirm("Roll back?", default=False, err=True):
             click.echo("not rolled back", err=True)
             ctx.exit(EXIT_OK)
-    variables = session.vars_for(target)
-    executor = Executor(session.runbook, target, variables=variables,
-                        secrets=session.secrets, redactor=session.redactor,
-                        digests=session.digests,
-                        options=RunOptions(force=force, accept_new_host_key=accept_new_host_key,
-                                           yes=True),
-                        events=events, project_dir=session.project_dir,
-                        sudo_password=_sudo_password(session, variables))
-    ctx.exit(executor.rollback_run(record).exit_code)
+    ctx.exit(roll_back_host(session, record, events, force=force,
+                            accept_new_host_key=accept_new_host_key).exit_code)
 
 
 @click.command()
@@ -347,37 +234,23 @@ def unlock(ctx: click.Context, host: str, lock_dir: str | None, yes: bool, force
     is a deployer process still running on this machine is not stale: it is kept
     unless --force (that run then warns, at its end, that its lock was removed).
     """
-    from deployer.errors import LockHeldError
-    from deployer.executor import default_transport_factory
+    from deployer.app import open_lock
     from deployer.inventory import load_inventory
-    from deployer.lock import live_holder, lock_path, read_lock, remove_lock
 
     opts = get_options(ctx)
     inventory = load_inventory(opts.inventory, opts.project_dir)
     for target in inventory.resolve(host):
-        path = lock_dir or lock_path(target)
-        transport = default_transport_factory(target, accept_new_host_key, None)
-        transport.connect()
-        try:
-            held, holder = read_lock(transport, target, path)
-            if not held:
-                click.echo(f"{target.name}: not locked ({path})")
+        with open_lock(target, lock_dir, accept_new_host_key) as lock:
+            if not lock.held:
+                click.echo(f"{target.name}: not locked ({lock.path})")
                 continue
-            who = holder.describe() if holder else "unknown holder (no readable info.json)"
-            click.echo(f"{target.name}: locked by {who}")
-            click.echo(f"  lock: {path}")
-            if live_holder(holder):
-                assert holder is not None
-                if not force:
-                    raise LockHeldError(
-                        f"{target.name}: the lock is held by a live run: pid {holder.pid} is "
-                        "a deployer still running on this machine; refusing to remove its "
-                        "lock", holder=dict(holder.__dict__),
-                        hint="wait for it, or stop it (Ctrl-C in its terminal, or `kill "
-                             f"{holder.pid}`); --force removes the lock anyway")
-                click.echo(f"  warning: pid {holder.pid} is a deployer still running on this "
-                           "machine; removing its lock anyway (--force): another run can now "
-                           "start beside it", err=True)
+            click.echo(f"{target.name}: locked by {lock.holder_text}")
+            click.echo(f"  lock: {lock.path}")
+            overridden = lock.refuse_if_live(force)
+            if overridden is not None:
+                click.echo(f"  warning: pid {overridden.pid} is a deployer still running on "
+                           "this machine; removing its lock anyway (--force): another run "
+                           "can now start beside it", err=True)
             if not yes:
                 if not sys.stdin.isatty():
                     raise UsageError("refusing to remove a lock without confirmation",
@@ -386,48 +259,27 @@ def unlock(ctx: click.Context, host: str, lock_dir: str | None, yes: bool, force
                                      err=True):
                     click.echo("  kept")
                     continue
-            remove_lock(transport, target, path)
+            lock.remove()
             click.echo(f"{target.name}: lock removed")
-            if holder is not None and holder.run_id and not live_holder(holder):
-                _stop_leftover_of(opts.project_dir, transport, target.name, holder.run_id)
-        finally:
-            transport.close()
+            _show_leftover(lock.stop_leftover(opts.project_dir))
 
 
-def _stop_leftover_of(project_dir: str, transport: Any, host: str, run_id: str) -> None:
-    """A run that died mid-step may have left its command running on the host (its
-    record names the process group): stop it, so the next run does not start beside
-    it; say so when it cannot be stopped or the record is not on this machine."""
-    from deployer.state import StateStore
-    from deployer.transport import (
-        PROCESS_STOPPED,
-        RemoteProcess,
-        still_running_reason,
-        stop_remote_process,
-    )
+def _show_leftover(stop: Any) -> None:
+    """What became of the command the lock's dead holder left running (a
+    ``deployer.app.LeftoverStop``, or None when there was nothing to look at)."""
+    from deployer.app import unlock as u
 
-    store = StateStore(project_dir)
-    try:
-        record = store.load(run_id)
-    except DeployerError:
-        click.echo(f"  warning: run {run_id} is not recorded on this machine: a command it "
-                   "left running on the host (if any) was not checked", err=True)
+    if stop is None or stop.result in (u.NONE_LEFT, u.GONE):
         return
-    proc = RemoteProcess.from_dict(record.remote_process) if record.remote_process else None
-    if proc is None:
-        return
-    step = record.remote_process.get("step", "?") if record.remote_process else "?"
-    said = stop_remote_process(transport, proc)
-    why = still_running_reason(said, proc)
-    if why:
-        click.echo(f"  warning: the command run {run_id} left running (step {step}) may "
-                   f"still run: {why}", err=True)
-        return
-    if said == PROCESS_STOPPED:
-        click.echo(f"  stopped the command run {run_id} left running (step {step}, "
-                   f"process group {proc.pgid})")
-    record.remote_process = None
-    store.save(record)
+    if stop.result == u.NOT_RECORDED:
+        click.echo(f"  warning: run {stop.run_id} is not recorded on this machine: a command "
+                   "it left running on the host (if any) was not checked", err=True)
+    elif stop.result == u.MAY_STILL_RUN:
+        click.echo(f"  warning: the command run {stop.run_id} left running (step {stop.step}) "
+                   f"may still run: {stop.reason}", err=True)
+    elif stop.result == u.STOPPED:
+        click.echo(f"  stopped the command run {stop.run_id} left running (step {stop.step}, "
+                   f"process group {stop.pgid})")
 
 
 @click.command()
