@@ -362,10 +362,21 @@ def stale_changes(saved: dict, current_digests: dict[str, str]) -> list[str]:
 
 # ----------------------------------------------------------------- serialisation
 
-def _commands(cmds: list[Command] | None, mask: Mask) -> list[dict[str, Any]] | None:
+def _commands(cmds: list[Command] | None, mask: Mask, lowered: bool = False
+              ) -> list[dict[str, Any]] | None:
     if cmds is None:
         return None
-    return [c.to_dict(mask) for c in cmds]
+    if not lowered:
+        return [c.to_dict(mask) for c in cmds]
+    return [{**c.to_dict(mask), "lowered": lowered_display(c, mask)} for c in cmds]
+
+
+def lowered_display(cmd: Command, mask: Mask) -> list[str]:
+    """The masked primitives ``cmd`` lowers to (``plan --verbose``); temporary names
+    show ``<token>`` for the random part a run picks."""
+    from deployer.lowering import lower
+
+    return [p.display(mask) for p in lower(cmd)]
 
 
 def summary(plan: Plan) -> dict[str, int]:
@@ -383,15 +394,15 @@ def summary(plan: Plan) -> dict[str, int]:
     return counts
 
 
-def step_to_dict(ps: PlannedStep, mask: Mask) -> dict[str, Any]:
+def step_to_dict(ps: PlannedStep, mask: Mask, lowered: bool = False) -> dict[str, Any]:
     s = ps.step
     return {
         "index": ps.index,
         "id": s.id,
         "name": mask(ps.title or s.name),
         "kind": s.kind,
-        "commands": _commands(ps.commands, mask),
-        "rollback": _commands(ps.rollback, mask),
+        "commands": _commands(ps.commands, mask, lowered),
+        "rollback": _commands(ps.rollback, mask, lowered),
         "rollback_declared": ("irreversible" if s.rollback == IRREVERSIBLE else
                               "explicit" if isinstance(s.rollback, StepBody) else
                               "auto" if ps.rollback is not None else None),
@@ -415,8 +426,9 @@ def step_to_dict(ps: PlannedStep, mask: Mask) -> dict[str, Any]:
     }
 
 
-def plan_to_dict(plan: Plan, mask: Mask) -> dict[str, Any]:
-    """The plan as masked JSON-friendly data (``--format json`` and ``--out``)."""
+def plan_to_dict(plan: Plan, mask: Mask, lowered: bool = False) -> dict[str, Any]:
+    """The plan as masked JSON-friendly data (``--format json`` and ``--out``);
+    ``lowered`` adds each command's primitives (``plan --verbose``)."""
     rb = plan.runbook
     description = plan.hosts[0].description if plan.hosts else rb.description
     return {
@@ -434,7 +446,7 @@ def plan_to_dict(plan: Plan, mask: Mask) -> dict[str, Any]:
                 "port": hp.host.port,
                 **({"description": mask(hp.description)}
                    if hp.description != description else {}),
-                "steps": [step_to_dict(ps, mask) for ps in hp.steps],
+                "steps": [step_to_dict(ps, mask, lowered) for ps in hp.steps],
             }
             for hp in plan.hosts
         ],
