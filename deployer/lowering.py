@@ -78,6 +78,7 @@ class RemoteScript(Primitive):
     all of stdout, both lower-cased). ``collect_paths`` gathers the ``./``-relative
     paths it prints instead of streaming them, for a later ``Extraneous`` stdin.
     ``keep`` false: the command's result stays the one of the primitive before.
+    ``what`` names the script in transport errors (default: "a remote command").
     """
 
     script: str
@@ -94,6 +95,7 @@ class RemoteScript(Primitive):
     collect_paths: bool = False
     keep: bool = True
     display_stdin: str | None = None
+    what: str = ""  # names the script in transport errors ("the compose detection")
 
     def display(self, mask: Mask = _identity) -> str:
         flags = [f for f, on in (("sudo", self.sudo), ("quiet", not self.stream)) if on]

@@ -125,11 +125,13 @@ class Performer:
 
     def _run(self, script: str, *, cwd: str | None = None, env: Any = None,
              stdin: str | None = None, sudo: bool = False, timeout: float | None = None,
-             stream: bool = True, on_line: LineCallback | None = None) -> Result:
+             stream: bool = True, on_line: LineCallback | None = None,
+             what: str = "") -> Result:
         transport = self._transport()
         callback = on_line if on_line is not None else (self.on_line if stream else None)
+        named = {"what": what} if what else {}
         r = transport.run(script, cwd=cwd, env=dict(env or {}), stdin=stdin, sudo=sudo,
-                          timeout=timeout, on_line=callback, check=False)
+                          timeout=timeout, on_line=callback, check=False, **named)
         if r.interrupted:
             raise KeyboardInterrupt
         message = ""
@@ -147,7 +149,7 @@ class Performer:
         t = s.timeout if s.timeout is not None else timeout
         result = self._run(s.script, cwd=s.cwd, env=s.env,
                            stdin=stdin if stdin is not None else s.stdin, sudo=s.sudo,
-                           timeout=t, stream=s.stream, on_line=on_line)
+                           timeout=t, stream=s.stream, on_line=on_line, what=s.what)
         if not result.ok:
             if s.fail:
                 tail = " ".join(result.tail[-s.fail_tail:]) if s.fail_tail else ""

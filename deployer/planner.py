@@ -19,6 +19,7 @@ from typing import Any
 
 from deployer.commands import Command, Mask, RemoteCommand
 from deployer.errors import InputError, Problem, StalePlanError
+from deployer.facts import needed as needed_facts
 from deployer.models import IRREVERSIBLE, Host, Runbook, Step, StepBody
 from deployer.templating import StepContext, make_context, strings_in
 from deployer.yamlsrc import display_path, field_position
@@ -39,10 +40,15 @@ class PlannedStep:
     flags: list[str] = field(default_factory=list)
     confirm_question: str | None = None
     when_pending: list[str] = field(default_factory=list)  # captures `when` waits for
-    # shows the stand-in `docker compose` for a flavour the executor detects on the host
-    compose_detected: bool = False
+    # host facts shown as their stand-in (`docker compose`): the run finds them on the host
+    facts_pending: tuple[str, ...] = ()
     title: str = ""  # the step's `name`, rendered (as written while `when` is false)
     check: RemoteCommand | None = None  # rendered `check` probe (check=False), for --resume
+
+    @property
+    def compose_detected(self) -> bool:
+        """Shows the stand-in `docker compose` for the flavour detected on the host."""
+        return "compose_command" in self.facts_pending
 
 
 @dataclass
@@ -166,13 +172,13 @@ def render_step(step: Step, index: int, ctx: StepContext,
             else:
                 question = f"Run step `{step.id}` ({title}) on {ctx.host.name}?"
     irreversible = step.rollback == IRREVERSIBLE or (step.destructive and rollback is None)
-    detected = getattr(ctx, "compose_detected_at_run_time", None)
+    pending = ctx.facts_pending() if not skipped else set()
     return PlannedStep(
         index=index, step=step, commands=commands, rollback=rollback,
         irreversible=irreversible, skipped=skipped, skip_reason=reason, skip_if=skip_probe,
         flags=_flags(step, rollback, irreversible), confirm_question=question,
         when_pending=pending,
-        compose_detected=bool(detected and not skipped and detected()),
+        facts_pending=tuple(sorted(pending)),
         title=title, check=check_probe,
     )
 
@@ -188,32 +194,22 @@ def _probe(step: Step, ctx: StepContext, script: str, label: str) -> RemoteComma
 
 
 def uses_compose(step: Step) -> bool:
-    """Whether the executor detects the compose flavour on the host for this step (when
-    var ``compose_command`` is unset): compose steps, psql on its default ``compose
-    exec`` client, and bodies naming ``compose_command``, rollback bodies included.
-    The executor asks the same question before it detects the flavour."""
-    bodies = [step.body] + ([step.rollback] if isinstance(step.rollback, StepBody) else [])
-    for body in bodies:
-        if body.kind == "compose" or (body.kind == "psql" and not body.options.get("client")):
-            return True
-        if "compose_command" in repr(body.options):
-            return True
-    return False
+    """Whether ``step`` needs the compose flavour detected on the host when var
+    ``compose_command`` is unset (``deployer.facts``, the one answer)."""
+    from deployer.facts import step_needs
 
-
-def compose_note(host_names: list[str], all_hosts: int) -> str:
-    """The plan-level note for steps rendered with the stand-in compose command."""
-    where = "" if len(host_names) == all_hosts else f" (on {', '.join(host_names)})"
-    return (f"compose command detected on the host at run time{where}: "
-            f"`docker compose` (v2) or `docker-compose` (v1); this plan shows "
-            f"`docker compose`. Set var compose_command to pin it.")
+    return step_needs(step, "compose_command")
 
 
 def plan_notes(host_plans: list[HostPlan]) -> list[str]:
     """Plan-level notes: what the plan shows that the run decides on the host."""
-    detected = [hp.host.name for hp in host_plans if any(ps.compose_detected
-                                                          for ps in hp.steps)]
-    return [compose_note(detected, len(host_plans))] if detected else []
+    from deployer.facts import plan_notes as fact_notes
+
+    pending: dict[str, list[str]] = {}
+    for hp in host_plans:
+        for name in sorted({n for ps in hp.steps for n in ps.facts_pending}):
+            pending.setdefault(name, []).append(hp.host.name)
+    return fact_notes(pending, len(host_plans))
 
 
 def render_description(runbook: Runbook, host: Host, variables: dict, secrets: dict,
@@ -250,11 +246,10 @@ def build_plan(runbook: Runbook, hosts: list[Host],
                                     p.severity)
                     if p not in problems:
                         problems.append(p)
-        if variables.get("compose_command") or not any(uses_compose(s)
-                                                        for s in runbook.steps):
-            # no detection will run on this host: what the plan shows is what runs
-            for ps in planned:
-                ps.compose_detected = False
+        probed = set(needed_facts(runbook.steps, variables))
+        for ps in planned:
+            # a fact no probe will find on this host: what the plan shows is what runs
+            ps.facts_pending = tuple(n for n in ps.facts_pending if n in probed)
         host_plans.append(HostPlan(host, planned, description))
     if problems:
         raise InputError(problems)
