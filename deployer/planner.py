@@ -172,13 +172,13 @@ def render_step(step: Step, index: int, ctx: StepContext,
             else:
                 question = f"Run step `{step.id}` ({title}) on {ctx.host.name}?"
     irreversible = step.rollback == IRREVERSIBLE or (step.destructive and rollback is None)
-    pending = ctx.facts_pending() if not skipped else set()
+    stood_in = ctx.facts_pending() if not skipped else set()
     return PlannedStep(
         index=index, step=step, commands=commands, rollback=rollback,
         irreversible=irreversible, skipped=skipped, skip_reason=reason, skip_if=skip_probe,
         flags=_flags(step, rollback, irreversible), confirm_question=question,
         when_pending=pending,
-        facts_pending=tuple(sorted(pending)),
+        facts_pending=tuple(sorted(stood_in)),
         title=title, check=check_probe,
     )
 
