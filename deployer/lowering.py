@@ -47,6 +47,10 @@ PROTECTED_DIRS = frozenset({
     "/var/lib", "/mnt", "/media"})
 
 
+class CannotLower(TypeError):
+    """A command type this module has no lowering for (a programming error)."""
+
+
 def _identity(text: str) -> str:
     return text
 
@@ -234,7 +238,7 @@ def lower(cmd: Command, token: str = PLAN_TOKEN) -> list[Primitive]:
         return [lower_http(cmd)]
     if isinstance(cmd, WaitFor):
         return [lower_wait(cmd)]
-    raise TypeError(f"cannot lower a {type(cmd).__name__} command")
+    raise CannotLower(f"cannot lower a {type(cmd).__name__} command")
 
 
 def lower_upload(up: Upload, token: str) -> list[Primitive]:

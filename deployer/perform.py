@@ -40,6 +40,7 @@ from typing import Any
 from deployer.commands import Command, WaitFor
 from deployer.errors import TransportError, UsageError
 from deployer.lowering import (
+    CannotLower,
     HttpRequest,
     LocalProcess,
     Poll,
@@ -99,7 +100,7 @@ class Performer:
         start = time.monotonic()
         try:
             primitives = lower(cmd, token=os.urandom(4).hex())
-        except TypeError:
+        except CannotLower:
             raise UsageError(f"cannot perform a {type(cmd).__name__} command") from None
         result = self.perform_primitives(primitives, timeout)
         result.duration = time.monotonic() - start
@@ -117,7 +118,7 @@ class Performer:
                 break
             if not result.ok:
                 return result
-            if getattr(primitive, "keep", True):
+            if not (isinstance(primitive, RemoteScript) and not primitive.keep):
                 kept = result
         return kept
 

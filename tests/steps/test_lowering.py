@@ -97,5 +97,5 @@ def test_the_plan_token_names_temporary_files() -> None:
 
 
 def test_a_type_without_lowering_is_refused() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(lowering.CannotLower):
         lower(Command())
