@@ -19,7 +19,7 @@ from typing import Any
 
 from deployer.commands import Command, Mask, RemoteCommand
 from deployer.errors import InputError, Problem, StalePlanError
-from deployer.facts import needed as needed_facts
+from deployer import facts
 from deployer.models import IRREVERSIBLE, Host, Runbook, Step, StepBody
 from deployer.templating import StepContext, make_context, strings_in
 from deployer.yamlsrc import display_path, field_position
@@ -196,20 +196,16 @@ def _probe(step: Step, ctx: StepContext, script: str, label: str) -> RemoteComma
 def uses_compose(step: Step) -> bool:
     """Whether ``step`` needs the compose flavour detected on the host when var
     ``compose_command`` is unset (``deployer.facts``, the one answer)."""
-    from deployer.facts import step_needs
-
-    return step_needs(step, "compose_command")
+    return facts.step_needs(step, "compose_command")
 
 
 def plan_notes(host_plans: list[HostPlan]) -> list[str]:
     """Plan-level notes: what the plan shows that the run decides on the host."""
-    from deployer.facts import plan_notes as fact_notes
-
     pending: dict[str, list[str]] = {}
     for hp in host_plans:
         for name in sorted({n for ps in hp.steps for n in ps.facts_pending}):
             pending.setdefault(name, []).append(hp.host.name)
-    return fact_notes(pending, len(host_plans))
+    return facts.plan_notes(pending, len(host_plans))
 
 
 def render_description(runbook: Runbook, host: Host, variables: dict, secrets: dict,
@@ -246,7 +242,7 @@ def build_plan(runbook: Runbook, hosts: list[Host],
                                     p.severity)
                     if p not in problems:
                         problems.append(p)
-        probed = set(needed_facts(runbook.steps, variables))
+        probed = set(facts.needed(runbook.steps, variables))
         for ps in planned:
             # a fact no probe will find on this host: what the plan shows is what runs
             ps.facts_pending = tuple(n for n in ps.facts_pending if n in probed)
