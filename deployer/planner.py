@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from deployer import facts
 from deployer.commands import Command, Mask, RemoteCommand
 from deployer.errors import InputError, Problem, StalePlanError
-from deployer import facts
 from deployer.models import IRREVERSIBLE, Host, Runbook, Step, StepBody
 from deployer.templating import StepContext, make_context, strings_in
 from deployer.yamlsrc import display_path, field_position
