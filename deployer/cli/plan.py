@@ -100,7 +100,8 @@ def _inline_lowered(data: dict) -> None:
         for step in host["steps"]:
             for cmd in (step["commands"] or []) + (step["rollback"] or []):
                 lines = [cmd["display"], "lowered to:"]
-                lines.extend("  " + line for p in cmd.pop("lowered") for line in p.splitlines())
+                lines.extend(f"  {line}".rstrip() for p in cmd.pop("lowered")
+                             for line in p.splitlines())
                 cmd["display"] = "\n".join(lines)
 
 
