@@ -829,27 +829,11 @@ class Executor:
             raise InputError(list(failed), hint=hint)  # type: ignore[arg-type]
 
     def _detect_compose(self) -> None:
-        if self.variables.get("compose_command"):
-            return
-        from deployer.planner import uses_compose
+        from deployer.facts import needed, resolve
 
-        if not any(uses_compose(s) and self.selection.selected(i)
-                   for i, s in enumerate(self.runbook.steps)):
-            return
-        from deployer.steps.compose import detect_compose_command, detected_flavour
-
-        probe = detect_compose_command()
-        result = self.performer._run(probe.script, cwd=probe.cwd, env=probe.env,
-                                     sudo=probe.sudo, timeout=probe.timeout or 30,
-                                     stream=False)
-        flavour = detected_flavour(result.ok, result.stdout)
-        if flavour is None:
-            raise TransportError(
-                f"neither `docker compose` nor `docker-compose` works on {self.host.name}",
-                hint="install Docker with the compose plugin on the host, or set "
-                     "var compose_command")
-        self.variables["compose_command"] = flavour
-        self._notice(f"compose: using `{flavour}`")
+        steps = (s for i, s in enumerate(self.runbook.steps) if self.selection.selected(i))
+        resolve(self.performer, needed(steps, self.variables), self.variables, self.host.name,
+                notice=self._notice)
 
     def _build_record(self, run_id: str, prev: RunRecord | None) -> RunRecord:
         old = {s.id: s for s in prev.steps} if prev is not None else {}

@@ -13,38 +13,34 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from deployer.errors import InputError, Problem, TransportError
+from deployer.errors import InputError, Problem
 from deployer.models import Host
 from deployer.session import Session
 
 LineSink = Callable[[str, str], None]
 
 
-def compose_context(session: Session, host: Host) -> Any:
-    """The render context of ``host`` for runbook-level values (compose vars)."""
+def compose_context(session: Session, host: Host, variables: dict | None = None) -> Any:
+    """The render context of ``host`` for runbook-level values (compose vars);
+    ``variables`` as resolved for the host (with its facts), else the session's."""
     from deployer.templating import make_context
 
-    return make_context(session.runbook, host, session.vars_for(host), session.secrets, {},
+    if variables is None:
+        variables = session.vars_for(host)
+    return make_context(session.runbook, host, variables, session.secrets, {},
                         project_dir=session.project_dir)
 
 
-def pin_compose_command(transport: Any, ctx: Any, host: Host, pinned: Any) -> str:
-    """``compose_command`` as set (``pinned``), or detected on the host the way a run
-    detects it."""
-    from deployer.steps.compose import detect_compose_command, detected_flavour
+def host_context(session: Session, host: Host, transport: Any) -> Any:
+    """The render context of ``host`` with the compose command pinned or found on the
+    host exactly as a run finds it (``deployer.facts``, through a performer)."""
+    from deployer.facts import resolve
+    from deployer.perform import Performer
 
-    if pinned:
-        return str(ctx.compose_cmd)
-    probe = detect_compose_command()
-    result = transport.run(probe.script, timeout=30, what="the compose detection")
-    flavour = detected_flavour(result.ok, result.stdout)
-    if flavour is None:
-        raise TransportError(
-            f"neither `docker compose` nor `docker-compose` works on {host.name}",
-            hint="install Docker with the compose plugin on the host, or set var "
-                 "compose_command")
-    ctx.compose_cmd = flavour
-    return flavour
+    variables = dict(session.vars_for(host))
+    resolve(Performer(lambda: transport, lambda _stream, _line: None), ["compose_command"],
+            variables, host.name)
+    return compose_context(session, host, variables)
 
 
 def line_filter(pattern: str | None) -> Callable[[str], bool]:
@@ -71,15 +67,15 @@ def stream_logs(session: Session, host: Host, services: list[str], on_line: Line
     from deployer.steps.compose import logs_command
 
     keep = line_filter(pattern)
-    ctx = compose_context(session, host)
-    logs_command(ctx, services, follow=follow, since=since, tail=tail)  # bad input: exit 2
+    logs_command(compose_context(session, host), services, follow=follow, since=since,
+                 tail=tail)  # bad input: exit 2, before connecting
     if transport_factory is None:
         from deployer.ssh import SSHTransport as transport_factory
     transport = transport_factory(host, accept_new_host_key=accept_new_host_key,
                                   extra_known_hosts=list(host.known_hosts))
     try:
         transport.connect()
-        pin_compose_command(transport, ctx, host, session.vars_for(host).get("compose_command"))
+        ctx = host_context(session, host, transport)
         command = logs_command(ctx, services, follow=follow, since=since, tail=tail)
 
         def emit(stream: str, line: str) -> None:
@@ -113,15 +109,13 @@ def host_status(session: Session, host: Host, *, accept_new_host_key: bool = Fal
     status = HostStatus(host=host.name, address=host.address)
     runs = StateStore(session.project_dir).list_runs(host=host.name, limit=1)
     status.last_run = last_run_summary(runs[0] if runs else None)
-    ctx = compose_context(session, host)
     if transport_factory is None:
         from deployer.ssh import SSHTransport as transport_factory
     transport = transport_factory(host, accept_new_host_key=accept_new_host_key,
                                   extra_known_hosts=list(host.known_hosts))
     try:
         transport.connect()
-        pin_compose_command(transport, ctx, host, variables.get("compose_command"))
-        probe = containers_command(ctx)
+        probe = containers_command(host_context(session, host, transport))
         result = transport.run(probe.script, cwd=probe.cwd, timeout=60,
                                what="the container listing")
         if not result.ok:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from deployer import facts
 from deployer.commands import Command, Mask, RemoteCommand
 from deployer.errors import InputError, Problem, StalePlanError
 from deployer.models import IRREVERSIBLE, Host, Runbook, Step, StepBody
@@ -39,10 +40,15 @@ class PlannedStep:
     flags: list[str] = field(default_factory=list)
     confirm_question: str | None = None
     when_pending: list[str] = field(default_factory=list)  # captures `when` waits for
-    # shows the stand-in `docker compose` for a flavour the executor detects on the host
-    compose_detected: bool = False
+    # host facts shown as their stand-in (`docker compose`): the run finds them on the host
+    facts_pending: tuple[str, ...] = ()
     title: str = ""  # the step's `name`, rendered (as written while `when` is false)
     check: RemoteCommand | None = None  # rendered `check` probe (check=False), for --resume
+
+    @property
+    def compose_detected(self) -> bool:
+        """Shows the stand-in `docker compose` for the flavour detected on the host."""
+        return "compose_command" in self.facts_pending
 
 
 @dataclass
@@ -166,13 +172,13 @@ def render_step(step: Step, index: int, ctx: StepContext,
             else:
                 question = f"Run step `{step.id}` ({title}) on {ctx.host.name}?"
     irreversible = step.rollback == IRREVERSIBLE or (step.destructive and rollback is None)
-    detected = getattr(ctx, "compose_detected_at_run_time", None)
+    stood_in = ctx.facts_pending() if not skipped else set()
     return PlannedStep(
         index=index, step=step, commands=commands, rollback=rollback,
         irreversible=irreversible, skipped=skipped, skip_reason=reason, skip_if=skip_probe,
         flags=_flags(step, rollback, irreversible), confirm_question=question,
         when_pending=pending,
-        compose_detected=bool(detected and not skipped and detected()),
+        facts_pending=tuple(sorted(stood_in)),
         title=title, check=check_probe,
     )
 
@@ -188,32 +194,18 @@ def _probe(step: Step, ctx: StepContext, script: str, label: str) -> RemoteComma
 
 
 def uses_compose(step: Step) -> bool:
-    """Whether the executor detects the compose flavour on the host for this step (when
-    var ``compose_command`` is unset): compose steps, psql on its default ``compose
-    exec`` client, and bodies naming ``compose_command``, rollback bodies included.
-    The executor asks the same question before it detects the flavour."""
-    bodies = [step.body] + ([step.rollback] if isinstance(step.rollback, StepBody) else [])
-    for body in bodies:
-        if body.kind == "compose" or (body.kind == "psql" and not body.options.get("client")):
-            return True
-        if "compose_command" in repr(body.options):
-            return True
-    return False
-
-
-def compose_note(host_names: list[str], all_hosts: int) -> str:
-    """The plan-level note for steps rendered with the stand-in compose command."""
-    where = "" if len(host_names) == all_hosts else f" (on {', '.join(host_names)})"
-    return (f"compose command detected on the host at run time{where}: "
-            f"`docker compose` (v2) or `docker-compose` (v1); this plan shows "
-            f"`docker compose`. Set var compose_command to pin it.")
+    """Whether ``step`` needs the compose flavour detected on the host when var
+    ``compose_command`` is unset (``deployer.facts``, the one answer)."""
+    return facts.step_needs(step, "compose_command")
 
 
 def plan_notes(host_plans: list[HostPlan]) -> list[str]:
     """Plan-level notes: what the plan shows that the run decides on the host."""
-    detected = [hp.host.name for hp in host_plans if any(ps.compose_detected
-                                                          for ps in hp.steps)]
-    return [compose_note(detected, len(host_plans))] if detected else []
+    pending: dict[str, list[str]] = {}
+    for hp in host_plans:
+        for name in sorted({n for ps in hp.steps for n in ps.facts_pending}):
+            pending.setdefault(name, []).append(hp.host.name)
+    return facts.plan_notes(pending, len(host_plans))
 
 
 def render_description(runbook: Runbook, host: Host, variables: dict, secrets: dict,
@@ -250,11 +242,10 @@ def build_plan(runbook: Runbook, hosts: list[Host],
                                     p.severity)
                     if p not in problems:
                         problems.append(p)
-        if variables.get("compose_command") or not any(uses_compose(s)
-                                                        for s in runbook.steps):
-            # no detection will run on this host: what the plan shows is what runs
-            for ps in planned:
-                ps.compose_detected = False
+        probed = set(facts.needed(runbook.steps, variables))
+        for ps in planned:
+            # a fact no probe will find on this host: what the plan shows is what runs
+            ps.facts_pending = tuple(n for n in ps.facts_pending if n in probed)
         host_plans.append(HostPlan(host, planned, description))
     if problems:
         raise InputError(problems)
@@ -362,10 +353,21 @@ def stale_changes(saved: dict, current_digests: dict[str, str]) -> list[str]:
 
 # ----------------------------------------------------------------- serialisation
 
-def _commands(cmds: list[Command] | None, mask: Mask) -> list[dict[str, Any]] | None:
+def _commands(cmds: list[Command] | None, mask: Mask, lowered: bool = False
+              ) -> list[dict[str, Any]] | None:
     if cmds is None:
         return None
-    return [c.to_dict(mask) for c in cmds]
+    if not lowered:
+        return [c.to_dict(mask) for c in cmds]
+    return [{**c.to_dict(mask), "lowered": lowered_display(c, mask)} for c in cmds]
+
+
+def lowered_display(cmd: Command, mask: Mask) -> list[str]:
+    """The masked primitives ``cmd`` lowers to (``plan --verbose``); temporary names
+    show ``<token>`` for the random part a run picks."""
+    from deployer.lowering import lower
+
+    return [p.display(mask) for p in lower(cmd)]
 
 
 def summary(plan: Plan) -> dict[str, int]:
@@ -383,15 +385,15 @@ def summary(plan: Plan) -> dict[str, int]:
     return counts
 
 
-def step_to_dict(ps: PlannedStep, mask: Mask) -> dict[str, Any]:
+def step_to_dict(ps: PlannedStep, mask: Mask, lowered: bool = False) -> dict[str, Any]:
     s = ps.step
     return {
         "index": ps.index,
         "id": s.id,
         "name": mask(ps.title or s.name),
         "kind": s.kind,
-        "commands": _commands(ps.commands, mask),
-        "rollback": _commands(ps.rollback, mask),
+        "commands": _commands(ps.commands, mask, lowered),
+        "rollback": _commands(ps.rollback, mask, lowered),
         "rollback_declared": ("irreversible" if s.rollback == IRREVERSIBLE else
                               "explicit" if isinstance(s.rollback, StepBody) else
                               "auto" if ps.rollback is not None else None),
@@ -415,8 +417,9 @@ def step_to_dict(ps: PlannedStep, mask: Mask) -> dict[str, Any]:
     }
 
 
-def plan_to_dict(plan: Plan, mask: Mask) -> dict[str, Any]:
-    """The plan as masked JSON-friendly data (``--format json`` and ``--out``)."""
+def plan_to_dict(plan: Plan, mask: Mask, lowered: bool = False) -> dict[str, Any]:
+    """The plan as masked JSON-friendly data (``--format json`` and ``--out``);
+    ``lowered`` adds each command's primitives (``plan --verbose``)."""
     rb = plan.runbook
     description = plan.hosts[0].description if plan.hosts else rb.description
     return {
@@ -434,7 +437,7 @@ def plan_to_dict(plan: Plan, mask: Mask) -> dict[str, Any]:
                 "port": hp.host.port,
                 **({"description": mask(hp.description)}
                    if hp.description != description else {}),
-                "steps": [step_to_dict(ps, mask) for ps in hp.steps],
+                "steps": [step_to_dict(ps, mask, lowered) for ps in hp.steps],
             }
             for hp in plan.hosts
         ],

@@ -45,8 +45,6 @@ from deployer.steps.base import RenderContext
 from deployer.yamlsrc import display_path, field_position, load_yaml, parse_yaml
 
 RESERVED = ("secrets", "host", "runbook")
-# What a plan shows for the compose invocation when var compose_command is unset.
-DEFAULT_COMPOSE_COMMAND = "docker compose"
 _FALSY = {"", "false", "no", "off", "0", "none", "null"}
 # Jinja globals the sandbox leaves out (deployer.jinjasandbox), with what to write instead.
 _REMOVED_GLOBALS = {"lipsum": "a plan must be reproducible: write the text in the runbook"}
@@ -350,35 +348,30 @@ class StepContext(RenderContext):
         # Names a template asked for (Jinja tests `name in context` before reading it),
         # kept so the planner can tell when a value it showed comes from a default.
         self._names.looked_up = set()
-        compose = raw.get("compose_command")
-        self._compose_pinned = bool(compose)
-        self._compose_cmd = (str(self.vars["compose_command"]) if compose
-                             else DEFAULT_COMPOSE_COMMAND)
-        self._compose_default_used = False
+        # facts rendered with their stand-in (a plan: the host answers at run time)
+        self._stood_in: set[str] = set()
 
-    # -- compose flavour ----------------------------------------------------------------
+    # -- host facts ----------------------------------------------------------------------
 
-    @property
-    def compose_cmd(self) -> str:  # type: ignore[override]
-        """The compose invocation; when var ``compose_command`` is unset this is the
-        stand-in ``docker compose`` and the real one is detected on the host at run
-        time, which ``compose_detected_at_run_time`` reports to the planner."""
-        if not self._compose_pinned:
-            self._compose_default_used = True
-        return self._compose_cmd
+    def fact(self, name: str) -> str:
+        """The host fact ``name`` (``deployer.facts``): pinned by the variable of that
+        name (or found on the host and set there by the run), else the fact's stand-in,
+        remembered for ``facts_pending``."""
+        if self._raw.get(name):
+            return str(self.vars[name])
+        from deployer.facts import get_fact
 
-    @compose_cmd.setter
-    def compose_cmd(self, value: str) -> None:
-        self._compose_cmd = value
-        self._compose_pinned = True
+        self._stood_in.add(name)
+        return get_fact(name).stand_in
 
-    def compose_detected_at_run_time(self) -> bool:
-        """True when something rendered so far used the compose invocation (a kind, or
-        a template naming ``compose_command``) while var ``compose_command`` is unset:
-        the plan then shows ``docker compose`` for what the host decides at run time."""
-        if self._compose_pinned:
-            return False
-        return self._compose_default_used or "compose_command" in self._names.looked_up
+    def facts_pending(self) -> set[str]:
+        """The facts something rendered so far used while unknown: through ``fact``
+        (a kind), or a template naming the fact's variable. The plan shows their
+        stand-ins for what the host decides at run time."""
+        from deployer.facts import registry
+
+        named = {n for n in registry() if n in self._names.looked_up and not self._raw.get(n)}
+        return self._stood_in | named
 
     # -- errors -----------------------------------------------------------------------
 

@@ -661,3 +661,42 @@ steps:
         assert "check on --resume (exit 0 = still done):" in text
         assert "test -f /srv/app/seeded" in text and "'***'" in text
         assert text.count("check on --resume") == 1
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "markdown"])
+def test_plan_verbose_shows_the_lowered_form_masked(capsys, project, fmt):
+    code, out, err = cli(capsys, "plan", "first-time", "--host", "web", "--verbose",
+                         "--format", fmt, "--secrets-file", "secrets.env")
+    assert code == 0, err
+    # secret values never appear, in the lowered scripts and curl config above all
+    for value in SECRET_VALUES:
+        assert value not in out and value not in err
+    assert "***" in out
+    if fmt == "table":  # wrapped in cells: the other formats pin the exact text
+        assert "lowered to:" in out and "remote script" in out and "put file:" in out
+        return
+    text = " ".join(out.split())
+    if fmt == "json":  # the lowered forms as decoded, not JSON-escaped
+        text = " ".join(" ".join(form.split()) for host in json.loads(out)["hosts"]
+                        for step in host["steps"] for cmd in step["commands"] or []
+                        for form in cmd["lowered"])
+    for primitive in ("remote script", "put file: tar.gz of app/ --exclude .git",
+                      "--exclude '*.pyc'",
+                      "put file: content of", "local process:",
+                      "tar -xzf \"$archive\" -C \"$dest\" --no-same-owner",
+                      ".deployer-tmp-<token>", "mv -f -- \"$tmp\" \"$dest\""):
+        assert primitive in text, primitive
+    if fmt == "json":
+        data = json.loads(out)
+        steps = {s["id"]: s for s in data["hosts"][0]["steps"]}
+        lowered = [c["lowered"] for s in steps.values() for c in s["commands"] or []]
+        assert lowered and all(isinstance(forms, list) and forms for forms in lowered)
+    else:
+        assert "lowered to:" in out
+
+
+def test_plan_without_verbose_shows_no_lowered_form(capsys, project):
+    code, out, err = cli(capsys, "plan", "first-time", "--host", "web", "--format", "json",
+                         "--secrets-file", "secrets.env")
+    assert code == 0, err
+    assert "lowered" not in out and "remote script" not in out

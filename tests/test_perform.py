@@ -324,3 +324,71 @@ def test_remote_commands_share_one_connection(performer, transport) -> None:
     for _ in range(3):
         assert performer.perform(RemoteCommand(script="true")).ok
     assert transport.conn is before
+
+
+# -- primitives against a scripted transport (no sshd: the order and the messages) --------
+
+class ScriptedTransport:
+    """Answers each ``run`` with the next scripted (exit code, stdout lines) and
+    records every run and put."""
+
+    def __init__(self, *answers: tuple[int, list[str]]) -> None:
+        self.answers = list(answers)
+        self.runs: list[dict] = []
+        self.puts: list[str] = []
+
+    def run(self, script, *, on_line=None, **kwargs):
+        from deployer.transport import RunResult
+
+        self.runs.append({"script": script, **kwargs})
+        code, out = self.answers.pop(0)
+        for line in out:
+            if on_line is not None:
+                on_line("stdout", line)
+        return RunResult(exit_code=code, stdout="".join(f"{x}\n" for x in out), tail=out)
+
+    def put(self, data, path, mode=None):
+        self.puts.append(path)
+
+
+def test_sync_delete_removes_only_what_is_neither_synced_nor_excluded(tmp_path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "keep.py").write_text("x")
+    fake = ScriptedTransport((0, []), (0, ["./keep.py", "./old.py", "./.env", "./gone"]),
+                             (0, []))
+    lines = Lines()
+    r = Performer(lambda: fake, lines, str(tmp_path)).perform(
+        Sync(local_dir="app", remote_dir="/srv/app/current", excludes=(".env",),
+             delete=True))
+    assert r.ok, r.message
+    assert [p.startswith("/tmp/.deployer-sync-") for p in fake.puts] == [True]
+    untar, listing, delete = fake.runs
+    assert "tar -xzf" in untar["script"] and "find . -mindepth 1" in listing["script"]
+    assert delete["stdin"] == "gone\nold.py\n"  # .env is excluded, keep.py was synced
+    assert "sync: deleting gone" in lines.text() and "sync: deleting old.py" in lines.text()
+
+
+def test_sync_with_nothing_extraneous_runs_no_delete(tmp_path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "a").write_text("x")
+    fake = ScriptedTransport((0, []), (0, ["./a"]))
+    r = Performer(lambda: fake, Lines(), str(tmp_path)).perform(
+        Sync(local_dir="app", remote_dir="/srv/app/current", delete=True))
+    assert r.ok and len(fake.runs) == 2
+
+
+def test_upload_failure_names_the_step_that_failed(tmp_path) -> None:
+    fake = ScriptedTransport((0, []), (1, ["cp: permission denied"]))
+    r = Performer(lambda: fake, Lines(), str(tmp_path)).perform(
+        Upload(dest="/srv/app/.env", content=b"A=1\n", source="templates/env.j2"))
+    assert not r.ok and r.exit_code == 1
+    assert r.message == "installing /srv/app/.env failed: cp: permission denied"
+    assert fake.puts and fake.puts[0].startswith("/srv/app/..env.deployer-tmp-")
+
+
+def test_upload_reports_the_state_the_install_printed(tmp_path) -> None:
+    fake = ScriptedTransport((0, []), (0, ["REPLACED"]))
+    lines = Lines()
+    r = Performer(lambda: fake, lines, str(tmp_path)).perform(
+        Upload(dest="/srv/app/.env", content=b"A=1\n", source="templates/env.j2"))
+    assert r.ok and lines.text() == ["/srv/app/.env: replaced (4 bytes)"]

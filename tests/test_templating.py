@@ -39,7 +39,7 @@ def test_render_vars_host_secrets_and_lazy_nested_vars(tmp_path):
         "vps", {"k": "s3cret!"}]
     assert ctx.render("{{ runbook.name }} {{ host.groups[0] }}") == "rb web"
     assert ctx.vars["url"] == "http://127.0.0.1/health"
-    assert ctx.compose_cmd == "docker compose"
+    assert ctx.fact("compose_command") == "docker compose"  # the fact's stand-in
 
 
 def test_quote_filter():
@@ -141,7 +141,8 @@ def test_read_local_missing(tmp_path):
 
 def test_compose_command_var(tmp_path):
     ctx = ctx_for(tmp_path, variables={"compose_command": "docker-compose"})
-    assert ctx.compose_cmd == "docker-compose"
+    assert ctx.fact("compose_command") == "docker-compose"
+    assert ctx.facts_pending() == set()
 
 
 @pytest.mark.parametrize("item, expected", [
@@ -229,23 +230,26 @@ def test_template_uses_secrets_directly_through_vars_includes_and_extra(tmp_path
     assert not ctx.template_uses_secrets("plain.j2")
 
 
-def test_compose_detected_at_run_time_only_when_unpinned_and_used(tmp_path):
+def test_compose_fact_pending_only_when_unpinned_and_used(tmp_path):
     ctx = ctx_for(tmp_path, variables={"app_dir": "/srv/app"})
-    assert not ctx.compose_detected_at_run_time()
+    assert not ctx.facts_pending()
     ctx.render("echo {{ app_dir }}")
-    assert not ctx.compose_detected_at_run_time()
+    assert not ctx.facts_pending()
     ctx.render("{{ cli | default('x') }}")  # a name other than compose_command
-    assert not ctx.compose_detected_at_run_time()
+    assert not ctx.facts_pending()
     ctx.render("{{ compose_command | default('docker compose') }} ps")
-    assert ctx.compose_detected_at_run_time()
+    assert ctx.facts_pending() == {"compose_command"}
     via_var = ctx_for(tmp_path, variables={
         "cli": "{{ compose_command | default('docker compose') }} -p shop"})
     assert via_var.render("{{ cli }} up") == "docker compose -p shop up"
-    assert via_var.compose_detected_at_run_time()
+    assert via_var.facts_pending() == {"compose_command"}
+    through_kind = ctx_for(tmp_path)
+    assert through_kind.fact("compose_command") == "docker compose"
+    assert through_kind.facts_pending() == {"compose_command"}
     pinned = ctx_for(tmp_path, variables={"compose_command": "docker-compose"})
     assert pinned.render("{{ compose_command }} ps") == "docker-compose ps"
-    assert pinned.compose_cmd == "docker-compose"
-    assert not pinned.compose_detected_at_run_time()
+    assert pinned.fact("compose_command") == "docker-compose"
+    assert not pinned.facts_pending()
 
 
 # -- fast path (`{{ name }}`, `{{ a.b }}` looked up directly) vs Jinja ------------------
@@ -335,7 +339,7 @@ def test_fast_path_errors_match_jinja(tmp_path):
 
 def test_fast_path_records_lookups_like_jinja(tmp_path):
     ctx = fast_ctx(tmp_path)
-    assert not ctx.compose_detected_at_run_time()
+    assert not ctx.facts_pending()
     ctx.render("{{ app_dir }}")
     assert "app_dir" in ctx._names.looked_up
     assert "port" not in ctx._names.looked_up

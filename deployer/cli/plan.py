@@ -56,12 +56,15 @@ def _console(width: int | None = None) -> Console:
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Also save the plan (with digests of every input) as JSON for "
               "`deployer apply`.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="Also show what each command lowers to: the remote scripts, file "
+              "puts, local processes, HTTP requests and polls a run performs (masked).")
 @click.option("--placeholder-secrets", is_flag=True, hidden=True,
               help="Accepted for compatibility: stand-ins are always used.")
 @click.pass_context
 def plan(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str, ...],
          vars_files: tuple[str, ...], secrets_file: str | None, fmt: str, out: str | None,
-         placeholder_secrets: bool) -> None:
+         verbose: bool, placeholder_secrets: bool) -> None:
     """Show exactly what RUNBOOK will do on each host, secrets masked.
 
     Every step in order with its rendered command, SQL, request or file, its
@@ -79,8 +82,10 @@ def plan(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str
     _warn_missing_secrets(session, secrets_file)
     the_plan = session.plan()
     mask = session.redactor.mask
-    data = plan_to_dict(the_plan, mask)
+    data = plan_to_dict(the_plan, mask, lowered=verbose)
     _show_endpoints(data, the_plan)
+    if verbose and fmt != "json":
+        _inline_lowered(data)
     if fmt == "json":
         click.echo(render_json(data), nl=False)
     elif fmt == "markdown":
@@ -90,6 +95,17 @@ def plan(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str
     if out:
         save_plan(the_plan, out, mask)
         click.echo(f"plan saved to {out}; run it with: deployer apply {out}", err=True)
+
+
+def _inline_lowered(data: dict) -> None:
+    """Show each command's lowered form under its display (table and markdown)."""
+    for host in data["hosts"]:
+        for step in host["steps"]:
+            for cmd in (step["commands"] or []) + (step["rollback"] or []):
+                lines = [cmd["display"], "lowered to:"]
+                lines.extend(f"  {line}".rstrip() for p in cmd.pop("lowered")
+                             for line in p.splitlines())
+                cmd["display"] = "\n".join(lines)
 
 
 def _warn_missing_secrets(session: Any, secrets_file: str | None) -> None:

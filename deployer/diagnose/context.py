@@ -46,7 +46,7 @@ def stack_probe(step: Any, ctx: Any, sudo: bool | None = None) -> RemoteCommand 
     """The command that shows the stack's state after ``step`` failed, or None when
     the step is not about a Compose stack or the stack cannot be located.
 
-    ``ctx`` is the step's render context (its ``compose_cmd`` and the ``compose_*``
+    ``ctx`` is the step's render context (its ``compose_command`` fact and the ``compose_*``
     vars); the command runs where the step's compose commands run, with its sudo
     (``sudo`` overrides it: for a wait/http step, what the runbook's compose steps use).
     """

@@ -919,18 +919,20 @@ def docker_use(runbooks: Iterable[Any]) -> tuple[bool, bool]:
     """(plain, sudo): whether the runbooks run docker without sudo, and with sudo:
     compose steps, psql through ``compose exec``, and run steps or rollbacks naming
     docker."""
+    from deployer.facts import body_needs, step_bodies
+    from deployer.templating import strings_in
+
     plain = sudo = False
     for runbook in runbooks:
         for step in getattr(runbook, "steps", ()):
-            bodies = [step.body]
-            if step.rollback is not None and not isinstance(step.rollback, str):
-                bodies.append(step.rollback)
-            for body in bodies:
+            for body in step_bodies(step):
                 if body.kind == "local":
                     continue
-                uses = (body.kind == "compose"
-                        or (body.kind == "psql" and not body.options.get("client"))
-                        or re.search(r"\bdocker\b|compose_command", repr(body.options)))
+                # the compose fact (compose steps, psql's `compose exec`, templates
+                # naming compose_command), or a command naming docker itself
+                uses = ("compose_command" in body_needs(body)
+                        or any(re.search(r"\bdocker\b", text)
+                               for text in strings_in(body.options)))
                 if uses:
                     if body.sudo:
                         sudo = True

@@ -2,7 +2,9 @@
 
 A kind declares its options as ``FieldSpec``s (used for validation, JSON Schema and
 docs) and turns a rendered step into pure command objects with ``commands``. The
-executor and the planner both call ``commands``; neither knows kind specifics.
+executor and the planner both call ``commands``; neither knows kind specifics. A kind
+also declares the host facts it needs (``needs``) and defines the ones it knows how to
+probe (``provides``, ``Fact``); ``deployer.facts`` resolves them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,30 @@ class FieldSpec:
     template: bool = True
 
 
+@dataclass(frozen=True)
+class Fact:
+    """Something about a host a kind needs before it can render, found by a probe.
+
+    ``name`` is also the variable that pins it: when the variable is set nothing is
+    probed. ``probe()`` is the remote command asking the host; ``parse(ok, stdout)``
+    reads its answer (None: the host has no usable answer, which fails the run with
+    ``missing`` and ``hint``; ``{host}`` is the host's name). A plan shows
+    ``stand_in`` for an unknown fact, and ``note`` (``{where}``: the hosts) once.
+    ``what`` names the probe in transport errors; ``found`` is the run's notice.
+    """
+
+    name: str
+    doc: str
+    probe: Callable[[], Command]
+    parse: Callable[[bool, str], str | None]
+    stand_in: str
+    missing: str
+    hint: str
+    note: str
+    found: str
+    what: str
+
+
 class RenderContext:
     """What a kind needs to render a step: implemented by ``templating.py``.
 
@@ -41,13 +67,16 @@ class RenderContext:
     from ``templates/`` and returns its text; ``template_uses_secrets(path)`` says
     whether that template can read a secret (directly or through variables), so a
     plan shows no digest of it; ``read_local(path)`` returns bytes of a
-    local file relative to the project; ``compose_cmd`` is the compose invocation for
-    this host ("docker compose" or "docker-compose").
+    local file relative to the project; ``fact(name)`` is a host fact (``Fact``): the
+    value pinned by the variable of that name or found on the host, else (in a plan)
+    the fact's stand-in, which the context remembers so the plan can say so.
     """
 
     vars: dict[str, Any]
-    compose_cmd: str
     project_dir: str
+
+    def fact(self, name: str) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
 
     def render(self, value: Any, where: str = "") -> Any:  # pragma: no cover - interface
         raise NotImplementedError
@@ -75,6 +104,8 @@ class StepKind:
     (optional) returns the built-in undo commands when the step has no explicit
     ``rollback`` (upload restores the previous file, compose build re-tags the image).
     ``validate`` (optional) returns extra warnings as (message, hint) pairs.
+    ``needs(body)`` (optional) names the host facts a body of this kind renders with;
+    ``provides`` are the facts this kind knows how to probe.
     """
 
     name: str
@@ -85,4 +116,6 @@ class StepKind:
     auto_rollback: Callable[[StepBody, RenderContext, Step], list[Command]] | None = None
     validate: Callable[[StepBody, Step], list[tuple[str, str]]] | None = None
     remote: bool = True  # needs an SSH connection
+    needs: Callable[[StepBody], tuple[str, ...]] | None = None
+    provides: tuple[Fact, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)

@@ -1,8 +1,9 @@
 """`compose` step kind: Docker Compose actions, for Compose v2 and v1 alike.
 
-The invocation comes from ``ctx.compose_cmd``: ``docker compose`` (v2 plugin) or
-``docker-compose`` (v1), taken from var ``compose_command`` or detected on the host
-with ``detect_compose_command()``. The two differ in a few places, handled here:
+The invocation is the host fact ``compose_command`` (``COMPOSE_COMMAND``, the one place
+that knows how to detect it): ``docker compose`` (v2 plugin) or ``docker-compose``
+(v1), pinned by the var of that name or detected on the host with
+``detect_compose_command()``. The two differ in a few places, handled here:
 
 - ``up --wait`` exists only in v2; on v1 the step polls container state and health
   itself after ``up -d`` (same outcome: fails when a container exits or turns
@@ -46,7 +47,7 @@ from deployer.commands import Command, RemoteCommand
 from deployer.errors import InputError, Problem
 from deployer.models import Step, StepBody
 from deployer.steps._options import Options, exec_fields, var
-from deployer.steps.base import FieldSpec, RenderContext, StepKind
+from deployer.steps.base import Fact, FieldSpec, RenderContext, StepKind
 
 ACTIONS = ("build", "up", "down", "stop", "restart", "exec", "run", "pull", "ps", "logs")
 BACKUP_SUFFIX = "deployer-prev"
@@ -179,8 +180,33 @@ def detect_compose_command() -> RemoteCommand:
     return RemoteCommand(script=script, check=False, label="detect compose command")
 
 
-def _compose_cmd(ctx: RenderContext) -> str:
-    return (ctx.compose_cmd or "docker compose").strip()
+def detected_flavour(ok: bool, stdout: str) -> str | None:
+    """The compose command ``detect_compose_command()`` printed, or None."""
+    lines = stdout.strip().splitlines() if ok else []
+    return lines[-1].strip() if lines else None
+
+
+COMPOSE_COMMAND = Fact(
+    name="compose_command",
+    doc="The compose invocation on the host: `docker compose` (v2) or `docker-compose` "
+        "(v1).",
+    probe=detect_compose_command,
+    parse=detected_flavour,
+    stand_in="docker compose",
+    missing="neither `docker compose` nor `docker-compose` works on {host}",
+    hint="install Docker with the compose plugin on the host, or set var compose_command",
+    note=("compose command detected on the host at run time{where}: `docker compose` (v2) "
+          "or `docker-compose` (v1); this plan shows `docker compose`. Set var "
+          "compose_command to pin it."),
+    found="compose: using `{value}`",
+    what="the compose detection",
+)
+
+
+def compose_command(ctx: RenderContext) -> str:
+    """The compose invocation for this host (the ``compose_command`` fact)."""
+    return (ctx.fact(COMPOSE_COMMAND.name) or COMPOSE_COMMAND.stand_in).strip()
+
 
 
 def compose_base(ctx: RenderContext, opts: Options | None = None,
@@ -191,7 +217,7 @@ def compose_base(ctx: RenderContext, opts: Options | None = None,
     Returns ``(prefix, cwd)`` where ``cwd`` is the step's own cwd if it set one, else
     the project directory (or None).
     """
-    compose_cmd = _compose_cmd(ctx)
+    compose_cmd = compose_command(ctx)
     if not _COMPOSE_CMD_RE.match(compose_cmd):
         raise InputError(Problem(f"compose command {compose_cmd!r} contains characters that "
                                  "are not allowed", path="vars.compose_command",
@@ -457,7 +483,7 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
     fields = exec_fields(body, ctx)
     base, cwd = compose_base(ctx, opts, fields["cwd"])
     fields["cwd"] = cwd
-    v1 = is_v1(ctx.compose_cmd or "")
+    v1 = is_v1(compose_command(ctx))
     services = _services(opts, action)
     svc = "".join(" " + shlex.quote(s) for s in services)
     pre: list[str] = []
@@ -496,7 +522,7 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
             else:
                 flags += " --wait"
         if opts.bool("detach"):  # a foreground `up` stops its containers itself
-            record = up_state_path(base, _compose_cmd(ctx), cwd, services, step)
+            record = up_state_path(base, compose_command(ctx), cwd, services, step)
             lead = list(pre)  # what the display shows of the lines before `up`
             pre += _up_record(base, record, services)
             post.append("mv \"$record.pending\" \"$record\"")
@@ -610,8 +636,8 @@ def _up_rollback(opts: Options, body: StepBody, ctx: RenderContext,
     base, cwd = compose_base(ctx, opts, fields["cwd"])
     fields["cwd"] = cwd
     services = _services(opts, "up")
-    state = up_state_path(base, _compose_cmd(ctx), cwd, services, step)
-    v1, wait = is_v1(ctx.compose_cmd or ""), opts.bool("wait")
+    state = up_state_path(base, compose_command(ctx), cwd, services, step)
+    v1, wait = is_v1(compose_command(ctx)), opts.bool("wait")
     script = _up_undo(base, state, services, step.id, v1, wait, _wait_limit(fields["timeout"]))
     up = f"{base} up -d --no-build --no-deps --force-recreate" + (
         " --wait" if wait and not v1 else "")
@@ -655,6 +681,8 @@ KIND = StepKind(
     build=build,
     auto_rollback=auto_rollback,
     validate=validate,
+    needs=lambda body: (COMPOSE_COMMAND.name,),
+    provides=(COMPOSE_COMMAND,),
 )
 
 
@@ -704,12 +732,6 @@ def logs_command(ctx: RenderContext, services: list[str], *, follow: bool = Fals
     return RemoteCommand(script=script, cwd=cwd, check=False, label="compose logs")
 
 
-def detected_flavour(ok: bool, stdout: str) -> str | None:
-    """The compose command ``detect_compose_command()`` printed, or None."""
-    lines = stdout.strip().splitlines() if ok else []
-    return lines[-1].strip() if lines else None
-
-
 # One JSON object per container, from `docker inspect` rather than `compose ps`: the
 # format of `ps --format json` changed within v2 (an array, then JSON lines) and v1 has
 # none, while inspect's fields are the engine's and the same under both flavours.
@@ -727,7 +749,7 @@ def containers_command(ctx: RenderContext) -> RemoteCommand:
     """Every container of the project, running or not, as JSON lines (``deployer status``;
     parsed by ``deployer.status.parse_containers``)."""
     base, cwd = compose_base(ctx)
-    listing = f"{base} ps -q" if is_v1(ctx.compose_cmd or "") else f"{base} ps -a -q"
+    listing = f"{base} ps -q" if is_v1(compose_command(ctx)) else f"{base} ps -a -q"
     script = "\n".join([
         f"ids=$({listing})",
         'if [ -n "$ids" ]; then',

@@ -187,4 +187,6 @@ KIND = StepKind(
     build=build,
     shorthand="sql",
     validate=validate,
+    # the default client is `compose exec` into the postgres service
+    needs=lambda body: () if body.options.get("client") else ("compose_command",),
 )

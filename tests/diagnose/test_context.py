@@ -21,6 +21,10 @@ class Ctx:
     def render(self, value: Any, where: str = "") -> Any:
         return value
 
+    def fact(self, name: str) -> str:
+        assert name == "compose_command"
+        return self.compose_cmd
+
 
 def _step(kind: str, options: dict[str, Any] | None = None, **body: Any) -> Step:
     return Step(id="s", name="s", body=StepBody(kind=kind, options=options or {}, **body))

@@ -1,90 +1,50 @@
-"""Fixtures for the step-kind tests: a small ``RenderContext`` and the fixture loader.
+"""Fixtures for the step-kind tests: the production render context and the fixture loader.
 
-``FixtureContext`` stands in for ``templating.make_context``: Jinja2 with
-StrictUndefined and a ``quote`` filter, templates from ``fixtures/project/templates``,
-local files relative to ``fixtures/project``. Kinds only see the ``RenderContext``
-interface, so these tests pin the kinds' behaviour independently of the templating
-module.
+``FixtureContext`` is ``templating.StepContext``, the context plan and run render
+with (the template sandbox, StrictUndefined, the ``quote`` filter, templates from
+``fixtures/project/templates`` then the packaged ones, local files relative to
+``fixtures/project``), built for a fixture host ``vps`` and runbook. Only its
+construction is the tests' own, so a kind fixture pins what a real plan renders.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
-import shlex
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import pytest
 
-from deployer.errors import InputError, Position, Problem
-from deployer.models import Step, StepBody
+from deployer.errors import InputError, Position
+from deployer.models import Host, Runbook, Step, StepBody
 from deployer.steps import KIND_MODULES
-from deployer.steps.base import RenderContext, StepKind
+from deployer.steps.base import StepKind
+from deployer.templating import StepContext
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROJECT = FIXTURES / "project"
+FIXTURE_HOST = Host(name="vps", address="127.0.0.1", user="deploy")
 
 
-class FixtureContext(RenderContext):
+class FixtureContext(StepContext):
+    """The production context for ``vars`` and ``secrets`` on the fixture host.
+
+    ``compose_cmd`` pins the ``compose_command`` fact as var ``compose_command`` does;
+    without it the fact is unknown and renders as its stand-in, as in a plan.
+    """
+
     def __init__(self, vars: dict[str, Any] | None = None,
-                 secrets: dict[str, str] | None = None,
-                 compose_cmd: str = "docker compose", project_dir: Path = PROJECT) -> None:
-        self.vars = dict(vars or {})
-        self.secrets = dict(secrets or {})
-        self.compose_cmd = compose_cmd
-        self.project_dir = str(project_dir)
-        self.env = jinja2.Environment(
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-            loader=jinja2.FileSystemLoader(str(project_dir / "templates")),
-        )
-        self.env.filters["quote"] = lambda value: shlex.quote(str(value))
-
-    def _names(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {**self.vars, "secrets": self.secrets, **(extra or {})}
-
-    def render(self, value: Any, where: str = "") -> Any:
-        if isinstance(value, str):
-            if "{{" not in value and "{%" not in value:
-                return value
-            try:
-                return self.env.from_string(value).render(self._names())
-            except jinja2.TemplateError as exc:
-                raise InputError(Problem(f"{where}: {exc}")) from None
-        if isinstance(value, list):
-            return [self.render(v, where) for v in value]
-        if isinstance(value, dict):
-            return {k: self.render(v, f"{where}.{k}") for k, v in value.items()}
-        return value
-
-    def template(self, path: str, extra: dict[str, Any] | None = None) -> str:
-        try:
-            return self.env.get_template(path).render(self._names(extra))
-        except jinja2.TemplateNotFound:
-            raise InputError(Problem(f"template not found: templates/{path}")) from None
-        except jinja2.TemplateError as exc:
-            raise InputError(Problem(f"templates/{path}: {exc}")) from None
-
-    def template_uses_secrets(self, path: str, extra: dict[str, Any] | None = None) -> bool:
-        # the simple reading of the contract: the template or a variable it names
-        # mentions `secrets`
-        from jinja2 import meta
-
-        source = self.env.loader.get_source(self.env, path)[0]
-        names = meta.find_undeclared_variables(self.env.parse(source))
-        values = {**self.vars, **(extra or {})}
-        return "secrets" in names or any("secrets" in str(values.get(n, "")) for n in names)
-
-    def read_local(self, path: str) -> bytes:
-        try:
-            return (Path(self.project_dir) / path).read_bytes()
-        except OSError as exc:
-            raise InputError(Problem(f"cannot read {path}: {exc.strerror}")) from None
-
-    def local_path(self, path: str) -> str:
-        return str(Path(self.project_dir) / path)
+                 secrets: dict[str, str] | None = None, compose_cmd: str | None = None,
+                 project_dir: Path = PROJECT, step: Step | None = None,
+                 runbook: str = "runbooks/fixture.yml", planning: bool = False) -> None:
+        variables = dict(vars or {})
+        if compose_cmd is not None:
+            variables["compose_command"] = compose_cmd
+        book = Runbook(name=Path(runbook).stem, path=str(project_dir / runbook),
+                       secrets=sorted(secrets or {}), steps=[step] if step else [])
+        super().__init__(book, FIXTURE_HOST, variables, dict(secrets or {}), {}, step,
+                         planning=planning, project_dir=str(project_dir))
 
 
 def kind_of(name: str) -> StepKind:

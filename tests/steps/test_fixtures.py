@@ -5,7 +5,7 @@ the exact command objects the kind must build, with their masked display:
 
     {"step": {"psql": {...}, "cwd": ...},          # or YAML text, read by the real
      "vars": {}, "secrets": {},                     # loader and schema: "psql: ..."
-     "compose_cmd": "docker-compose",              # optional
+     "compose_cmd": "docker-compose",              # optional: pins the compose fact
      "expected": [{"type": "RemoteCommand", "script": ..., "display": ...}],
      "rollback": [...],                            # optional: auto_rollback result
      "warnings": ["substring", ...],               # optional: validate() messages
@@ -78,16 +78,17 @@ def compare(actual: list[Command], expected: list[dict[str, Any]], mask) -> None
 @pytest.mark.parametrize("case", load_fixtures())
 def test_fixture(case: dict[str, Any]) -> None:
     secrets = case.get("secrets", {})
-    ctx = FixtureContext(case.get("vars", {}), secrets,
-                         compose_cmd=case.get("compose_cmd", "docker compose"))
     try:
         body = make_body(case["step"])
     except InputError as exc:  # a step given as YAML text that the schema refuses
         assert "error" in case, str(exc)
         assert case["error"] in str(exc)
         return
-    step = make_step(case["step"], runbook=case.get("runbook", "runbooks/fixture.yml"),
-                     destructive=case.get("destructive", False))
+    runbook = case.get("runbook", "runbooks/fixture.yml")
+    step = make_step(case["step"], runbook=runbook, destructive=case.get("destructive", False))
+    # the production render context, for this step (its errors name the step)
+    ctx = FixtureContext(case.get("vars", {}), secrets, compose_cmd=case.get("compose_cmd"),
+                         step=step, runbook=runbook)
     kind = kind_of(body.kind)
     mask = make_masker(secrets)
 

@@ -37,3 +37,13 @@ def test_empty_body_is_an_input_error(name: str) -> None:
     kind = registry()[name]
     with pytest.raises(InputError):
         kind.build(StepBody(kind=name, options={}), FixtureContext(), None)
+
+
+def test_fixture_context_is_the_production_context() -> None:
+    # the kind fixtures must render exactly as plan and run do: the fixture context
+    # may construct a StepContext but must not override any of its behaviour
+    from deployer.templating import StepContext
+
+    assert issubclass(FixtureContext, StepContext)
+    own = {name for name in vars(FixtureContext) if not name.startswith("__")}
+    assert own == set(), own
