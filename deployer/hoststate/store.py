@@ -10,6 +10,7 @@ the history.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from deployer.errors import TransportError
@@ -17,7 +18,16 @@ from deployer.hoststate import scripts
 from deployer.hoststate.records import AuditEvent, Release
 from deployer.lock import unsafe_error
 from deployer.models import Host
-from deployer.state import is_run_id
+from deployer.state import RunRecord, is_run_id
+
+
+def _record(data: Any) -> RunRecord | None:
+    if not (isinstance(data, dict) and is_run_id(str(data.get("id", "")))):
+        return None
+    try:
+        return RunRecord.from_dict(data)
+    except (TypeError, ValueError, KeyError):
+        return None
 
 
 class HostStateError(TransportError):
@@ -47,15 +57,15 @@ class HostState:
             raise unsafe_error(self.host, rest.strip())
         return head.strip(), rest
 
-    def write(self, events: list[AuditEvent] = (), record: dict[str, Any] | None = None,
+    def write(self, events: Sequence[AuditEvent] = (), record: RunRecord | None = None,
               release: Release | None = None) -> None:
         """Append ``events`` and ``release`` and replace the run record, in one round
         trip. Raises ``HostStateError`` if the input did not arrive whole."""
         audit = "".join(e.to_json() + "\n" for e in events).encode()
-        run_id = str(record.get("run_id", "")) if record else ""
+        run_id = record.id if record is not None else ""
         if record is not None and not is_run_id(run_id):
             raise ValueError(f"not a run id: {run_id!r}")
-        rec = (json.dumps(record, sort_keys=True) + "\n").encode() if record else b""
+        rec = record.encode().encode() if record is not None else b""
         rel = (release.to_json() + "\n").encode() if release else b""
         if not (audit or rec or rel):
             return
@@ -66,7 +76,7 @@ class HostState:
                                  f"did not arrive whole ({state or 'no answer'}); nothing "
                                  "was changed")
 
-    def runs(self) -> list[dict[str, Any]]:
+    def runs(self) -> list[RunRecord]:
         """Every run record on the host, oldest run id first."""
         state, rest = self._run(scripts.read_runs_script(self.path))
         if state == "EMPTY":
@@ -77,11 +87,12 @@ class HostState:
                 data = json.loads(chunk)
             except ValueError:
                 continue
-            if isinstance(data, dict) and is_run_id(str(data.get("run_id", ""))):
-                out.append(data)
-        return sorted(out, key=lambda d: d["run_id"])
+            record = _record(data)
+            if record is not None:
+                out.append(record)
+        return sorted(out, key=lambda r: r.id)
 
-    def run_record(self, run_id: str) -> dict[str, Any] | None:
+    def run_record(self, run_id: str) -> RunRecord | None:
         if not is_run_id(run_id):
             return None
         state, rest = self._run(scripts.read_run_script(self.path, run_id))
@@ -89,7 +100,7 @@ class HostState:
             data = json.loads(rest) if state == "RUN" and rest.strip() else None
         except ValueError:
             return None
-        return data if isinstance(data, dict) else None
+        return _record(data)
 
     def _lines(self, name: str, tail: int = 0) -> list[dict[str, Any]]:
         state, rest = self._run(scripts.read_lines_script(self.path, name, tail))

@@ -13,6 +13,7 @@ import pytest
 from deployer.errors import InputError
 from deployer.hoststate import AuditEvent, HostState, Release, scripts, state_dir
 from deployer.lock import UnsafeLockPath
+from deployer.state import RunRecord, StepRecord
 from deployer.transport import SSHTransport
 
 RUN = "20261204-010203-123abcd"
@@ -26,9 +27,10 @@ def transport(sshd):
     t.close()
 
 
-def _record(run_id: str = RUN, status: str = "running") -> dict:
-    return {"run_id": run_id, "runbook": "restart", "host": "t", "status": status,
-            "steps": [{"id": "build", "state": "ok"}]}
+def _record(run_id: str = RUN, status: str = "running") -> RunRecord:
+    rec = RunRecord(id=run_id, runbook="restart", host="t", status=status)
+    rec.steps = [StepRecord(id="build", name="Build", index=0, kind="compose", state="ok")]
+    return rec
 
 
 def test_state_dir_follows_the_app_and_the_override() -> None:
@@ -52,9 +54,9 @@ def test_write_then_read_back(sshd, transport, tmp_path) -> None:
     assert [e.event for e in hs.audit()] == ["run_started", "step"]
     assert hs.audit(tail=1)[0].step == "build"
     assert hs.audit()[0].who and hs.audit()[0].plan_digest == "abc"
-    assert hs.runs() == [_record()]
+    assert [r.to_dict() for r in hs.runs()] == [_record().to_dict()]
     hs.write(record=_record(status="succeeded"))
-    assert hs.run_record(RUN)["status"] == "succeeded"
+    assert hs.run_record(RUN).status == "succeeded"
     assert len(hs.runs()) == 1
     assert hs.run_record("20261204-010203-999ffff") is None
     assert hs.next_release_number() == 1
@@ -72,7 +74,7 @@ def test_a_write_that_does_not_arrive_whole_changes_nothing(sshd, transport, tmp
     hs.write(record=_record(status="running"))
     before = (path / "runs" / f"{RUN}.json").read_text()
     # the script is told of more bytes than stdin brings: as after a lost connection
-    blob = json.dumps(_record(status="succeeded")) + "\n"
+    blob = _record(status="succeeded").encode()
     line = AuditEvent("step", RUN, "restart", "t").to_json() + "\n"
     result = transport.run(scripts.write_script(str(path), len(line), len(blob) + 50, 0, RUN),
                            stdin=line + blob, check=False, timeout=30)
@@ -117,7 +119,7 @@ def test_unreadable_files_are_skipped_not_fatal(sshd, transport, tmp_path) -> No
     (path / "runs" / "junk.json").write_text("{not json")
     with open(path / "audit.jsonl", "a") as f:
         f.write("torn line without end")
-    assert [r["run_id"] for r in hs.runs()] == [RUN]
+    assert [r.id for r in hs.runs()] == [RUN]
     assert [e.event for e in hs.audit()] == ["run_started"]
 
 
@@ -133,5 +135,5 @@ def test_a_symlinked_state_dir_is_refused(sshd, transport, tmp_path) -> None:
 def test_run_ids_are_checked_before_they_reach_a_path(sshd, transport, tmp_path) -> None:
     hs = HostState(transport, sshd.host("t"), str(tmp_path / "st"))
     with pytest.raises(ValueError):
-        hs.write(record={"run_id": "../../etc/passwd"})
+        hs.write(record=RunRecord(id="../../etc/passwd", runbook="r", host="t"))
     assert hs.run_record("../x") is None
