@@ -110,11 +110,14 @@ class HostJournal:
         if record is None or target is None:
             self.behind = record is not None
             return
-        events = self._pending + self.transitions(record)
+        # Transitions become events once; undelivered ones wait in _pending.
+        self._pending += self.transitions(record)
+        self._sent_steps = {s.id: s.state for s in record.steps}
+        self._sent_status = record.status
+        self._sent_rollback = dict(record.rollback)
         try:
-            target.write(events, record=record)
+            target.write(self._pending, record=record)
         except TransportError as exc:
-            self._pending = events
             self.behind = True
             if not self._failing:
                 self._notice(f"the host state on {record.host} could not be written "
@@ -123,6 +126,3 @@ class HostJournal:
             self._failing = True
             return
         self._pending, self._failing, self.behind = [], False, False
-        self._sent_steps = {s.id: s.state for s in record.steps}
-        self._sent_status = record.status
-        self._sent_rollback = dict(record.rollback)
