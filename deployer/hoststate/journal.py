@@ -3,7 +3,8 @@
 It wraps the local journal (which stays the source of truth while the run lasts and
 the cache afterwards) and, at every save, sends the host what changed: the record as it
 is now and one audit line per transition (run started, each step's new state, a
-rollback, the result), derived by comparing the record with what the host already has.
+rollback, the result), and for a successful run that captured its facts, the release
+(``releases.py``); derived by comparing the record with what the host already has.
 So the executor needs no audit calls of its own, and the audit log cannot miss a
 transition the record saw.
 
@@ -18,7 +19,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from deployer.errors import TransportError
-from deployer.hoststate.records import AuditEvent
+from deployer.hoststate.records import AuditEvent, Release
+from deployer.hoststate.releases import release_for
 from deployer.hoststate.store import HostState
 from deployer.state import RUN_RUNNING, RunRecord
 
@@ -43,6 +45,8 @@ class HostJournal:
         self._pending: list[AuditEvent] = []
         self._failing = False
         self._ended = False
+        self._released = False
+        self.release: Release | None = None  # the release this run recorded
         self.behind = False  # the host copy is older than the local record
 
     @property
@@ -115,8 +119,14 @@ class HostJournal:
         self._sent_steps = {s.id: s.state for s in record.steps}
         self._sent_status = record.status
         self._sent_rollback = dict(record.rollback)
+        release = None
+        if record.finished_ok and not self._released:
+            try:
+                release = release_for(record, target.next_release_number())
+            except TransportError:
+                release = None  # retried with the next write
         try:
-            target.write(self._pending, record=record)
+            target.write(self._pending, record=record, release=release)
         except TransportError as exc:
             self.behind = True
             if not self._failing:
@@ -126,3 +136,5 @@ class HostJournal:
             self._failing = True
             return
         self._pending, self._failing, self.behind = [], False, False
+        self._released = self._released or release is not None
+        self.release = release or self.release

@@ -113,3 +113,35 @@ def test_without_a_connection_only_the_local_journal_writes() -> None:
     journal.begin(rec, "header")
     journal.save()
     assert journal.inner.saves == 1 and journal.behind and notices == []
+
+
+def test_a_successful_run_with_facts_records_the_next_release() -> None:
+    class _Releases(_Host):
+        def __init__(self) -> None:
+            super().__init__()
+            self.releases: list = []
+
+        def next_release_number(self) -> int:
+            return 3
+
+        def write(self, events, record=None, release=None):
+            super().write(events, record)
+            self.releases.append(release)
+
+    host, notices = _Releases(), []
+    journal, rec = _run(host, notices)
+    journal.save()
+    rec.steps[0].state = "ok"
+    rec.steps[1].state = "ok"
+    facts = '{"revision": "abc123", "images": {"api": "sha256:feed"}, "migration_revision": "0042"}'
+    rec.steps[1].captured = {"release_facts": facts}
+    rec.status = "succeeded"
+    rec.digests = {"runbook:runbooks/restart.yml": "r1", "inventory:inventory.yml": "i1"}
+    journal.save()
+    journal.save()  # a later save does not make a second release
+    made = [r for r in host.releases if r is not None]
+    assert len(made) == 1 and journal.release is made[0]
+    release = made[0]
+    assert (release.number, release.revision, release.images, release.migration_revision) == (
+        3, "abc123", {"api": "sha256:feed"}, "0042")
+    assert release.run_id == RUN and release.runbook_digest
