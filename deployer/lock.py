@@ -70,21 +70,23 @@ def lock_path(host: Host, variables: dict[str, Any] | None = None) -> str:
     return f"{LOCK_ROOT}/{name}"
 
 
-def checked_lock_path(text: str) -> str:
-    """``text`` as a lock path (normalised), or ``InputError`` saying why not."""
-    fix = "set var lock_dir to an absolute path such as /srv/deployer-locks/app, or ~/locks/app"
+def checked_lock_path(text: str, var: str = "lock_dir",
+                      example: str = "/srv/deployer-locks/app") -> str:
+    """``text`` as a remote directory path of deployer's own (normalised): absolute or
+    ``~/...``, no ``..``, not a home or root. Otherwise ``InputError`` naming ``var``."""
+    fix = f"set var {var} to an absolute path such as {example}, or one under ~/"
     if any(c in text for c in "\0\n"):
-        raise InputError(f"lock_dir {text!r} contains a newline or NUL byte", hint=fix)
+        raise InputError(f"{var} {text!r} contains a newline or NUL byte", hint=fix)
     home = text == "~" or text.startswith("~/")
     if not (home or text.startswith("/")):
-        raise InputError(f"lock_dir {text!r} is neither absolute nor under ~/", hint=fix)
+        raise InputError(f"{var} {text!r} is neither absolute nor under ~/", hint=fix)
     if ".." in text.split("/"):
-        raise InputError(f"lock_dir {text!r} contains `..`", hint=fix)
+        raise InputError(f"{var} {text!r} contains `..`", hint=fix)
     # normpath keeps a leading "//" (POSIX leaves its meaning open); Linux has none.
     path = "/" + posixpath.normpath(text[1:] or "/" if home else text).lstrip("/")
     if path == "/":
-        raise InputError(f"lock_dir {text!r} names a home or root directory, not a lock "
-                         "directory of its own", hint=fix)
+        raise InputError(f"{var} {text!r} names a home or root directory, not a directory "
+                         "of its own", hint=fix)
     return "~" + path if home else path
 
 
@@ -277,10 +279,16 @@ echo REMOVED
 """
 
 
-def _script(body: str, *args: str, create: bool = False) -> str:
+def checked_script(body: str, *args: str, create: bool = False) -> str:
+    """``body`` after the remote path check of ``args[0]`` (left in ``$lock``), with
+    ``args`` as its positional parameters. deployer.hoststate guards its directory
+    with the same check."""
     # Positional parameters through `set --`: the values never need quoting in the body.
     return ("set -- " + " ".join(shlex.quote(a) for a in args) + "\n"
             + f"__lk_create={int(create)}\n" + _CHECK + body)
+
+
+_script = checked_script
 
 
 def _parse(stdout: str, host: Host | None = None) -> tuple[str, LockInfo | None]:

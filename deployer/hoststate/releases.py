@@ -1,0 +1,59 @@
+"""A release from a successful run: what the run's ``release_facts`` step saw on the host.
+
+The shipped runbooks end with a step (``runbooks/parts/release.yml``) that prints one
+JSON object, captured as ``release_facts``: the code revision (git commit, or a digest
+of the synced tree), the image of every running service, the migration revision and a
+digest of each env file. A run without that capture (a runbook of your own) records no
+release; its audit lines and record are kept all the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from deployer.hoststate.records import Release
+from deployer.state import RunRecord
+
+FACTS_CAPTURE = "release_facts"
+
+# Digest kinds that describe the deploy's logic, not the host or the operator's inputs.
+_LOGIC = ("runbook:", "include:", "template:")
+
+
+def facts_of(record: RunRecord) -> dict[str, Any] | None:
+    """The parsed ``release_facts`` capture, or None (absent, masked or not JSON)."""
+    raw = record.captured().get(FACTS_CAPTURE)
+    if not raw or raw == "***":
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def logic_digest(digests: dict[str, str]) -> str:
+    """One digest of the runbook, its includes and templates (the plan's digests)."""
+    items = sorted((k, v) for k, v in digests.items() if k.startswith(_LOGIC))
+    blob = json.dumps(items, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16] if items else ""
+
+
+def release_for(record: RunRecord, number: int) -> Release | None:
+    """Release ``number`` made by ``record``, if it succeeded and captured its facts."""
+    facts = facts_of(record)
+    if facts is None or not record.finished_ok:
+        return None
+    images = facts.get("images")
+    env = facts.get("env_digests")
+    return Release(
+        number=number, run_id=record.id, runbook=record.runbook, host=record.host,
+        revision=str(facts.get("revision") or ""),
+        images={str(k): str(v) for k, v in images.items()} if isinstance(images, dict) else {},
+        migration_revision=str(facts.get("migration_revision") or ""),
+        env_digest=(json.dumps(env, sort_keys=True, separators=(",", ":"))
+                    if isinstance(env, dict) else str(env or "")),
+        runbook_digest=logic_digest(record.digests),
+        who=record.operator)

@@ -1,0 +1,97 @@
+"""The remote shell that reads and writes the host state directory.
+
+Each script starts with the lock module's path check (the same refusal of symlinks,
+foreign owners and world-writable parents, no extra round trip), which leaves the state
+directory's physical path in ``$lock``. Writes take their input on stdin as one blob
+whose length is given on the command line: the blob is saved to a temp file first and
+used only when it arrived whole, so a connection lost mid-write leaves the previous
+state, never a torn record or half an audit line. Records are replaced with ``mv``
+(atomic), audit lines and releases are appended under ``flock`` (several operators
+may write at once, e.g. ``deployer maintenance`` beside a run).
+"""
+
+from __future__ import annotations
+
+from deployer.lock import checked_script as _script
+
+# Creates the directory (0700) and its runs/ on the first write.
+_PREPARE = r"""
+if [ ! -d "$lock" ]; then
+  mkdir -m 700 -- "$lock" 2>/dev/null || [ -d "$lock" ] \
+    || { echo "cannot create host state directory $lock" >&2; exit 2; }
+fi
+__lk_existing
+[ -d "$lock/runs" ] || mkdir -m 700 -- "$lock/runs" 2>/dev/null || [ -d "$lock/runs" ] \
+  || { echo "cannot create $lock/runs" >&2; exit 2; }
+"""
+
+# $2 audit bytes, $3 record bytes, $4 release bytes, $5 run id (checked by the caller).
+_WRITE = _PREPARE + r"""
+__hs_in=$(mktemp "$lock/.in.XXXXXX") || exit 2
+cat > "$__hs_in"
+if [ "$(wc -c < "$__hs_in")" != $(( $2 + $3 + $4 )) ]; then
+  rm -f -- "$__hs_in"; echo TRUNCATED; exit 0
+fi
+__hs_append() {  # $1 offset, $2 length, $3 file
+  exec 9>>"$3"
+  command -v flock >/dev/null && flock 9
+  tail -c +$(( $1 + 1 )) -- "$__hs_in" | head -c "$2" >&9
+  exec 9>&-
+}
+[ "$2" = 0 ] || __hs_append 0 "$2" "$lock/audit.jsonl"
+if [ "$3" != 0 ]; then
+  __hs_rec=$(mktemp "$lock/runs/.$5.XXXXXX") || exit 2
+  tail -c +$(( $2 + 1 )) -- "$__hs_in" | head -c "$3" > "$__hs_rec"
+  sync -- "$__hs_rec" 2>/dev/null || true
+  mv -f -- "$__hs_rec" "$lock/runs/$5.json"
+fi
+[ "$4" = 0 ] || __hs_append $(( $2 + $3 )) "$4" "$lock/releases.jsonl"
+rm -f -- "$__hs_in"
+echo WRITTEN
+"""
+
+_ABSENT = r"""
+if [ "$__lk_absent" = 1 ] || [ ! -d "$lock" ]; then echo EMPTY; exit 0; fi
+__lk_existing
+"""
+
+# Every record, each followed by a NUL byte (JSON text never holds one).
+_READ_RUNS = _ABSENT + r"""
+echo RUNS
+for __hs_f in "$lock"/runs/*.json; do
+  [ -f "$__hs_f" ] || continue
+  cat -- "$__hs_f"; printf '\0'
+done
+"""
+
+# $2 file name inside the directory, $3 how many lines from the end (0: all).
+_READ_LINES = _ABSENT + r"""
+echo LINES
+[ -f "$lock/$2" ] || exit 0
+if [ "$3" = 0 ]; then cat -- "$lock/$2"; else tail -n "$3" -- "$lock/$2"; fi
+"""
+
+# $2 run id (checked by the caller).
+_READ_RUN = _ABSENT + r"""
+echo RUN
+cat -- "$lock/runs/$2.json" 2>/dev/null || true
+"""
+
+
+def write_script(path: str, audit: int, record: int, release: int, run_id: str) -> str:
+    """Append ``audit`` and ``release`` bytes and replace run ``run_id``'s record
+    with ``record`` bytes, all read from stdin in that order."""
+    return _script(_WRITE, path, str(audit), str(record), str(release), run_id or "-",
+                   create=True)
+
+
+def read_runs_script(path: str) -> str:
+    return _script(_READ_RUNS, path)
+
+
+def read_run_script(path: str, run_id: str) -> str:
+    return _script(_READ_RUN, path, run_id)
+
+
+def read_lines_script(path: str, name: str, tail: int = 0) -> str:
+    return _script(_READ_LINES, path, name, str(tail))

@@ -1,0 +1,129 @@
+"""``HostState``: the host state directory of one app, read and written through a
+transport (anything with ``run(script, stdin=, check=, timeout=)``, as the lock uses).
+
+A write is one round trip whatever it carries (audit lines, a run record, a release),
+so a step transition costs one. Reads parse what the scripts print; a record that is
+not valid JSON (a foreign file) is skipped, never fatal, so one bad file cannot hide
+the history.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from deployer.errors import TransportError
+from deployer.hoststate import scripts
+from deployer.hoststate.records import AuditEvent, Release
+from deployer.lock import unsafe_error
+from deployer.models import Host
+from deployer.state import RunRecord, is_run_id
+
+
+def _record(data: Any) -> RunRecord | None:
+    if not (isinstance(data, dict) and is_run_id(str(data.get("id", "")))):
+        return None
+    try:
+        return RunRecord.from_dict(data)
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+class HostStateError(TransportError):
+    """The host state directory could not be read or written."""
+
+
+class _Runner(Protocol):
+    def run(self, script: str, **kwargs: Any) -> Any: ...
+
+
+class HostState:
+    """The state directory ``path`` (as configured: absolute or ``~/...``) on ``host``."""
+
+    def __init__(self, transport: _Runner, host: Host, path: str) -> None:
+        self.transport = transport
+        self.host = host
+        self.path = path
+
+    def _run(self, script: str, stdin: str | None = None) -> tuple[str, str]:
+        result = self.transport.run(script, stdin=stdin, check=False, timeout=60)
+        if result.exit_code != 0:
+            tail = " ".join(result.tail[-3:]) if result.tail else ""
+            raise HostStateError(f"host state {self.path} on {self.host.name}: exit "
+                                 f"{result.exit_code}: {tail}".rstrip(": "))
+        head, _, rest = result.stdout.partition("\n")
+        if head.strip() == "UNSAFE":
+            raise unsafe_error(self.host, rest.strip())
+        return head.strip(), rest
+
+    def write(self, events: Sequence[AuditEvent] = (), record: RunRecord | None = None,
+              release: Release | None = None) -> None:
+        """Append ``events`` and ``release`` and replace the run record, in one round
+        trip. Raises ``HostStateError`` if the input did not arrive whole."""
+        audit = "".join(e.to_json() + "\n" for e in events).encode()
+        run_id = record.id if record is not None else ""
+        if record is not None and not is_run_id(run_id):
+            raise ValueError(f"not a run id: {run_id!r}")
+        rec = record.encode().encode() if record is not None else b""
+        rel = (release.to_json() + "\n").encode() if release else b""
+        if not (audit or rec or rel):
+            return
+        state, _ = self._run(scripts.write_script(self.path, len(audit), len(rec), len(rel),
+                                                  run_id), stdin=(audit + rec + rel).decode())
+        if state != "WRITTEN":
+            raise HostStateError(f"host state {self.path} on {self.host.name}: the write "
+                                 f"did not arrive whole ({state or 'no answer'}); nothing "
+                                 "was changed")
+
+    def runs(self) -> list[RunRecord]:
+        """Every run record on the host, oldest run id first."""
+        state, rest = self._run(scripts.read_runs_script(self.path))
+        if state == "EMPTY":
+            return []
+        out = []
+        for chunk in rest.split("\0"):
+            try:
+                data = json.loads(chunk)
+            except ValueError:
+                continue
+            record = _record(data)
+            if record is not None:
+                out.append(record)
+        return sorted(out, key=lambda r: r.id)
+
+    def run_record(self, run_id: str) -> RunRecord | None:
+        if not is_run_id(run_id):
+            return None
+        state, rest = self._run(scripts.read_run_script(self.path, run_id))
+        try:
+            data = json.loads(rest) if state == "RUN" and rest.strip() else None
+        except ValueError:
+            return None
+        return _record(data)
+
+    def _lines(self, name: str, tail: int = 0) -> list[dict[str, Any]]:
+        state, rest = self._run(scripts.read_lines_script(self.path, name, tail))
+        out = []
+        for line in rest.splitlines() if state == "LINES" else []:
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                out.append(data)
+        return out
+
+    def audit(self, tail: int = 0) -> list[AuditEvent]:
+        """The audit log, or its last ``tail`` lines."""
+        return [AuditEvent.from_dict(d) for d in self._lines("audit.jsonl", tail)]
+
+    def releases(self) -> list[Release]:
+        """Every release, in the order recorded (numbers ascending)."""
+        return [Release.from_dict(d) for d in self._lines("releases.jsonl")
+                if isinstance(d.get("number"), int)]
+
+    def next_release_number(self) -> int:
+        """The number the next release gets. Called under the deploy lock, which is
+        what keeps two deploys from taking the same number."""
+        return max((r.number for r in self.releases()), default=0) + 1

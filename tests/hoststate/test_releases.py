@@ -1,0 +1,39 @@
+"""A release is made from a successful run's release_facts capture, and only then."""
+
+from __future__ import annotations
+
+from deployer.hoststate.releases import facts_of, logic_digest, release_for
+from deployer.state import RunRecord, StepRecord
+
+RUN = "20261204-010203-123abcd"
+
+
+def _record(captured: dict[str, str], status: str = "succeeded") -> RunRecord:
+    rec = RunRecord(id=RUN, runbook="restart", host="vps", status=status)
+    rec.steps = [StepRecord(id="facts", name="facts", index=0, state="ok", captured=captured)]
+    return rec
+
+
+def test_facts_become_a_release() -> None:
+    rec = _record({"release_facts": '{"revision": "c0ffee", "images": {"api": "sha256:1"},'
+                                    ' "env_digests": {".env": "aa"}}'})
+    release = release_for(rec, 7)
+    assert release is not None and release.number == 7
+    assert release.revision == "c0ffee" and release.images == {"api": "sha256:1"}
+    assert '".env":"aa"' in release.env_digest
+
+
+def test_no_release_without_success_or_facts() -> None:
+    facts = {"release_facts": '{"revision": "x"}'}
+    assert release_for(_record(facts, status="rolled_back"), 1) is None
+    assert release_for(_record({}), 1) is None
+    assert facts_of(_record({"release_facts": "***"})) is None
+    assert facts_of(_record({"release_facts": "not json"})) is None
+    assert facts_of(_record({"release_facts": "[1, 2]"})) is None
+
+
+def test_the_logic_digest_ignores_host_inputs() -> None:
+    a = logic_digest({"runbook:r.yml": "1", "template:env.j2": "2", "inventory:i.yml": "3"})
+    b = logic_digest({"runbook:r.yml": "1", "template:env.j2": "2", "inventory:i.yml": "9"})
+    c = logic_digest({"runbook:r.yml": "1", "template:env.j2": "5"})
+    assert a == b != c and logic_digest({"inventory:i.yml": "3"}) == ""

@@ -1,0 +1,139 @@
+"""The host state directory against a real sshd: what is written arrives whole, reads
+give it back, and the directory is refused where someone else could tamper with it."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+
+import pytest
+
+from deployer.errors import InputError
+from deployer.hoststate import AuditEvent, HostState, Release, scripts, state_dir
+from deployer.lock import UnsafeLockPath
+from deployer.state import RunRecord, StepRecord
+from deployer.transport import SSHTransport
+
+RUN = "20261204-010203-123abcd"
+
+
+@pytest.fixture
+def transport(sshd):
+    t = SSHTransport(sshd.host("t"), extra_known_hosts=[sshd.known_hosts])
+    t.connect()
+    yield t
+    t.close()
+
+
+def _record(run_id: str = RUN, status: str = "running") -> RunRecord:
+    rec = RunRecord(id=run_id, runbook="restart", host="t", status=status)
+    rec.steps = [StepRecord(id="build", name="Build", index=0, kind="compose", state="ok")]
+    return rec
+
+
+def test_state_dir_follows_the_app_and_the_override() -> None:
+    assert state_dir({"app_name": "shop"}) == "~/.local/state/deployer/apps/shop"
+    assert state_dir({}) == "~/.local/state/deployer/apps/default"
+    assert state_dir({"host_state_dir": "/srv/state//shop/"}) == "/srv/state/shop"
+    with pytest.raises(InputError, match="host_state_dir"):
+        state_dir({"host_state_dir": "relative/dir"})
+    with pytest.raises(InputError, match="app_name"):
+        state_dir({"app_name": "../etc"})
+
+
+def test_write_then_read_back(sshd, transport, tmp_path) -> None:
+    path = tmp_path / "state" / "shop"
+    hs = HostState(transport, sshd.host("t"), str(path))
+    assert hs.runs() == [] and hs.audit() == [] and hs.releases() == []
+    started = AuditEvent("run_started", RUN, "restart", "t", plan_digest="abc")
+    step = AuditEvent("step", RUN, "restart", "t", step="build", state="ok")
+    hs.write([started, step], record=_record())
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
+    assert [e.event for e in hs.audit()] == ["run_started", "step"]
+    assert hs.audit(tail=1)[0].step == "build"
+    assert hs.audit()[0].who and hs.audit()[0].plan_digest == "abc"
+    assert [r.to_dict() for r in hs.runs()] == [_record().to_dict()]
+    hs.write(record=_record(status="succeeded"))
+    assert hs.run_record(RUN).status == "succeeded"
+    assert len(hs.runs()) == 1
+    assert hs.run_record("20261204-010203-999ffff") is None
+    assert hs.next_release_number() == 1
+    hs.write(release=Release(1, RUN, "restart", "t", revision="c0ffee",
+                             images={"api": "sha256:1"}))
+    assert hs.next_release_number() == 2
+    assert hs.releases()[0].images == {"api": "sha256:1"}
+    # the audit log was only appended to
+    assert len((path / "audit.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_write_that_does_not_arrive_whole_changes_nothing(sshd, transport, tmp_path) -> None:
+    path = tmp_path / "st"
+    hs = HostState(transport, sshd.host("t"), str(path))
+    hs.write(record=_record(status="running"))
+    before = (path / "runs" / f"{RUN}.json").read_text()
+    # the script is told of more bytes than stdin brings: as after a lost connection
+    blob = _record(status="succeeded").encode()
+    line = AuditEvent("step", RUN, "restart", "t").to_json() + "\n"
+    result = transport.run(scripts.write_script(str(path), len(line), len(blob) + 50, 0, RUN),
+                           stdin=line + blob, check=False, timeout=30)
+    assert result.stdout.strip() == "TRUNCATED"
+    assert (path / "runs" / f"{RUN}.json").read_text() == before
+    assert not (path / "audit.jsonl").exists()
+    assert [p.name for p in path.iterdir() if p.name.startswith(".in.")] == []
+
+
+def test_concurrent_appends_keep_every_line_whole(sshd, tmp_path) -> None:
+    path = str(tmp_path / "shared")
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        t = SSHTransport(sshd.host("t"), extra_known_hosts=[sshd.known_hosts])
+        try:
+            t.connect()
+            hs = HostState(t, sshd.host("t"), path)
+            for i in range(10):
+                hs.write([AuditEvent("step", RUN, "r", "t", step=f"w{n}-{i}",
+                                     detail={"pad": "x" * 3000})])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            t.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    lines = (tmp_path / "shared" / "audit.jsonl").read_text().splitlines()
+    steps = sorted(json.loads(line)["step"] for line in lines)
+    assert steps == sorted(f"w{n}-{i}" for n in range(4) for i in range(10))
+
+
+def test_unreadable_files_are_skipped_not_fatal(sshd, transport, tmp_path) -> None:
+    path = tmp_path / "st"
+    hs = HostState(transport, sshd.host("t"), str(path))
+    hs.write([AuditEvent("run_started", RUN, "r", "t")], record=_record())
+    (path / "runs" / "junk.json").write_text("{not json")
+    with open(path / "audit.jsonl", "a") as f:
+        f.write("torn line without end")
+    assert [r.id for r in hs.runs()] == [RUN]
+    assert [e.event for e in hs.audit()] == ["run_started"]
+
+
+def test_a_symlinked_state_dir_is_refused(sshd, transport, tmp_path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "st")
+    hs = HostState(transport, sshd.host("t"), str(tmp_path / "st"))
+    with pytest.raises(UnsafeLockPath, match="symbolic link"):
+        hs.write(record=_record())
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_run_ids_are_checked_before_they_reach_a_path(sshd, transport, tmp_path) -> None:
+    hs = HostState(transport, sshd.host("t"), str(tmp_path / "st"))
+    with pytest.raises(ValueError):
+        hs.write(record=RunRecord(id="../../etc/passwd", runbook="r", host="t"))
+    assert hs.run_record("../x") is None
