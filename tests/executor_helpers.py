@@ -49,6 +49,10 @@ class RunProject:
         vars_ = {"remote_dir": str(self.remote)}
         if not default_lock:
             vars_["lock_dir"] = self.lock_dir
+        # The host's record of the runs (deployer.hoststate), private to the project as
+        # the lock is: two projects share it only when a test says so.
+        self.host_state_dir = str(self.root / "hoststate")
+        vars_["host_state_dir"] = self.host_state_dir
         vars_.update(host_vars or {})
         host["vars"] = vars_
         (self.root / "inventory.yml").write_text(yaml.safe_dump({"hosts": {"t": host}}))

@@ -13,6 +13,9 @@ from typing import Any
 from deployer.executor import Events, Executor, RunOptions, default_transport_factory
 from deployer.models import Host
 from deployer.session import Session
+from deployer.state import StateStore
+
+from . import hoststate
 
 
 def sudo_password(session: Session, variables: Any) -> str | None:
@@ -25,10 +28,21 @@ def build_executor(session: Session, host: Host, options: RunOptions,
                    events: Events) -> Executor:
     """An executor of the session's runbook on ``host``."""
     variables = session.vars_for(host)
-    return Executor(session.runbook, host, variables=variables, secrets=session.secrets,
-                    redactor=session.redactor, digests=session.digests, options=options,
-                    events=events, project_dir=session.project_dir,
-                    sudo_password=sudo_password(session, variables))
+    store = StateStore(session.project_dir)
+    journal = None
+    if hoststate.enabled(variables):
+        journal = hoststate.host_journal(
+            store, session.redactor.mask, session.digests,
+            lambda text: events.notice(host.name, text, "warning"))
+    executor = Executor(session.runbook, host, variables=variables, secrets=session.secrets,
+                        redactor=session.redactor, digests=session.digests, options=options,
+                        events=events, project_dir=session.project_dir, store=store,
+                        journal=journal, sudo_password=sudo_password(session, variables))
+    if journal is not None:
+        link = executor.link
+        journal.attach(lambda: None if link.current is None
+                       else hoststate.host_state_of(link.current, host, variables))
+    return executor
 
 
 def connect(host: Host, accept_new_host_key: bool) -> Any:

@@ -9,15 +9,18 @@ record names the signal.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from deployer.errors import UsageError
+from deployer.errors import InputError, TransportError, UsageError
 from deployer.executor import Events, Executor, RunOptions, RunOutcome
 from deployer.interrupts import interrupt_signals
+from deployer.models import Host
 from deployer.rollback import undoable
 from deployer.session import Session
 from deployer.state import RunRecord, StateStore
 
-from .build import build_executor
+from . import hoststate
+from .build import build_executor, connect
 
 
 def _raising_for(executor: Executor) -> Callable[[str], None]:
@@ -28,21 +31,52 @@ def _raising_for(executor: Executor) -> Callable[[str], None]:
     return handler
 
 
+def _refresh(session: Session, host: Host, events: Events, transport: Any) -> None:
+    """The host's records into the local cache before a resume or a rollback picks a
+    run; a host that cannot answer leaves the cache as it is (said, never fatal: the
+    run itself then reports the connection)."""
+    variables = session.vars_for(host)
+    if not hoststate.enabled(variables):
+        return
+    try:
+        hoststate.refresh(transport(), host, variables, StateStore(session.project_dir))
+    except (TransportError, InputError) as exc:
+        events.notice(host.name, f"cannot read the run records on the host ({exc}); "
+                      "using this machine's", "warning")
+
+
 def deploy_host(session: Session, options: RunOptions, events: Events) -> RunOutcome:
     """Run the session's runbook on its one host."""
     (host,) = session.hosts
     executor = build_executor(session, host, options, events)
+    if options.resume:
+        # The executor's own connection: resuming costs no second SSH handshake.
+        _refresh(session, host, events, executor.link.transport)
     with interrupt_signals(_raising_for(executor)):
         return executor.run()
 
 
-def run_to_roll_back(session: Session, run_id: str | None) -> RunRecord:
+def run_to_roll_back(session: Session, run_id: str | None, events: Events | None = None,
+                     accept_new_host_key: bool = False) -> RunRecord:
     """The run ``deployer rollback`` undoes: ``run_id`` (which must be of the session's
-    runbook and host), or the latest run of the runbook on the host."""
+    runbook and host), or the latest run of the runbook on the host, after reading the
+    host's records (when ``events`` is given), so any machine can roll back any run."""
     if len(session.hosts) != 1:
         raise UsageError("rollback works on one host at a time",
                          hint="name a single host with --host")
     target = session.hosts[0]
+    if events is not None:
+        opened: list[Any] = []
+
+        def transport() -> Any:
+            opened.append(connect(target, accept_new_host_key))
+            return opened[-1]
+
+        try:
+            _refresh(session, target, events, transport)
+        finally:
+            for t in opened:
+                t.close()
     store = StateStore(session.project_dir)
     if run_id:
         record = store.load(run_id)

@@ -197,9 +197,9 @@ def rollback(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple
     from deployer.cli.progress import ConsoleEvents
 
     session = load_session_from_cli(ctx, runbook, host, vars_files, cli_vars, secrets_file)
-    record = run_to_roll_back(session, run_id)
-    todo = steps_to_undo(record)
     events = ConsoleEvents()
+    record = run_to_roll_back(session, run_id, events, accept_new_host_key)
+    todo = steps_to_undo(record)
     if todo and not yes:
         if not events.can_confirm():
             raise UsageError("rollback changes the host; confirm with --yes when there is "

@@ -49,9 +49,18 @@ class HostJournal:
         self.release: Release | None = None  # the release this run recorded
         self.behind = False  # the host copy is older than the local record
 
+    def attach(self, host_state: Callable[[], HostState | None]) -> None:
+        """Where to write from now on (the executor's connection exists only after the
+        journal was handed to it)."""
+        self._host_state = host_state
+
     @property
     def record(self) -> RunRecord | None:
         return self.inner.record
+
+    @record.setter
+    def record(self, value: RunRecord | None) -> None:
+        self.inner.record = value
 
     def begin(self, record: RunRecord, header: str, earlier: Iterable[str] = ()) -> None:
         self.inner.begin(record, header, earlier)

@@ -1,0 +1,55 @@
+"""The host state directory in the application: the journal every run writes through,
+and the refresh of the local cache that ``--resume``, ``rollback``, ``history`` and
+``show`` read.
+
+Var ``host_state: false`` keeps a run's records on this machine only (the behaviour of
+deployer before the host remembered); the default writes both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from deployer.hoststate import HostState, state_dir
+from deployer.hoststate.cache import CacheUpdate, merge
+from deployer.hoststate.journal import HostJournal
+from deployer.journal import LocalJournal
+from deployer.models import Host
+from deployer.state import StateStore
+
+
+def enabled(variables: Any) -> bool:
+    """Whether var ``host_state`` leaves the host state on (the default)."""
+    value = variables.get("host_state", True) if hasattr(variables, "get") else True
+    return str(value).strip().lower() not in ("false", "no", "off", "0", "")
+
+
+def inputs_digest(digests: dict[str, str]) -> str:
+    """One digest of every input of a plan (runbook, includes, templates, inventory,
+    vars files): what the audit log names a run's plan by."""
+    blob = json.dumps(sorted(digests.items()), separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def host_journal(store: StateStore, mask: Callable[[str], str], digests: dict[str, str],
+                 notice: Callable[[str], None]) -> HostJournal:
+    """A journal writing locally and, once attached to a connection, to the host."""
+    return HostJournal(LocalJournal(store, mask), lambda: None, notice,
+                       plan_digest=inputs_digest(digests))
+
+
+def host_state_of(transport: Any, host: Host, variables: Any) -> HostState:
+    return HostState(transport, host, state_dir(variables))
+
+
+def refresh(transport: Any, host: Host, variables: Any, store: StateStore) -> CacheUpdate:
+    """Bring the local cache up to date with the host's records, and give the host the
+    local records that got further than its copies (their last writes were lost)."""
+    hs = host_state_of(transport, host, variables)
+    update = merge(store, hs.runs(), host.name)
+    for record in update.ahead:
+        hs.write(record=record)
+    return update

@@ -1,0 +1,87 @@
+"""Two operator checkouts of one project, one host: they share the run history on the
+host. B resumes the run A left, A rolls back what B finished, and the host's audit log
+holds every transition of both. Real CLI in subprocesses, real sshd."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.executor_helpers import RunProject
+
+
+def _checkout(root: Path, sshd, shared: Path) -> RunProject:
+    project = RunProject(root, sshd)
+    # The same host seen from two checkouts: one lock and one state directory there.
+    inv = yaml.safe_load((root / "inventory.yml").read_text())
+    inv["hosts"]["t"]["vars"].update({"lock_dir": str(shared / "lock"),
+                                      "host_state_dir": str(shared / "state"),
+                                      "remote_dir": str(shared / "remote")})
+    (root / "inventory.yml").write_text(yaml.safe_dump(inv))
+    project.remote = shared / "remote"
+    project.remote.mkdir(parents=True, exist_ok=True)
+    return project
+
+
+@pytest.fixture
+def pair(tmp_path, sshd) -> tuple[RunProject, RunProject, Path]:
+    shared = tmp_path / "host"
+    a = _checkout(tmp_path / "a", sshd, shared)
+    b = _checkout(tmp_path / "b", sshd, shared)
+    runbook = f"""
+        steps:
+          - id: build
+            run: "echo build >> {shared}/remote/log"
+            rollback: {{run: "echo undo-build >> {shared}/remote/log"}}
+          - id: gated
+            run: "echo gated >> {shared}/remote/log; test -f {shared}/remote/gate"
+            rollback: {{run: "echo undo-gated >> {shared}/remote/log"}}
+    """
+    a.runbook("app", runbook)
+    b.runbook("app", runbook)
+    return a, b, shared
+
+
+def _audit(shared: Path) -> list[dict]:
+    return [json.loads(line) for line in
+            (shared / "state" / "audit.jsonl").read_text().splitlines()]
+
+
+def test_b_resumes_the_run_a_left_and_a_rolls_it_back(pair) -> None:
+    a, b, shared = pair
+    log = shared / "remote" / "log"
+    r = a.cli("run", "app", "--host", "t", "--no-rollback")
+    assert r.returncode == 3, r.stdout + r.stderr
+    run_id = a.record()["id"]
+    assert b.records() == []  # nothing local in B's checkout
+
+    (shared / "remote" / "gate").write_text("")
+    r = b.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"resuming {run_id}" in r.stdout
+    assert log.read_text().split() == ["build", "gated", "gated"]  # build not run again
+    assert b.record()["id"] == run_id and b.record()["status"] == "succeeded"
+
+    # A's checkout still has the failed copy; the host knows better.
+    assert a.record()["status"] == "failed"
+    r = a.cli("rollback", "app", "--host", "t", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert log.read_text().split()[-2:] == ["undo-gated", "undo-build"]
+    host_copy = json.loads((shared / "state" / "runs" / f"{run_id}.json").read_text())
+    assert host_copy["status"] == "rolled_back"
+
+    events = [(e["event"], e.get("step", ""), e.get("state", e.get("result", "")))
+              for e in _audit(shared) if e["run_id"] == run_id]
+    assert events[0] == ("run_started", "", "")
+    assert ("step", "gated", "failed") in events
+    assert events.index(("run_finished", "", "failed")) < events.index(("run_resumed", "", ""))
+    assert ("run_finished", "", "succeeded") in events
+    assert ("step", "build", "rolled_back") in events
+    assert events[-1] == ("run_finished", "", "rolled_back")
+    # every step transition the records saw is there, in order, for each step
+    gated = [s for kind, step, s in events if kind == "step" and step == "gated"]
+    assert gated == ["running", "failed", "running", "ok", "rolled_back"]
+    assert all(e["who"] and e["at"] for e in _audit(shared))
