@@ -53,3 +53,30 @@ def refresh(transport: Any, host: Host, variables: Any, store: StateStore) -> Ca
     for record in update.ahead:
         hs.write(record=record)
     return update
+
+
+def refresh_hosts(session: Any, accept_new_host_key: bool = False) -> list[str]:
+    """Read the run records of every host of ``session`` into the local cache (one
+    connection each, closed after). Returns a warning per host that could not answer;
+    the cache keeps what it had for those."""
+    from deployer.errors import TransportError
+
+    from .build import connect
+
+    warnings = []
+    store = StateStore(session.project_dir)
+    for host in session.hosts:
+        variables = session.vars_for(host)
+        if not enabled(variables):
+            continue
+        transport = None
+        try:
+            transport = connect(host, accept_new_host_key)
+            refresh(transport, host, variables, store)
+        except TransportError as exc:
+            warnings.append(f"{host.name}: cannot read the run records on the host ({exc}); "
+                            "showing this machine's")
+        finally:
+            if transport is not None:
+                transport.close()
+    return warnings

@@ -282,19 +282,56 @@ def _show_leftover(stop: Any) -> None:
                    f"process group {stop.pgid})")
 
 
+def _read_hosts(ctx: click.Context, host: str, accept_new_host_key: bool) -> None:
+    """The host's records into this checkout's cache (``deployer.hoststate``)."""
+    from deployer.app.hoststate import refresh_hosts
+    from deployer.cli.common import load_session_from_cli
+    from deployer.cli.logs import default_runbook
+
+    opts = get_options(ctx)
+    session = load_session_from_cli(ctx, default_runbook(opts.project_dir), host, (), (),
+                                    None, placeholder=True)
+    for warning in refresh_hosts(session, accept_new_host_key):
+        click.echo(f"warning: {warning}", err=True)
+
+
 @click.command()
-@click.option("--host", "-H", "host", default=None, help="Only runs on this host.")
+@click.option("--host", "-H", "host", default=None,
+              help="Only runs on this host (or group), read from the host itself.")
 @click.option("--runbook", "-r", "runbook", default=None, help="Only runs of this runbook.")
 @click.option("--limit", "-n", default=20, show_default=True, help="How many runs (0: all).")
+@click.option("--local", is_flag=True,
+              help="Only this checkout's records: do not ask the host.")
+@click.option("--accept-new-host-key", is_flag=True,
+              help="Trust and record an unknown host key (a changed key is always refused).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def history(ctx: click.Context, host: str | None, runbook: str | None, limit: int,
-            as_json: bool) -> None:
-    """List past runs, newest first: id, runbook, host, status, start, duration, operator."""
+            local: bool, accept_new_host_key: bool, as_json: bool) -> None:
+    """List past runs, newest first: id, runbook, host, status, start, duration, operator.
+
+    With --host, the runs are read from the host's state directory first, so every
+    operator's and CI runner's runs are listed; without it, this checkout's records."""
     from deployer.state import StateStore
 
+    if host and not local:
+        _read_hosts(ctx, host, accept_new_host_key)
     store = StateStore(get_options(ctx).project_dir)
-    records = store.list_runs(host=host, runbook=runbook, limit=limit or None)
+    names = None
+    if host:
+        from deployer.errors import DeployerError
+        from deployer.inventory import load_inventory
+
+        opts = get_options(ctx)
+        try:
+            names = {h.name for h in
+                     load_inventory(opts.inventory, opts.project_dir).resolve(host)}
+        except DeployerError:
+            if not local:
+                raise
+            names = {host}  # runs of a host the inventory no longer has
+    records = [r for r in store.list_runs(runbook=runbook)
+               if names is None or r.host in names][:limit or None]
     if as_json:
         click.echo(json.dumps([r.summary() for r in records], indent=2))
         return
@@ -309,13 +346,20 @@ def history(ctx: click.Context, host: str | None, runbook: str | None, limit: in
 
 @click.command()
 @click.argument("run_id")
+@click.option("--host", "-H", "host", default=None,
+              help="Read the run from this host's state directory first.")
+@click.option("--accept-new-host-key", is_flag=True,
+              help="Trust and record an unknown host key (a changed key is always refused).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole run record as JSON.")
 @click.option("--tail", default=10, show_default=True, help="Output lines shown per step.")
 @click.pass_context
-def show(ctx: click.Context, run_id: str, as_json: bool, tail: int) -> None:
+def show(ctx: click.Context, run_id: str, host: str | None, accept_new_host_key: bool,
+         as_json: bool, tail: int) -> None:
     """Show one run: every step with its state, duration and last output lines."""
     from deployer.state import StateStore
 
+    if host:
+        _read_hosts(ctx, host, accept_new_host_key)
     store = StateStore(get_options(ctx).project_dir)
     record = store.load(run_id)
     if as_json:

@@ -85,3 +85,26 @@ def test_b_resumes_the_run_a_left_and_a_rolls_it_back(pair) -> None:
     gated = [s for kind, step, s in events if kind == "step" and step == "gated"]
     assert gated == ["running", "failed", "running", "ok", "rolled_back"]
     assert all(e["who"] and e["at"] for e in _audit(shared))
+
+
+def test_history_and_show_read_the_host(pair) -> None:
+    a, b, shared = pair
+    (shared / "remote" / "gate").write_text("")
+    r = a.cli("run", "app", "--host", "t")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_id = a.record()["id"]
+    r = b.cli("history", "--host", "t", "--local", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == []
+    r = b.cli("history", "--host", "t", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [(x["id"], x["status"]) for x in json.loads(r.stdout)] == [(run_id, "succeeded")]
+    r = b.cli("show", run_id, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["status"] == "succeeded"
+    # a run B's checkout never saw is read from the host by `show --host`
+    r = a.cli("run", "app", "--host", "t")
+    second = a.record()["id"]
+    assert second != run_id and r.returncode == 0
+    assert b.cli("show", second).returncode == 2
+    r = b.cli("show", second, "--host", "t", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["id"] == second
