@@ -80,3 +80,14 @@ def refresh_hosts(session: Any, accept_new_host_key: bool = False) -> list[str]:
             if transport is not None:
                 transport.close()
     return warnings
+
+
+def host_releases(session: Any, host: Host, accept_new_host_key: bool = False) -> list[Any]:
+    """The releases recorded on ``host``, oldest first."""
+    from .build import connect
+
+    transport = connect(host, accept_new_host_key)
+    try:
+        return host_state_of(transport, host, session.vars_for(host)).releases()
+    finally:
+        transport.close()

@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "logs": "deployer.cli.logs:logs",
     "status": "deployer.cli.status:status",
     "runbooks": "deployer.cli.runbooks:runbooks",
+    "releases": "deployer.cli.releases:releases",
 }
 
 # One-line summaries so `deployer --help` can list commands without importing them.
@@ -58,6 +59,7 @@ SUMMARIES: dict[str, str] = {
     "logs": "Show the stack's container logs on a host (-f to follow).",
     "status": "Show what runs on a host, its health, the lock and the last run.",
     "runbooks": "List the runbooks and templates: the project's and the packaged ones.",
+    "releases": "List the releases recorded on a host (every successful deploy).",
 }
 
 # Examples for commands whose module gives none, so every `--help` shows one.
@@ -72,6 +74,9 @@ EXAMPLES: dict[str, str] = {
     "unlock": """\
   deployer unlock --host vps
   deployer unlock --host vps --yes""",
+    "releases": """\
+  deployer releases --host vps
+  deployer releases --host web --format json""",
     "history": """\
   deployer history
   deployer history --host vps --runbook deploy -n 5""",

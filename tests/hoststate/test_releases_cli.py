@@ -1,0 +1,39 @@
+"""`deployer releases`: each successful run that captured release_facts is one release
+on the host, numbered in order; a failed run is none. Real CLI, real sshd."""
+
+from __future__ import annotations
+
+import json
+
+from tests.executor_helpers import RunProject
+
+
+def test_successful_runs_become_numbered_releases(tmp_path, sshd) -> None:
+    project = RunProject(tmp_path, sshd)
+    gate = project.remote / "gate"
+    project.runbook("restart", f"""
+        steps:
+          - id: deploy
+            run: "test -f {gate}"
+          - id: facts
+            capture: release_facts
+            run: |
+              printf '{{"revision": "%s", "images": {{"api": "sha256:%s"}}, "migration_revision": "0007"}}' \\
+                "$(cat {gate})" "$(cat {gate} | rev)"
+    """)
+    r = project.cli("run", "restart", "--host", "t")
+    assert r.returncode == 1  # the gate is missing: no release
+    r = project.cli("releases", "--host", "t", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"hosts": {"t": []}}
+    for rev in ("abc123", "def456"):
+        gate.write_text(rev)
+        assert project.cli("run", "restart", "--host", "t").returncode == 0
+    r = project.cli("releases", "--host", "t", "--format", "json")
+    rels = json.loads(r.stdout)["hosts"]["t"]
+    assert [(x["number"], x["revision"], x["images"]) for x in rels] == [
+        (2, "def456", {"api": "sha256:654fed"}), (1, "abc123", {"api": "sha256:321cba"})]
+    assert rels[0]["migration_revision"] == "0007" and rels[0]["runbook"] == "restart"
+    assert rels[0]["run_id"] == project.record()["id"]
+    table = project.cli("releases", "--host", "t").stdout
+    assert "def456" in table and "abc123" in table
