@@ -94,6 +94,25 @@ def stream_logs(session: Session, host: Host, services: list[str], on_line: Line
         transport.close()
 
 
+def _host_records(status: Any, transport: Any, host: Host, variables: Any) -> None:
+    """The last run and release as the host recorded them (every operator's), when the
+    host keeps a state directory for the app; the checkout's own record otherwise."""
+    from dataclasses import asdict
+
+    from deployer.app.hoststate import enabled, host_state_of
+    from deployer.status import last_run_summary
+
+    if not enabled(variables):
+        return
+    hs = host_state_of(transport, host, variables)
+    runs = hs.runs()
+    if runs:
+        latest = max(runs, key=lambda r: (r.started, r.id))
+        status.last_run, status.last_run_source = last_run_summary(latest), "host"
+    releases = hs.releases()
+    status.release = asdict(releases[-1]) if releases else None
+
+
 def host_status(session: Session, host: Host, *, accept_new_host_key: bool = False,
                 transport_factory: Callable[..., Any] | None = None) -> Any:
     """``deployer status`` for one host: its stack's containers, the lock and the last
@@ -126,6 +145,7 @@ def host_status(session: Session, host: Host, *, accept_new_host_key: bool = Fal
         held, holder = read_lock(transport, host, lock_path(host, variables))
         status.lock_held = held
         status.lock_holder = dict(holder.__dict__) if holder is not None else None
+        _host_records(status, transport, host, variables)
     except DeployerError as exc:
         status.error = str(exc)
     finally:

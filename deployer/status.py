@@ -74,7 +74,19 @@ class HostStatus:
     lock_held: bool = False
     lock_holder: dict[str, Any] | None = None
     last_run: dict[str, Any] | None = None  # id, runbook, status, finished, operator
+    last_run_source: str = "checkout"  # "host" when read from the host's state directory
+    release: dict[str, Any] | None = None  # the last release recorded on the host
     error: str | None = None  # the host could not be asked
+
+    @property
+    def drift(self) -> list[str]:
+        """Services whose running image is not the one the last release recorded."""
+        if not self.release:
+            return []
+        recorded = self.release.get("images") or {}
+        return sorted(c.service for c in self.containers
+                      if c.service in recorded and c.state == "running"
+                      and not str(recorded[c.service]).startswith(c.image_id))
 
     @property
     def verdict(self) -> str:
@@ -87,6 +99,7 @@ class HostStatus:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["verdict"] = self.verdict
+        data["drift"] = self.drift
         for c, raw in zip(self.containers, data["containers"], strict=True):
             raw["ok"] = c.ok
             raw["problem"] = c.problem

@@ -125,7 +125,32 @@ def test_status_of_a_host_with_no_containers_and_a_held_lock(tmp_path, sshd) -> 
     assert host["lock_held"] is True and host["lock_holder"]["who"] == "alice@laptop"
     table = project.cli("status", "--host", "t")
     assert "down" in table.stdout and "held by alice@laptop" in table.stdout
-    assert "none recorded in this checkout" in table.stdout
+    assert "last run here: none recorded" in table.stdout
+
+
+def test_status_reads_the_last_run_and_release_from_the_host(tmp_path, sshd) -> None:
+    from deployer.hoststate import HostState, Release
+    from deployer.ssh import SSHTransport
+    from deployer.state import RunRecord
+
+    project = _project(tmp_path, sshd)
+    transport = SSHTransport(sshd.host("t"), extra_known_hosts=[sshd.known_hosts])
+    transport.connect()
+    try:
+        hs = HostState(transport, sshd.host("t"), project.host_state_dir)
+        other = RunRecord(id="20261203-101500-000abcd", runbook="restart", host="prod-1",
+                          status="succeeded", operator="bob@ci-runner")
+        hs.write(record=other, release=Release(4, other.id, "restart", "prod-1",
+                                                revision="9f8e7d6c5b4a", who="bob@ci-runner"))
+    finally:
+        transport.close()
+    r = project.cli("status", "--host", "t", "--format", "json")
+    (host,) = json.loads(r.stdout)["hosts"]
+    assert host["last_run"]["operator"] == "bob@ci-runner"  # not in this checkout
+    assert host["last_run_source"] == "host"
+    assert host["release"]["number"] == 4 and host["drift"] == []
+    table = project.cli("status", "--host", "t").stdout
+    assert "release: #4 9f8e7d6c5b4a by bob@ci-runner" in table
 
 
 def test_status_of_an_unreachable_host_is_unknown_exit_3(tmp_path, sshd) -> None:

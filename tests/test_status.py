@@ -77,3 +77,14 @@ def test_to_dict_carries_the_verdict_and_each_problem() -> None:
     assert data["containers"][0]["problem"] == "exited with code 1"
     assert data["containers"][0]["ok"] is False
     json.dumps(data)  # serialisable as is
+
+
+def test_drift_names_services_running_another_image_than_the_release() -> None:
+    api = parse_containers(_line())[0]
+    worker = parse_containers(_line(service="worker", image_id="sha256:ffff"))[0]
+    status = _status(api, worker)
+    assert status.drift == []  # no release recorded: nothing to compare with
+    status.release = {"number": 3, "images": {"api": "sha256:ab12@shop-api@sha256:99",
+                                              "worker": "sha256:0000", "db": "sha256:1"}}
+    assert status.drift == ["worker"]
+    assert status.to_dict()["drift"] == ["worker"]

@@ -61,7 +61,16 @@ def _render(statuses: list[Any]) -> None:
                           f"{escape(run['status'])}{escape(failed)} by "
                           f"{escape(run['operator'])} ({escape(when)})")
         else:
-            console.print("  last run here: none recorded in this checkout")
+            console.print("  last run here: none recorded")
+        rel = s.release
+        if rel:
+            console.print(f"  release: #{rel['number']} {escape(rel['revision'][:12] or '-')} "
+                          f"by {escape(rel['who'])} ({escape(rel['at'])}, run "
+                          f"{escape(rel['run_id'])})")
+        for service in s.drift:
+            console.print(f"  [yellow]{escape(service)} runs another image than release "
+                          f"#{rel['number'] if rel else '?'} recorded[/yellow] (changed by hand, "
+                          "or a failed rollback?)")
         console.print()
 
 
