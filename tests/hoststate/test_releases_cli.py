@@ -18,8 +18,8 @@ def test_successful_runs_become_numbered_releases(tmp_path, sshd) -> None:
           - id: facts
             capture: release_facts
             run: |
-              printf '{{"revision": "%s", "images": {{"api": "sha256:%s"}}, "migration_revision": "0007"}}' \\
-                "$(cat {gate})" "$(cat {gate} | rev)"
+              printf '{{"revision": "%s", "images": ' "$(cat {gate})"
+              printf '{{"api": "sha256:%s"}}, "migration_revision": "0007"}}' "$(rev < {gate})"
     """)
     r = project.cli("run", "restart", "--host", "t")
     assert r.returncode == 1  # the gate is missing: no release
