@@ -267,7 +267,7 @@ class Executor:
         self.setup = RunSetup(self.runbook, self.host, self.store,
                               options=self._options_recorded(), force=self.options.force,
                               digests=self.digests, variables=self._input_variables,
-                              notice=self._notice)
+                              notice=self._notice, mask=self.redactor.mask)
         self.performer = Performer(self.link.transport, self._on_line, self.project_dir,
                                    self._cancel)
 
@@ -305,6 +305,7 @@ class Executor:
         prev = self.setup.find_resumable() if opts.resume else None
         self.selection = Selection.resolve(self.runbook, opts.from_step, opts.only_step)
         if prev is not None:
+            self._reuse_values(prev, "resuming")
             self.setup.check_stale(prev, "resume", self.selection)
         self._check_confirmations(prev)
         run_id = prev.id if prev is not None else new_run_id()
@@ -324,10 +325,21 @@ class Executor:
             self._close()
         return self._ended(outcome)
 
+    def _reuse_values(self, prev: RunRecord, doing: str) -> None:
+        """The --var values ``prev`` was given and this invocation is not: used again."""
+        reused = self.setup.recorded_cli_values(prev)
+        for name, value in reused.items():
+            self.variables[name] = value
+            self._input_variables[name] = value
+        if reused:
+            shown = " ".join(f"{k}={v}" for k, v in sorted(reused.items()))
+            self._notice(f"{doing} {prev.id} with its --var values: {shown}")
+
     def rollback_run(self, record: RunRecord) -> RunOutcome:
         """Undo the completed steps of a past run (``deployer rollback``)."""
         opts = self.options
         self.selection = Selection.resolve(self.runbook, opts.from_step, opts.only_step)
+        self._reuse_values(record, "rolling back")
         self.setup.check_stale(record, "roll back", self.selection)
         self.record = record
         self.captured = captures_mod.known_captures(record)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from deployer.models import Step
 from deployer.selection import left_out
@@ -263,6 +264,35 @@ def variable_changes(before: Mapping[str, str], now: Mapping[str, str],
         elif before[name] != now[name]:
             changes.append(f"variable {name}{where} changed")
     return changes
+
+
+def value_changes(before: Mapping[str, Any], now: Mapping[str, Any],
+                  cli_keys: Collection[str] = ()) -> list[str]:
+    """Like ``variable_changes``, from the recorded values themselves (any checkout can
+    compare them). A value recorded masked (it held a secret) is not compared: the
+    secret's own change is not a change of the plan."""
+    changes = []
+    for name in sorted(set(before) | set(now)):
+        where = " (--var)" if name in cli_keys else ""
+        masked = "***" in repr(before.get(name))
+        if name not in now and masked:
+            changes.append(f"variable {name} is no longer set; its value held a secret, so "
+                           f"it was not recorded: give it again (--var {name}=...)")
+        elif name not in now:
+            changes.append(f"variable {name} is no longer set (was {_short(before[name])})")
+        elif name not in before:
+            changes.append(f"variable {name}{where} is new ({_short(now[name])})")
+        elif before[name] != now[name] and not masked:
+            changes.append(f"variable {name}{where} changed: {_short(before[name])} -> "
+                           f"{_short(now[name])}")
+    return changes
+
+
+def _short(value: Any) -> str:
+    import json
+
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def step_changes(old: Mapping[str, StepRecord], steps: Sequence[Step],

@@ -33,6 +33,7 @@ from deployer.state import (
     key_id,
     now_iso,
     operator,
+    plain_value,
     variable_digests,
 )
 
@@ -44,7 +45,8 @@ class RunSetup:
 
     def __init__(self, runbook: Runbook, host: Host, store: StateStore, *,
                  options: dict[str, Any], force: bool, digests: Mapping[str, str],
-                 variables: Mapping[str, Any], notice: Notice) -> None:
+                 variables: Mapping[str, Any], notice: Notice,
+                 mask: Callable[[str], str] = lambda text: text) -> None:
         self.runbook = runbook
         self.host = host
         self.store = store
@@ -53,6 +55,7 @@ class RunSetup:
         self.digests = dict(digests)
         self.variables = variables  # as given (the record keeps their digests)
         self._notice = notice
+        self._mask = mask
 
     def find_resumable(self) -> RunRecord:
         name, host = self.runbook.name, self.host.name
@@ -83,7 +86,29 @@ class RunSetup:
         values = {k: v for k, v in self.variables.items() if k not in captured}
         return variable_digests(values, key), key_id(key)
 
+    def values(self) -> dict[str, Any]:
+        """The variables' values for the record (captured names left out, as for the
+        digests), every string masked."""
+        captured = {s.capture for s in self.runbook.steps if s.capture}
+        return {str(k): plain_value(v, self._mask) for k, v in self.variables.items()
+                if k not in captured}
+
+    def cli_keys(self) -> list[str]:
+        return sorted(getattr(self.variables, "cli_keys", frozenset()))
+
+    def recorded_cli_values(self, prev: RunRecord) -> dict[str, Any]:
+        """The values ``prev`` was given with --var that this invocation does not give:
+        a resume or rollback reuses them, so nobody has to remember `--var release=v5`.
+        A value recorded masked (it held a secret) cannot be reused."""
+        given = set(self.cli_keys())
+        return {name: prev.values[name] for name in prev.cli_vars
+                if name not in given and name in prev.values
+                and "***" not in repr(prev.values[name])}
+
     def _variable_changes(self, prev: RunRecord) -> list[str]:
+        cli: frozenset[str] = getattr(self.variables, "cli_keys", frozenset())
+        if prev.values:
+            return resume_plan.value_changes(prev.values, self.values(), cli)
         if not prev.variables:
             return []  # recorded before variables were
         current, kid = self.variable_digests()
@@ -91,7 +116,6 @@ class RunSetup:
             self._notice(f"variables cannot be compared with run {prev.id}: the key "
                          f"{self.store.root / '.key'} changed since", "warning")
             return []
-        cli: frozenset[str] = getattr(self.variables, "cli_keys", frozenset())
         return resume_plan.variable_changes(prev.variables, current, cli)
 
     def past(self, prev: RunRecord, selection: Selection) -> list[resume_plan.PastStep]:
@@ -117,9 +141,9 @@ class RunSetup:
             return
         raise StalePlanError(
             f"refusing to {action} run {prev.id}: its inputs changed since", changes,
-            hint=("review the change with `deployer plan` (a changed variable: pass the same "
-                  "--var values as that run); then start a new run, or add --force to use "
-                  "the new inputs anyway"))
+            hint=("review the change with `deployer plan`; a --var left out takes the run's "
+                  "own value, so drop the changed --var to keep it; or start a new run, or "
+                  "add --force to use the new inputs anyway"))
 
     def unconfirmable(self, prev: RunRecord | None, selection: Selection,
                       may_run: Callable[[Step], bool]) -> list[str]:
@@ -142,7 +166,8 @@ class RunSetup:
         return RunRecord(id=run_id, runbook=self.runbook.name, host=self.host.name,
                          runbook_path=self.runbook.path, address=self.host.address,
                          digests=dict(self.digests), variables=variables,
-                         variables_key=key, options=dict(self.options))
+                         variables_key=key, options=dict(self.options),
+                         values=self.values(), cli_vars=self.cli_keys())
 
     def resumed_record(self, prev: RunRecord, took_over_lock: bool) -> RunRecord:
         """``prev``, marked running again by this process."""
@@ -156,6 +181,8 @@ class RunSetup:
         prev.pid = os.getpid()
         prev.digests = dict(self.digests) or prev.digests
         prev.variables, prev.variables_key = self.variable_digests()
+        prev.values = self.values()
+        prev.cli_vars = sorted(set(prev.cli_vars) | set(self.cli_keys()))
         prev.options = {**prev.options, **self.options}
         return prev
 

@@ -38,7 +38,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -181,7 +181,8 @@ class StepRecord:
 _HEADER_FIELDS = ("version", "id", "runbook", "runbook_path", "host", "address", "operator",
                   "pid", "status", "started", "finished", "duration", "digests", "options",
                   "message", "failed_step", "rollback", "resumes", "exit_code",
-                  "journal_seq", "variables", "variables_key", "remote_process")
+                  "journal_seq", "variables", "variables_key", "values", "cli_vars",
+                  "remote_process")
 
 
 @dataclass
@@ -214,6 +215,10 @@ class RunRecord:
     # resume whether --var and the other variables changed, never what they hold.
     variables: dict[str, str] = field(default_factory=dict)
     variables_key: str = ""  # which key made them (``key_id``): another key cannot compare
+    # name -> the variable's value as given (JSON), secrets masked as ***: what `show`
+    # displays, and what a resume or rollback from any checkout compares and reuses.
+    values: dict[str, Any] = field(default_factory=dict)
+    cli_vars: list[str] = field(default_factory=list)  # the names given with --var
     # The remote process group of the command a step is (or may still be) running:
     # pgid, leader start time, boot id, sudo, step. None once it is known to be gone.
     remote_process: dict[str, Any] | None = None
@@ -273,6 +278,17 @@ class RunRecord:
                 "status": self.status, "started": self.started, "finished": self.finished,
                 "duration": self.duration, "operator": self.operator,
                 "failed_step": self.failed_step, "exit_code": self.exit_code}
+
+
+def plain_value(value: Any, mask: Callable[[str], str]) -> Any:
+    """``value`` as JSON data with every string passed through ``mask``."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain_value(v, mask) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_value(v, mask) for v in value]
+    return mask(str(value))
 
 
 def variable_digests(variables: dict[str, Any], key: bytes) -> dict[str, str]:

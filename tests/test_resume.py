@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.executor_helpers import RunProject, kill, wait_for
+from tests.executor_helpers import SECRET, RunProject, kill, wait_for
 
 
 @pytest.fixture
@@ -354,6 +354,7 @@ def test_resume_refused_when_variables_changed(project) -> None:
     log = project.remote / "log"
     project.runbook("app", f"""
         vars: {{workers: 2}}
+        secrets: [db_password]
         steps:
           - id: build
             run: "echo build-{{{{ release }}}} >> {log}"
@@ -362,30 +363,35 @@ def test_resume_refused_when_variables_changed(project) -> None:
           - id: finish
             run: "echo finish-{{{{ release }}}}-{{{{ workers }}}} >> {log}"
     """)
-    r = project.cli("run", "app", "--host", "t", "--no-rollback", "--var", "release=v1.4.2")
+    r = project.cli("run", "app", "--host", "t", "--no-rollback", "--var", "release=v1.4.2",
+                    "--var", f"note=pw {SECRET}")
     assert r.returncode == 3, r.stdout + r.stderr
     record_text = (project.runs_dir / f"{project.record()['id']}.json").read_text()
-    # Neither value appears in the record: only keyed digests, and the key is elsewhere.
-    assert "v1.4.2" not in record_text
-    assert set(project.record()["variables"]) >= {"release", "workers"}
-    key = project.runs_dir / ".key"
-    assert key.stat().st_mode & 0o777 == 0o600 and key.read_bytes() not in record_text.encode()
+    # Non-secret values are recorded as given (show and any checkout read them); a
+    # value holding a secret is masked.
+    assert project.record()["values"]["release"] == "v1.4.2"
+    assert project.record()["values"]["note"] == "pw ***"
+    assert SECRET not in record_text
+    assert sorted(project.record()["cli_vars"]) == ["note", "release"]
     gate.write_text("")
     r = project.cli("run", "app", "--host", "t", "--resume", "--var", "release=v1.4.3",
                     "--var", "workers=4", "--var", "extra=1")
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "variable release (--var) changed" in r.stderr
-    assert "variable workers (--var) changed" in r.stderr
-    assert "variable extra (--var) is new" in r.stderr
-    assert "v1.4.2" not in r.stderr and "v1.4.3" not in r.stderr
+    assert 'variable release (--var) changed: "v1.4.2" -> "v1.4.3"' in r.stderr
+    assert "variable workers (--var) changed: 2 -> " in r.stderr
+    assert 'variable extra (--var) is new (1)' in r.stderr
+    assert SECRET not in r.stderr
     assert "--force" in r.stderr and "--var" in r.stderr
-    r = project.cli("run", "app", "--host", "t", "--resume")
-    # The runbook cannot even render without it: refused before the resume starts.
-    assert r.returncode == 2 and "undefined variable `release`" in r.stderr
     assert log.read_text().split() == ["build-v1.4.2"]  # nothing ran
-    # The same values: resumed.
-    r = project.cli("run", "app", "--host", "t", "--resume", "--var", "release=v1.4.2")
+    # Without --var: the run's own --var values are used again; the one that held a
+    # secret was never recorded, so it must be given again.
+    r = project.cli("run", "app", "--host", "t", "--resume")
+    assert r.returncode == 2
+    assert "variable note is no longer set; its value held a secret" in r.stderr
+    r = project.cli("run", "app", "--host", "t", "--resume", "--var", f"note=pw {SECRET}")
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "with its --var values: release=v1.4.2" in r.stdout
+    assert SECRET not in r.stdout + r.stderr
     assert log.read_text().split() == ["build-v1.4.2", "finish-v1.4.2-2"]
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from .build import build_executor, connect, sudo_password
 from .group import GroupPlan, deploy_group, host_outcome, prepare_group
-from .host import deploy_host, roll_back_host, run_to_roll_back, steps_to_undo
+from .host import deploy_host, prepare_resume, roll_back_host, run_to_roll_back, steps_to_undo
 from .saved_plan import load_saved_plan
 from .unlock import LeftoverStop, LockView, open_lock, stop_leftover_of
 
 __all__ = [
     "GroupPlan", "LeftoverStop", "LockView", "build_executor", "connect", "deploy_group",
     "deploy_host", "host_outcome", "load_saved_plan", "open_lock", "prepare_group",
+    "prepare_resume",
     "roll_back_host", "run_to_roll_back", "steps_to_undo", "stop_leftover_of",
     "sudo_password",
 ]

@@ -39,8 +39,10 @@ def build_executor(session: Session, host: Host, options: RunOptions,
                         events=events, project_dir=session.project_dir, store=store,
                         journal=journal, sudo_password=sudo_password(session, variables))
     if journal is not None:
-        link = executor.link
-        journal.attach(lambda: None if link.current is None
+        link, guard = executor.link, executor.guard
+        # Not while a step's command holds the connection (a save from the process
+        # callback): that transition goes out with the next save.
+        journal.attach(lambda: None if link.current is None or guard.in_command
                        else hoststate.host_state_of(link.current, host, variables))
     return executor
 

@@ -45,13 +45,45 @@ def _refresh(session: Session, host: Host, events: Events, transport: Any) -> No
                       "using this machine's", "warning")
 
 
+def _refresh_over_own_connection(session: Session, host: Host, events: Events,
+                                 accept_new_host_key: bool) -> None:
+    opened: list[Any] = []
+
+    def transport() -> Any:
+        opened.append(connect(host, accept_new_host_key))
+        return opened[-1]
+
+    try:
+        _refresh(session, host, events, transport)
+    finally:
+        for t in opened:
+            t.close()
+
+
+def prepare_resume(session: Session, events: Events, accept_new_host_key: bool) -> None:
+    """Before ``--resume`` renders anything: read each host's records (any machine's
+    run can be resumed), then give the session the --var values the run to resume was
+    given and this invocation does not give (nobody has to remember them)."""
+    store = StateStore(session.project_dir)
+    for host in session.hosts:
+        _refresh_over_own_connection(session, host, events, accept_new_host_key)
+        prev = store.latest(session.runbook.name, host.name)
+        variables = session.vars_for(host)
+        given = set(getattr(variables, "cli_keys", frozenset()))
+        reused = {name: prev.values[name] for name in (prev.cli_vars if prev else [])
+                  if name not in given and name in prev.values
+                  and "***" not in repr(prev.values[name])} if prev else {}
+        if reused:
+            variables.update(reused)
+            variables.cli_keys = frozenset(given | set(reused))
+            shown = " ".join(f"{k}={v}" for k, v in sorted(reused.items()))
+            events.notice(host.name, f"resuming {prev.id} with its --var values: {shown}")
+
+
 def deploy_host(session: Session, options: RunOptions, events: Events) -> RunOutcome:
     """Run the session's runbook on its one host."""
     (host,) = session.hosts
     executor = build_executor(session, host, options, events)
-    if options.resume:
-        # The executor's own connection: resuming costs no second SSH handshake.
-        _refresh(session, host, events, executor.link.transport)
     with interrupt_signals(_raising_for(executor)):
         return executor.run()
 
@@ -66,17 +98,7 @@ def run_to_roll_back(session: Session, run_id: str | None, events: Events | None
                          hint="name a single host with --host")
     target = session.hosts[0]
     if events is not None:
-        opened: list[Any] = []
-
-        def transport() -> Any:
-            opened.append(connect(target, accept_new_host_key))
-            return opened[-1]
-
-        try:
-            _refresh(session, target, events, transport)
-        finally:
-            for t in opened:
-                t.close()
+        _refresh_over_own_connection(session, target, events, accept_new_host_key)
     store = StateStore(session.project_dir)
     if run_id:
         record = store.load(run_id)
@@ -105,4 +127,4 @@ def roll_back_host(session: Session, record: RunRecord, events: Events, *, force
         return executor.rollback_run(record)
 
 
-__all__ = ["deploy_host", "roll_back_host", "run_to_roll_back", "steps_to_undo"]
+__all__ = ["deploy_host", "prepare_resume", "roll_back_host", "run_to_roll_back", "steps_to_undo"]

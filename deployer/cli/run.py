@@ -82,6 +82,11 @@ def _execute(ctx: click.Context, session: Any, options: Any, target: str | None,
     if fmt == "markdown":
         raise UsageError("--format markdown is a plan format: use it with --dry-run or "
                          "`deployer plan`", hint="for a run use --format text or json")
+    if options.resume:
+        from deployer.app import prepare_resume
+        from deployer.cli.progress import ConsoleEvents
+
+        prepare_resume(session, ConsoleEvents(), options.accept_new_host_key)
     # Render every step of every host first, as `plan` does: an undefined variable or a
     # missing template is bad input (exit 2) before anything runs, not a failure of
     # step k after steps 1..k-1 changed the host.

@@ -1,8 +1,10 @@
 """Local run records as a cache of the host's: what ``history``, ``show``, ``--resume``
 and ``rollback`` read after asking the host.
 
-The host's copy wins unless the local one got further (a run whose last host writes
-were lost with the connection): then the local record is the one to push back.
+The host's copy wins when it got further (another machine resumed or rolled back the
+run); otherwise the local one does (it is written first, and holds what the host
+copy may lack: the remote process of a step a killed deployer left running) and, when
+the two differ, is pushed back to the host.
 Records fetched from a host take the local inventory's name for it, so ``--host``
 finds them whatever the other operator's inventory called the machine.
 """
@@ -41,10 +43,9 @@ def merge(store: StateStore, host_records: Iterable[RunRecord], host_name: str) 
             local = store.load(remote.id) if store.json_path(remote.id).exists() else None
         except Exception:  # noqa: BLE001 - an unreadable cache entry is replaced
             local = None
-        if local is not None and progress(local) > progress(remote):
-            update.ahead.append(local)
-            continue
-        if local is not None and local.to_dict() == remote.to_dict():
+        if local is not None and progress(local) >= progress(remote):
+            if local.to_dict() != remote.to_dict():
+                update.ahead.append(local)
             continue
         store.ensure()
         atomic_write(store.json_path(remote.id), remote.encode())

@@ -48,3 +48,14 @@ def test_a_local_copy_further_along_is_kept_and_reported(tmp_path) -> None:
     assert update.fetched == []
     assert [r.id for r in update.ahead] == [RUN]
     assert store.load(RUN).status == "rolled_back"
+
+
+def test_on_a_tie_the_local_copy_wins_and_goes_back(tmp_path) -> None:
+    store = StateStore(tmp_path)
+    local = _record(["ok", "running"])
+    local.remote_process = {"pgid": 4242, "step": "s1"}  # the host copy never got it
+    store.save(local)
+    update = merge(store, [_record(["ok", "running"])], "vps")
+    assert update.fetched == [] and [r.id for r in update.ahead] == [RUN]
+    assert store.load(RUN).remote_process == {"pgid": 4242, "step": "s1"}
+    assert merge(store, [store.load(RUN)], "vps").ahead == []  # equal: nothing to do

@@ -13,8 +13,8 @@ import pytest
 from deployer.errors import InputError
 from deployer.hoststate import AuditEvent, HostState, Release, scripts, state_dir
 from deployer.lock import UnsafeLockPath
+from deployer.ssh import SSHTransport
 from deployer.state import RunRecord, StepRecord
-from deployer.transport import SSHTransport
 
 RUN = "20261204-010203-123abcd"
 
