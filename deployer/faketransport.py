@@ -36,7 +36,9 @@ from deployer.transport import (
     KILL_GRACE,
     PROCESS_ALIVE,
     PROCESS_GONE,
+    PROCESS_REBOOTED,
     PROCESS_STOPPED,
+    PROCESS_UNVERIFIABLE,
     ConnectionLost,
     LineCallback,
     ProcessCallback,
@@ -147,6 +149,7 @@ class FakeTransport:
         self.put_errors: list[tuple[str, BaseException]] = []  # (path regex, error)
         self._rules: list[_Rule] = []
         self._next_pid = 1000
+        self.boot_id = "fake-boot-1"
         self._interrupted = threading.Event()
         self._interrupts = 0
 
@@ -188,6 +191,13 @@ class FakeTransport:
         proc = self._new_process(sudo)
         self.processes[proc.pgid] = _Process(proc, script, unstoppable)
         return proc
+
+    def reboot(self) -> None:
+        """The host reboots: every process is gone, the boot id changes, and the
+        connection with it."""
+        self.processes.clear()
+        self.boot_id = f"fake-boot-{int(self.boot_id.rsplit('-', 1)[1]) + 1}"
+        self._drop()
 
     # -- the Transport interface ---------------------------------------------------------
 
@@ -258,7 +268,11 @@ class FakeTransport:
         self.calls.append(call)
         self._require_connection("stopping a leftover remote command")
         running = self.processes.get(proc.pgid)
-        if running is None or running.proc != proc:
+        if not proc.start or not proc.boot_id:
+            status = PROCESS_UNVERIFIABLE  # nothing recorded to check it against
+        elif proc.boot_id != self.boot_id:
+            status = PROCESS_REBOOTED
+        elif running is None or running.proc != proc:
             status = PROCESS_GONE
         elif running.unstoppable:
             status = PROCESS_ALIVE
@@ -292,7 +306,7 @@ class FakeTransport:
     def _new_process(self, sudo: bool) -> RemoteProcess:
         self._next_pid += 1
         return RemoteProcess(pgid=self._next_pid, start=str(self._next_pid * 7),
-                             boot_id="fake-boot", sudo=sudo)
+                             boot_id=self.boot_id, sudo=sudo)
 
     def _emit(self, reply: Reply, on_line: LineCallback | None,
               tail: list[str]) -> BaseException | None:

@@ -15,7 +15,9 @@ from deployer.models import Host
 from deployer.transport import (
     PROCESS_ALIVE,
     PROCESS_GONE,
+    PROCESS_REBOOTED,
     PROCESS_STOPPED,
+    PROCESS_UNVERIFIABLE,
     ConnectionLost,
     RemoteProcess,
     StepInterrupted,
@@ -123,6 +125,17 @@ def test_an_unstoppable_leftover_stays_alive() -> None:
     # Same pid, another process (pid reuse): not the recorded group.
     other = RemoteProcess(pgid=proc.pgid, start="1", boot_id=proc.boot_id)
     assert fake.stop_process(other) == PROCESS_GONE
+
+
+def test_a_reboot_or_a_host_without_proc_answers_as_the_ssh_stopper_does() -> None:
+    fake = _connected()
+    proc = fake.start_process("sleep 100")
+    assert fake.stop_process(RemoteProcess(pgid=proc.pgid)) == PROCESS_UNVERIFIABLE
+    fake.reboot()
+    assert not fake.connected and fake.processes == {}
+    fake.connect()
+    assert fake.stop_process(proc) == PROCESS_REBOOTED
+    assert fake.start_process().boot_id != proc.boot_id
 
 
 def test_a_lost_connection_raises_and_leaves_the_process_named() -> None:
