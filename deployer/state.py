@@ -277,7 +277,8 @@ class RunRecord:
         return {"id": self.id, "runbook": self.runbook, "host": self.host,
                 "status": self.status, "started": self.started, "finished": self.finished,
                 "duration": self.duration, "operator": self.operator,
-                "failed_step": self.failed_step, "exit_code": self.exit_code}
+                "failed_step": self.failed_step, "exit_code": self.exit_code,
+                "vars": {k: self.values.get(k) for k in self.cli_vars}}
 
 
 def plain_value(value: Any, mask: Callable[[str], str]) -> Any:

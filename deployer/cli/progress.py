@@ -14,6 +14,7 @@ Writes are serialised with a lock so several hosts can share one console.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -311,12 +312,20 @@ def history_table(records: list[RunRecord], console: Any) -> None:
 
     table = Table(show_edge=False, header_style="bold")
     for col in ("run", "runbook", "host", "status", "started (UTC)", "duration", "operator",
-                "failed step"):
+                "failed step", "--var"):
         table.add_column(col, no_wrap=col in ("run", "started (UTC)", "status"))
     for r in records:
+        given = " ".join(f"{k}={_value(r.values.get(k))}" for k in r.cli_vars)
         table.add_row(r.id, r.runbook, r.host, r.status, _when(r.started),
-                      _fmt_duration(r.duration), r.operator, r.failed_step or "")
+                      _fmt_duration(r.duration), r.operator, r.failed_step or "", given)
     console.print(table)
+
+
+def _value(value: Any) -> str:
+    """A recorded variable value as it was given (secrets are *** already)."""
+    if isinstance(value, str):
+        return value if value and not any(c.isspace() for c in value) else json.dumps(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def show_run(record: RunRecord, console: Any, tail: int = 10) -> None:
@@ -331,6 +340,14 @@ def show_run(record: RunRecord, console: Any, tail: int = 10) -> None:
                        f"{_fmt_duration(record.duration)}"))
     if record.message:
         console.print(Text(record.message))
+    if record.cli_vars:
+        given = " ".join(f"{k}={_value(record.values.get(k))}" for k in record.cli_vars)
+        console.print(Text(f"--var: {given}"))
+    if record.values:
+        rest = ", ".join(f"{k}={_value(v)}" for k, v in sorted(record.values.items())
+                         if k not in record.cli_vars)
+        if rest:
+            console.print(Text(f"vars: {rest}", style="dim"))
     for res in record.resumes:
         console.print(Text(f"  {res.get('action', 'resumed')} at {res.get('at')} by "
                            f"{res.get('operator')}"

@@ -108,3 +108,16 @@ def test_history_and_show_read_the_host(pair) -> None:
     r = b.cli("show", second, "--host", "t", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["id"] == second
+
+
+def test_show_and_history_display_the_values_given(pair) -> None:
+    a, _, shared = pair
+    (shared / "remote" / "gate").write_text("")
+    r = a.cli("run", "app", "--host", "t", "--var", "release=v5", "--var", "note=two words")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_id = a.record()["id"]
+    shown = a.cli("show", run_id).stdout
+    assert 'release=v5' in shown and 'note="two words"' in shown
+    rows = json.loads(a.cli("history", "--json").stdout)
+    assert rows[0]["vars"] == {"note": "two words", "release": "v5"}
+    assert "release=v5" in a.cli("history").stdout
