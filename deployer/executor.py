@@ -112,6 +112,9 @@ class RunOptions:
     no_rollback: bool = False
     accept_new_host_key: bool = False
     skip_preflight: bool = False
+    plan_digest: str = ""  # `apply`: the saved plan's digest
+    approved: bool = False  # `apply`: that digest was approved (--approve / --approvals)
+    approved_by: str = ""  # who approved it (the audit log names them)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -43,6 +43,13 @@ class Session:
         return plan
 
 
+def project_path(path: str, project_dir: str) -> str:
+    """``path`` relative to the project when it is inside it, else absolute."""
+    full, root = os.path.abspath(path), os.path.abspath(project_dir)
+    rel = os.path.relpath(full, root)
+    return full if rel == ".." or rel.startswith("../") else rel
+
+
 def secret_declarations(rb: Runbook) -> dict[str, str]:
     """Where each secret name is declared (``file:line:col`` of its `secrets:` item),
     in the runbook or the first included runbook that names it."""
@@ -85,15 +92,16 @@ def load_session(runbook: str, project_dir: str = ".", inventory_path: str | Non
     if not placeholder:
         activate(redactor)
     digests = compute_digests(rb, inv, list(vars_files), project_dir)
+    # Paths inside the project are kept relative to it, so a saved plan is portable:
+    # `apply` in another checkout of the same commit (a CI runner) reads its own files.
     inputs = {
         "runbook": runbook,
-        "project_dir": os.path.abspath(project_dir),
         "host": host,
         "hosts": [h.name for h in hosts],
-        "vars_files": [os.path.abspath(p) for p in vars_files],
+        "vars_files": [project_path(p, project_dir) for p in vars_files],
         "cli_vars": list(cli_vars),
-        "inventory": os.path.abspath(inv.path),
-        "secrets_file": os.path.abspath(secrets_file) if secrets_file else None,
+        "inventory": project_path(inv.path, project_dir),
+        "secrets_file": project_path(secrets_file, project_dir) if secrets_file else None,
     }
     return Session(project_dir=project_dir, runbook=rb, inventory=inv, hosts=hosts,
                    variables=variables, secrets=secrets, redactor=redactor, digests=digests,

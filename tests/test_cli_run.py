@@ -3,6 +3,7 @@ history, show, --dry-run, apply (fresh and stale), kinds that upload and sync.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -152,17 +153,30 @@ def test_dry_run_prints_exactly_the_plan(project) -> None:
     assert not project.records()
 
 
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_apply_runs_a_fresh_plan_and_refuses_a_stale_one(project) -> None:
     log = project.remote / "log"
     project.runbook("app", f"steps:\n  - id: a\n    run: \"echo applied >> {log}\"\n")
     plan_file = project.root / "plan.json"
-    assert project.cli("plan", "app", "--host", "t", "--out", str(plan_file)).returncode == 0
+    saved = project.cli("plan", "app", "--host", "t", "--out", str(plan_file))
+    assert saved.returncode == 0
+    digest = hashlib.sha256(plan_file.read_bytes()).hexdigest()
+    assert f"digest {digest}" in saved.stderr and f"--approve {digest[:16]}" in saved.stderr
+    # Without a terminal, only an approved digest is applied.
     r = project.cli("apply", str(plan_file))
+    assert r.returncode == 2 and "needs an approval of its digest" in r.stderr
+    r = project.cli("apply", str(plan_file), "--approve", "0" * 16)
+    assert r.returncode == 2 and "which no approval names" in r.stderr
+    assert not log.exists()
+    r = project.cli("apply", str(plan_file), "--approve", digest[:12])
     assert r.returncode == 0, r.stdout + r.stderr
     assert log.read_text() == "applied\n"
     path = project.root / "runbooks" / "app.yml"
     path.write_text(path.read_text().replace("applied", "changed"))
-    r = project.cli("apply", str(plan_file))
+    r = project.cli("apply", str(plan_file), "--approve", digest)
     assert r.returncode == 2
     assert "stale" in r.stderr and "runbooks/app.yml" in r.stderr
     # The fix names the command that saves it again, with the plan's own inputs.
@@ -196,7 +210,9 @@ def test_a_plan_saved_without_secrets_is_applied_with_them(project) -> None:
     saved = plan_file.read_text()
     assert "***" in saved and "tok-From-Cmd-77" not in saved
     secrets_file.write_text("db_password=first-Secret-Value-1\n")
-    r = project.cli("apply", str(plan_file))
+    approvals = project.root / "approvals.txt"
+    approvals.write_text(f"# approved in review\n{_digest(plan_file)} ana\n")
+    r = project.cli("apply", str(plan_file), "--approvals", str(approvals))
     assert r.returncode == 0, r.stdout + r.stderr
     assert got.read_text() == "first-Secret-Value-1 tok-From-Cmd-77"
     assert marker.exists()
@@ -205,13 +221,13 @@ def test_a_plan_saved_without_secrets_is_applied_with_them(project) -> None:
     # The plan never bound to secret values: a rotated one is not a stale plan, and
     # apply deploys the value current when it runs.
     secrets_file.write_text("db_password=rotated-Secret-Value-2\n")
-    r = project.cli("apply", str(plan_file))
+    r = project.cli("apply", str(plan_file), "--approvals", str(approvals))
     assert r.returncode == 0, r.stdout + r.stderr
     assert got.read_text() == "rotated-Secret-Value-2 tok-From-Cmd-77"
     # Any other input changed since the plan: refused, nothing runs.
     path = project.root / "runbooks" / "app.yml"
     path.write_text(path.read_text().replace("printf '%s %s'", "printf '%s+%s'"))
-    r = project.cli("apply", str(plan_file))
+    r = project.cli("apply", str(plan_file), "--approvals", str(approvals))
     assert r.returncode == 2 and "stale" in r.stderr and "runbooks/app.yml" in r.stderr
     assert got.read_text() == "rotated-Secret-Value-2 tok-From-Cmd-77"
 

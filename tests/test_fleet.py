@@ -10,6 +10,7 @@ the same time prove it: each waits until the expected number of hosts have start
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -601,7 +602,9 @@ def test_cli_apply_a_group_plan_in_parallel_with_json(group):
     r = group.cli("plan", "app", "--host", "web", "--out", str(plan_file))
     assert r.returncode == 0, r.stdout + r.stderr
     (group.remote / "fail-web3").write_text("")
-    r = group.cli("apply", str(plan_file), "--parallel", "2", "--max-fail", "1",
+    digest = hashlib.sha256(plan_file.read_bytes()).hexdigest()
+    r = group.cli("apply", str(plan_file), "--approve", digest, "--parallel", "2",
+                  "--max-fail", "1",
                   "--format", "json")
     assert r.returncode == 1, r.stdout + r.stderr
     status = {h["host"]: h["status"] for h in json.loads(r.stdout)["hosts"]}

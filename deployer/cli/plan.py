@@ -93,8 +93,12 @@ def plan(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str
     else:
         render_table(data, _console())
     if out:
+        from deployer.app.saved_plan import plan_digest
+
         save_plan(the_plan, out, mask)
-        click.echo(f"plan saved to {out}; run it with: deployer apply {out}", err=True)
+        digest = plan_digest(out)
+        click.echo(f"plan saved to {out} (digest {digest}); run it with: deployer apply "
+                   f"{out} (without a terminal: --approve {digest[:16]})", err=True)
 
 
 def _inline_lowered(data: dict) -> None:

@@ -155,10 +155,21 @@ def run(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str,
 
 @click.command()
 @click.argument("plan_file", metavar="PLAN.json", type=click.Path(dir_okay=False))
+@click.option("--approve", default=None, metavar="DIGEST",
+              help="The plan digest a reviewer approved (printed by `plan --out`; 12+ hex "
+              "digits). Needed without a terminal.")
+@click.option("--approvals", "approvals_file", default=None, metavar="FILE",
+              type=click.Path(dir_okay=False),
+              help="A file of approved plan digests, one per line (# comments).")
+@click.option("--approved-by", default="", metavar="WHO",
+              help="Who approved it, for the host's audit log (e.g. the PR's reviewer).")
+@click.option("--secrets-file", default=None, metavar="FILE",
+              help="Dotenv file with secrets, instead of the one the plan was made with.")
 @_run_options
 @_fleet_options
 @click.pass_context
-def apply(ctx: click.Context, plan_file: str, yes: bool, no_rollback: bool,
+def apply(ctx: click.Context, plan_file: str, approve: str | None, approvals_file: str | None,
+          approved_by: str, secrets_file: str | None, yes: bool, no_rollback: bool,
           accept_new_host_key: bool, skip_preflight: bool, parallel: int | None,
           batch_size: int | None, max_fail: str | None, fmt: str) -> None:
     """Run a plan saved with `deployer plan --out PLAN.json`.
@@ -169,13 +180,26 @@ def apply(ctx: click.Context, plan_file: str, yes: bool, no_rollback: bool,
     plan never holds them). A plan for several hosts runs like `deployer run` on a
     group: --parallel, --batch-size, --max-fail and --format json apply.
     """
-    from deployer.app.saved_plan import load_saved_plan
-    from deployer.executor import RunOptions
+    import sys
 
-    session, inputs = load_saved_plan(plan_file)
+    from deployer.app.saved_plan import check_approval, load_saved_plan, plan_digest
+    from deployer.executor import RunOptions
+    from deployer.planner import load_plan
+
+    load_plan(plan_file)  # a missing or foreign file: its own message first
+    digest = plan_digest(plan_file)
+    approved, by = check_approval(digest, approve, approvals_file, sys.stdin.isatty(),
+                                  approved_by)
+    session, inputs = load_saved_plan(plan_file, get_options(ctx).project_dir, secrets_file)
+    if not approved:
+        click.echo(f"plan {plan_file}: digest {digest}", err=True)
+        if not yes and not click.confirm("Apply this plan?", default=False, err=True):
+            click.echo("not applied", err=True)
+            ctx.exit(EXIT_OK)
     options = RunOptions(yes=yes, no_rollback=no_rollback,
                          accept_new_host_key=accept_new_host_key,
-                         skip_preflight=skip_preflight)
+                         skip_preflight=skip_preflight, plan_digest=digest,
+                         approved=bool(approved), approved_by=by)
     _execute(ctx, session, options, inputs.get("host"), parallel, batch_size, max_fail, fmt)
 
 

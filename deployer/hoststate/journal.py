@@ -101,8 +101,14 @@ class HostJournal:
         events: list[AuditEvent] = []
         if not self._sent_status:
             kind = "run_resumed" if record.resumes else "run_started"
-            events.append(AuditEvent(kind, **base, plan_digest=self._plan_digest,
+            saved = str(record.options.get("plan_digest") or "")
+            events.append(AuditEvent(kind, **base, plan_digest=saved or self._plan_digest,
                                      detail={"address": record.address}))
+            if record.options.get("approved") and not record.resumes:
+                who = str(record.options.get("approved_by") or "")
+                events.append(AuditEvent("approved", **base, plan_digest=saved,
+                                         detail={"by": who or "(not named)",
+                                                 "applied_by": record.operator}))
         for step in record.steps:
             if self._sent_steps.get(step.id, "pending") != step.state:
                 detail = {k: v for k, v in (("exit_code", step.exit_code),
