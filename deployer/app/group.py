@@ -60,6 +60,9 @@ class GroupPlan:
     target: str  # the fleet record's key: the --host text, or the host names
     runbook: str
     width: int  # hosts at once
+    parallel: int | None = None
+    batch_size: int | None = None
+    max_fail: str | None = None
     skipped: list[HostOutcome] = field(default_factory=list)  # --resume: already done
     resume_for: dict[str, bool] = field(default_factory=dict)  # host -> continue its run
     resumed_from: str | None = None  # the fleet record --resume continues
@@ -78,7 +81,7 @@ class GroupPlan:
 
 
 def prepare_group(session: Session, options: RunOptions, *, target: str | None,
-                  parallel: int | None, batch_size: int | None,
+                  parallel: int | None, batch_size: int | None, max_fail: str | None = None,
                   as_json: bool = False) -> GroupPlan:
     """Decide width, resume actions and fleet rollback for a group run; raise
     ``UsageError`` for a combination that cannot work."""
@@ -90,7 +93,8 @@ def prepare_group(session: Session, options: RunOptions, *, target: str | None,
                          "while several hosts run at once (or with --format json)",
                          hint="review `deployer plan` and pass --yes, or use --parallel 1")
     plan = GroupPlan(hosts=hosts, target=target or ",".join(h.name for h in hosts),
-                     runbook=session.runbook.name, width=width,
+                     runbook=session.runbook.name, width=width, parallel=parallel,
+                     batch_size=batch_size, max_fail=max_fail,
                      resume_for={h.name: options.resume for h in hosts},
                      fleet_rollback=session.runbook.fleet_rollback)
     if options.resume:
@@ -259,17 +263,16 @@ class _GroupRun:
 
 
 def deploy_group(session: Session, options: RunOptions, plan: GroupPlan, *, events: Events,
-                 on_event: EventSink, parallel: int | None, batch_size: int | None,
-                 max_fail: str | None) -> FleetOutcome:
+                 on_event: EventSink) -> FleetOutcome:
     """Run ``plan`` (from ``prepare_group``); ``events`` gets every executor's events,
     ``on_event`` the scheduler's. Returns the fleet outcome (its exit code is the
     process's)."""
     record = FleetRecord(session.project_dir, plan.runbook, plan.target,
                          [h.name for h in plan.hosts], resumed_from=plan.resumed_from)
     group = _GroupRun(session, options, plan, _RecordingEvents(events, record))
-    return run_fleet(plan.todo, group.run_one, parallel=parallel, batch_size=batch_size,
-                     max_fail=max_fail, events=on_event, skipped=plan.skipped,
-                     record=record, on_interrupt=group.cancel_all,
+    return run_fleet(plan.todo, group.run_one, parallel=plan.parallel,
+                     batch_size=plan.batch_size, max_fail=plan.max_fail, events=on_event,
+                     skipped=plan.skipped, record=record, on_interrupt=group.cancel_all,
                      order=[h.name for h in plan.hosts], fleet_rollback=plan.fleet_rollback,
                      roll_back_one=group.roll_back_one)
 

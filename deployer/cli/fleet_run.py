@@ -146,7 +146,7 @@ def run_group(session: Any, options: RunOptions, *, target: str | None,
     as_json = fmt == "json"
     out_stream = sys.stderr if as_json else sys.stdout
     plan = prepare_group(session, options, target=target, parallel=parallel,
-                         batch_size=batch_size, as_json=as_json)
+                         batch_size=batch_size, max_fail=max_fail, as_json=as_json)
     board = FleetBoard([h.name for h in plan.hosts])
     for out in plan.skipped:
         board.update(out.host, state="skipped", note=out.message)
@@ -167,8 +167,7 @@ def run_group(session: Any, options: RunOptions, *, target: str | None,
             live.start()
             events.live = live
         outcome = deploy_group(session, options, plan, events=events,
-                               on_event=lambda event: _show_event(event, board, events),
-                               parallel=parallel, batch_size=batch_size, max_fail=max_fail)
+                               on_event=lambda event: _show_event(event, board, events))
     finally:
         if live is not None:
             events.live = None
