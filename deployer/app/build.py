@@ -14,6 +14,7 @@ from deployer.executor import Events, Executor, RunOptions, default_transport_fa
 from deployer.models import Host
 from deployer.session import Session
 from deployer.state import StateStore
+from deployer.transport import Transport
 
 from . import hoststate
 
@@ -47,7 +48,7 @@ def build_executor(session: Session, host: Host, options: RunOptions,
     return executor
 
 
-def connect(host: Host, accept_new_host_key: bool) -> Any:
+def connect(host: Host, accept_new_host_key: bool) -> Transport:
     """An open connection to ``host`` for commands that run no runbook (``unlock``),
     made exactly as an executor makes its own."""
     transport = default_transport_factory(host, accept_new_host_key, None)

@@ -19,13 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from deployer.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_ROLLED_BACK, UsageError
+from deployer.errors import UsageError
 from deployer.executor import Events, Executor, RunOptions, RunOutcome
 from deployer.fleet import (
-    FAILED,
-    INTERRUPTED,
     OK,
-    ROLLED_BACK,
     EventSink,
     FleetOutcome,
     FleetRecord,
@@ -41,15 +38,11 @@ from deployer.fleet import (
     status_for_exit_code,
 )
 from deployer.models import Host
+from deployer.outcomes import fleet_rollback_code, host_status
 from deployer.session import Session
 from deployer.state import RUN_SUCCEEDED, RunRecord, StateStore, StepRecord
 
 from .build import build_executor
-
-# rollback_run's 0 means "undone"; in a fleet the host no longer runs what it deployed,
-# which is what a host that rolled itself back reports (exit 1).
-_FLEET_ROLLBACK_RESULT = {EXIT_OK: (ROLLED_BACK, EXIT_ROLLED_BACK),
-                          EXIT_INTERRUPTED: (INTERRUPTED, EXIT_INTERRUPTED)}
 
 
 @dataclass
@@ -249,8 +242,8 @@ class _GroupRun:
                              accept_new_host_key=self.options.accept_new_host_key)
         record = StateStore(self.session.project_dir).load(before.run_id)
         res = self._perform(host, options, lambda ex: ex.rollback_run(record))
-        status, code = _FLEET_ROLLBACK_RESULT.get(res.exit_code, (FAILED, EXIT_FAILED))
-        return HostOutcome(host=host.name, status=status, exit_code=code,
+        code = fleet_rollback_code(res.exit_code)
+        return HostOutcome(host=host.name, status=host_status(code), exit_code=code,
                            run_id=before.run_id, address=before.address,
                            message=f"rolled back because {', '.join(because)} failed "
                                    f"(fleet_rollback: all): {res.message}")

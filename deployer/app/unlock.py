@@ -1,11 +1,10 @@
 """``deployer unlock``: read a host's deploy lock, judge whether removing it is safe,
 remove it, and stop the command its dead holder may have left running.
 
-``stop_leftover_of`` is the leftover policy for a run that is not running any more: its
-record names the process group of the command it was performing (``remote_process``);
-that group is stopped (TERM, then KILL) or reported as possibly still running. The
-executor applies the same policy to a run it resumes or rolls back; both go through
-``deployer.transport.stop_remote_process`` and ``still_running_reason``.
+``stop_leftover_of`` applies the leftover policy of ``deployer.remote_guard`` to a run
+that is not running any more: its record names the process group of the command it
+was performing; that group is stopped (TERM, then KILL) or reported as possibly still
+running.
 """
 
 from __future__ import annotations
@@ -18,13 +17,9 @@ from typing import Any
 from deployer.errors import DeployerError, LockHeldError
 from deployer.lock import LockInfo, live_holder, lock_path, read_lock, remove_lock
 from deployer.models import Host
+from deployer.remote_guard import stop_left_by
 from deployer.state import StateStore
-from deployer.transport import (
-    PROCESS_STOPPED,
-    RemoteProcess,
-    still_running_reason,
-    stop_remote_process,
-)
+from deployer.transport import Transport
 
 from .build import connect
 
@@ -47,26 +42,22 @@ class LeftoverStop:
     reason: str = ""
 
 
-def stop_leftover_of(project_dir: str, transport: Any, run_id: str) -> LeftoverStop:
+def stop_leftover_of(project_dir: str, transport: Transport, run_id: str) -> LeftoverStop:
     """Stop the command run ``run_id`` (not running any more) left running on the host
-    its ``transport`` is connected to; forget it in the record once it is gone."""
+    its ``transport`` is connected to (``remote_guard.stop_left_by``, the executor's
+    policy); forget it in the record once it is gone."""
     store = StateStore(project_dir)
     try:
         record = store.load(run_id)
     except DeployerError:
         return LeftoverStop(NOT_RECORDED, run_id)
-    data = record.remote_process
-    proc = RemoteProcess.from_dict(data) if data else None
+    said, proc, step = stop_left_by(transport, record)
     if proc is None:
         return LeftoverStop(NONE_LEFT, run_id)
-    step = str((data or {}).get("step", "?"))
-    said = stop_remote_process(transport, proc)
-    why = still_running_reason(said, proc)
-    if why:
-        return LeftoverStop(MAY_STILL_RUN, run_id, step, proc.pgid, why)
-    record.remote_process = None
+    if not said.gone:
+        return LeftoverStop(MAY_STILL_RUN, run_id, step, proc.pgid, said.why)
     store.save(record)
-    return LeftoverStop(STOPPED if said == PROCESS_STOPPED else GONE, run_id, step, proc.pgid)
+    return LeftoverStop(STOPPED if said.was_running else GONE, run_id, step, proc.pgid)
 
 
 class LockView:

@@ -19,7 +19,6 @@ from deployer.errors import (
     EXIT_INTERRUPTED,
     EXIT_LOCKED,
     EXIT_OK,
-    EXIT_ROLLED_BACK,
     EXIT_USAGE,
     DeployerError,
     HostKeyError,
@@ -27,6 +26,7 @@ from deployer.errors import (
     TransportError,
 )
 from deployer.models import Host
+from deployer.outcomes import EXIT_TABLE, host_status, worst
 
 # Per-host statuses.
 OK = "ok"  # every step finished (or was skipped by its own condition)
@@ -41,24 +41,8 @@ SKIPPED = "skipped"  # --resume: this host already finished ok
 STATUSES = (OK, ROLLED_BACK, FAILED, LOCKED, ERROR, INTERRUPTED, NOT_STARTED, SKIPPED)
 SUCCESS_STATUSES = frozenset({OK, SKIPPED})
 
-# Higher = needs more attention; the fleet exit code is the per-host code ranked worst.
-EXIT_SEVERITY: dict[int, int] = {
-    EXIT_OK: 0,
-    EXIT_LOCKED: 1,
-    EXIT_USAGE: 2,
-    EXIT_ROLLED_BACK: 3,
-    EXIT_FAILED: 4,
-    EXIT_INTERRUPTED: 5,
-}
-
-_STATUS_FOR_CODE = {
-    EXIT_OK: OK,
-    EXIT_ROLLED_BACK: ROLLED_BACK,
-    EXIT_USAGE: ERROR,
-    EXIT_FAILED: FAILED,
-    EXIT_LOCKED: LOCKED,
-    EXIT_INTERRUPTED: INTERRUPTED,
-}
+# Higher = needs more attention (the one table: deployer.outcomes.EXIT_TABLE).
+EXIT_SEVERITY: dict[int, int] = {code: row.severity for code, row in EXIT_TABLE.items()}
 
 # Summary order: what the operator must look at first.
 _SUMMARY_RANK = {FAILED: 0, INTERRUPTED: 1, ROLLED_BACK: 2, ERROR: 3, LOCKED: 4,
@@ -99,7 +83,7 @@ class HostOutcome:
 
 def status_for_exit_code(code: int) -> str:
     """The host status a bare exit code stands for (unknown codes count as failed)."""
-    return _STATUS_FOR_CODE.get(code, FAILED)
+    return host_status(code)
 
 
 def outcome_from_error(host: Host, error: BaseException) -> HostOutcome:
@@ -129,12 +113,7 @@ def outcome_from_error(host: Host, error: BaseException) -> HostOutcome:
 
 def worst_exit_code(codes: Iterable[int]) -> int:
     """The code ranked worst by ``EXIT_SEVERITY`` (unknown codes rank as 3)."""
-    worst = EXIT_OK
-    for code in codes:
-        rank = EXIT_SEVERITY.get(code, EXIT_SEVERITY[EXIT_FAILED])
-        if rank > EXIT_SEVERITY.get(worst, EXIT_SEVERITY[EXIT_FAILED]):
-            worst = code
-    return worst
+    return worst(list(codes))
 
 
 @dataclass(frozen=True)
