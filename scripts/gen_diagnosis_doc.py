@@ -85,8 +85,10 @@ $ deployer explain .deployer/runs/20250101-120000-first-time.log --json
 ### A failed verification
 
 `deployer.diagnose.verification` turns a failed HTTP check (the request it sent, the
-answer, and the check's own verdict) into the lines the run summary shows, and feeds
-the same lines to the matcher:
+answer, and the check's own verdict: `from_response(check, response, reason, mask)`)
+into the block for the run summary (`summary_lines`), whose lines also go to the
+matcher. The http step hands it its data; until it does, the summary shows the check's
+one-line verdict, which the same classes read. The block:
 
 ```
 request: POST http://127.0.0.1:18001/api/v1/auth/login (application/json)
