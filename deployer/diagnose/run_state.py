@@ -106,12 +106,13 @@ def _left_out(step: Any) -> bool:
     return _get(step, "state") == "skipped" and message.startswith(_LEFT_OUT_PREFIXES)
 
 
-def resume_left_undone(record: Any) -> list[str]:
+def resume_left_undone(record: Any, failed_step: str | None = None) -> list[str]:
     """Ids of the steps before the failed verification that a rollback undid and this
     run did not run again (left out by --from/--only, or kept by a resume from an older
-    deployer): what the verification may be missing."""
+    deployer): what the verification may be missing. ``failed_step`` defaults to the
+    record's (the executor knows it before the record says so)."""
     steps = _steps(record)
-    failed = _get(record, "failed_step")
+    failed = failed_step or _get(record, "failed_step")
     ids = [_get(s, "id") for s in steps]
     if failed not in ids:
         return []
@@ -130,16 +131,17 @@ def _undone_earlier(record: Any, step_id: str) -> bool:
     return step_id in (rollback.get("undone") or ())
 
 
-def record_diagnoses(record: Any, inputs: Mapping[str, Any] | None = None) -> list[Diagnosis]:
+def record_diagnoses(record: Any, inputs: Mapping[str, Any] | None = None,
+                     failed_step: str | None = None) -> list[Diagnosis]:
     """Diagnoses a failed run's own record gives (empty when it gives none)."""
     found: list[Diagnosis] = []
-    undone = resume_left_undone(record)
+    undone = resume_left_undone(record, failed_step)
     if undone and _get(record, "resumes"):
         options = _get(record, "options", {}) or {}
         how = ("--from " + str(options["from_step"]) if options.get("from_step") else
                "--only " + str(options["only_step"]) if options.get("only_step") else
                "an older resume")
-        failed = _get(record, "failed_step")
+        failed = failed_step or _get(record, "failed_step")
         found.append(Diagnosis(
             id="deployer-resume-left-undone",
             title="A verification failed after a resume that left undone steps out",

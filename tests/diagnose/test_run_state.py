@@ -194,3 +194,16 @@ def test_resume_refused_diagnosis_names_each_way_out() -> None:
                              "--resume")
     assert lines[2].endswith("deployer -i inventory.yml run release --host vps")
     assert lines[3].endswith("--only seed --resume --force")
+
+
+def test_record_diagnoses_take_the_failed_step_before_the_record_names_it() -> None:
+    # the executor builds a failure before it writes failed_step into the record
+    record = {"id": "r1", "runbook": "release", "host": "vps", "resumes": [{}],
+              "digests": {}, "steps": [{"id": "migrate", "state": "rolled_back", "kind": "run"},
+                                       {"id": "verify", "state": "failed", "kind": "http"}]}
+    assert record_diagnoses(record) == []
+    found = record_diagnoses(record, failed_step="verify")
+    assert [d.id for d in found] == ["deployer-resume-left-undone"]
+    assert found[0].fix.endswith("deployer run release --host vps --resume")
+    # a failed step that is not a verification is not blamed on the undone step
+    assert record_diagnoses(record, failed_step="migrate") == []
