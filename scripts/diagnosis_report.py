@@ -42,6 +42,7 @@ class Report:
     wrong: list[tuple[Item, str]] = field(default_factory=list)
     missed: list[Item] = field(default_factory=list)
     classes: set[str] = field(default_factory=set)
+    catalogue: int = 0  # classes in the catalogue
 
     @property
     def precision(self) -> float:
@@ -64,9 +65,9 @@ def load_corpus(path: Path = CORPUS) -> list[Item]:
 
 def evaluate(items: list[Item]) -> Report:
     sys.path.insert(0, str(ROOT))
-    from deployer.diagnose.matcher import diagnose
+    from deployer.diagnose.matcher import diagnose, load_catalogue
 
-    report = Report(items=len(items))
+    report = Report(items=len(items), catalogue=len(load_catalogue()))
     for item in items:
         found = diagnose(item.text, kind=item.kind, exit_code=item.exit_code)
         top = found[0].id if found else None
@@ -100,6 +101,8 @@ def markdown(report: Report) -> str:
         f"| precision (no wrong cause) | {report.precision:.0%} "
         f"({report.diagnosed - len(report.wrong)} of {report.diagnosed} diagnosed) |",
         f"| recall | {report.recall:.0%} ({report.right} of {report.labelled}) |",
+        f"| catalogue classes with held-out items | {len(report.classes)} of "
+        f"{report.catalogue} (the others are measured by their own samples only) |",
         "",
     ]
     if report.wrong:
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({
             "items": report.items, "labelled": report.labelled,
             "diagnosed": report.diagnosed, "precision": report.precision,
-            "recall": report.recall,
+            "recall": report.recall, "classes": len(report.classes),
+            "catalogue": report.catalogue,
             "wrong": [{"expect": i.expect, "got": g, "source": i.source}
                       for i, g in report.wrong],
             "missed": [{"expect": i.expect, "source": i.source} for i in report.missed],
@@ -136,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"items {report.items}, labelled {report.labelled} "
               f"({len(report.classes)} classes), diagnosed {report.diagnosed}")
         print(f"precision {report.precision:.1%}  recall {report.recall:.1%}")
+        print(f"catalogue classes with held-out items: {len(report.classes)} of "
+              f"{report.catalogue}")
         for item, got in report.wrong:
             print(f"WRONG  expected {item.expect}, got {got}: {item.source}")
         for item in report.missed:

@@ -82,6 +82,43 @@ $ docker compose logs api | deployer explain -
 $ deployer explain .deployer/runs/20250101-120000-first-time.log --json
 ```
 
+### A failed verification
+
+`deployer.diagnose.verification` turns a failed HTTP check (the request it sent, the
+answer, and the check's own verdict: `from_response(check, response, reason, mask)`)
+into the block for the run summary (`summary_lines`), whose lines also go to the
+matcher. The http step hands it its data; until it does, the summary shows the check's
+one-line verdict, which the same classes read. The block:
+
+```
+request: POST http://127.0.0.1:18001/api/v1/auth/login (application/json)
+response: 422 Unprocessable Entity, application/json
+mismatch: wrong status: got 422, expected 200|401
+body (redacted excerpt): {"detail":[{"type":"missing","loc":["body","username"],...}]}
+look next: the request sent application/json; the 422 body names the fields ...
+```
+
+The mismatch is one of `wrong_status`, `wrong_body` (the status was expected, the body
+or its JSON was not), `redirect` (with its `location:`; redirects are not followed),
+`refused`, `timeout`, `error`. The body excerpt is at most 300 characters on one line,
+after the run's secrets, URL passwords, bearer tokens and the values of secret-looking
+JSON keys and form fields (`password`, `token`, `secret`...) were replaced by `***`.
+Classes keyed on these lines: `http-redirect-https`, `http-redirect-login`,
+`http-422-login-form`, `http-422-body-not-json`, `route-404`, `app-connection-refused`.
+
+### deployer's own run state
+
+`deployer.diagnose.run_state` diagnoses states deployer itself left, from the run
+record, each with the complete command that gets the host going (inventory and
+`--vars-file` from the record's inputs, `--var NAME=<same value as run ID>` and
+`--secrets-file` when the run's inputs are known; a `--var` value is never written out):
+a lock held by a run that may be dead (`ps -p PID` on its machine, `deployer unlock
+--host H`, then that run's own `--resume` command), a resume refused because inputs
+changed (`deployer show`, `deployer plan`, the same-inputs resume, a new run, or
+`--resume --force`), and a verification that failed after a resume that kept steps the
+rollback had undone (`deployer-resume-left-undone`: the undone steps by name, and the
+resume without `--from`/`--only` that runs them again).
+
 ## How matching works
 
 A catalogue entry matches when one of its `patterns` matches a line of the output.

@@ -71,6 +71,11 @@ _COMMAND_RES = (
      "make target {cmd} (exit {code})"),
     (re.compile(r"Command '(?P<cmd>.+?)' returned non-zero exit status (?P<code>-?\d+)"),
      "{cmd} (exit {code})"),
+    # a `compose ps -a` row of the stack state collected on failure (v2, then v1)
+    (re.compile(r"^(?P<cmd>[\w.-]+)\s{2,}.*?\s(?:Exited|exited) \((?P<code>\d+)\)"),
+     "container {cmd} exited (exit {code})"),
+    (re.compile(r"^(?P<cmd>[\w.-]+)\s{2,}.*?\s{2,}Exit (?P<code>\d+)\s*$"),
+     "container {cmd} exited (exit {code})"),
 )
 _NOT_FOUND_RE = re.compile(r": (?:command )?not found\s*$|: No such file or directory\s*$|"
                            r"Permission denied\s*$", re.IGNORECASE)
@@ -233,7 +238,7 @@ def _look_next(summary: Summary, kind: str | None, text: str, log_path: str | No
                      if summary.app_origin else f"the code at {frame}")
     compose = (kind in ("compose", "docker", "wait") or "docker compose" in text
                or "Container " in text)
-    if summary.exit_code == 137:
+    if summary.exit_code == 137 or "(exit 137" in summary.failed_command:
         hints.append("dmesg -T | grep -i -E 'killed process|out of memory' and "
                      "docker stats --no-stream on the host")
     elif summary.exit_code == 127:
@@ -269,11 +274,14 @@ def summarize(text: str | Iterable[str], exit_code: int | None = None, kind: str
     summary = Summary(exit_code=exit_code, exit_meaning=exit_meaning(exit_code))
     summary.exception, summary.origin, summary.app_origin = _last_exception(lines)
     summary.failed_command = _failed_command(lines, command)
-    if exit_code is None:
-        m = re.search(r"\(exit (-?\d+)\)$", summary.failed_command)
-        if m:
-            summary.exit_code = int(m.group(1))
-            summary.exit_meaning = exit_meaning(summary.exit_code)
+    m = re.search(r"\(exit (-?\d+)\)$", summary.failed_command)
+    if m and exit_code is None:
+        summary.exit_code = int(m.group(1))
+        summary.exit_meaning = exit_meaning(summary.exit_code)
+    elif m and int(m.group(1)) not in (exit_code, 1) and exit_meaning(int(m.group(1))):
+        # the step's own status (a wait that gave up) says less than the container's
+        summary.failed_command = (summary.failed_command[:-1] + ": "
+                                  + exit_meaning(int(m.group(1))) + ")")
     summary.errors = _error_lines(lines, {summary.exception})
     summary.look_next = _look_next(summary, kind, "\n".join(lines[-400:]), log_path)
     return summary

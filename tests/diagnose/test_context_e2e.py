@@ -6,6 +6,7 @@ matcher reads them: the cause is named although the failing step itself only tim
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import uuid
@@ -116,3 +117,21 @@ def test_failing_health_check_tool_is_diagnosed_from_the_collected_state(
     assert "--- health check log of" in summary, summary
     assert "diagnosis [healthcheck-tool-missing]" in summary, summary
     assert f"{tool}: not found" in log
+
+
+def test_unknown_failure_of_an_exited_container_gets_the_never_shrug_summary(
+        tmp_path: Path, sshd, stack_env: tuple[str, str, str]) -> None:
+    # No catalogue entry knows this message: the summary must still name the container
+    # that exited, its status and its error line, and say it is not a diagnosed cause.
+    compose, image, tool = stack_env
+    summary, log = _run(tmp_path, sshd, compose, (
+        f"    image: {image}\n    entrypoint: [\"/bin/sh\", \"-c\"]\n"
+        "    command: [\"echo 'ERROR: widget registry checksum mismatch (want 7f3a, got "
+        "0000)' >&2; exit 4\"]\n"))
+    assert "diagnosis: no known failure pattern matched" in summary, summary
+    assert "summary (what the output shows, not a diagnosed cause):" in summary
+    assert re.search(r"failed command: container \S*api\S* exited \(exit 4\)", summary), summary
+    assert "error line: ERROR: widget registry checksum mismatch (want 7f3a, got 0000)" \
+        in summary
+    assert "look next: docker compose ps -a and docker compose logs" in summary
+    assert "widget registry checksum mismatch" in log

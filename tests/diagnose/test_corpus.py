@@ -32,8 +32,9 @@ def _norm(line: str) -> str:
 def test_corpus_labels_are_catalogue_ids_or_none() -> None:
     ids = {e.id for e in CATALOGUE}
     assert [i.expect for i in ITEMS if i.expect != "none" and i.expect not in ids] == []
-    assert sum(1 for i in ITEMS if i.expect == "none") >= 5
-    assert len({i.expect for i in ITEMS if i.expect != "none"}) >= 25
+    assert sum(1 for i in ITEMS if i.expect == "none") >= 12
+    # grown for issue 14: the held-out items cover most of the stack's classes
+    assert len({i.expect for i in ITEMS if i.expect != "none"}) >= 70
 
 
 def test_corpus_is_held_out_from_the_catalogue_samples() -> None:

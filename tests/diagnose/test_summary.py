@@ -128,3 +128,23 @@ def test_it_never_claims_a_cause() -> None:
 def test_empty_summary_is_empty() -> None:
     assert summarize("all fine\n").empty
     assert not summarize("all fine\n", exit_code=137).empty
+
+
+def test_an_exited_container_in_the_collected_stack_state_is_the_failed_command() -> None:
+    # `compose ps -a` as collected after a failed wait (v2 row, then v1 row): the
+    # container's own exit status means more than the wait's 1
+    v2 = ("NAME      IMAGE     COMMAND                  SERVICE   CREATED         STATUS"
+          "                       PORTS\n"
+          "x-api-1   abc123    \"/bin/sh -c 'echo …'\"    api       3 seconds ago   "
+          "Exited (137) 2 seconds ago\n")
+    s = summarize(v2, exit_code=1, kind="wait")
+    assert s.failed_command.startswith("container x-api-1 exited (exit 137: killed with "
+                                       "SIGKILL")
+    assert any("dmesg" in hint for hint in s.look_next)
+    v1 = ("   Name              Command          State    Ports\n"
+          "x_api_1   /bin/sh -c echo boom; exit 4   Exit 4\n")
+    assert summarize(v1, exit_code=1, kind="wait").failed_command == \
+        "container x_api_1 exited (exit 4)"
+    # a running container's row names no failed command
+    up = "x-api-1   abc123   \"uvicorn\"   api   3 seconds ago   Up 2 seconds (healthy)\n"
+    assert summarize(up, exit_code=1, kind="wait").failed_command == ""

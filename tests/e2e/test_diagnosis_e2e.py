@@ -85,3 +85,48 @@ def test_app_package_missing_from_the_final_stage_is_diagnosed(
     # the previous release still serves: same image, same version
     assert sandbox.image_id() == image_before
     assert serving(sandbox)["version"] == version_before
+
+
+# A verification that gets a 422 from the real login route of the deployed example app
+# (POST /api/v1/auth/login takes JSON {email, password}): the run summary names the
+# body-shape class from the real answer, and the admin password sent never shows.
+LOGIN_CHECK = """\
+secrets: [admin_password]
+steps:
+  - id: login
+    http:
+      method: POST
+      url: "{{{{ api_url }}}}/api/v1/auth/login"
+{body}
+      expect_status: [200, 401]
+"""
+AS_FORM = """\
+      headers: {Content-Type: application/x-www-form-urlencoded}
+      body: "email={{ admin_email }}&password={{ secrets.admin_password }}"
+"""
+WRONG_FIELD = """\
+      json: {username: "{{ admin_email }}", password: "{{ secrets.admin_password }}"}
+"""
+
+
+@pytest.mark.parametrize(("body", "entry_id", "seen"), [
+    (AS_FORM, "http-422-body-not-json", '"loc":["body"]'),
+    (WRONG_FIELD, "http-422-validation", '"loc":["body","email"]'),
+], ids=["form-to-a-json-route", "json-with-the-wrong-field"])
+def test_a_422_from_the_login_route_is_diagnosed(healthy: Deployment, cli: Cli,
+                                                 sandbox: Sandbox, tmp_path: Path,
+                                                 body: str, entry_id: str, seen: str) -> None:
+    project = tmp_path / "project"
+    (project / "runbooks").mkdir(parents=True)
+    (project / "runbooks" / "check-login.yml").write_text(LOGIN_CHECK.format(body=body))
+    own = Cli(project=project, sandbox=sandbox, executable=cli.executable)
+    r = own.run("run", "check-login", "--host", "sandbox")
+    cli.outputs += own.outputs  # the session's last test greps every output for secrets
+    assert r.returncode == 1, r.describe()
+    summary = summary_of(r.stdout)
+    assert "failed step: login" in summary and "got 422" in summary, summary
+    assert seen in r.stdout.replace(" ", "").replace('\\"', '"'), r.stdout[-3000:]
+    block = diagnosis_block(summary, entry_id)
+    assert "cause:" in block and "fix:" in block
+    for value in sandbox.secrets.values():
+        assert value not in r.output
