@@ -675,9 +675,14 @@ class Executor:
         rec.tail = list(self._tail)[-TAIL_LINES:]
         self._step_done(rec)
         before = [s.id for s in self._rec.steps if s.state in (OK, SKIPPED)]
-        return failure_mod.describe(step, rec.name, exit_code, rec.message, list(self._tail),
-                                    context or [], before, self.variables,
-                                    self.redactor.mask)
+        failure = failure_mod.describe(step, rec.name, exit_code, rec.message,
+                                       list(self._tail), context or [], before,
+                                       self.variables, self.redactor.mask)
+        # States of deployer's own making (a resume that kept undone steps) come first:
+        # they explain the failure better than any pattern in its output.
+        failure.diagnoses = failure_mod.run_state(self._rec, step.id,
+                                                  self.redactor.mask) + failure.diagnoses
+        return failure
 
     def _stack_context(self, step: Step) -> list[str]:
         """After a compose/wait/http step failed: the stack's `compose ps` and the last

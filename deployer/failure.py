@@ -62,6 +62,19 @@ def diagnoses(step: Step, exit_code: int | None, lines: Sequence[str],
             for d in found[:3]]
 
 
+def run_state(record: Any, failed_step: str, mask: Mask) -> list[dict[str, Any]]:
+    """The run-state diagnoses a failed run's own record gives (deployer.diagnose.run_state),
+    masked; empty when it gives none."""
+    try:
+        from deployer.diagnose.run_state import record_diagnoses
+
+        found = record_diagnoses(record, failed_step=failed_step)
+    except Exception:  # noqa: BLE001 - a diagnosis must never hide the failure itself
+        return []
+    return [{"id": d.id, "title": mask(d.title), "cause": mask(d.cause), "fix": mask(d.fix),
+             "line": mask(d.matched_line)} for d in found]
+
+
 def summary(step: Step, exit_code: int | None, lines: Sequence[str],
             mask: Mask) -> list[str]:
     """The never-shrug summary (``deployer.diagnose.summary``) of an unknown failure."""
