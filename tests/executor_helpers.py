@@ -14,6 +14,7 @@ runbooks may write to: the sshd runs on this machine, so the test can read it ba
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
 import signal
@@ -51,8 +52,11 @@ class RunProject:
             vars_["lock_dir"] = self.lock_dir
         # The host's record of the runs (deployer.hoststate), private to the project as
         # the lock is: two projects share it only when a test says so.
+        # (A throwaway SSH user of its own cannot reach this test's directory: its
+        # default state directory, in its own home, is private to the test anyway.)
         self.host_state_dir = str(self.root / "hoststate")
-        vars_["host_state_dir"] = self.host_state_dir
+        if server.user == getpass.getuser():
+            vars_["host_state_dir"] = self.host_state_dir
         vars_.update(host_vars or {})
         host["vars"] = vars_
         (self.root / "inventory.yml").write_text(yaml.safe_dump({"hosts": {"t": host}}))
