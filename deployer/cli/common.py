@@ -59,3 +59,20 @@ def load_session_from_cli(ctx: click.Context, runbook: str, host: str | None,
                         inventory_path=opts.inventory, host=host,
                         vars_files=list(vars_files), cli_vars=list(cli_vars),
                         secrets_file=secrets_file, placeholder=placeholder)
+
+
+def report_format(func: Any) -> Any:
+    """``--format table|json`` for a command that reports, the one flag name every
+    command uses; ``--json`` stays accepted (hidden) as the older spelling. The command
+    receives ``as_json``."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, fmt: str, json_alias: bool, **kwargs: Any) -> Any:
+        return func(*args, as_json=fmt == "json" or json_alias, **kwargs)
+
+    wrapper = click.option("--json", "json_alias", is_flag=True, hidden=True,
+                           help="Same as --format json.")(wrapper)
+    return click.option("--format", "fmt", type=click.Choice(["table", "json"]),
+                        default="table", show_default=True,
+                        help="Output format (json: machine-readable, on stdout).")(wrapper)

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from deployer.cli.common import session_options
+from deployer.cli.common import report_format, session_options
 from deployer.cli.main import get_options
 
 STYLE = {"ok": ("green", "ok"), "warn": ("yellow", "warn"), "fail": ("bold red", "FAIL"),
@@ -58,7 +58,7 @@ def _render(results: dict[str, list[Any]]) -> None:
               "database_url ports clock). Repeatable.")
 @click.option("--accept-new-host-key", is_flag=True,
               help="Trust and record an unknown host key (a changed key is always refused).")
-@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@report_format
 @click.pass_context
 def doctor(ctx: click.Context, host: str | None, cli_vars: tuple[str, ...],
            vars_files: tuple[str, ...], secrets_file: str | None, runbooks: tuple[str, ...],

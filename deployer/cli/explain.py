@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from deployer.cli.common import report_format
 from deployer.cli.main import get_options
 from deployer.errors import UsageError
 
@@ -116,7 +117,7 @@ def _print_diagnoses(diagnoses: list[Any], source: str) -> None:
 
 @click.command("explain")
 @click.argument("source", required=False, metavar="FILE|-")
-@click.option("--json", "as_json", is_flag=True, help="Print the diagnoses as JSON.")
+@report_format
 @click.option("--app-package", "app_packages", multiple=True, metavar="NAME",
               help="The app's own top-level package (tells it apart from third-party "
               "modules). Repeatable. Default: detected from the project directory.")

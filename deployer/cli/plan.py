@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from deployer.cli.common import inventory_option, load_session_from_cli, session_options
+from deployer.cli.common import (
+    inventory_option,
+    load_session_from_cli,
+    report_format,
+    session_options,
+)
 from deployer.cli.main import get_options
 from deployer.errors import EXIT_USAGE
 
@@ -156,8 +161,10 @@ def _show_endpoints(data: dict, the_plan: Any) -> None:
 @click.argument("runbooks", nargs=-1, metavar="[RUNBOOK]...")
 @inventory_option
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 2).")
+@report_format
 @click.pass_context
-def validate(ctx: click.Context, runbooks: tuple[str, ...], strict: bool) -> None:
+def validate(ctx: click.Context, runbooks: tuple[str, ...], strict: bool,
+             as_json: bool) -> None:
     """Check every runbook in runbooks/ and the inventory; report ALL problems.
 
     Without RUNBOOK names: the project's runbooks/, or the packaged runbooks when the
@@ -172,6 +179,21 @@ def validate(ctx: click.Context, runbooks: tuple[str, ...], strict: bool) -> Non
     opts = get_options(ctx)
     problems = validate_project(opts.project_dir, opts.inventory, runbooks)
     errors = [p for p in problems if p.severity == "error"]
+    if as_json:
+        import json
+
+        click.echo(json.dumps({
+            "ok": not errors and not (strict and problems), "errors": len(errors),
+            "warnings": len(problems) - len(errors),
+            "problems": [{"severity": p.severity, "message": p.message,
+                          "file": p.position.file if p.position else None,
+                          "line": p.position.line if p.position else None,
+                          "col": p.position.col if p.position else None,
+                          "path": p.path or None, "hint": p.hint or None}
+                         for p in problems]}, indent=2))
+        if errors or (strict and problems):
+            ctx.exit(EXIT_USAGE)
+        return
     for line in problem_lines(problems):
         click.echo(line, err=bool(errors))
     if problems:

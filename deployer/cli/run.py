@@ -21,7 +21,12 @@ from typing import Any
 
 import click
 
-from deployer.cli.common import inventory_option, load_session_from_cli, session_options
+from deployer.cli.common import (
+    inventory_option,
+    load_session_from_cli,
+    report_format,
+    session_options,
+)
 from deployer.cli.main import get_options
 from deployer.errors import EXIT_OK, EXIT_USAGE, UsageError
 
@@ -333,7 +338,7 @@ def _read_hosts(ctx: click.Context, host: str, accept_new_host_key: bool) -> Non
               help="Only this checkout's records: do not ask the host.")
 @click.option("--accept-new-host-key", is_flag=True,
               help="Trust and record an unknown host key (a changed key is always refused).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@report_format
 @click.pass_context
 def history(ctx: click.Context, host: str | None, runbook: str | None, limit: int,
             local: bool, accept_new_host_key: bool, as_json: bool) -> None:
@@ -379,7 +384,7 @@ def history(ctx: click.Context, host: str | None, runbook: str | None, limit: in
               help="Read the run from this host's state directory first.")
 @click.option("--accept-new-host-key", is_flag=True,
               help="Trust and record an unknown host key (a changed key is always refused).")
-@click.option("--json", "as_json", is_flag=True, help="Print the whole run record as JSON.")
+@report_format
 @click.option("--tail", default=10, show_default=True, help="Output lines shown per step.")
 @click.pass_context
 def show(ctx: click.Context, run_id: str, host: str | None, accept_new_host_key: bool,
