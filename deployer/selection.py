@@ -23,10 +23,11 @@ _NOT_SELECTED_ONLY = "not selected (--only {step})"
 
 @dataclass(frozen=True)
 class Selection:
-    """The steps one invocation runs: every index from ``first`` on, or ``only``."""
+    """The steps one invocation runs: every index from ``first`` on, or those in
+    ``only`` (``--only`` repeated, or ``--only a,b``, accumulates)."""
 
     first: int = 0
-    only: int | None = None
+    only: frozenset[int] | None = None
     reason: str = ""  # the message of a step left out ("" when none is)
 
     @classmethod
@@ -37,20 +38,22 @@ class Selection:
         if only_step and from_step:
             raise UsageError("--from and --only cannot be combined")
         if only_step:
-            only = _resolve_step(runbook, only_step, "--only")
-            return cls(only, only, _NOT_SELECTED_ONLY.format(step=runbook.steps[only].id))
+            only = sorted({_resolve_step(runbook, ref.strip(), "--only")
+                           for ref in only_step.split(",") if ref.strip()})
+            named = ",".join(runbook.steps[i].id for i in only)
+            return cls(only[0], frozenset(only), _NOT_SELECTED_ONLY.format(step=named))
         if from_step:
             first = _resolve_step(runbook, from_step, "--from")
             return cls(first, None, _NOT_SELECTED_FROM.format(step=runbook.steps[first].id))
         return cls()
 
     def selected(self, index: int) -> bool:
-        return index == self.only if self.only is not None else index >= self.first
+        return index in self.only if self.only is not None else index >= self.first
 
     @property
     def start(self) -> int:
         """The first index this invocation runs."""
-        return self.first if self.only is None else self.only
+        return self.first if self.only is None else min(self.only)
 
 
 def left_out(rec: StepRecord) -> bool:

@@ -32,3 +32,21 @@ def test_format_json_everywhere(tmp_path, sshd) -> None:
     assert json.loads(r.stdout)  # parsed: the same report as --json
     assert r.stdout == project.cli("explain", "-", "--json",
                                    input="ModuleNotFoundError: No module named 'alembic'\n").stdout
+
+
+def test_repeated_only_runs_each_step_named(tmp_path, sshd) -> None:
+    project = RunProject(tmp_path, sshd)
+    log = project.remote / "log"
+    project.runbook("app", f"""
+        steps:
+          - id: a
+            run: "echo a >> {log}"
+          - id: b
+            run: "echo b >> {log}"
+          - id: c
+            run: "echo c >> {log}"
+    """)
+    r = project.cli("run", "app", "--host", "t", "--only", "c", "--only", "a")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert log.read_text().split() == ["a", "c"]
+    assert project.states() == {"a": "ok", "b": "skipped", "c": "ok"}

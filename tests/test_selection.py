@@ -35,6 +35,16 @@ def test_only_selects_one_step() -> None:
     assert sel.start == 2 and sel.reason == "not selected (--only c)"
 
 
+def test_only_accumulates() -> None:
+    rb = _runbook("a", "b", "c", "d")
+    sel = Selection.resolve(rb, only_step="d,b")
+    assert [sel.selected(i) for i in range(4)] == [False, True, False, True]
+    assert sel.start == 1 and sel.reason == "not selected (--only b,d)"
+    assert Selection.resolve(rb, only_step="2,4") == sel
+    with pytest.raises(UsageError, match="--only x"):
+        Selection.resolve(rb, only_step="b,x")
+
+
 def test_an_unknown_step_names_the_closest_id() -> None:
     with pytest.raises(UsageError, match="--from migrat: no step") as err:
         Selection.resolve(_runbook("migrate", "up"), from_step="migrat")

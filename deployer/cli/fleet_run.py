@@ -19,6 +19,7 @@ What ``--resume`` skips, the fleet record and ``fleet_rollback: all`` are decide
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import threading
 import time
@@ -175,7 +176,7 @@ def run_group(session: Any, options: RunOptions, *, target: str | None,
     if as_json:
         click.echo(json.dumps(outcome.to_dict(), indent=2))
     else:
-        print_fleet_summary(outcome, events, plan.runbook, plan.target)
+        print_fleet_summary(outcome, events, plan.runbook, plan.target, session.inputs)
     return outcome.exit_code
 
 
@@ -204,7 +205,7 @@ def _show_event(event: FleetEvent, board: FleetBoard, events: FleetEvents) -> No
 
 
 def print_fleet_summary(outcome: FleetOutcome, events: FleetEvents, runbook: str,
-                        target: str) -> None:
+                        target: str, inputs: dict[str, Any] | None = None) -> None:
     """Failed hosts first with the full run summary (failed step, diagnosis, rollback),
     then one line per other host, then the tally and what to do next."""
     w, c = events._write, events._c
@@ -237,8 +238,15 @@ def print_fleet_summary(outcome: FleetOutcome, events: FleetEvents, runbook: str
                   f"(fleet_rollback: all): {done or 'no host rolled back'}"))
     if not outcome.ok:
         w(f"  fleet record: {outcome.fleet_id}")
-        w(f"  resume the hosts that did not finish: deployer run {runbook} --host "
-          f"{target} --resume")
+        words = ["deployer"] + (["-i", str(inputs["inventory"])]
+                                if inputs and inputs.get("inventory") else [])
+        words += ["run", runbook, "--host", target]
+        for path in (inputs or {}).get("vars_files") or []:
+            words += ["--vars-file", str(path)]
+        if inputs and inputs.get("secrets_file"):
+            words += ["--secrets-file", str(inputs["secrets_file"])]
+        w("  resume the hosts that did not finish: "
+          + " ".join(shlex.quote(x) for x in words + ["--resume"]))
 
 
 __all__ = ["FleetBoard", "FleetEvents", "print_fleet_summary", "run_group"]

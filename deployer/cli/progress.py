@@ -70,7 +70,11 @@ class ConsoleEvents(Events):
     """Prints executor events to a terminal or a pipe."""
 
     def __init__(self, stream: TextIO | None = None, color: bool | None = None,
-                 interactive: bool | None = None, show_host: bool = True) -> None:
+                 interactive: bool | None = None, show_host: bool = True,
+                 inputs: dict[str, Any] | None = None) -> None:
+        # The invocation's inputs (inventory, vars files, secrets file): the resume
+        # hint is then a complete command.
+        self.inputs = inputs or {}
         self.stream = stream or sys.stdout
         isatty = getattr(self.stream, "isatty", lambda: False)()
         if color is None:
@@ -289,7 +293,9 @@ def print_summary(outcome: RunOutcome, events: ConsoleEvents) -> None:
     w(f"  state: {outcome.state_path}")
     w(f"  log:   {outcome.log_path}")
     if outcome.exit_code not in (0, 1) and rec.status != "rolled_back":
-        w(f"  resume: deployer run {outcome.runbook} --host {outcome.host} --resume")
+        from deployer.diagnose.run_state import rerun_command
+
+        w(f"  resume: {rerun_command(rec, inputs=events.inputs)}")
 
 
 def console() -> Any:

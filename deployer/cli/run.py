@@ -91,7 +91,8 @@ def _execute(ctx: click.Context, session: Any, options: Any, target: str | None,
         from deployer.app import prepare_resume
         from deployer.cli.progress import ConsoleEvents
 
-        prepare_resume(session, ConsoleEvents(), options.accept_new_host_key)
+        prepare_resume(session, ConsoleEvents(inputs=session.inputs),
+                       options.accept_new_host_key)
     # Render every step of every host first, as `plan` does: an undefined variable or a
     # missing template is bad input (exit 2) before anything runs, not a failure of
     # step k after steps 1..k-1 changed the host.
@@ -104,7 +105,7 @@ def _execute(ctx: click.Context, session: Any, options: Any, target: str | None,
     from deployer.app import deploy_host
     from deployer.cli.progress import ConsoleEvents
 
-    ctx.exit(deploy_host(session, options, ConsoleEvents()).exit_code)
+    ctx.exit(deploy_host(session, options, ConsoleEvents(inputs=session.inputs)).exit_code)
 
 
 @click.command(epilog=RUN_EPILOG)
@@ -118,14 +119,15 @@ def _execute(ctx: click.Context, session: Any, options: Any, target: str | None,
               help="With --resume: go on even though inputs changed since that run.")
 @click.option("--from", "from_step", metavar="STEP", default=None,
               help="Start at STEP (id or 1-based number); earlier steps count as done.")
-@click.option("--only", "only_step", metavar="STEP", default=None,
-              help="Run only STEP (id or 1-based number).")
+@click.option("--only", "only_steps", metavar="STEP", multiple=True,
+              help="Run only STEP (id or 1-based number); repeat it (or a,b) for several.")
 @_fleet_options
 @click.pass_context
 def run(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str, ...],
         vars_files: tuple[str, ...], secrets_file: str | None, yes: bool, no_rollback: bool,
         accept_new_host_key: bool, skip_preflight: bool, dry_run: bool, resume: bool,
-        force: bool, from_step: str | None, only_step: str | None, parallel: int | None,
+        force: bool, from_step: str | None, only_steps: tuple[str, ...],
+        parallel: int | None,
         batch_size: int | None, max_fail: str | None, fmt: str) -> None:
     """Run RUNBOOK on a host: live output, checkpoints, rollback on failure.
 
@@ -137,6 +139,7 @@ def run(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str,
     """
     from deployer.executor import RunOptions
 
+    only_step = ",".join(only_steps) or None
     if dry_run:
         from deployer.cli.plan import plan as plan_command
 

@@ -54,8 +54,9 @@ def rerun_command(record: Any, *, resume: bool = True, force: bool = False,
     """The ``deployer run`` command line that continues ``record``'s run with the inputs
     it was started with.
 
-    ``inputs`` (what the CLI knows: ``inventory``, ``vars_files``, ``cli_vars`` as
-    ``NAME=VALUE`` or names, ``secrets_file``) wins over what the record's digests tell.
+    ``inputs`` (what the CLI knows: ``inventory``, ``vars_files``, ``secrets_file``)
+    wins over what the record's digests tell. The --var values are not repeated: a
+    resume reuses the run's own.
     --from/--only are dropped unless ``keep_selection``: a resume without them is what
     lets every undone step run again.
     """
@@ -70,10 +71,7 @@ def rerun_command(record: Any, *, resume: bool = True, force: bool = False,
               "--host", str(_get(record, "host", "<host>"))]
     for path in vars_files:
         words += ["--vars-file", str(path)]
-    run_id = _get(record, "id", "")
-    for item in inputs.get("cli_vars") or ():
-        name = str(item).split("=", 1)[0]
-        words += ["--var", f"{name}=<same value as run {run_id}>"]
+    # No --var: a resume (and a rollback) reuses the run's own --var values.
     if inputs.get("secrets_file"):
         words += ["--secrets-file", str(inputs["secrets_file"])]
     options = _get(record, "options", {}) or {}
