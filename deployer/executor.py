@@ -7,6 +7,8 @@ rollback). It never prints: everything it has to say goes to an ``Events`` objec
 
 The executor is the loop; each policy it applies lives in its own module:
 
+- ``run_setup``: the run to resume, stale inputs, the record it writes;
+- ``connection``: the run's one transport and its host lock;
 - ``selection``: which steps ``--from``/``--only`` run;
 - ``resume_plan``: whether a ``--resume`` is refused (inputs changed) and what it runs
   again; ``captures``: the captured values a run takes from its record or history;
