@@ -139,6 +139,7 @@ class FakeTransport:
         self.host_key_fingerprint: str | None = None
         self._fingerprint = host_key_fingerprint
         self.connected = False
+        self._dropped = False  # the connection died (not closed): no auto-reconnect
         self.calls: list[Call] = []
         self.uploads: dict[str, bytes] = {}  # remote path -> last bytes written there
         self.processes: dict[int, _Process] = {}  # groups still running on the host
@@ -201,12 +202,12 @@ class FakeTransport:
             return
         if self.connect_errors:
             raise self.connect_errors.pop(0)
-        self.connected = True
+        self.connected, self._dropped = True, False
         self.host_key_fingerprint = self._fingerprint
 
     def close(self) -> None:
         self.calls.append(Call("close"))
-        self.connected = False
+        self.connected = self._dropped = False
 
     def interrupt(self) -> None:
         self.calls.append(Call("interrupt"))
@@ -248,7 +249,7 @@ class FakeTransport:
         for pattern, error in self.put_errors:
             if re.search(pattern, remote_path):
                 if isinstance(error, ConnectionLost):
-                    self.connected = False
+                    self._drop()
                 raise error
         self.uploads[remote_path] = raw
 
@@ -270,9 +271,17 @@ class FakeTransport:
     # -- internals -----------------------------------------------------------------------
 
     def _require_connection(self, what: str) -> None:
-        if not self.connected:
+        """As the SSH transport: a closed (or never opened) connection opens on first
+        use; a lost one stays lost until ``connect()``."""
+        if self.connected:
+            return
+        if self._dropped:
             raise TransportError(f"connection to {self.label} is closed (during {what})",
                                  hint="the run is resumable: run again with --resume")
+        self.connect()
+
+    def _drop(self) -> None:
+        self.connected, self._dropped = False, True
 
     def _reply(self, call: Call) -> Reply:
         for rule in self._rules:
@@ -306,7 +315,7 @@ class FakeTransport:
         and Ctrl-C. Leaves ``current_process`` naming a group that may still run."""
         stays = _Process(proc, call.script, reply.unstoppable)
         if reply.lose_connection:
-            self.connected = False
+            self._drop()
             if reply.leftover:
                 self.processes[proc.pgid] = stays
             call.result = error = ConnectionLost(

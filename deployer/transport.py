@@ -137,11 +137,15 @@ class Transport(Protocol):
     # Called once a command has run long enough to be worth recording (the executor
     # writes it to the run record, so --resume can stop it after a crash).
     on_process: ProcessCallback | None
-    host_key_fingerprint: str | None  # ``SHA256:...`` once connected
 
     @property
     def label(self) -> str:
         """``name (user@address:port)``, for messages."""
+        ...
+
+    @property
+    def host_key_fingerprint(self) -> str | None:
+        """The host key's ``SHA256:...`` fingerprint once connected."""
         ...
 
     def connect(self) -> None:

@@ -197,6 +197,7 @@ def test_connect_errors_are_raised_in_turn_and_factory_hands_out_the_fake() -> N
     assert fake.connected and fake.host_key_fingerprint == "SHA256:fake"
     fake.close()
     assert not fake.connected and fake.kinds()[-1] == "close"
+    assert fake.run("true").ok and fake.connected  # opens again on first use, as SSH does
 
 
 def test_effects_run_before_the_reply() -> None:
@@ -205,3 +206,71 @@ def test_effects_run_before_the_reply() -> None:
     fake.when("deploy", Reply(effect=lambda call: touched.append(call.script)))
     fake.run("deploy v2")
     assert touched == ["deploy v2"]
+
+
+# -- the executor's policies through the fake (milliseconds, no sshd) --------------------
+
+
+def _executor(tmp_path, text: str, fake: FakeTransport, **options):
+    import textwrap
+
+    import yaml
+
+    from deployer.executor import Executor, RunOptions
+    from deployer.session import load_session
+
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "runbooks" / "app.yml").write_text(textwrap.dedent(text))
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(
+        {"hosts": {"t": {"host": "127.0.0.1", "user": "deploy"}}}))
+    session = load_session("app", project_dir=str(tmp_path), host="t", cli_vars=[],
+                           environ={})
+    host = session.hosts[0]
+    return Executor(session.runbook, host, variables=session.vars_for(host),
+                    secrets=session.secrets, redactor=session.redactor,
+                    digests=session.digests,
+                    options=RunOptions(skip_preflight=True, **options),
+                    project_dir=str(tmp_path), transport_factory=fake.factory)
+
+
+def test_executor_retries_through_the_fake(tmp_path) -> None:
+    fake = FakeTransport()
+    fake.when("flaky", Reply(exit_code=1, stderr="try again"), Reply(exit_code=1),
+              Reply(stdout="done\n"))
+    out = _executor(tmp_path, """
+        lock: false
+        steps:
+          - {id: flaky, run: "echo flaky", retries: 3, delay: 0}
+    """, fake).run()
+    assert out.exit_code == 0
+    assert len(fake.runs("flaky")) == 3
+
+
+def test_executor_rolls_back_through_the_fake(tmp_path) -> None:
+    fake = FakeTransport()
+    fake.when("migrate", Reply(exit_code=5, stderr="relation exists"))
+    out = _executor(tmp_path, """
+        lock: false
+        steps:
+          - {id: first, run: "echo apply-first", rollback: {run: "echo undo-first"}}
+          - {id: second, run: "echo migrate"}
+    """, fake).run()
+    assert out.exit_code != 0 and out.failure.step_id == "second"
+    assert [c.script for c in fake.runs("apply-first|migrate|undo-first")] == [
+        "echo apply-first", "echo migrate", "echo undo-first"]
+
+
+def test_executor_keeps_a_leftover_and_does_not_roll_back_beside_it(tmp_path) -> None:
+    fake = FakeTransport()
+    fake.when("restart", Reply(lose_connection=True, leftover=True, unstoppable=True))
+    out = _executor(tmp_path, """
+        lock: false
+        steps:
+          - {id: first, run: "echo apply-first", rollback: {run: "echo undo-first"}}
+          - {id: second, run: "systemctl restart app"}
+    """, fake).run()
+    assert out.exit_code != 0
+    assert fake.runs("undo-first") == []  # never undone alongside a live command
+    stops = [c for c in fake.calls if c.kind == "stop_process"]
+    assert stops and stops[0].result == PROCESS_ALIVE
+    assert "may still be running" in out.message

@@ -1,4 +1,4 @@
-"""known_hosts parsing and host certificates: the pure checks (deployer/known_hosts.py)
+"""known_hosts parsing and host certificates: the pure checks (deployer/ssh/known_hosts.py)
 on certificates made by ssh-keygen, then end to end against real sshds that present a
 host certificate (``HostCertificate``) or a plain key."""
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from deployer import known_hosts as kh
 from deployer.errors import HostKeyError
 from deployer.ssh import SSHTransport
+from deployer.ssh import known_hosts as kh
 from tests.sshd import SshServer, _keygen, fingerprint_of_pubkey_line
 
 T_2024, T_2030 = 1704067200, 1893456000  # 2024-01-01 and 2030-01-01, 00:00 UTC

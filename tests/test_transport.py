@@ -76,6 +76,7 @@ from deployer.transport import (  # noqa: E402
     PROCESS_REBOOTED,
     PROCESS_STOPPED,
     PROCESS_UNVERIFIABLE,
+    ConnectionLost,
     RemoteProcess,
     StepInterrupted,
     stop_remote_process,
@@ -412,8 +413,9 @@ def test_session_killed_by_server_is_reported_as_lost(make_sshd) -> None:
             if line == "started":
                 server.kill_sessions()
 
-        with pytest.raises(TransportError) as info:
+        with pytest.raises(ConnectionLost) as info:
             t.run("echo started; sleep 30", on_line=on_line, what="step migrate")
+        assert isinstance(info.value, TransportError)  # callers catching that still do
         assert "connection to web1" in str(info.value) and "lost during step migrate" in str(
             info.value)
         assert "--resume" in info.value.hint
