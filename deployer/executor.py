@@ -7,6 +7,8 @@ rollback). It never prints: everything it has to say goes to an ``Events`` objec
 
 The executor is the loop; each policy it applies lives in its own module:
 
+- ``run_setup``: the run to resume, stale inputs, the record it writes;
+- ``connection``: the run's one transport and its host lock;
 - ``selection``: which steps ``--from``/``--only`` run;
 - ``resume_plan``: whether a ``--resume`` is refused (inputs changed) and what it runs
   again; ``captures``: the captured values a run takes from its record or history;
@@ -56,7 +58,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployer import captures as captures_mod
 from deployer import failure as failure_mod
@@ -93,6 +95,9 @@ from deployer.state import (
     operator,
 )
 from deployer.transport import StepInterrupted, Transport, TransportFactory
+
+if TYPE_CHECKING:
+    from deployer.planner import PlannedStep
 
 DIAGNOSE_LINES = 200  # output lines kept in memory for failure diagnosis
 
@@ -571,7 +576,7 @@ class Executor:
         self._step_done(rec)
         return OK
 
-    def _gate(self, step: Step, rec: StepRecord, planned: Any) -> str | None:
+    def _gate(self, step: Step, rec: StepRecord, planned: PlannedStep) -> str | None:
         """What stops a step before it runs: ``when`` false or ``skip_if`` (skipped), a
         declined confirmation ("declined"); ``None`` to run it."""
         if planned.skipped:
@@ -590,7 +595,7 @@ class Executor:
                 return "declined"
         return None
 
-    def _attempts(self, step: Step, rec: StepRecord, planned: Any) -> Result:
+    def _attempts(self, step: Step, rec: StepRecord, planned: PlannedStep) -> Result:
         """Perform the step's commands, up to ``retries`` more times with ``delay``."""
         displays = [c.display(self.redactor.mask) for c in planned.commands]
         rec.state, rec.started, rec.exit_code, rec.message = RUNNING, now_iso(), None, ""

@@ -165,54 +165,52 @@ def roll_back(
     report = RollbackReport(reason=reason, partial=partial_steps(record))
     todo = targets(record)
     for pos, rec in enumerate(todo):
-        undo = render(rec)
-        if undo.error:
-            _mark(rec, ROLLBACK_FAILED, undo.error, None, [])
-            report.failed, report.failure_message = rec.id, undo.error
-            report.remaining = _applied(todo[pos:])
-            save()
-            events.undo_finished(rec, ROLLBACK_FAILED, undo.error)
-            break
-        if undo.irreversible and not undo.commands:
-            report.stopped_at = rec.id
-            report.remaining = _applied(todo[pos:])
-            rec.rollback = {"state": UndoStatus.IRREVERSIBLE,
-                            "message": "irreversible: not undone", "at": now_iso()}
-            save()
-            events.undo_finished(rec, OK, "irreversible: rollback stops here")
-            break
-        if not undo.commands:
-            report.nothing_to_undo.append(rec.id)
-            rec.rollback = {"state": UndoStatus.NOTHING_TO_UNDO, "at": now_iso()}
-            save()
-            events.undo_finished(rec, OK, "nothing to undo")
-            continue
-        events.undo_started(rec, undo.commands)
-        try:
-            result = perform(rec, undo.commands)
-        except KeyboardInterrupt:
-            result = StepUndoResult(ok=False, message="interrupted", interrupted=True)
-        if result.interrupted:
-            _mark(rec, ROLLBACK_FAILED, "rollback interrupted", result.exit_code, result.tail)
-            report.abandoned = True
-            report.remaining = _applied(todo[pos:])
-            save()
-            events.undo_finished(rec, ROLLBACK_FAILED, "rollback interrupted")
-            break
-        if not result.ok:
-            _mark(rec, ROLLBACK_FAILED, result.message, result.exit_code, result.tail)
-            report.failed, report.failure_message = rec.id, result.message
-            report.remaining = _applied(todo[pos:])
-            save()
-            events.undo_finished(rec, ROLLBACK_FAILED, result.message)
-            break
-        _mark(rec, ROLLED_BACK, "", result.exit_code, result.tail)
-        report.undone.append(rec.id)
+        state, message = _undo_one(rec, render(rec), perform, events, report)
         save()
-        events.undo_finished(rec, ROLLED_BACK, "")
+        events.undo_finished(rec, state, message)
+        if rec.id not in report.undone and rec.id not in report.nothing_to_undo:
+            report.remaining = _applied(todo[pos:])  # the rollback stops here
+            break
     record.rollback = report.to_dict()
     save()
     return report
+
+
+def _undo_one(rec: StepRecord, undo: Undo,
+              perform: Callable[[StepRecord, list[Any]], StepUndoResult],
+              events: RollbackEvents, report: RollbackReport) -> tuple[str, str]:
+    """Undo one step as ``undo`` says; mark its record, note it in ``report`` (undone,
+    nothing to undo, or what stops the rollback). Returns the state and message the
+    events hear of."""
+    if undo.error:
+        _mark(rec, ROLLBACK_FAILED, undo.error, None, [])
+        report.failed, report.failure_message = rec.id, undo.error
+        return ROLLBACK_FAILED, undo.error
+    if undo.irreversible and not undo.commands:
+        report.stopped_at = rec.id
+        rec.rollback = {"state": UndoStatus.IRREVERSIBLE,
+                        "message": "irreversible: not undone", "at": now_iso()}
+        return OK, "irreversible: rollback stops here"
+    if not undo.commands:
+        report.nothing_to_undo.append(rec.id)
+        rec.rollback = {"state": UndoStatus.NOTHING_TO_UNDO, "at": now_iso()}
+        return OK, "nothing to undo"
+    events.undo_started(rec, undo.commands)
+    try:
+        result = perform(rec, undo.commands)
+    except KeyboardInterrupt:
+        result = StepUndoResult(ok=False, message="interrupted", interrupted=True)
+    if result.interrupted:
+        _mark(rec, ROLLBACK_FAILED, "rollback interrupted", result.exit_code, result.tail)
+        report.abandoned = True
+        return ROLLBACK_FAILED, "rollback interrupted"
+    if not result.ok:
+        _mark(rec, ROLLBACK_FAILED, result.message, result.exit_code, result.tail)
+        report.failed, report.failure_message = rec.id, result.message
+        return ROLLBACK_FAILED, result.message
+    _mark(rec, ROLLED_BACK, "", result.exit_code, result.tail)
+    report.undone.append(rec.id)
+    return ROLLED_BACK, ""
 
 
 def _applied(recs: list[StepRecord]) -> list[str]:
