@@ -20,6 +20,9 @@ def _runbook() -> Runbook:
     return Runbook(name="demo", path="runbooks/demo.yml", steps=steps)
 
 
+SECRET = "s3cr3t-Value"
+
+
 def _setup(tmp_path: Path, variables: dict | None = None, force: bool = False,
            notices: list[str] | None = None, digests: dict | None = None) -> RunSetup:
     said = notices if notices is not None else []
@@ -27,7 +30,8 @@ def _setup(tmp_path: Path, variables: dict | None = None, force: bool = False,
                     StateStore(str(tmp_path)), options={"yes": True}, force=force,
                     digests=digests or {"runbook:runbooks/demo.yml": "1"},
                     variables=variables or {"tag": "v1"},
-                    notice=lambda text, level="info": said.append(text))
+                    notice=lambda text, level="info": said.append(text),
+                    mask=lambda text: text.replace(SECRET, "***"))
 
 
 def _first_run(tmp_path: Path, status: str = RunStatus.FAILED) -> RunSetup:
@@ -68,14 +72,15 @@ def test_a_failed_run_is_resumed_and_marked_running_again(tmp_path: Path) -> Non
     assert again.state == StepStatus.PENDING and again.exit_code is None
 
 
-def test_a_changed_variable_is_named_never_its_value(tmp_path: Path) -> None:
+def test_a_changed_variable_is_named_with_its_values_secrets_masked(tmp_path: Path) -> None:
     _first_run(tmp_path)
-    setup = _setup(tmp_path, variables={"tag": "v2-secret-ish"})
+    setup = _setup(tmp_path, variables={"tag": f"v2-{SECRET}"})
     prev = setup.find_resumable()
+    assert prev.values == {"tag": "v1"}  # recorded as given: any checkout compares them
     with pytest.raises(StalePlanError) as err:
         setup.check_stale(prev, "resume", Selection())
-    assert err.value.changes == ["variable tag changed"]
-    assert "v2-secret-ish" not in str(err.value) and "v1" not in str(err.value)
+    assert err.value.changes == ['variable tag changed: "v1" -> "v2-***"']
+    assert SECRET not in str(err.value)
 
 
 def test_force_goes_on_with_a_notice(tmp_path: Path) -> None:
@@ -84,7 +89,7 @@ def test_force_goes_on_with_a_notice(tmp_path: Path) -> None:
     setup = _setup(tmp_path, variables={"tag": "v2"}, force=True, notices=notices)
     setup.check_stale(setup.find_resumable(), "resume", Selection())
     assert notices == ["inputs changed since run 20261204-010203-0001abcd (variable tag "
-                       "changed); going on (--force)"]
+                       'changed: "v1" -> "v2"); going on (--force)']
 
 
 def test_a_changed_file_names_the_changed_steps(tmp_path: Path) -> None:

@@ -49,12 +49,13 @@ def test_write_then_read_back(sshd, transport, tmp_path) -> None:
     assert hs.runs() == [] and hs.audit() == [] and hs.releases() == []
     started = AuditEvent("run_started", RUN, "restart", "t", plan_digest="abc")
     step = AuditEvent("step", RUN, "restart", "t", step="build", state="ok")
-    hs.write([started, step], record=_record())
+    written = _record()
+    hs.write([started, step], record=written)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o700
     assert [e.event for e in hs.audit()] == ["run_started", "step"]
     assert hs.audit(tail=1)[0].step == "build"
     assert hs.audit()[0].who and hs.audit()[0].plan_digest == "abc"
-    assert [r.to_dict() for r in hs.runs()] == [_record().to_dict()]
+    assert [r.to_dict() for r in hs.runs()] == [written.to_dict()]
     hs.write(record=_record(status="succeeded"))
     assert hs.run_record(RUN).status == "succeeded"
     assert len(hs.runs()) == 1
