@@ -109,8 +109,10 @@ def _host_records(status: Any, transport: Any, host: Host, variables: Any) -> No
     if runs:
         latest = max(runs, key=lambda r: (r.started, r.id))
         status.last_run, status.last_run_source = last_run_summary(latest), "host"
-    releases = hs.releases()
-    status.release = asdict(releases[-1]) if releases else None
+    from deployer.hoststate.releases import current_release
+
+    now = current_release(hs.releases(), {r.id: str(r.status) for r in runs})
+    status.release = asdict(now) if now is not None else None
 
 
 def host_status(session: Session, host: Host, *, accept_new_host_key: bool = False,

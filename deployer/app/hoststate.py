@@ -91,3 +91,29 @@ def host_releases(session: Any, host: Host, accept_new_host_key: bool = False) -
         return host_state_of(transport, host, session.vars_for(host)).releases()
     finally:
         transport.close()
+
+
+def releases_to_undo(session: Any, to: str, accept_new_host_key: bool = False) -> list[Any]:
+    """The releases ``rollback --to`` undoes on the session's one host, newest first,
+    after reading the host's records into the cache (whose run statuses tell which
+    releases are still applied). ``UsageError`` when there is no such target."""
+    from deployer.errors import UsageError
+    from deployer.hoststate.releases import undo_chain
+
+    from .build import connect
+
+    (host,) = session.hosts
+    variables = session.vars_for(host)
+    store = StateStore(session.project_dir)
+    transport = connect(host, accept_new_host_key)
+    try:
+        refresh(transport, host, variables, store)
+        releases = host_state_of(transport, host, variables).releases()
+    finally:
+        transport.close()
+    status_of = {r.id: str(r.status) for r in store.list_runs(host=host.name)}
+    try:
+        return undo_chain(releases, to, status_of)
+    except ValueError as exc:
+        raise UsageError(f"rollback --to {to} on {host.name}: {exc}",
+                         hint=f"list them with `deployer releases --host {host.name}`") from None

@@ -212,19 +212,24 @@ def apply(ctx: click.Context, plan_file: str, approve: str | None, approvals_fil
 
 
 @click.command(name="rollback")
-@click.argument("runbook")
+@click.argument("runbook", required=False)
 @session_options
 @click.option("--run", "run_id", default=None, metavar="RUN_ID",
               help="The run to roll back (default: the latest run of RUNBOOK on the host).")
+@click.option("--to", "to", default=None, metavar="N|previous",
+              help="Go back to release N (or the previous one): every later release is "
+              "rolled back, newest first (see `deployer releases`).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before rolling back.")
 @click.option("--force", is_flag=True, help="Go on even though inputs changed since the run.")
 @click.option("--accept-new-host-key", is_flag=True,
               help="Trust and record the key of a host seen for the first time.")
 @click.pass_context
-def rollback(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple[str, ...],
-             vars_files: tuple[str, ...], secrets_file: str | None, run_id: str | None,
-             yes: bool, force: bool, accept_new_host_key: bool) -> None:
-    """Roll back the completed steps of a finished or failed run, newest first.
+def rollback(ctx: click.Context, runbook: str | None, host: str | None,
+             cli_vars: tuple[str, ...], vars_files: tuple[str, ...], secrets_file: str | None,
+             run_id: str | None, to: str | None, yes: bool, force: bool,
+             accept_new_host_key: bool) -> None:
+    """Roll back the completed steps of a finished or failed run, newest first; or, with
+    --to, every release after release N.
 
     Undo actions are the steps' `rollback` bodies (or their kind's built-in undo),
     rendered with the values the run captured. An irreversible step stops the
@@ -233,8 +238,16 @@ def rollback(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple
     from deployer.app import roll_back_host, run_to_roll_back, steps_to_undo
     from deployer.cli.progress import ConsoleEvents
 
+    if to is not None:
+        _roll_back_to(ctx, runbook, host, cli_vars, vars_files, secrets_file, run_id, to, yes,
+                      force, accept_new_host_key)
+        return
+    if runbook is None:
+        raise UsageError("name the runbook whose run to roll back, or give --to N",
+                         hint="deployer rollback restart --host vps, or deployer rollback "
+                              "--host vps --to previous")
     session = load_session_from_cli(ctx, runbook, host, vars_files, cli_vars, secrets_file)
-    events = ConsoleEvents()
+    events = ConsoleEvents(inputs=session.inputs)
     record = run_to_roll_back(session, run_id, events, accept_new_host_key)
     todo = steps_to_undo(record)
     if todo and not yes:
@@ -248,6 +261,51 @@ def rollback(ctx: click.Context, runbook: str, host: str | None, cli_vars: tuple
             ctx.exit(EXIT_OK)
     ctx.exit(roll_back_host(session, record, events, force=force,
                             accept_new_host_key=accept_new_host_key).exit_code)
+
+
+def _roll_back_to(ctx: click.Context, runbook: str | None, host: str | None,
+                  cli_vars: tuple[str, ...], vars_files: tuple[str, ...],
+                  secrets_file: str | None, run_id: str | None, to: str, yes: bool,
+                  force: bool, accept_new_host_key: bool) -> None:
+    """``rollback --to N``: the runs of the later releases rolled back, newest first,
+    each with its own runbook and recorded values; the first that fails stops it."""
+    from deployer.app import roll_back_host
+    from deployer.app.hoststate import releases_to_undo
+    from deployer.cli.logs import default_runbook
+    from deployer.cli.progress import ConsoleEvents
+    from deployer.state import StateStore
+
+    if run_id:
+        raise UsageError("--run and --to cannot be combined")
+    opts = get_options(ctx)
+    first = load_session_from_cli(ctx, runbook or default_runbook(opts.project_dir), host,
+                                  vars_files, cli_vars, secrets_file, placeholder=True)
+    if len(first.hosts) != 1:
+        raise UsageError("rollback --to works on one host at a time",
+                         hint="name a single host with --host")
+    todo = releases_to_undo(first, to, accept_new_host_key)
+    listing = ", ".join(f"#{r.number} ({r.runbook} {r.run_id})" for r in todo)
+    events = ConsoleEvents(inputs=first.inputs)
+    if not yes:
+        if not events.can_confirm():
+            raise UsageError("rollback changes the host; confirm with --yes when there is "
+                             "no terminal")
+        click.echo(f"will roll back, newest first: {listing}", err=True)
+        if not click.confirm("Roll back?", default=False, err=True):
+            click.echo("not rolled back", err=True)
+            ctx.exit(EXIT_OK)
+    store = StateStore(opts.project_dir)
+    for release in todo:
+        session = load_session_from_cli(ctx, release.runbook, host, vars_files, cli_vars,
+                                        secrets_file)
+        click.echo(f"release #{release.number}: rolling back run {release.run_id}")
+        outcome = roll_back_host(session, store.load(release.run_id), events, force=force,
+                                 accept_new_host_key=accept_new_host_key)
+        if outcome.exit_code != EXIT_OK:
+            click.echo(f"rollback --to stopped at release #{release.number}: the later "
+                       "ones are rolled back, this one and the older ones are not", err=True)
+            ctx.exit(outcome.exit_code)
+    click.echo("rolled back releases " + ", ".join(f"#{r.number}" for r in todo))
 
 
 @click.command()

@@ -57,3 +57,42 @@ def release_for(record: RunRecord, number: int) -> Release | None:
                     if isinstance(env, dict) else str(env or "")),
         runbook_digest=logic_digest(record.digests),
         who=record.operator)
+
+
+def current_release(releases: list[Release], status_of: dict[str, str]) -> Release | None:
+    """The release the host runs now: the newest whose run was not rolled back since."""
+    for release in reversed(releases):
+        if status_of.get(release.run_id, "succeeded") == "succeeded":
+            return release
+    return None
+
+
+def undo_chain(releases: list[Release], to: str, status_of: dict[str, str]) -> list[Release]:
+    """The releases to undo, newest first, to bring the host back to release ``to`` (a
+    number, or ``previous``: the one before the current). Raises ``ValueError`` with
+    the reason when there is no such target."""
+    now = current_release(releases, status_of)
+    if now is None:
+        raise ValueError("no release is current on the host (none recorded, or all rolled "
+                         "back)")
+    live = [r for r in releases if status_of.get(r.run_id, "succeeded") == "succeeded"]
+    if to == "previous":
+        older = [r for r in live if r.number < now.number]
+        if not older:
+            raise ValueError(f"release {now.number} is the first one still applied: there "
+                             "is no previous release to go back to")
+        target = older[-1].number
+    elif to.isdigit():
+        target = int(to)
+        if target not in {r.number for r in releases}:
+            raise ValueError(f"there is no release {target} (releases: "
+                             f"{', '.join(str(r.number) for r in releases)})")
+        if target not in {r.number for r in live}:
+            raise ValueError(f"release {target} was rolled back itself: its changes are "
+                             "not applied any more, so it cannot be gone back to")
+        if target >= now.number:
+            raise ValueError(f"release {target} is not older than the current release "
+                             f"{now.number}")
+    else:
+        raise ValueError(f"--to {to!r}: a release number, or `previous`")
+    return [r for r in reversed(live) if r.number > target]

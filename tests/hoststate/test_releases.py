@@ -37,3 +37,29 @@ def test_the_logic_digest_ignores_host_inputs() -> None:
     b = logic_digest({"runbook:r.yml": "1", "template:env.j2": "2", "inventory:i.yml": "9"})
     c = logic_digest({"runbook:r.yml": "1", "template:env.j2": "5"})
     assert a == b != c and logic_digest({"inventory:i.yml": "3"}) == ""
+
+
+def _rel(n: int) -> object:
+    from deployer.hoststate.records import Release
+
+    return Release(n, f"20261204-0000{n:02d}-000abcd", "restart", "vps")
+
+
+def test_the_undo_chain_goes_back_newest_first() -> None:
+    import pytest
+
+    from deployer.hoststate.releases import current_release, undo_chain
+
+    rels = [_rel(n) for n in (1, 2, 3, 4)]
+    status = {rels[3].run_id: "rolled_back"}  # release 4 was rolled back already
+    assert current_release(rels, status).number == 3
+    assert [r.number for r in undo_chain(rels, "1", status)] == [3, 2]
+    assert [r.number for r in undo_chain(rels, "previous", status)] == [3]
+    for to, why in (("3", "not older"), ("4", "rolled back itself"), ("9", "no release 9"),
+                    ("latest", "a release number")):
+        with pytest.raises(ValueError, match=why):
+            undo_chain(rels, to, status)
+    with pytest.raises(ValueError, match="no previous release"):
+        undo_chain(rels[:1], "previous", {})
+    with pytest.raises(ValueError, match="no release is current"):
+        undo_chain([], "1", {})
