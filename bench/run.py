@@ -250,7 +250,9 @@ class Lab:
         return {"host": address, "port": server.port, "user": server.user,
                 "identity_file": server.client_key, "known_hosts": server.known_hosts,
                 "connect_timeout": 30, "groups": groups,
-                "vars": {"lock_dir": str(self.work / "locks" / f"{address}-{server.port}")}}
+                "vars": {"lock_dir": str(self.work / "locks" / f"{address}-{server.port}"),
+                         "host_state_dir": str(self.work / "hoststate" /
+                                               f"{address}-{server.port}")}}
 
     def add_hosts(self, hosts: dict[str, dict[str, Any]], groups: list[str]) -> None:
         """More inventory hosts (bench/latency.py's relayed ones), written at once."""
@@ -381,7 +383,7 @@ def openssh_cm_ms(server: SshServer, work: Path, n: int, repeat: int) -> float:
 
 
 def deployer_marginal_ms(lab: Lab, server: SshServer, host: str, n: int,
-                         repeat: int) -> dict[str, Any]:
+                         repeat: int, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """Real `deployer run`: (wall of 101 steps - wall of 1 step) / 100, paired runs.
 
     Each repeat also times the floor (raw paramiko, TCP_NODELAY, ``n`` steps) right
@@ -389,7 +391,7 @@ def deployer_marginal_ms(lab: Lab, server: SshServer, host: str, n: int,
     (other tenants of a shared machine come and go within seconds).
     """
     env = clean_env()
-    timed(lab.deployer("run", "steps1", "--host", host), env)  # warm caches
+    timed(lab.deployer("run", "steps1", "--host", host, *extra), env)  # warm caches
     client = _paramiko_client(server, nodelay=True)
 
     def floor_step() -> None:
@@ -401,8 +403,8 @@ def deployer_marginal_ms(lab: Lab, server: SshServer, host: str, n: int,
     try:
         floor_step()
         for _ in range(repeat):
-            t1 = timed(lab.deployer("run", "steps1", "--host", host), env)
-            t101 = timed(lab.deployer("run", "steps101", "--host", host), env)
+            t1 = timed(lab.deployer("run", "steps1", "--host", host, *extra), env)
+            t101 = timed(lab.deployer("run", "steps101", "--host", host, *extra), env)
             one.append(t1)
             many.append(t101)
             diffs.append((t101 - t1) * 1000 / 100)
@@ -510,6 +512,11 @@ def per_step_section(lab: Lab, server: SshServer, host: str, label: str, n: int,
                      repeat: int, notes: list[str]) -> dict[str, Any]:
     log(f"per-step ({label}): deployer")
     out: dict[str, Any] = {"deployer": deployer_marginal_ms(lab, server, host, n, repeat)}
+    # What keeping the run on the host (docs/host-state.md) costs a step: the same runs
+    # with var host_state=false, records on this machine only.
+    log(f"per-step ({label}): deployer without the host state")
+    out["deployer_local_only"] = deployer_marginal_ms(lab, server, host, n, repeat,
+                                                      ("--var", "host_state=false"))
     log(f"per-step ({label}): raw paramiko")
     out["paramiko_nodelay_ms"] = raw_paramiko_ms(server, n, repeat, nodelay=True)
     out["paramiko_default_ms"] = raw_paramiko_ms(server, n, repeat, nodelay=False)
@@ -846,6 +853,13 @@ def measured_facts(group: str, r: dict[str, Any]) -> list[str]:
                      f"{_spread(runs)} ms); the floor timed right after each pair "
                      f"{_spread(floors)} ms; per-repeat ratios {_spread(ratios)}x, median "
                      f"{dep.get('paired_ratio', float('nan')):.2f}x.")
+        local = light.get("deployer_local_only")
+        if local:
+            cost = dep["marginal_ms"] - local["marginal_ms"]
+            facts.append(f"Keeping the run on the host costs {cost:.2f} ms a step "
+                         f"({local['marginal_ms']:.2f} ms a step with host_state=false): "
+                         "one more round trip a step, for the host's copy of the record "
+                         "and its audit lines.")
         facts.append(f"For the 1.3x target deployer needed <= "
                      f"{1.3 * dep.get('paired_floor_ms', light['paramiko_nodelay_ms']):.2f} "
                      "ms a step in this run.")
