@@ -71,14 +71,19 @@ def test_first_time_flags_reset_and_roles_and_builds_without_cache() -> None:
     for sid in destructive:
         assert steps[sid]["irreversible"] and steps[sid]["confirm"]
     assert "--no-cache" in json.dumps(steps["build"]["commands"])
-    # the previous image is kept for the built-in rollback
-    assert "shop-api:latest-deployer-prev" in json.dumps(steps["build"]["commands"])
+    # the rollback tags the image id recorded before the build back as the name compose
+    # config gives the api (captured by `images`)
+    rollback = json.dumps(steps["build"]["rollback"])
+    assert "docker tag" in rollback and "<captured: api_image_name>" in rollback
     assert steps["migrate"]["rollback"], "migrations must be downgradable"
     order = list(steps)
     assert order.index("postgres_ready") < order.index("reset_schema") < order.index(
         "roles") < order.index("build") < order.index("check_image") < order.index(
         "migrate") < order.index("seed_admin") < order.index("up") < order.index(
-        "verify.health")
+        "verify.checks")
+    # the image name comes from the compose config, after the code and .env are there
+    assert order.index("code.env_file") < order.index("images") < order.index(
+        "previous_image") < order.index("build")
 
 
 def test_roles_pass_passwords_as_params_never_in_the_script() -> None:
@@ -159,16 +164,17 @@ def test_build_rollback_puts_back_the_image_id_this_run_recorded(runbook: str) -
     # the id this run captured, never the `-deployer-prev` tag a later build moves
     assert "<captured: prev_image>" in undo.script
     assert "deployer-prev" not in undo.script
-    assert 'docker tag "$prev" shop-api:latest' in undo.script
+    assert "image='<captured: api_image_name>'" in undo.script
+    assert 'docker tag "$prev" "$image"' in undo.script
 
 
 def test_restart_recreates_the_api_last_in_a_rollback() -> None:
     steps = planned("restart")
     order = list(steps)
-    # undone newest first: previous_image's undo comes after the code's and the .env's
-    assert order.index("previous_image") < order.index("code.snapshot") < order.index(
-        "code.env_file") < order.index("build")
-    (recreate,) = steps["previous_image"].rollback
+    # undone newest first: api_recreate's undo comes after the code's and the .env's
+    assert order.index("api_recreate") < order.index("code.snapshot") < order.index(
+        "code.env_file") < order.index("previous_image") < order.index("build")
+    (recreate,) = steps["api_recreate"].rollback
     assert "up -d --no-build --no-deps api" in recreate.script
     (retag,) = steps["build"].rollback
     assert " up " not in retag.script, "the build's undo must not recreate with new files"

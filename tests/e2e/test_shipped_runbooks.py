@@ -275,7 +275,7 @@ def test_failed_verification_downgrades_restores_and_is_diagnosed(
     assert r.returncode == 1, r.describe()
     record = cli.new_record(before)
     states = {s["id"]: s["state"] for s in record["steps"]}
-    assert states["verify.login_rejected"] == "failed"
+    assert states["verify.checks"] == "failed"
     assert states["migrate"] == "rolled_back"
     assert states["build"] == "rolled_back"
     assert states["code.sync"] == "rolled_back"
@@ -380,7 +380,7 @@ def test_first_time_resume_checks_migrate_and_reseeds_a_deleted_admin(
     record = cli.new_record(before)
     steps = steps_by_id(record)
     assert steps["migrate"]["state"] == "ok" and steps["seed_admin"]["state"] == "ok"
-    assert steps["verify.login_rejected"]["state"] == "failed"
+    assert steps["verify.checks"]["state"] == "failed"
     v, s = sandbox.vars, sandbox.secrets
     gone = psql_tcp(sandbox, v["db_app_role"], s["db_app_password"],
                     "DELETE FROM users WHERE is_admin RETURNING 1")
