@@ -546,3 +546,30 @@ def test_app_secrets_decide_what_is_fetched(tmp_path: Path) -> None:
     s = session("restart")
     assert s.runbook.secrets[0] == "postgres_password"
     assert set(s.runbook.secrets) == set(SECRETS)
+
+
+@pytest.mark.parametrize("tool", [
+    {}, {"migrate_tool": "django"}, {"migrate_tool": "none", "seed_mode": "none"},
+    {"migrate_tool": "command", "migrate_command": "flask db upgrade",
+     "migrate_rollback_command": "flask db downgrade",
+     "migrate_revision_command": "flask db current",
+     "seed_mode": "create-only", "seed_update_command": "python -m app.set_pw",
+     "tasks_service": "", "db_roles": "none", "db_extensions": ["uuid-ossp"],
+     "app_env": {"SECRET_KEY": "{{ secrets.jwt_secret }}"}},
+])
+@pytest.mark.parametrize("runbook", ["first-time", "restart"])
+def test_every_rendered_script_is_valid_shell(runbook: str, tool: dict, tmp_path: Path) -> None:
+    steps = planned_with(runbook, tmp_path, tool)
+    checked = 0
+    for sid, ps in steps.items():
+        if ps.skipped:
+            continue
+        scripts = [c.script for c in [*(ps.commands or []), *(ps.rollback or [])]
+                   if isinstance(c, RemoteCommand)]
+        if ps.check is not None:
+            scripts.append(ps.check.script)
+        for script in scripts:
+            r = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
+            assert r.returncode == 0, (sid, r.stderr, script)
+            checked += 1
+    assert checked > 10
