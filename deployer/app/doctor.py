@@ -110,9 +110,15 @@ def check_hosts(req: DoctorRequest) -> DoctorReport:
     combined = Runbook(name="doctor", path="")
     for rb in loaded:
         combined.vars.update(rb.vars)
+    vars_files, cli_vars = list(req.vars_files), list(req.cli_vars)
+    # The secrets the inventory's app_secrets names are needed too (docs/deploying.md).
+    secret_names = with_app_secrets(secret_names, [
+        merge_vars(combined, target, vars_files, cli_vars) for target in hosts])
+    for rb in loaded:
+        rb.secrets = with_app_secrets(rb.secrets, [
+            merge_vars(rb, target, vars_files, cli_vars) for target in hosts])
     examples, _ = example_env(req.project_dir, req.example_env)
     secrets = _resolve_each(secret_names + ["sudo_password"], inventory, req.secrets_file)
-    vars_files, cli_vars = list(req.vars_files), list(req.cli_vars)
 
     results: dict[str, list[Any]] = {}
     for target in hosts:
