@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployer.errors import InputError, SecretError, UsageError
 from deployer.appsecrets import with_app_secrets
+from deployer.errors import InputError, SecretError, UsageError
 from deployer.executor import default_transport_factory
 from deployer.inventory import Inventory, load_inventory
 from deployer.models import Runbook
