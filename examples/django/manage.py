@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Django's command-line utility for the example site (migrate, collectstatic, createsuperuser...)."""
+"""Django's command-line utility (migrate, collectstatic, createsuperuser...)."""
 
 import os
 import sys
