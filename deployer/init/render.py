@@ -11,9 +11,9 @@ The variable names are the shipped runbooks' contract (docs/deploying.md).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-import secrets as _random
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,7 +155,8 @@ def checks(det: Detection) -> list[tuple[dict[str, Any], str]]:
     if login.body_hint == "django-admin":
         # Django's CSRF check compares the csrftoken cookie with the form field; a client
         # may choose the value (32 characters), so one request carries both.
-        token = _random.token_hex(16)
+        # Derived from the app's name, not random: a second `init` writes the same file.
+        token = hashlib.sha256(f"deployer-init-csrf:{det.app_name}".encode()).hexdigest()[:32]
         common = {"method": "POST", "path": login.path + "?next=/admin/",
                   "headers": {"Cookie": f"csrftoken={token}"}}
         form = {"csrfmiddlewaretoken": token, "username": _j("admin_user"),
@@ -244,8 +245,8 @@ def inventory_text(det: Detection, app_source: str) -> str:
     if det.tasks_service:
         var("tasks_service", det.tasks_service, "one-off commands run here")
     else:
-        var("tasks_service", "", "none: one-off commands use `run --rm "
-            f"{det.api_service or 'api'}`")
+        lines.append("      # tasks_service: none found; one-off commands use `run --rm "
+                     f"{det.api_service or 'api'}`")
     if det.prestart_service:
         var("prestart_service", det.prestart_service, "runs to completion before the api "
             "starts")
