@@ -150,7 +150,7 @@ def _depends(value: Any) -> dict[str, str]:
 
 
 def _problem(node: Node | None, path: str, message: str, hint: str) -> Problem:
-    pos = node.position if node is not None else None
+    pos = node.pos if node is not None else None
     return Problem(message, pos, hint=hint)
 
 

@@ -174,8 +174,8 @@ def checks(det: Detection) -> list[tuple[dict[str, Any], str]]:
         result.append(({"name": "login_rejected", "method": "POST", "path": login.path,
                         "form": form | {"password": "not-the-password"},
                         "expect_status": [400]},
-                       note + "; OAuth2 password form (FastAPI answers 400 to a wrong "
-                       "password): TODO check your app's status"))
+                       note + "; OAuth2 password form: FastAPI's OAuth2 examples answer "
+                       "400 to a wrong password"))
         result.append(({"name": "login_admin", "method": "POST", "path": login.path,
                         "form": form | {"password": _j("secrets.admin_password")},
                         "expect_status": [200], "expect_json": {"token_type": "bearer"}},
@@ -205,7 +205,7 @@ def inventory_text(det: Detection, app_source: str) -> str:
     names it (relative to the project directory)."""
     name = det.app_name
     lines: list[str] = [
-        f"# Written by `deployer init` from {app_source}. Review every TODO, then run",
+        f"# Written by `deployer init` from {app_source}. Review the lines marked below, run",
         "# `deployer validate` and `deployer plan first-time`. Variables: docs/deploying.md.",
         "default_host: vps",
         "",
