@@ -57,13 +57,15 @@ def test_django_example(copy_example, capsys):
     assert code == 0, err
     v = inventory_vars(app / "inventory.yml")
     assert (v["api_service"], v["db_service"]) == ("web", "db")
-    assert "tasks_service" not in v
+    assert v["tasks_service"] == ""
     assert v["migrate_tool"] == "django"
-    assert v["api_port"] == 8100 and v["api_image"] == "deployer-django-web:latest"
+    assert v["api_port"] == 8100 and v["api_image"] == ""  # read from compose config
     assert v["db_name"] == "site" and v["db_roles"] == "owner"
     assert v["seed_command"] == "python manage.py ensure_superuser"
     assert v["seed_mode"] == "create-only"
     assert v["app_source"] == "."
+    assert v["app_imports"] == "mysite.wsgi"
+    assert set(v["app_secrets"]) == {"django_secret_key", "admin_password", "db_app_password"}
     env = v["env"]
     assert env["DB_USER"] == "{{ db_app_role }}"
     assert env["DB_PASSWORD"] == "{{ secrets.db_app_password }}"
@@ -95,10 +97,11 @@ def test_fastapi_form_example(copy_example, capsys):
     assert v["prestart_service"] == "prestart"
     assert v["env_file_services"] == ["prestart", "backend"]
     assert v["migrate_tool"] == "alembic" and v["db_roles"] == "none"
-    assert v["api_port"] == 8200 and v["api_image"] == "deployer-fastapi-form-backend:latest"
+    assert v["api_port"] == 8200 and v["api_image"] == ""
+    assert v["app_imports"] == "app.main" and v["db_extensions"] == ["uuid-ossp"]
     assert v["seed_command"] == "python -m app.initial_data"
     assert v["seed_mode"] == "create-only"
-    assert v["admin_user"] == "admin@example.com"
+    assert v["admin_email"] == "admin@example.com"
     health = check(v, "health")
     assert health["path"] == "/api/v1/utils/health-check/"
     assert health["expect_json"] is True
@@ -132,6 +135,8 @@ def test_fastapi_alembic_example(copy_example, capsys):
     assert check(v, "login_admin")["path"] == "/api/v1/auth/login"
     assert "json" in check(v, "login_rejected")
     assert v["env"]["JWT_SECRET"] == "{{ secrets.jwt_secret }}"
+    assert v["env"]["DATABASE_URL"] == "{{ db_url }}" and v["db_roles"] == "owner"
+    assert set(v["app_secrets"]) == {"jwt_secret", "admin_password", "db_app_password"}
 
 
 @pytest.mark.parametrize("name", ["app", "django", "fastapi-form"])

@@ -71,6 +71,8 @@ class Detection:
     seed_mode: str | None = None  # create-only | create-or-update
     env: list[EnvVar] = field(default_factory=list)
     env_file_services: list[str] = field(default_factory=list)
+    app_imports: str = ""  # modules the image must import (from its start command)
+    db_extensions: list[str] = field(default_factory=list)
     todos: list[str] = field(default_factory=list)
 
     def env_var(self, name: str) -> EnvVar | None:
@@ -291,6 +293,9 @@ def detect(app_dir: str) -> Detection:
              f"({det.login.file}:{det.login.line}) is not a literal; check the path")
 
     det.seed_command, det.seed_mode = _seed(app_dir, det.migrate_tool)
+    det.db_extensions = _extensions(app_dir)
+    api_cmd = project.services[det.api_service].command if det.api_service else None
+    det.app_imports = _imports(str(api_cmd or dockerfile.cmd or ""))
     det.env = _env_vars(project, app_dir)
     names = [e.name for e in det.env]
     for user, password in (("DJANGO_SUPERUSER_USERNAME", "DJANGO_SUPERUSER_PASSWORD"),
@@ -305,6 +310,35 @@ def detect(app_dir: str) -> Detection:
     if det.seed_command is None and det.login is not None:
         todo("seed: no admin seed command found; the login check needs an admin user")
     return det
+
+
+_EXTENSION = re.compile(r"CREATE\s+EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?[\"']?"
+                        r"([A-Za-z0-9_-]+)", re.I)
+
+
+def _extensions(app_dir: str) -> list[str]:
+    """Extensions the migrations create: with `db_roles: owner` the superuser must."""
+    found: list[str] = []
+    for rel in source_files(app_dir):
+        if "migrations" not in rel and "alembic" not in rel and "versions" not in rel:
+            continue
+        text = open(os.path.join(app_dir, rel), encoding="utf-8", errors="replace").read()
+        found.extend(m.group(1) for m in _EXTENSION.finditer(text))
+    return list(dict.fromkeys(found))
+
+
+def _imports(command: str) -> str:
+    """The module a uvicorn/gunicorn/`python -m` start command loads, or ""."""
+    m = re.search(r"([A-Za-z_][A-Za-z0-9_.]*):[A-Za-z_][A-Za-z0-9_]*", command)
+    if m and re.search(r"uvicorn|gunicorn|hypercorn|fastapi", command):
+        return m.group(1)
+    m = re.search(r"(?:gunicorn|uwsgi)[^\n]*?[\s\"',]([A-Za-z_][A-Za-z0-9_]*\.wsgi)\b", command)
+    if m:
+        return m.group(1)
+    m = re.search(r"-m[\"',\s]+([A-Za-z_][A-Za-z0-9_.]*)", command)
+    if m and m.group(1) not in ("uvicorn", "gunicorn", "flask", "http.server"):
+        return m.group(1)
+    return ""
 
 
 def _best(routes: list[Route], pred: object, words: tuple[str, ...]) -> Route | None:

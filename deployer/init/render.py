@@ -59,6 +59,8 @@ def secrets_of(det: Detection) -> list[Secret]:
         name = _env_secret(det, e)
         if name and name not in found:
             found[name] = Secret(name, f"{e.name} in the app's environment")
+    if det.db_service and roles_model(det) == "owner" and DB_APP_SECRET not in found:
+        found[DB_APP_SECRET] = Secret(DB_APP_SECRET, "the app role's password (db_app_role)")
     if det.db_service and DB_SUPERUSER_SECRET not in found:
         found[DB_SUPERUSER_SECRET] = Secret(DB_SUPERUSER_SECRET,
                                             "the PostgreSQL superuser's password")
@@ -77,6 +79,8 @@ def _env_secret(det: Detection, e: EnvVar) -> str | None:
         return DB_SUPERUSER_SECRET
     if e.name == _db_password_var(det):
         return DB_APP_SECRET
+    if e.name == "DATABASE_URL":
+        return None  # {{ db_url }}: built from db_app_password (or the superuser's)
     return _secret_name(e.name) if e.secret else None
 
 
@@ -114,7 +118,7 @@ def env_mapping(det: Detection) -> dict[str, tuple[str, str]]:
         det.base_image_arg: _j("base_image"),
         det.api_port_var: _j("api_port"),
         det.db_port_var: _j("pg_port"),
-        det.admin_user_var: _j("admin_user"),
+        det.admin_user_var: _j("admin_email"),
         _db_user_var(det): _j("db_app_role"),
         "POSTGRES_DB": _j("db_name"),
         "DB_NAME": _j("db_name"),
@@ -128,9 +132,7 @@ def env_mapping(det: Detection) -> dict[str, tuple[str, str]]:
         if secret:
             out[e.name] = (_j(f"secrets.{secret}"), "secret")
         elif e.name == "DATABASE_URL":
-            out[e.name] = ("postgresql://" + _j("db_app_role") + ":" +
-                           _j("secrets.db_app_password | urlencode") + "@127.0.0.1:" +
-                           _j("pg_port") + "/" + _j("db_name"), "")
+            out[e.name] = (_j("db_url"), "the role and password of db_roles")
         elif e.default is not None:
             out[e.name] = (e.default, "")
         else:
@@ -159,7 +161,7 @@ def checks(det: Detection) -> list[tuple[dict[str, Any], str]]:
         token = hashlib.sha256(f"deployer-init-csrf:{det.app_name}".encode()).hexdigest()[:32]
         common = {"method": "POST", "path": login.path + "?next=/admin/",
                   "headers": {"Cookie": f"csrftoken={token}"}}
-        form = {"csrfmiddlewaretoken": token, "username": _j("admin_user"),
+        form = {"csrfmiddlewaretoken": token, "username": _j("admin_email"),
                 "next": "/admin/"}
         result.append(({"name": "login_rejected", **common,
                         "form": form | {"password": "not-the-password"},
@@ -170,7 +172,7 @@ def checks(det: Detection) -> list[tuple[dict[str, Any], str]]:
                         "form": form | {"password": _j("secrets.admin_password")},
                         "expect_status": [302]}, "302 to /admin/ once logged in"))
     elif login.body_hint == "form":
-        form = {"username": _j("admin_user")}
+        form = {"username": _j("admin_email")}
         result.append(({"name": "login_rejected", "method": "POST", "path": login.path,
                         "form": form | {"password": "not-the-password"},
                         "expect_status": [400]},
@@ -181,7 +183,7 @@ def checks(det: Detection) -> list[tuple[dict[str, Any], str]]:
                         "expect_status": [200], "expect_json": {"token_type": "bearer"}},
                        ""))
     else:
-        body = {"email": _j("admin_user")}
+        body = {"email": _j("admin_email")}
         result.append(({"name": "login_rejected", "method": "POST", "path": login.path,
                         "json": body | {"password": "not-the-password"},
                         "expect_status": [401]},
@@ -245,17 +247,20 @@ def inventory_text(det: Detection, app_source: str) -> str:
     if det.tasks_service:
         var("tasks_service", det.tasks_service, "one-off commands run here")
     else:
-        lines.append("      # tasks_service: none found; one-off commands use `run --rm "
-                     f"{det.api_service or 'api'}`")
+        var("tasks_service", "", "none found: one-off commands use `run --rm --no-deps "
+            f"{det.api_service or 'api'}` (Compose v2; v1 needs a tasks service)")
     if det.prestart_service:
         var("prestart_service", det.prestart_service, "runs to completion before the api "
             "starts")
     if det.env_file_services:
         var("env_file_services", det.env_file_services, "read the .env with `env_file:`")
     section("images")
-    var("api_image", det.api_image or f"{name}-api:latest",
-        f"the compose default of {det.api_image_var}" if det.api_image_var else
-        "TODO: the image the api service runs")
+    var("api_image", "", "read from `docker compose config` on the host"
+        + (f" (compose default: {det.api_image})" if det.api_image else ""))
+    if det.app_imports:
+        var("app_imports", det.app_imports, "must import inside the new image")
+    else:
+        var("app_imports", "", "no Python entry point found: the import check is skipped")
     var("postgres_image", det.db_image or "postgres:16")
     var("base_image", "python:3.11-slim-bookworm" if det.base_image_arg else "",
         f"the {det.base_image_arg} build argument" if det.base_image_arg else "no base image "
@@ -278,6 +283,9 @@ def inventory_text(det: Detection, app_source: str) -> str:
         default = det.env_var(user_var).default if user_var and det.env_var(user_var) \
             else None
         var("db_app_role", default or f"{name.replace('-', '_')}_owner")
+        var("db_ui_role", "", "no read-only role")
+    var("db_extensions", det.db_extensions, "created by the superuser before the "
+        "migrations" if det.db_extensions else "")
     section("migrations and seed")
     var("migrate_tool", det.migrate_tool, "" if det.migrate_tool != "none" else
         "TODO: alembic, django, command or none")
@@ -285,11 +293,17 @@ def inventory_text(det: Detection, app_source: str) -> str:
         var("seed_command", det.seed_command)
         var("seed_mode", det.seed_mode or "create-only", "a guess from the seed's source: "
             "check it (docs/deploying.md, rotating the admin password)")
+        if det.seed_command != "python -m app.seed_admin":
+            var("admin_exists_sql", "", "no --resume check of the seed (it runs again)")
     else:
-        var("seed_command", "", "TODO: the command that creates the admin (none found)")
-    var("admin_user", _admin_user_default(det), "the seeded admin the login check uses")
+        var("seed_mode", "none", "TODO: no seed command found; the login check needs an "
+            "admin (seed_command)")
+    var("admin_email", _admin_user_default(det), "the seeded admin (its login name) the "
+        "checks use")
+    section("secrets this deployment needs besides postgres_password (values: secrets.env)")
+    var("app_secrets", [x.name for x in secrets_of(det) if x.name != DB_SUPERUSER_SECRET])
     section("environment of the stack (.env next to the compose files)")
-    env = env_mapping(det)
+    env = {"COMPOSE_PROJECT_NAME": (_j("compose_project"), "")} | env_mapping(det)
     if env:
         lines.append("      env:")
         for key, (value, comment) in env.items():
