@@ -72,6 +72,7 @@ def test_django_example(copy_example, capsys):
     assert env["DJANGO_SECRET_KEY"] == "{{ secrets.django_secret_key }}"
     assert env["DJANGO_SUPERUSER_PASSWORD"] == "{{ secrets.admin_password }}"
     assert env["WEB_PORT"] == "{{ api_port }}" and env["WEB_IMAGE"] == "{{ api_image }}"
+    assert env["WEB_HOST"] == "{{ api_host }}" and env["DB_HOST"] == "{{ db_host }}"
     # compose says ${DJANGO_SUPERUSER_EMAIL:-}; .env.example has the real value
     assert env["DJANGO_SUPERUSER_EMAIL"] == "admin@example.com"
     assert check(v, "health")["path"] == "/healthz/"
@@ -116,6 +117,7 @@ def test_fastapi_form_example(copy_example, capsys):
     assert env["POSTGRES_PASSWORD"] == "{{ secrets.postgres_password }}"
     # a lifetime is not a secret, though its name says TOKEN
     assert env["ACCESS_TOKEN_EXPIRE_MINUTES"] == "60"
+    assert env["POSTGRES_SERVER"] == "{{ db_host }}" and env["BACKEND_PORT"] == "{{ api_port }}"
     # values of .env.example that are secrets never reach the inventory
     assert "change-me" not in (app / "inventory.yml").read_text()
 
@@ -247,7 +249,9 @@ services:
   db:
     image: postgres:16
   api:
-    build: .
+    build:
+      context: .
+      args: ["PY_IMAGE=python:3.12-slim"]
     image: myapp:1
     command: ["sh", "-c", "touch {marker}"]
     environment:
@@ -261,6 +265,7 @@ services:
     v = inventory_vars(tmp_path / "inventory.yml")
     assert v["env"]["GREETING"] == "a: b\n  evil: [1]"
     assert "evil" not in v and v["api_port"] == 9000
+    assert "the PY_IMAGE build argument" in (tmp_path / "inventory.yml").read_text()
     assert not marker.exists()
     todos = (tmp_path / "inventory.yml").read_text()
     assert "migrate_tool: none" in todos and "TODO" in todos

@@ -251,7 +251,10 @@ def detect(app_dir: str) -> Detection:
              and _same_image(s, api)), None)
         if build_svc is not None:
             args = (build_svc.build or {}).get("args")
-            for arg in args if isinstance(args, dict) else []:
+            # a mapping, or a list of NAME=value / NAME
+            names = list(args) if isinstance(args, dict) else [
+                str(a).split("=", 1)[0] for a in args] if isinstance(args, list) else []
+            for arg in names:
                 if "IMAGE" in str(arg).upper() or str(arg).upper().endswith("BASE"):
                     det.base_image_arg = str(arg)
         elif not api.build:

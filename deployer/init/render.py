@@ -124,6 +124,11 @@ def env_mapping(det: Detection) -> dict[str, tuple[str, str]]:
         "DB_NAME": _j("db_name"),
         "POSTGRES_USER": _j("db_superuser"),
     }
+    for host_var in ("POSTGRES_SERVER", "POSTGRES_HOST", "DB_HOST", "DATABASE_HOST"):
+        fixed[host_var] = _j("db_host")
+    if det.api_port_var and det.api_port_var.endswith("PORT"):
+        # WEB_PORT -> WEB_HOST: the address the app binds, next to its port
+        fixed[det.api_port_var[:-4] + "HOST"] = _j("api_host")
     for e in det.env:
         if e.name in fixed and e.name:
             out[e.name] = (fixed[e.name], "")
