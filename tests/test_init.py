@@ -63,6 +63,7 @@ def test_django_example(copy_example, capsys):
     assert v["db_name"] == "site" and v["db_roles"] == "owner"
     assert v["seed_command"] == "python manage.py ensure_superuser"
     assert v["seed_mode"] == "create-only"
+    assert v["seed_update_command"] == "python manage.py set_superuser_password"
     assert v["app_source"] == "."
     assert v["app_imports"] == "mysite.wsgi"
     assert set(v["app_secrets"]) == {"django_secret_key", "admin_password", "db_app_password"}
@@ -101,7 +102,7 @@ def test_fastapi_form_example(copy_example, capsys):
     assert v["api_port"] == 8200 and v["api_image"] == ""
     assert v["app_imports"] == "app.main" and v["db_extensions"] == ["uuid-ossp"]
     assert v["seed_command"] == "python -m app.initial_data"
-    assert v["seed_mode"] == "create-only"
+    assert v["seed_mode"] == "create-only" and "seed_update_command" not in v
     assert v["admin_email"] == "admin@example.com"
     health = check(v, "health")
     assert health["path"] == "/api/v1/utils/health-check/"

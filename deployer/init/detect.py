@@ -69,6 +69,7 @@ class Detection:
     admin_password_var: str | None = None
     seed_command: str | None = None
     seed_mode: str | None = None  # create-only | create-or-update
+    seed_update_command: str | None = None  # create-only: sets the admin's password
     env: list[EnvVar] = field(default_factory=list)
     env_file_services: list[str] = field(default_factory=list)
     app_imports: str = ""  # modules the image must import (from its start command)
@@ -189,6 +190,16 @@ def _seed(app_dir: str, migrate_tool: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _django_password_command(app_dir: str) -> str | None:
+    """A management command that sets the superuser's password (rotation)."""
+    for rel in source_files(app_dir):
+        parts = rel.split(os.sep)
+        if len(parts) >= 3 and parts[-3:-1] == ["management", "commands"] and \
+                "password" in parts[-1] and "superuser" in parts[-1]:
+            return f"python manage.py {parts[-1][:-3]}"
+    return None
+
+
 def _seed_mode(app_dir: str, rel: str) -> str:
     text = open(os.path.join(app_dir, rel), encoding="utf-8", errors="replace").read()
     # A seed that updates an existing user reports it ("updated"); a create-only one
@@ -296,6 +307,8 @@ def detect(app_dir: str) -> Detection:
              f"({det.login.file}:{det.login.line}) is not a literal; check the path")
 
     det.seed_command, det.seed_mode = _seed(app_dir, det.migrate_tool)
+    if det.seed_mode == "create-only" and det.migrate_tool == "django":
+        det.seed_update_command = _django_password_command(app_dir)
     det.db_extensions = _extensions(app_dir)
     api_cmd = project.services[det.api_service].command if det.api_service else None
     det.app_imports = _imports(str(api_cmd or dockerfile.cmd or ""))

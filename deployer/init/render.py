@@ -298,6 +298,9 @@ def inventory_text(det: Detection, app_source: str) -> str:
         var("seed_command", det.seed_command)
         var("seed_mode", det.seed_mode or "create-only", "a guess from the seed's source: "
             "check it (docs/deploying.md, rotating the admin password)")
+        if det.seed_update_command:
+            var("seed_update_command", det.seed_update_command, "restart: sets the admin's "
+                "password from the current secret")
         if det.seed_command != "python -m app.seed_admin":
             var("admin_exists_sql", "", "no --resume check of the seed (it runs again)")
     else:
