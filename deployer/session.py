@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployer.appsecrets import with_app_secrets
 from deployer.inventory import Inventory, load_inventory
 from deployer.models import Host, Runbook
 from deployer.planner import Plan, build_plan, compute_digests
@@ -75,6 +76,7 @@ def load_session(runbook: str, project_dir: str = ".", inventory_path: str | Non
     inv = load_inventory(inventory_path, project_dir)
     hosts = inv.resolve(host)
     variables = {h.name: merge_vars(rb, h, list(vars_files), list(cli_vars)) for h in hosts}
+    rb.secrets = with_app_secrets(rb.secrets, variables.values())
     if placeholder:
         secrets = placeholder_secrets(rb.secrets)
     else:

@@ -111,6 +111,20 @@ def _env_value(value: Any, name: str = "value") -> str:
     return text
 
 
+def _env_quote(value: Any, name: str = "value", compose: Any = None) -> str:
+    """``value`` for an env-file line of the Compose flavour ``compose`` (the
+    ``env_quote`` filter; rules in ``deployer.envfile``)."""
+    from deployer.envfile import EnvValueError, env_quote
+
+    if isinstance(value, jinja2.Undefined):
+        str(value)
+    try:
+        return env_quote(value, name, None if isinstance(compose, jinja2.Undefined)
+                         else compose)
+    except EnvValueError as exc:
+        raise TemplateValueError(str(exc), exc.hint) from None
+
+
 _ENVS: dict[str, jinja2.Environment] = {}
 
 
@@ -130,6 +144,7 @@ def environment(project_dir: str = ".") -> SandboxedEnvironment:
         env.add_filter("quote", _quote)
         env.add_filter("to_json", _to_json)
         env.add_filter("env_value", _env_value)
+        env.add_filter("env_quote", _env_quote)
         _ENVS[key] = env
     return env
 

@@ -20,6 +20,7 @@ from deployer.httpcheck import (
     evaluate,
     json_mismatch,
     parse_curl,
+    parse_failure,
     remote_curl,
     send_local,
 )
@@ -125,7 +126,8 @@ def test_login_route_accepts_401_but_404_fails(server: str, send) -> None:
     missing = HttpCheck("POST", server + "/api/v1/auth/logn", json_body={},
                         expect_status=(200, 401))
     assert evaluate(missing, send(missing)) == (
-        False, 'expected status 200|401, got 404: {"detail":"Not Found"}')
+        False, f"check http failed (wrong-status): POST {server}/api/v1/auth/logn [json] -> "
+               'expected status 200|401, got 404: {"detail":"Not Found"}')
 
 
 def test_headers_and_body_arrive_intact(server: str, send) -> None:
@@ -150,7 +152,13 @@ def test_redirect_is_not_followed(server: str, send) -> None:
     response = send(check)
     assert response.status == 302
     assert response.headers["location"] == "/health"
-    assert evaluate(check, response) == (False, "expected status 200, got 302: (empty body)")
+    ok, message = evaluate(check, response)
+    assert not ok and message == (f"check http failed (redirect): GET {server}/redirect [none] "
+                                  "-> expected status 200, got 302 (Location: /health): "
+                                  "(empty body)")
+    report = parse_failure(message)
+    assert report is not None and (report.mismatch, report.status, report.location) == (
+        "redirect", 302, "/health")
 
 
 def test_head_request(server: str, send) -> None:
@@ -165,7 +173,8 @@ def test_connection_refused_is_an_answer_not_an_exception(send) -> None:
     assert response.status == 0
     ok, message = evaluate(check, response)
     assert not ok
-    assert message.startswith(f"GET {check.url}: cannot connect")
+    assert message.startswith(f"check http failed (connection-refused): GET {check.url} "
+                              "[none] -> cannot connect")
 
 
 def test_timeout(server: str, send) -> None:
@@ -218,39 +227,57 @@ def resp(status: int = 200, body: str = "", error: str | None = None) -> HttpRes
 @pytest.mark.parametrize("check, response, expected", [
     (HttpCheck("GET", "http://x/"), resp(200, "ok"), (True, "status 200")),
     (HttpCheck("GET", "http://x/"), resp(500, "boom"),
-     (False, "expected status 200, got 500: boom")),
+     (False, "wrong-status", "expected status 200, got 500: boom")),
     (HttpCheck("GET", "http://x/", expect_status=(200, 401)), resp(401),
      (True, "status 401")),
     (HttpCheck("GET", "http://x/", expect_status=(200, 401)), resp(404, '{"detail":"Not Found"}'),
-     (False, 'expected status 200|401, got 404: {"detail":"Not Found"}')),
-    (HttpCheck("GET", "http://x/"), resp(503, ""), (False, "expected status 200, got 503: "
-                                                           "(empty body)")),
+     (False, "wrong-status", 'expected status 200|401, got 404: {"detail":"Not Found"}')),
+    (HttpCheck("GET", "http://x/"), resp(503, ""),
+     (False, "wrong-status", "expected status 200, got 503: (empty body)")),
     (HttpCheck("GET", "http://x/"), resp(500, "a\n  b\tc"),
-     (False, "expected status 200, got 500: a b c")),
+     (False, "wrong-status", "expected status 200, got 500: a b c")),
     (HttpCheck("GET", "http://x/"), resp(500, "y" * 400),
-     (False, "expected status 200, got 500: " + "y" * 300 + "…")),
+     (False, "wrong-status", "expected status 200, got 500: " + "y" * 300 + "…")),
     (HttpCheck("GET", "http://x/h"), resp(0, error="cannot connect: refused"),
-     (False, "GET http://x/h: cannot connect: refused")),
+     (False, "connection-refused", "cannot connect: refused")),
+    (HttpCheck("GET", "http://x/"), resp(0, error="no answer within 5s"),
+     (False, "timeout", "no answer within 5s")),
     (HttpCheck("GET", "http://x/", expect_json={"status": "ok"}), resp(200, '{"status":"ok"}'),
      (True, "status 200, JSON matched")),
     (HttpCheck("GET", "http://x/", expect_json={"status": "ok"}), resp(200, "<html>"),
-     (False, "expected a JSON body, got: <html>")),
+     (False, "wrong-body", "status 200, expected a JSON body, got: <html>")),
     (HttpCheck("GET", "http://x/", expect_json={"status": "ok"}),
      resp(200, '{"status":"degraded"}'),
-     (False, 'JSON does not match at $.status: expected "ok", got "degraded"')),
+     (False, "wrong-body", 'status 200, JSON does not match at $.status: expected "ok", '
+                           'got "degraded": {"status":"degraded"}')),
+    (HttpCheck("GET", "http://x/", expect_json={"status": "healthy"}), resp(200, "true"),
+     (False, "wrong-body", 'status 200, JSON does not match at $: expected an object, '
+                           'got true: true')),
     (HttpCheck("GET", "http://x/", expect_json={"status": "ok"}), resp(500, '{"status":"ok"}'),
-     (False, 'expected status 200, got 500: {"status":"ok"}')),
+     (False, "wrong-status", 'expected status 200, got 500: {"status":"ok"}')),
     (HttpCheck("GET", "http://x/", body_contains="healthy"), resp(200, "all healthy"),
      (True, 'status 200, body contains "healthy"')),
     (HttpCheck("GET", "http://x/", body_contains="healthy"), resp(200, "down"),
-     (False, 'expected body to contain "healthy", got: down')),
+     (False, "wrong-body", 'status 200, expected body to contain "healthy", got: down')),
     (HttpCheck("GET", "http://x/", expect_json={"a": 1}, body_contains="b"),
      resp(200, '{"a": 1, "b": 2}'), (True, 'status 200, JSON matched, body contains "b"')),
     (HttpCheck("GET", "http://x/", expect_json={"a": 1}, body_contains="zzz"),
-     resp(200, '{"a": 1}'), (False, 'expected body to contain "zzz", got: {"a": 1}')),
+     resp(200, '{"a": 1}'),
+     (False, "wrong-body", 'status 200, expected body to contain "zzz", got: {"a":1}')),
 ])
 def test_evaluate(check: HttpCheck, response: HttpResponse, expected) -> None:
-    assert evaluate(check, response) == expected
+    if expected[0]:
+        assert evaluate(check, response) == expected
+        return
+    _, kind, detail = expected
+    ok, message = evaluate(check, response)
+    assert not ok
+    assert message == f"check http failed ({kind}): {check.method} {check.url} [none] -> {detail}"
+    report = parse_failure(message)
+    assert report is not None
+    assert (report.check, report.mismatch, report.method, report.url, report.detail) == (
+        "http", kind, check.method, check.url, detail)
+    assert report.status == response.status
 
 
 @pytest.mark.parametrize("expected, actual, mismatch", [
