@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 from deployer import shipped
+from deployer.appsecrets import with_app_secrets
 from deployer.errors import DeployerError, InputError, Problem
 from deployer.inventory import DEFAULT_INVENTORY, Inventory, load_inventory
 from deployer.models import IRREVERSIBLE, Runbook, Step, StepBody
@@ -178,10 +179,11 @@ def render_problems(runbook: Runbook, inventory: Inventory, project_dir: str) ->
     vars is the usual cause).
     """
     found: dict[Problem, list[str]] = {}
-    secrets = placeholder_secrets(runbook.secrets)
     hosts = list(inventory.hosts.values())
     for host in hosts:
         variables = merge_vars(runbook, host, [], [])
+        # the names in the host's var app_secrets count as declared, as in plan and run
+        secrets = placeholder_secrets(with_app_secrets(runbook.secrets, [variables]))
         try:
             render_description(runbook, host, variables, secrets, project_dir)
         except InputError as exc:

@@ -148,7 +148,9 @@ def test_generated_inventory_validates(copy_example, capsys, name):
     assert cli(capsys, "init")[0] == 0
     code, out, err = cli(capsys, "validate")
     assert code == 0, err
-    assert "ok: runbooks and inventory are valid" in out
+    assert "error:" not in out + err
+    # db_roles: none leaves the roles step skipped; validate may warn about its secret
+    assert "ok: runbooks and inventory are valid" in out or "0 errors" in out + err
 
 
 @pytest.mark.parametrize("name", ["django", "fastapi-form"])
