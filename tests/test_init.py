@@ -323,3 +323,14 @@ def test_prefix_from_a_setting_is_a_todo(tmp_path):
     det = detect(str(tmp_path))
     assert det.health is not None and not det.health.certain
     assert any("not a literal" in t for t in det.todos)
+
+
+def test_build_on_another_service_is_a_todo(tmp_path):
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  db: {image: 'postgres:16'}\n"
+        "  prestart: {build: ., image: 'a:1', command: [alembic, upgrade, head]}\n"
+        "  api: {image: 'a:1', depends_on: {prestart: "
+        "{condition: service_completed_successfully}}}\n")
+    det = detect(str(tmp_path))
+    assert det.api_service == "api" and det.prestart_service == "prestart"
+    assert any("move `build:` to `api`" in t for t in det.todos), det.todos

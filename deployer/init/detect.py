@@ -268,7 +268,10 @@ def detect(app_dir: str) -> Detection:
             for arg in names:
                 if "IMAGE" in str(arg).upper() or str(arg).upper().endswith("BASE"):
                     det.base_image_arg = str(arg)
-        elif not api.build:
+        if build_svc is not None and build_svc is not api:
+            todo(f"build: `{build_svc.name}` builds the image `{api.name}` runs; deployer "
+                 f"builds api_service: move `build:` to `{api.name}`")
+        elif build_svc is None:
             todo(f"build: no service builds the image of `{api.name}`")
         det.api_port_var, det.api_port = _port_of(api, dockerfile)
         if det.api_port is None:
