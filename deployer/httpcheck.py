@@ -56,6 +56,11 @@ MISMATCHES = ("wrong-status", "wrong-body", "redirect", "connection-refused", "t
 # keys whose values a failure excerpt hides (a login's answer may carry a token)
 _SECRET_KEY = re.compile(r"token|passw|secret|session|cookie|api[_-]?key|authorization"
                          r"|credential", re.I)
+_NOT_SECRET = re.compile(r"(type|expires?|expiry|ttl|_in|_at)$", re.I)  # token_type, ...
+
+
+def _secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key)) and not _NOT_SECRET.search(key)
 FRAME = "@@deployer-http"
 USER_AGENT = f"deployer/{__version__}"
 
@@ -371,7 +376,7 @@ def _snippet(body: str) -> str:
 
 def _hide_secret_values(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: "***" if isinstance(k, str) and _SECRET_KEY.search(k)
+        return {k: "***" if isinstance(k, str) and _secret_key(k)
                 and isinstance(v, (str, int, float)) else _hide_secret_values(v)
                 for k, v in value.items()}
     if isinstance(value, list):
@@ -524,7 +529,7 @@ def _hide_in_mismatch(where: str) -> str:
     # stays out of the report like it does in the excerpt
     path, _, rest = where.partition(": ")
     last = path.rsplit(".", 1)[-1]
-    if _SECRET_KEY.search(last) and ", got " in rest:
+    if _secret_key(last) and ", got " in rest:
         return f"{path}: {rest.split(', got ', 1)[0]}, got ***"
     return where
 

@@ -185,6 +185,13 @@ def render_problems(runbook: Runbook, inventory: Inventory, project_dir: str) ->
         # the names in the host's var app_secrets count as declared, as in plan and run
         secrets = placeholder_secrets(with_app_secrets(runbook.secrets, [variables]))
         try:
+            names = with_app_secrets(runbook.secrets, [variables])
+        except InputError as exc:
+            for p in exc.problems:
+                found.setdefault(p, []).append(host.name)
+            continue
+        secrets = placeholder_secrets(names)
+        try:
             render_description(runbook, host, variables, secrets, project_dir)
         except InputError as exc:
             for p in exc.problems:

@@ -62,9 +62,17 @@ SHIPPED_SECRETS = {"postgres_password": "pg-Super-7f3a9c1e", "db_app_password": 
                    "jwt_secret": "jwt-Sign-Key-9a8b7c6d"}
 
 
-@pytest.mark.parametrize("bad", ["adm$in-Pass-77", "it's-a-pass", "has space-99",
-                                 "hash#tag-1234"])
-def test_env_file_refuses_a_secret_compose_would_read_differently(bad: str) -> None:
+# Compose v2 (the default until the host says otherwise) reads single-quoted values
+# literally, so only a single quote or a line break is refused there; on v1 anything not
+# bare is (docs/deploying.md, "Quoting").
+@pytest.mark.parametrize("bad, flavour, says", [
+    ("it's-a-pass", "docker compose", "holds a single quote"),
+    ("adm$in-Pass-77", "docker-compose", "Compose v1 reads differently from v2"),
+    ("has space-99", "docker-compose", "Compose v1 reads differently from v2"),
+    ("hash#tag-1234", "docker-compose", "Compose v1 reads differently from v2"),
+])
+def test_env_file_refuses_a_secret_compose_would_read_differently(
+        bad: str, flavour: str, says: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYER_SECRET_")}
     env.update({f"DEPLOYER_SECRET_{k.upper()}": v for k, v in SHIPPED_SECRETS.items()})
     env["DEPLOYER_SECRET_ADMIN_PASSWORD"] = bad
@@ -72,10 +80,11 @@ def test_env_file_refuses_a_secret_compose_would_read_differently(bad: str) -> N
     # every step with the real secrets first and refuses before connecting.
     r = subprocess.run([sys.executable, "-m", "deployer.cli.main", "-C", str(ROOT), "-i",
                         str(ROOT / "inventory.example.yml"), "run", "first-time", "--host",
-                        "vps", "--yes"], capture_output=True, text=True, env=env, timeout=60)
+                        "vps", "--yes", "--var", f"compose_command={flavour}"],
+                       capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "step `code.env_file`" in r.stderr and "secret admin_password contains" in r.stderr
-    assert "Compose v1 and v2" in r.stderr and "Traceback" not in r.stderr
+    assert "step `code.env_file`" in r.stderr and "env.ADMIN_PASSWORD" in r.stderr
+    assert says in r.stderr and "Traceback" not in r.stderr
     assert bad not in r.stdout + r.stderr
 
 

@@ -17,7 +17,10 @@ import pytest
 from deployer.commands import HttpCheck
 from deployer.httpcheck import (
     HttpResponse,
+    NamedCheck,
     evaluate,
+    excerpt,
+    failure,
     json_mismatch,
     parse_curl,
     parse_failure,
@@ -26,6 +29,9 @@ from deployer.httpcheck import (
 )
 
 SECRET = 'tok"en\\with $pecial\'s'
+
+
+HITS: dict[str, int] = {}  # requests seen per path (the attempt tests count them)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -49,6 +55,18 @@ class Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         data = self.rfile.read(length) if length else b""
+        HITS[self.path] = HITS.get(self.path, 0) + 1
+        if self.path.startswith("/warming/"):
+            # two different answers while starting, then healthy
+            n = HITS[self.path]
+            if n <= 2:
+                self._reply(500, f"starting {n}".encode(), "text/plain")
+            else:
+                self._reply(200, b'{"status": "healthy"}')
+            return
+        if self.path.startswith("/unavailable/"):
+            self._reply(503, b"upstream not ready", "text/plain")
+            return
         if self.path == "/health":
             self._reply(200, b'{"status": "healthy", "db": {"ok": true, "latency": 1.0}}')
         elif self.path == "/api/v1/auth/login":
@@ -304,3 +322,95 @@ def test_evaluate(check: HttpCheck, response: HttpResponse, expected) -> None:
 ])
 def test_json_mismatch(expected, actual, mismatch) -> None:
     assert json_mismatch(expected, actual) == mismatch
+
+
+# -- a series' checks: attempts of their own, early stop, reports --------------------
+
+def named(url: str, **kw) -> NamedCheck:
+    return NamedCheck("GET", url, name=kw.pop("name", "c"), **kw)
+
+
+@pytest.fixture(params=sorted(SENDERS))
+def send_nosleep(request, monkeypatch):
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    if request.param == "local":
+        return lambda check: send_local(check, sleep=lambda s: None)
+    return SENDERS[request.param]
+
+
+def test_the_same_answer_twice_stops_the_attempts(server: str, send_nosleep) -> None:
+    path = f"/no-such-route/{id(send_nosleep)}"
+    check = named(server + path, expect_status=(401,), retries=20, delay=0.01)
+    response = send_nosleep(check)
+    assert response.status == 404 and response.same_twice
+    assert response.attempts == 2 and HITS[path] == 2
+    ok, message = evaluate(check, response)
+    assert not ok and message.endswith("[attempt 2, same answer twice]")
+    report = parse_failure(message)
+    assert report is not None and (report.attempts, report.same_twice) == (2, True)
+
+
+def test_different_answers_keep_trying_until_it_passes(server: str, send_nosleep) -> None:
+    path = f"/warming/{id(send_nosleep)}"
+    check = named(server + path, expect_json={"status": "healthy"}, retries=5, delay=0.01)
+    response = send_nosleep(check)
+    assert evaluate(check, response) == (True, "check c: status 200, JSON matched")
+    assert response.attempts == 3 and HITS[path] == 3
+
+
+def test_503_is_not_deterministic_and_uses_every_attempt(server: str, send_nosleep) -> None:
+    path = f"/unavailable/{id(send_nosleep)}"
+    check = named(server + path, retries=3, delay=0.01)
+    response = send_nosleep(check)
+    assert response.status == 503 and response.attempts == 4 and not response.same_twice
+    assert HITS[path] == 4
+
+
+def test_connection_refused_is_retried_and_reported(send_nosleep) -> None:
+    check = named(f"http://127.0.0.1:{closed_port()}/health", retries=2, delay=0.01,
+                  name="health")
+    response = send_nosleep(check)
+    assert response.attempts == 3 and response.status == 0
+    report = failure(check, response)
+    assert report is not None and report.mismatch == "connection-refused"
+    assert report.to_dict()["check"] == "health"
+
+
+def test_body_contains_is_judged_on_the_host_too(server: str) -> None:
+    check = named(server + "/health", body_contains="healthy", retries=3, delay=0.01)
+    response = via_curl(check)
+    assert response.attempts == 1 and evaluate(check, response)[0]
+    wrong = named(server + "/health", body_contains="nope", retries=3, delay=0.01)
+    response = via_curl(wrong)
+    assert response.attempts == 2 and response.same_twice
+
+
+def test_form_body_and_report_of_a_wrong_body(server: str, send) -> None:
+    check = NamedCheck("POST", server + "/echo", name="login",
+                       headers={"Content-Type": "application/x-www-form-urlencoded"},
+                       body="username=a%40b&password=pw-secret", body_kind="form",
+                       expect_json={"ctype": "application/json"})
+    response = send(check)
+    assert json.loads(response.body)["body"] == "username=a%40b&password=pw-secret"
+    ok, message = evaluate(check, response)
+    assert not ok and message.startswith(
+        f"check login failed (wrong-body): POST {server}/echo [form] -> status 200, JSON "
+        "does not match at $.ctype")
+    report = parse_failure(message)
+    assert report is not None and report.body_kind == "form" and report.status == 200
+
+
+@pytest.mark.parametrize("body, hidden, kept", [
+    ('{"access_token": "eyJabc.def", "token_type": "bearer"}', "eyJabc.def", "bearer"),
+    ('{"user": {"password": "hunter22"}, "id": 3}', "hunter22", '"id":3'),
+    ("error: password=hunter22 for user bob", "hunter22", "user bob"),
+    ('<html>session_id: "s3cr3tvalue"</html>', "s3cr3tvalue", "<html>"),
+])
+def test_excerpts_hide_values_of_secret_looking_keys(body: str, hidden: str, kept: str) -> None:
+    text = excerpt(body)
+    assert hidden not in text and kept in text and "***" in text
+
+
+def test_named_check_display_names_it() -> None:
+    check = named("http://x/h", retries=3, delay=2)
+    assert check.display().startswith("check c, 3 retries every 2s: GET http://x/h")

@@ -134,6 +134,13 @@ def doctor(ctx: click.Context, host: str | None, cli_vars: tuple[str, ...],
     combined = Runbook(name="doctor", path="")
     for rb in loaded:
         combined.vars.update(rb.vars)
+    from deployer.appsecrets import with_app_secrets
+
+    secret_names = with_app_secrets(secret_names, [
+        merge_vars(combined, target, vars_files, cli_vars) for target in hosts])
+    for rb in loaded:
+        rb.secrets = with_app_secrets(rb.secrets, [
+            merge_vars(rb, target, vars_files, cli_vars) for target in hosts])
     examples, _ = _example_env(opts.project_dir, example_env)
     secrets = _resolve_each(secret_names + ["sudo_password"], inventory, secrets_file)
 

@@ -864,13 +864,16 @@ def rendered_database_urls(runbook: Any, host: Any, variables: Mapping[str, Any]
     templates/env.j2 from var ``db_driver``. A step that cannot be rendered is skipped:
     ``deployer plan`` is the place that reports it. The URLs hold secrets: callers show
     only their scheme."""
+    from deployer.appsecrets import with_app_secrets
     from deployer.commands import RemoteCommand, Upload
     from deployer.errors import DeployerError
     from deployer.planner import render_step
     from deployer.secrets import placeholder_secrets
     from deployer.templating import make_context
 
-    values = placeholder_secrets(getattr(runbook, "secrets", ()))
+    # the runbook's own names plus the var app_secrets (what a run would fetch)
+    values = placeholder_secrets(with_app_secrets(getattr(runbook, "secrets", ()),
+                                                  [dict(variables)]))
     values.update({k: v for k, v in secrets.items() if k in values})
     found: list[tuple[str, str]] = []
     for index, step in enumerate(getattr(runbook, "steps", ()), start=1):

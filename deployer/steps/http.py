@@ -236,7 +236,24 @@ def validate(body: StepBody, step: Step) -> list[tuple[str, str]]:
 KIND = StepKind(
     name="http",
     doc="Send one HTTP request (from here or from the host) and check status, JSON "
-        "subset and/or body text; use `retries`/`delay` to wait for it to pass.",
+        "subset and/or body text; use `retries`/`delay` to wait for it to pass.\n\n"
+        "**A series of checks** (how a runbook iterates over a list given as data): "
+        "`checks: [...]` in the step, or `checks_var: NAME` naming a variable that holds "
+        "the list (the shipped runbooks use `checks_var: checks`, so the inventory's "
+        "`checks:` decides). Each item is one request: the fields above plus `name` "
+        "(required), `path` (appended to `base_url`) or `url`, `form` (a mapping sent "
+        "`application/x-www-form-urlencoded`; at most one of `json`, `form`, `body`), "
+        "`from` (`host`, the default, or `local`), `retries` (default 0) and `delay` "
+        "(default 2). They run in order and the first failing check fails the step. Each "
+        "check's attempts are its own: an answer seen twice in a row (same status, same "
+        "body) ends them early, since more would only repeat it; connection failures, "
+        "timeouts and 502/503/504 use every attempt. From the host, the attempts loop "
+        "judges the status and `body_contains`; `expect_json` is judged once the status "
+        "is accepted. A failure is one line, `check NAME failed (KIND): METHOD URL "
+        "[BODY-KIND] -> DETAIL`, KIND one of wrong-status, wrong-body, redirect, "
+        "connection-refused, timeout, error; `deployer.httpcheck.parse_failure` turns it "
+        "back into data (docs/deploying.md, \"Verification checks\"). Leave the step's "
+        "own `retries` at 0 with a series: they would repeat every check.",
     fields=FIELDS,
     build=build,
     validate=validate,

@@ -55,7 +55,7 @@ def test_failed_restart_puts_the_previous_image_back_before_the_downgrade(
     r = cli.run("run", "restart", "--host", "sandbox", "--var", source_var(app_copy))
     assert r.returncode == 1, r.describe()
     steps = steps_by_id(cli.new_record(before))
-    assert steps["verify.login_rejected"]["state"] == "failed"
+    assert steps["verify.checks"]["state"] == "failed"
     assert steps["up"]["state"] == "rolled_back", steps["up"]
     assert steps["migrate"]["state"] == "rolled_back", steps["migrate"]
     undo_tail = "\n".join(steps["up"]["rollback"]["tail"])
@@ -82,7 +82,7 @@ def test_failed_first_time_leaves_no_api_serving(cli: Cli, sandbox: Sandbox,
     # exit 3: first-time's rollback stops at its irreversible roles step
     assert r.returncode == 3, r.describe()
     steps = steps_by_id(cli.new_record(before))
-    assert steps["verify.login_rejected"]["state"] == "failed"
+    assert steps["verify.checks"]["state"] == "failed"
     assert steps["up"]["state"] == "rolled_back", steps["up"]
     assert steps["migrate"]["state"] == "rolled_back", steps["migrate"]
     assert "stopped api: it was not running before" in "\n".join(

@@ -67,8 +67,8 @@ def test_failed_release_ends_on_the_old_image_and_the_old_env(
                 "--var", "log_level=debug")
     assert r.returncode == 1, r.describe()
     states = {s["id"]: s["state"] for s in cli.new_record(before)["steps"]}
-    assert states["verify.login_rejected"] == "failed", states
-    for step in ("up", "build", "code.env_file", "code.sync", "previous_image"):
+    assert states["verify.checks"] == "failed", states
+    for step in ("up", "build", "code.env_file", "code.sync", "api_recreate"):
         assert states[step] == "rolled_back", (step, states)
 
     assert_serving(sandbox)
@@ -210,9 +210,9 @@ def test_failed_rotation_puts_the_old_role_passwords_back(
         for value in rotated.values():
             assert value not in r.output
         states = {s["id"]: s["state"] for s in cli.new_record(before)["steps"]}
-        assert states["verify.login_rejected"] == "failed", states
+        assert states["verify.checks"] == "failed", states
         assert states["seed_admin"] == "ok", states
-        for step in ("roles", "code.env_file", "previous_image"):
+        for step in ("roles", "code.env_file", "api_recreate"):
             assert states[step] == "rolled_back", (step, states)
 
         # the roles answer to their old passwords again, not to the rotated ones
