@@ -182,8 +182,6 @@ def render_problems(runbook: Runbook, inventory: Inventory, project_dir: str) ->
     hosts = list(inventory.hosts.values())
     for host in hosts:
         variables = merge_vars(runbook, host, [], [])
-        # the names in the host's var app_secrets count as declared, as in plan and run
-        secrets = placeholder_secrets(with_app_secrets(runbook.secrets, [variables]))
         try:
             names = with_app_secrets(runbook.secrets, [variables])
         except InputError as exc:
