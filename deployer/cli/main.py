@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "status": "deployer.cli.status:status",
     "runbooks": "deployer.cli.runbooks:runbooks",
     "releases": "deployer.cli.releases:releases",
+    "init": "deployer.cli.init:init",
 }
 
 # One-line summaries so `deployer --help` can list commands without importing them.
@@ -60,6 +61,7 @@ SUMMARIES: dict[str, str] = {
     "status": "Show what runs on a host, its health, the lock and the last run.",
     "runbooks": "List the runbooks and templates: the project's and the packaged ones.",
     "releases": "List the releases recorded on a host (every successful deploy).",
+    "init": "Inspect an app and write a starting inventory for the shipped runbooks.",
 }
 
 # Examples for commands whose module gives none, so every `--help` shows one.

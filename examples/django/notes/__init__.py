@@ -1,0 +1,1 @@
+"""The notes app: one model (Note), shown on / and editable in the admin."""

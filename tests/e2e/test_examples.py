@@ -1,0 +1,270 @@
+"""The two new example apps (examples/django, examples/fastapi-form), deployed to the
+sandbox VPS with the shipped runbooks through the real CLI.
+
+Each app's inventory is what `deployer init` writes for it; the test changes only
+inventory variables: the host connection, and the names and ports that keep this
+checkout's deployment apart from every other (project, directories, image tag, ports),
+plus the sandbox's locally built base images. Then, per app, in order:
+
+1. `first-time`: health, the wrong login refused, the admin's login accepted;
+2. `restart` with a code change (the version): the new version answers;
+3. `restart` with a migration that fails half-way: the run rolls back, the previous
+   version still serves on the previous schema.
+
+Compose v2 only (Django's one-off commands run in `web`, fastapi-form uses depends_on
+conditions): these tests are not in the compose_v1 pass.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets as random_secrets
+import shlex
+import shutil
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deployer.steps.compose import backup_tag
+from tests.e2e.conftest import ROOT, Cli, Result, Sandbox, _deployer_executable, wait_for
+
+pytestmark = pytest.mark.e2e
+
+# Offsets from the sandbox's own (per-checkout) api port: other checkouts' sandboxes
+# have other base ports, so these stay theirs alone. Below the ephemeral range.
+PORTS = {"django": (1000, 3000), "fastapi-form": (2000, 4000)}
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def request(url: str, method: str = "GET", form: dict[str, str] | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
+    """One request to the sandbox (loopback only, no proxy, redirects not followed)."""
+    assert url.startswith("http://127."), url
+    data = urllib.parse.urlencode(form).encode() if form is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect)
+    try:
+        with opener.open(req, timeout=10) as resp:
+            return resp.status, resp.read().decode(), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), dict(exc.headers)
+    except urllib.error.URLError as exc:
+        return 0, str(exc.reason), {}
+
+
+@dataclass
+class Example:
+    name: str
+    source: Path  # the working copy the runbooks sync (tests edit it)
+    project: Path
+    cli: Cli
+    vars: dict[str, Any]
+    secrets: dict[str, str]
+    sandbox: Sandbox
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.vars['api_port']}"
+
+    def run(self, runbook: str) -> Result:
+        return self.cli.run("run", runbook, "--host", "sandbox", "--yes")
+
+    def compose(self, args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        files = " ".join(f"-f {shlex.quote(f)}" for f in self.vars["compose_files"])
+        return self.sandbox.ssh(f"cd {shlex.quote(self.vars['app_dir'])} && docker compose "
+                                f"{files} -p {shlex.quote(self.vars['compose_project'])} "
+                                f"{args}", check=check, timeout=300)
+
+    def remove(self) -> None:
+        """Everything this example's deployment left on the sandbox."""
+        v = self.vars
+        label = f"com.docker.compose.project={v['compose_project']}"
+        paths = " ".join(shlex.quote(p) for p in (v["app_dir"], v["app_dir"] +
+                                                   ".deployer-prev", v["backup_dir"]))
+        self.sandbox.ssh(
+            f"docker ps -aq --filter label={label} | xargs -r docker rm -f >/dev/null\n"
+            f"docker volume ls -q --filter label={label} | xargs -r docker volume rm "
+            ">/dev/null\n"
+            f"docker image rm -f {shlex.quote(v['api_image'])} "
+            f"{shlex.quote(backup_tag(v['api_image']))} >/dev/null 2>&1 || true\n"
+            f"rm -rf {paths}\n", timeout=300)
+
+
+def make_example(name: str, sandbox: Sandbox, tmp: Path) -> Example:
+    source = tmp / "src" / name
+    shutil.copytree(ROOT / "examples" / name, source,
+                    ignore=shutil.ignore_patterns("__pycache__", ".ruff_cache", ".env",
+                                                  "staticfiles"))
+    project = tmp / "project"
+    project.mkdir()
+    (project / "runbooks").symlink_to(ROOT / "runbooks")
+    (project / "templates").symlink_to(ROOT / "templates")
+    exe = _deployer_executable()
+    r = subprocess.run([exe, "-C", str(project), "init", str(source)], capture_output=True,
+                       text=True, timeout=60, cwd=project)
+    assert r.returncode == 0, r.stdout + r.stderr
+    generated = yaml.safe_load((project / "inventory.yml").read_text())
+    gvars = generated["hosts"]["vps"]["vars"]
+    sv = sandbox.vars
+    suffix = sv["api_image"].rsplit(":", 1)[1]  # sandbox-<id>: this checkout's
+    api_off, pg_off = PORTS[name]
+    overrides = {
+        "app_source": str(source),
+        "app_dir": f"{sv['app_dir']}-{name}",
+        "backup_dir": f"{sv['backup_dir']}-{name}",
+        "compose_project": f"{sv['compose_project']}-{name}",
+        "api_image": f"deployer-example-{name}:{suffix}",
+        "base_image": sv["base_image"],
+        "postgres_image": sv["postgres_image"],
+        "api_port": int(sv["api_port"]) + api_off,
+        "pg_port": int(sv["api_port"]) + pg_off,
+    }
+    host = {k: sandbox.host[k] for k in ("host", "port", "user", "identity_file",
+                                         "known_hosts", "connect_timeout")
+            if k in sandbox.host}
+    host["vars"] = gvars | overrides
+    inventory = {"default_host": "sandbox", "hosts": {"sandbox": host}}
+    (project / "inventory.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+    names = ["postgres_password", *gvars["app_secrets"]]
+    values = {n: random_secrets.token_urlsafe(24) for n in names}
+    secrets_file = project / "secrets.env"
+    secrets_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    secrets_file.chmod(0o600)
+    box = Sandbox(inventory=project / "inventory.yml", secrets_file=secrets_file,
+                  host=host, secrets=values)
+    cli = Cli(project=project, sandbox=box, executable=exe)
+    return Example(name, source, project, cli, host["vars"], values, sandbox)
+
+
+@pytest.fixture(scope="module", params=["django", "fastapi-form"])
+def example(request: pytest.FixtureRequest, sandbox: Sandbox,
+            tmp_path_factory: pytest.TempPathFactory):
+    ex = make_example(request.param, sandbox, tmp_path_factory.mktemp(request.param))
+    ex.remove()
+    yield ex
+    ex.remove()
+
+
+# ------------------------------------------------------------------ what each app shows
+
+def version_and_schema(ex: Example) -> tuple[str, str | None]:
+    """The running code's version and its newest applied migration."""
+    if ex.name == "django":
+        status, body, _ = request(ex.url + "/healthz/")
+        assert status == 200, body
+        data = yaml.safe_load(body)
+        return data["version"], data["migration"]
+    status, body, _ = request(ex.url + "/api/v1/utils/version/")
+    assert status == 200, body
+    data = yaml.safe_load(body)
+    return data["version"], data["revision"]
+
+
+def assert_logins(ex: Example) -> None:
+    """The wrong password refused, the admin's accepted, as each app answers them."""
+    if ex.name == "django":
+        token = "e2e" + "0" * 29
+        form = {"csrfmiddlewaretoken": token, "username": ex.vars["admin_email"],
+                "next": "/admin/"}
+        hdr = {"Cookie": f"csrftoken={token}"}
+        url = ex.url + "/admin/login/?next=/admin/"
+        status, body, _ = request(url, "POST", form | {"password": "wrong-one"}, hdr)
+        assert status == 200 and "Please enter the correct" in body, (status, body[:300])
+        status, body, headers = request(url, "POST",
+                                        form | {"password": ex.secrets["admin_password"]}, hdr)
+        assert status == 302 and headers.get("Location") == "/admin/", (status, headers)
+        return
+    url = ex.url + "/api/v1/login/access-token"
+    status, body, _ = request(url, "POST", {"username": ex.vars["admin_email"],
+                                            "password": "wrong-one"})
+    assert status == 400, body
+    status, body, _ = request(url, "POST", {"username": ex.vars["admin_email"],
+                                            "password": ex.secrets["admin_password"]})
+    assert status == 200 and '"token_type":"bearer"' in body, body
+    status, body, _ = request(ex.url + "/api/v1/utils/health-check/")
+    assert (status, body) == (200, "true")
+
+
+def set_version(ex: Example, version: str) -> None:
+    init = ex.source / ("mysite" if ex.name == "django" else "app") / "__init__.py"
+    init.write_text(re.sub(r'__version__ = ".*"', f'__version__ = "{version}"',
+                           init.read_text()))
+
+
+def add_broken_migration(ex: Example) -> None:
+    """A migration that changes the schema, then fails: it must leave nothing behind."""
+    if ex.name == "django":
+        (ex.source / "notes" / "migrations" / "0002_broken.py").write_text(
+            "from django.db import migrations\n\n\n"
+            "class Migration(migrations.Migration):\n"
+            "    dependencies = [(\"notes\", \"0001_initial\")]\n"
+            "    operations = [\n"
+            "        migrations.RunSQL(\"ALTER TABLE notes_note ADD COLUMN e2e text\",\n"
+            "                          migrations.RunSQL.noop),\n"
+            "        migrations.RunSQL(\"SELECT 1/0\", migrations.RunSQL.noop),\n"
+            "    ]\n")
+        return
+    (ex.source / "app" / "alembic" / "versions" / "f00dbad00002_broken.py").write_text(
+        '"""broken on purpose"""\n\nfrom alembic import op\n\n'
+        'revision = "f00dbad00002"\ndown_revision = "e2412789c190"\n'
+        "branch_labels = None\ndepends_on = None\n\n\n"
+        "def upgrade() -> None:\n"
+        '    op.execute("ALTER TABLE item ADD COLUMN e2e text")\n'
+        '    op.execute("SELECT 1/0")\n\n\n'
+        "def downgrade() -> None:\n"
+        '    op.execute("ALTER TABLE item DROP COLUMN e2e")\n')
+
+
+def wait_serving(ex: Example, version: str) -> None:
+    wait_for(lambda: request(ex.url + ("/healthz/" if ex.name == "django" else
+                                       "/api/v1/utils/version/"))[0] == 200
+             and version_and_schema(ex)[0] == version, 90,
+             f"{ex.name} to serve version {version}", interval=1)
+
+
+# ------------------------------------------------------------------ the three deploys
+
+def test_first_time_restart_and_rollback(example: Example) -> None:
+    ex = example
+    first_schema = {"django": "0001_initial", "fastapi-form": "e2412789c190"}[ex.name]
+
+    result = ex.run("first-time")
+    assert result.returncode == 0, result.describe()
+    wait_serving(ex, "1.0.0")
+    assert version_and_schema(ex) == ("1.0.0", first_schema)
+    assert_logins(ex)
+
+    set_version(ex, "1.0.1")
+    result = ex.run("restart")
+    assert result.returncode == 0, result.describe()
+    wait_serving(ex, "1.0.1")
+    assert version_and_schema(ex) == ("1.0.1", first_schema)
+    assert_logins(ex)
+
+    add_broken_migration(ex)
+    set_version(ex, "1.0.2")
+    result = ex.run("restart")
+    assert result.returncode == 1, result.describe()  # failed, rolled back completely
+    assert "division by zero" in result.output, result.describe()
+    wait_serving(ex, "1.0.1")
+    assert version_and_schema(ex) == ("1.0.1", first_schema)
+    assert_logins(ex)
+    table = "notes_note" if ex.name == "django" else "item"
+    user = "postgres"
+    cols = ex.compose(f"exec -T {ex.vars['db_service']} psql -X -At -U {user} -d "
+                      f"{shlex.quote(ex.vars['db_name'])} -c \"SELECT column_name FROM "
+                      f"information_schema.columns WHERE table_name = '{table}'\"")
+    assert "e2e" not in cols.stdout.split(), cols.stdout
+    for value in ex.secrets.values():
+        assert all(value not in out for out in ex.cli.outputs)
