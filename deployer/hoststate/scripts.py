@@ -12,6 +12,8 @@ may write at once, e.g. ``deployer maintenance`` beside a run).
 
 from __future__ import annotations
 
+import shlex
+
 from deployer.lock import checked_script as _script
 
 # Creates the directory (0700) and its runs/ on the first write.
@@ -25,30 +27,44 @@ __lk_existing
   || { echo "cannot create $lock/runs" >&2; exit 2; }
 """
 
-# $2 audit bytes, $3 record bytes, $4 release bytes, $5 run id (checked by the caller).
-_WRITE = _PREPARE + r"""
-__hs_in=$(mktemp "$lock/.in.XXXXXX") || exit 2
-cat > "$__hs_in"
-if [ "$(wc -c < "$__hs_in")" != $(( $2 + $3 + $4 )) ]; then
+# $2 audit bytes, $3 record bytes, $4 release bytes, $5 run id (checked by the caller),
+# $6 1: flush the record to disk (the run's last write). Few processes: this runs at
+# every step transition.
+_WRITE_BODY = r"""
+__hs_in=$lock/.in.$BASHPID
+cat > "$__hs_in" || exit 2
+__hs_n=$(wc -c < "$__hs_in")
+if [ "$__hs_n" != $(( $2 + $3 + $4 )) ]; then
   rm -f -- "$__hs_in"; echo TRUNCATED; exit 0
 fi
 __hs_append() {  # $1 offset, $2 length, $3 file
   exec 9>>"$3"
   command -v flock >/dev/null && flock 9
-  tail -c +$(( $1 + 1 )) -- "$__hs_in" | head -c "$2" >&9
+  if [ "$1" = 0 ]; then head -c "$2" -- "$__hs_in" >&9
+  else tail -c +$(( $1 + 1 )) -- "$__hs_in" | head -c "$2" >&9; fi
   exec 9>&-
 }
 [ "$2" = 0 ] || __hs_append 0 "$2" "$lock/audit.jsonl"
 if [ "$3" != 0 ]; then
-  __hs_rec=$(mktemp "$lock/runs/.$5.XXXXXX") || exit 2
-  tail -c +$(( $2 + 1 )) -- "$__hs_in" | head -c "$3" > "$__hs_rec"
-  sync -- "$__hs_rec" 2>/dev/null || true
+  __hs_rec=$lock/runs/.$5.$BASHPID
+  if [ "$4" = 0 ]; then tail -c "$3" -- "$__hs_in" > "$__hs_rec"
+  else tail -c +$(( $2 + 1 )) -- "$__hs_in" | head -c "$3" > "$__hs_rec"; fi
+  [ "$6" != 1 ] || sync -- "$__hs_rec" 2>/dev/null || true
   mv -f -- "$__hs_rec" "$lock/runs/$5.json"
 fi
 [ "$4" = 0 ] || __hs_append $(( $2 + $3 )) "$4" "$lock/releases.jsonl"
 rm -f -- "$__hs_in"
-echo WRITTEN
+echo "WRITTEN $lock"
 """
+_WRITE = _PREPARE + _WRITE_BODY
+
+# The same write into a directory an earlier write of this connection checked: $1 is
+# its physical path. Still refused (RECHECK: the caller runs the full check) unless it
+# is a real directory of ours with its runs/.
+_FAST_WRITE = r"""
+lock=$1
+if [ -L "$lock" ] || [ ! -d "$lock/runs" ] || [ ! -O "$lock" ]; then echo RECHECK; exit 0; fi
+""" + _WRITE_BODY
 
 _ABSENT = r"""
 if [ "$__lk_absent" = 1 ] || [ ! -d "$lock" ]; then echo EMPTY; exit 0; fi
@@ -78,11 +94,16 @@ cat -- "$lock/runs/$2.json" 2>/dev/null || true
 """
 
 
-def write_script(path: str, audit: int, record: int, release: int, run_id: str) -> str:
+def write_script(path: str, audit: int, record: int, release: int, run_id: str,
+                 durable: bool = False, checked: str = "") -> str:
     """Append ``audit`` and ``release`` bytes and replace run ``run_id``'s record
-    with ``record`` bytes, all read from stdin in that order."""
-    return _script(_WRITE, path, str(audit), str(record), str(release), run_id or "-",
-                   create=True)
+    with ``record`` bytes, all read from stdin in that order. ``checked``: the physical
+    path an earlier write checked (the full path check is skipped)."""
+    args = [str(audit), str(record), str(release), run_id or "-", "1" if durable else "0"]
+    if checked:
+        return "set -- " + " ".join(shlex.quote(a) for a in [checked, *args]) + "\n" \
+            + _FAST_WRITE
+    return _script(_WRITE, path, *args, create=True)
 
 
 def read_runs_script(path: str) -> str:

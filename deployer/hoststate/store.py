@@ -45,6 +45,7 @@ class HostState:
         self.transport = transport
         self.host = host
         self.path = path
+        self._checked = ""  # the physical path a write of this object checked
 
     def _run(self, script: str, stdin: str | None = None) -> tuple[str, str]:
         result = self.transport.run(script, stdin=stdin, check=False, timeout=60)
@@ -69,9 +70,20 @@ class HostState:
         rel = (release.to_json() + "\n").encode() if release else b""
         if not (audit or rec or rel):
             return
-        state, _ = self._run(scripts.write_script(self.path, len(audit), len(rec), len(rel),
-                                                  run_id), stdin=(audit + rec + rel).decode())
-        if state != "WRITTEN":
+        durable = record is not None and record.status != "running"
+        data = (audit + rec + rel).decode()
+        state = "RECHECK"
+        if self._checked:
+            state, _ = self._run(scripts.write_script(
+                self.path, len(audit), len(rec), len(rel), run_id, durable,
+                checked=self._checked), stdin=data)
+        if state == "RECHECK":
+            state, _ = self._run(scripts.write_script(self.path, len(audit), len(rec),
+                                                      len(rel), run_id, durable), stdin=data)
+        word, _, where = state.partition(" ")
+        if word == "WRITTEN":
+            self._checked = where
+        else:
             raise HostStateError(f"host state {self.path} on {self.host.name}: the write "
                                  f"did not arrive whole ({state or 'no answer'}); nothing "
                                  "was changed")

@@ -138,3 +138,21 @@ def test_run_ids_are_checked_before_they_reach_a_path(sshd, transport, tmp_path)
     with pytest.raises(ValueError):
         hs.write(record=RunRecord(id="../../etc/passwd", runbook="r", host="t"))
     assert hs.run_record("../x") is None
+
+
+def test_later_writes_skip_the_path_check_until_the_directory_changes(sshd, transport,
+                                                                      tmp_path) -> None:
+    path = tmp_path / "st"
+    hs = HostState(transport, sshd.host("t"), str(path))
+    hs.write(record=_record())
+    assert hs._checked == str(path)  # the physical path the full check found
+    hs.write([AuditEvent("step", RUN, "restart", "t", step="build", state="ok")])
+    assert len(hs.audit()) == 1
+    # Swapped for a symlink behind our back: the quick write refuses, the full check
+    # then says why.
+    moved = tmp_path / "moved"
+    path.rename(moved)
+    os.symlink(moved, path)
+    with pytest.raises(UnsafeLockPath, match="symbolic link"):
+        hs.write(record=_record(status="succeeded"))
+    assert json.loads((moved / "runs" / f"{RUN}.json").read_text())["status"] == "running"
