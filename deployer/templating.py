@@ -109,7 +109,7 @@ def _env_value(value: Any, name: str = "value") -> str:
     return text
 
 
-_ENVS: dict[str, jinja2.Environment] = {}
+_ENVS: dict[str, SandboxedEnvironment] = {}
 
 
 def environment(project_dir: str = ".") -> SandboxedEnvironment:
@@ -223,6 +223,9 @@ class LazyVars(dict):
     variable referencing another is resolved on demand.
     """
 
+    # The names Jinja asked about (``in``), when the owner sets it (RenderContext does).
+    looked_up: set[object]
+
     def __init__(self, raw: Mapping[str, Any], render: Any) -> None:
         super().__init__(raw)
         self._render = render
@@ -254,10 +257,10 @@ class LazyVars(dict):
             looked_up.add(key)
         return dict.__contains__(self, key)
 
-    def items(self):  # type: ignore[override]
+    def items(self):
         return [(k, self[k]) for k in self.keys()]
 
-    def values(self):  # type: ignore[override]
+    def values(self):
         return [self[k] for k in self.keys()]
 
     def raw(self, key: str) -> Any:
@@ -322,7 +325,7 @@ class StepContext(RenderContext):
             self.pending_captures = {c for c in _capture_names(runbook) if c not in captured}
         raw: dict[str, Any] = dict(variables)
         if step is not None and step.scope_vars:
-            cli_keys = getattr(variables, "cli_keys", frozenset())
+            cli_keys: frozenset[str] = getattr(variables, "cli_keys", frozenset())
             for key, value in step.scope_vars.items():
                 if key not in cli_keys:
                     raw[key] = value
@@ -522,7 +525,7 @@ class StepContext(RenderContext):
         value, for undefined-name hints; None for a template file, read on error)."""
         try:
             ctx = template.new_context(names, shared=True)
-            return collect(template.root_render_func(ctx))  # type: ignore[attr-defined]
+            return collect(template.root_render_func(ctx))
         except jinja2.UndefinedError as exc:
             if source is None:
                 source = ""
@@ -739,7 +742,7 @@ def _capture_names(runbook: Runbook) -> tuple[str, ...]:
     return names
 
 
-def make_context(runbook: Runbook, host: Host, variables: dict, secrets: dict,
+def make_context(runbook: Runbook, host: Host, variables: Mapping[str, Any], secrets: dict,
                  captured: dict, step: Step | None = None, planning: bool = False,
                  project_dir: str = ".") -> StepContext:
     """The ``RenderContext`` for rendering ``step`` (or runbook-level values) on ``host``."""
