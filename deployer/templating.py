@@ -174,13 +174,15 @@ def _simple_parts(text: str) -> _Parts | None:
     else:
         pos = 0
         found = 0
+        pieces: list[Any] = []
+        parts = pieces  # until a match rules the fast path out (None)
         for match in _SIMPLE_EXPR.finditer(text):
             if match.group(1) in _NOT_NAMES:
                 parts = None
                 break
             if match.start() > pos:
-                parts.append(text[pos:match.start()])  # type: ignore[union-attr]
-            parts.append((match.group(1), match.group(2)))  # type: ignore[union-attr]
+                pieces.append(text[pos:match.start()])
+            pieces.append((match.group(1), match.group(2)))
             pos = match.end()
             found += 1
         if parts is not None:
@@ -632,13 +634,15 @@ class StepContext(RenderContext):
                     queue.append(("template", ref))
             return set(jinja2.meta.find_undeclared_variables(ast))
 
+        loader = self.env.loader
+        assert loader is not None  # environment() always gives one
         seen_templates.add(path)
         queue.append(("template", path))
         while queue:
             what, item = queue.pop()
             if what == "template":
                 try:
-                    source = self.env.loader.get_source(self.env, item)[0]  # type: ignore[union-attr]
+                    source = loader.get_source(self.env, item)[0]
                 except jinja2.TemplateNotFound:
                     continue
                 names = parse_names(source)
