@@ -402,6 +402,7 @@ class _BoundedCodeGenerator(CodeGenerator):
             node.iter = nodes.Call(nodes.EnvironmentAttribute("bounded_iter",
                                                               lineno=node.lineno),
                                    [node.iter], [], None, None, lineno=node.lineno)
+            # a mark of ours on Jinja's node class, which declares no such attribute
             node._deployer_bounded = True  # type: ignore[attr-defined]
         super().visit_For(node, frame)
 

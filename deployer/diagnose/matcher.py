@@ -437,7 +437,7 @@ def _required_literals(items: Sequence[Any]) -> list[str] | None:
         if op == _sre_parse.BRANCH:
             alts = [_required_literals(list(branch)) for branch in av[1]]
             if alts and all(alts):
-                sub = [lit for alt in alts for lit in alt]  # type: ignore[union-attr]
+                sub = [lit for alt in alts if alt is not None for lit in alt]
         elif op == _sre_parse.SUBPATTERN:
             sub = _required_literals(list(av[-1]))
         elif op in (_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT) and av[0] >= 1:
