@@ -40,7 +40,7 @@ import functools
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -343,9 +343,10 @@ def _pre_format(value: Any, *args: Any, **kwargs: Any) -> None:
     _check_format(value, list(args) + list(kwargs.values()), "%")
 
 
-_FILTER_CHECKS = {"center": _pre_center, "indent": _pre_indent, "batch": _pre_batch,
-                  "slice": _pre_slice, "wordwrap": _pre_wordwrap, "replace": _pre_replace,
-                  "join": _pre_join, "format": _pre_format}
+_FILTER_CHECKS: dict[str, Callable[..., None]] = {
+    "center": _pre_center, "indent": _pre_indent, "batch": _pre_batch, "slice": _pre_slice,
+    "wordwrap": _pre_wordwrap, "replace": _pre_replace, "join": _pre_join,
+    "format": _pre_format}
 
 
 def guard_filter(name: str, func: Any) -> Any:
@@ -401,6 +402,7 @@ class _BoundedCodeGenerator(CodeGenerator):
             node.iter = nodes.Call(nodes.EnvironmentAttribute("bounded_iter",
                                                               lineno=node.lineno),
                                    [node.iter], [], None, None, lineno=node.lineno)
+            # a mark of ours on Jinja's node class, which declares no such attribute
             node._deployer_bounded = True  # type: ignore[attr-defined]
         super().visit_For(node, frame)
 

@@ -43,21 +43,18 @@ import re
 import shlex
 import socket
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from deployer.errors import DeployerError, InputError, LockHeldError, TransportError
 from deployer.models import Host
 from deployer.state import deployer_alive, now_iso, operator
+from deployer.transport import Transport
 
 LOCK_ROOT = "~/.local/state/deployer/locks"
 
 
 class UnsafeLockPath(DeployerError):
     """The lock path on the host is a symlink, or owned or writable by someone else."""
-
-
-class _Runner(Protocol):
-    def run(self, script: str, **kwargs: Any) -> Any: ...
 
 
 def lock_path(host: Host, variables: dict[str, Any] | None = None) -> str:
@@ -360,7 +357,7 @@ def _this_machine() -> str:
 class HostLock:
     """The deploy lock of one host, used through one transport."""
 
-    def __init__(self, transport: _Runner, host: Host, path: str, run_id: str, runbook: str,
+    def __init__(self, transport: Transport, host: Host, path: str, run_id: str, runbook: str,
                  purpose: str = "run") -> None:
         self.transport = transport
         self.host = host
@@ -432,7 +429,7 @@ def live_holder(holder: LockInfo | None) -> bool:
             and holder.pid != os.getpid() and deployer_alive(holder.pid))
 
 
-def read_lock(transport: _Runner, host: Host, path: str) -> tuple[bool, LockInfo | None]:
+def read_lock(transport: Transport, host: Host, path: str) -> tuple[bool, LockInfo | None]:
     """(held, holder) of the lock at ``path``."""
     result = transport.run(_script(_READ, checked_lock_path(path)), check=False, timeout=30)
     if result.exit_code != 0:
@@ -441,7 +438,7 @@ def read_lock(transport: _Runner, host: Host, path: str) -> tuple[bool, LockInfo
     return state == "HELD", holder
 
 
-def remove_lock(transport: _Runner, host: Host, path: str) -> None:
+def remove_lock(transport: Transport, host: Host, path: str) -> None:
     """Remove the lock whoever holds it (``deployer unlock``)."""
     result = transport.run(_script(_REMOVE, checked_lock_path(path)), check=False, timeout=30)
     if result.exit_code != 0:

@@ -70,7 +70,8 @@ def stream_logs(session: Session, host: Host, services: list[str], on_line: Line
     logs_command(compose_context(session, host), services, follow=follow, since=since,
                  tail=tail)  # bad input: exit 2, before connecting
     if transport_factory is None:
-        from deployer.ssh import SSHTransport as transport_factory
+        from deployer.ssh import SSHTransport
+        transport_factory = SSHTransport
     transport = transport_factory(host, accept_new_host_key=accept_new_host_key,
                                   extra_known_hosts=list(host.known_hosts))
     try:
@@ -131,7 +132,8 @@ def host_status(session: Session, host: Host, *, accept_new_host_key: bool = Fal
     runs = StateStore(session.project_dir).list_runs(host=host.name, limit=1)
     status.last_run = last_run_summary(runs[0] if runs else None)
     if transport_factory is None:
-        from deployer.ssh import SSHTransport as transport_factory
+        from deployer.ssh import SSHTransport
+        transport_factory = SSHTransport
     transport = transport_factory(host, accept_new_host_key=accept_new_host_key,
                                   extra_known_hosts=list(host.known_hosts))
     try:

@@ -303,7 +303,7 @@ def referenced_files(runbook: Runbook, project_dir: str) -> list[str]:
             continue
         for ref in _TEMPLATE_REF.findall(text):
             target = shipped.find(project_dir, shipped.TEMPLATES, ref)
-            rel = _rel(target, project_dir) if target else None
+            rel = _rel(target, project_dir) if target else ""
             if rel and rel not in found:
                 found.append(rel)
                 queue.append(rel)

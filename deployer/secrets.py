@@ -127,10 +127,10 @@ def parse_dotenv(text: str, path: str = "<secrets file>",
             if bare_names:
                 values[name] = ""
                 continue
-            line = _line_of_bare_name(text, name)
+            bare_line = _line_of_bare_name(text, name)
             problems.append(Problem(
                 f"`{name}` has no value (a name alone, without `=`)",
-                Position(shown, line or 1, 1),
+                Position(shown, bare_line or 1, 1),
                 hint=f"write {name}=value, or {name}= for an empty value"))
             continue
         values[name] = value

@@ -141,10 +141,11 @@ class StepRecord:
                 sink.append(self)
 
     def encoded(self) -> str:
-        if self._json is None:
-            object.__setattr__(self, "_json", json.dumps(self.to_dict(), ensure_ascii=False,
-                                                         sort_keys=True))
-        return self._json  # type: ignore[return-value]
+        encoded = self._json
+        if encoded is None:
+            encoded = json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+            object.__setattr__(self, "_json", encoded)
+        return encoded
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -123,7 +123,7 @@ def _env_quote(value: Any, name: str = "value", compose: Any = None) -> str:
         raise TemplateValueError(str(exc), exc.hint) from None
 
 
-_ENVS: dict[str, jinja2.Environment] = {}
+_ENVS: dict[str, SandboxedEnvironment] = {}
 
 
 def environment(project_dir: str = ".") -> SandboxedEnvironment:
@@ -189,13 +189,15 @@ def _simple_parts(text: str) -> _Parts | None:
     else:
         pos = 0
         found = 0
+        pieces: list[Any] = []
+        parts = pieces  # until a match rules the fast path out (None)
         for match in _SIMPLE_EXPR.finditer(text):
             if match.group(1) in _NOT_NAMES:
                 parts = None
                 break
             if match.start() > pos:
-                parts.append(text[pos:match.start()])  # type: ignore[union-attr]
-            parts.append((match.group(1), match.group(2)))  # type: ignore[union-attr]
+                pieces.append(text[pos:match.start()])
+            pieces.append((match.group(1), match.group(2)))
             pos = match.end()
             found += 1
         if parts is not None:
@@ -238,6 +240,9 @@ class LazyVars(dict):
     variable referencing another is resolved on demand.
     """
 
+    # The names Jinja asked about (``in``), when the owner sets it (RenderContext does).
+    looked_up: set[object]
+
     def __init__(self, raw: Mapping[str, Any], render: Any) -> None:
         super().__init__(raw)
         self._render = render
@@ -269,10 +274,10 @@ class LazyVars(dict):
             looked_up.add(key)
         return dict.__contains__(self, key)
 
-    def items(self):  # type: ignore[override]
+    def items(self):
         return [(k, self[k]) for k in self.keys()]
 
-    def values(self):  # type: ignore[override]
+    def values(self):
         return [self[k] for k in self.keys()]
 
     def raw(self, key: str) -> Any:
@@ -337,7 +342,7 @@ class StepContext(RenderContext):
             self.pending_captures = {c for c in _capture_names(runbook) if c not in captured}
         raw: dict[str, Any] = dict(variables)
         if step is not None and step.scope_vars:
-            cli_keys = getattr(variables, "cli_keys", frozenset())
+            cli_keys: frozenset[str] = getattr(variables, "cli_keys", frozenset())
             for key, value in step.scope_vars.items():
                 if key not in cli_keys:
                     raw[key] = value
@@ -537,7 +542,7 @@ class StepContext(RenderContext):
         value, for undefined-name hints; None for a template file, read on error)."""
         try:
             ctx = template.new_context(names, shared=True)
-            return collect(template.root_render_func(ctx))  # type: ignore[attr-defined]
+            return collect(template.root_render_func(ctx))
         except jinja2.UndefinedError as exc:
             if source is None:
                 source = ""
@@ -644,13 +649,15 @@ class StepContext(RenderContext):
                     queue.append(("template", ref))
             return set(jinja2.meta.find_undeclared_variables(ast))
 
+        loader = self.env.loader
+        assert loader is not None  # environment() always gives one
         seen_templates.add(path)
         queue.append(("template", path))
         while queue:
             what, item = queue.pop()
             if what == "template":
                 try:
-                    source = self.env.loader.get_source(self.env, item)[0]  # type: ignore[union-attr]
+                    source = loader.get_source(self.env, item)[0]
                 except jinja2.TemplateNotFound:
                     continue
                 names = parse_names(source)
@@ -754,7 +761,7 @@ def _capture_names(runbook: Runbook) -> tuple[str, ...]:
     return names
 
 
-def make_context(runbook: Runbook, host: Host, variables: dict, secrets: dict,
+def make_context(runbook: Runbook, host: Host, variables: Mapping[str, Any], secrets: dict,
                  captured: dict, step: Step | None = None, planning: bool = False,
                  project_dir: str = ".") -> StepContext:
     """The ``RenderContext`` for rendering ``step`` (or runbook-level values) on ``host``."""

@@ -48,7 +48,7 @@ def _warning(message: str, step: Step, hint: str = "", position: Any = None) -> 
 
 def dollar_quoted_bodies(sql: str) -> list[str]:
     """The contents of ``$$ ... $$`` / ``$tag$ ... $tag$`` blocks in SQL text."""
-    bodies = []
+    bodies: list[str] = []
     pos = 0
     while True:
         match = _DOLLAR_OPEN.search(sql, pos)
@@ -124,7 +124,8 @@ def step_warnings(step: Step, runbook: Runbook, project_dir: str) -> list[Proble
     for body in bodies:
         opts = body.options
         kind = kinds.get(body.kind)
-        own_checks = kind is not None and kind.validate is not None
+        own_validate = kind.validate if kind is not None else None
+        own_checks = own_validate is not None
         if body.kind == "psql":
             # The psql kind checks inline `sql` itself; SQL templates are checked here.
             text = (_sql_text(StepBody("psql", {"file": opts.get("file")}), project_dir)
@@ -146,8 +147,8 @@ def step_warnings(step: Step, runbook: Runbook, project_dir: str) -> list[Proble
                     "compose build without `no_cache` in a first-time runbook: cached layers "
                     "can hide dependency changes", step,
                     "add `no_cache: true` to the build", body.position))
-        if own_checks:
-            for message, hint in kind.validate(body, step) or []:
+        if own_validate is not None:
+            for message, hint in own_validate(body, step) or []:
                 out.append(_warning(message, step, hint, body.position))
     return out
 

@@ -183,6 +183,7 @@ class _Builder:
         try:
             if isinstance(node, yaml.SequenceNode):
                 return Node([self.build(item) for item in node.value], self.pos(node))
+            assert isinstance(node, yaml.MappingNode)  # scalars returned above
             return self.build_mapping(node)
         finally:
             self.active.discard(id(node))
@@ -274,11 +275,12 @@ _Loader.yaml_implicit_resolvers = _resolvers()
 
 
 try:
-    from yaml.cyaml import CParser as _CParser
+    from yaml._yaml import CParser as _CParser  # where yaml.cyaml takes it from
+    _LIBYAML = True
 except ImportError:  # PyYAML built without libyaml
-    _CParser = None
+    _LIBYAML = False
 
-if _CParser is not None:
+if _LIBYAML:
     class _CLoader(_CParser, yaml.composer.Composer, yaml.constructor.SafeConstructor,
                    yaml.resolver.Resolver):
         """libyaml's scanner and parser feeding PyYAML's Python composer.
@@ -312,7 +314,7 @@ _QUESTION = re.compile(r"\?(\s|$)")
 
 def _parse_fast(text: str, path: str) -> Node | None:
     """The tree through libyaml, or None when the pure-Python loader must decide."""
-    if _CParser is None or _NOT_FOR_LIBYAML.search(text) or "\t" in text:
+    if not _LIBYAML or _NOT_FOR_LIBYAML.search(text) or "\t" in text:
         return None
     if _QUESTION.search(text) and ("[" in text or "{" in text):
         return None

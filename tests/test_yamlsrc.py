@@ -118,7 +118,7 @@ def _yaml_files() -> list[Path]:
     return [p for p in found if ".deployer" not in p.parts]
 
 
-needs_libyaml = pytest.mark.skipif(yamlsrc._CParser is None,
+needs_libyaml = pytest.mark.skipif(not yamlsrc._LIBYAML,
                                    reason="PyYAML built without libyaml")
 
 

@@ -73,7 +73,7 @@ def prepare_resume(session: Session, events: Events, accept_new_host_key: bool) 
         reused = {name: prev.values[name] for name in (prev.cli_vars if prev else [])
                   if name not in given and name in prev.values
                   and "***" not in repr(prev.values[name])} if prev else {}
-        if reused:
+        if prev is not None and reused:
             variables.update(reused)
             variables.cli_keys = frozenset(given | set(reused))
             shown = " ".join(f"{k}={v}" for k, v in sorted(reused.items()))

@@ -618,9 +618,9 @@ def parse_ports(exit_code: int, output: str, required: Iterable[Any],
         for proc, pid in listeners.get(port, []):
             cid = cgroups.get(pid, "")
             if cid:
-                c = containers.get(cid)
-                if c is not None:
-                    holders.append((f"container {c.name}", ours(c)))
+                held_by = containers.get(cid)
+                if held_by is not None:
+                    holders.append((f"container {held_by.name}", ours(held_by)))
                 else:
                     holders.append((f"container {cid[:12]}", None))
             elif proc in ("docker-proxy", "dockerd"):
@@ -1112,7 +1112,8 @@ def _remote_checks(transport: Any, ids: list[str], variables: Mapping[str, Any],
                    derive_ports: bool = True) -> dict[str, Check]:
     results: dict[str, Check] = {}
     plain_docker, sudo_docker = docker
-    probes = {i: PROBES[i] for i in ("ssh", "sudo", "docker", "compose", "ports") if i in ids}
+    probes: dict[str, str] = {i: PROBES[i] for i in ("ssh", "sudo", "docker", "compose", "ports")
+                              if i in ids}
     if not plain_docker and sudo_docker:
         probes.pop("docker", None)
     if "disk" in ids:

@@ -43,9 +43,9 @@ from deployer.steps.base import FieldSpec
 from deployer.yamlsrc import Node, parse_yaml
 
 try:  # Python >= 3.11
-    import re._parser as _sre_parse  # type: ignore[import-not-found]
+    import re._parser as _sre_parse  # type: ignore[import-not-found]  # mypy targets 3.10
 except ImportError:  # pragma: no cover - Python 3.10
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+    import sre_parse as _sre_parse
 
 CATALOGUE_PATH = Path(__file__).with_name("catalogue.yml")
 
@@ -388,7 +388,7 @@ def parse_catalogue(text: str, name: str = "catalogue.yml") -> list[Entry]:
     for index, node in enumerate(entries_node.value):
         entry, id_node = check.entry(node, f"entries[{index}]")
         entry_id = id_node.value if id_node is not None else None
-        if isinstance(entry_id, str) and entry_id:
+        if id_node is not None and isinstance(entry_id, str) and entry_id:
             if entry_id in first_seen:
                 check.error(id_node, f"entries[{index}].id", entry_id,
                             f"duplicate id (first at line {first_seen[entry_id].line})",
@@ -437,7 +437,7 @@ def _required_literals(items: Sequence[Any]) -> list[str] | None:
         if op == _sre_parse.BRANCH:
             alts = [_required_literals(list(branch)) for branch in av[1]]
             if alts and all(alts):
-                sub = [lit for alt in alts for lit in alt]  # type: ignore[union-attr]
+                sub = [lit for alt in alts if alt is not None for lit in alt]
         elif op == _sre_parse.SUBPATTERN:
             sub = _required_literals(list(av[-1]))
         elif op in (_sre_parse.MAX_REPEAT, _sre_parse.MIN_REPEAT) and av[0] >= 1:

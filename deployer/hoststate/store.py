@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from deployer.errors import TransportError
 from deployer.hoststate import scripts
@@ -19,6 +19,7 @@ from deployer.hoststate.records import AuditEvent, Release
 from deployer.lock import unsafe_error
 from deployer.models import Host
 from deployer.state import RunRecord, is_run_id
+from deployer.transport import Transport
 
 
 def _record(data: Any) -> RunRecord | None:
@@ -34,14 +35,10 @@ class HostStateError(TransportError):
     """The host state directory could not be read or written."""
 
 
-class _Runner(Protocol):
-    def run(self, script: str, **kwargs: Any) -> Any: ...
-
-
 class HostState:
     """The state directory ``path`` (as configured: absolute or ``~/...``) on ``host``."""
 
-    def __init__(self, transport: _Runner, host: Host, path: str) -> None:
+    def __init__(self, transport: Transport, host: Host, path: str) -> None:
         self.transport = transport
         self.host = host
         self.path = path

@@ -93,10 +93,7 @@ class Connector:
 
     def open(self) -> None:
         """Connect and authenticate. Raises HostKeyError or TransportError."""
-        from fabric import (  # type: ignore[import-untyped]  # fabric ships no types
-            Config,
-            Connection,
-        )
+        from fabric import Config, Connection  # untyped: see [tool.mypy] overrides
         from paramiko.config import SSHConfig
 
         cfg = self._ssh_config()

@@ -11,6 +11,7 @@ step body.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import re
 from collections.abc import Mapping
@@ -70,7 +71,7 @@ class Options:
             raise self.error(name, f"`{name}` must be a string, got {type(value).__name__}")
         return value if isinstance(value, str) else str(value)
 
-    def bool(self, name: str) -> bool:
+    def bool(self, name: builtins.str) -> builtins.bool:
         value = self.rendered(name)
         if value is None:
             return False
@@ -84,7 +85,7 @@ class Options:
             return False
         raise self.error(name, f"`{name}` must be true or false, got {value!r}")
 
-    def number(self, name: str) -> float | None:
+    def number(self, name: builtins.str) -> float | None:
         value = self.rendered(name)
         if value is None:
             return None
@@ -100,13 +101,13 @@ class Options:
             raise self.error(name, f"`{name}` must not be negative, got {value!r}")
         return number
 
-    def int(self, name: str) -> int | None:
+    def int(self, name: builtins.str) -> builtins.int | None:
         value = self.rendered(name)
         if value is None:
             return None
         return self.to_int(name, value)
 
-    def to_int(self, name: str, value: Any) -> int:
+    def to_int(self, name: builtins.str, value: Any) -> builtins.int:
         if isinstance(value, bool):
             raise self.error(name, f"`{name}` must be an integer, got {value!r}",
                              hint="write a whole number, e.g. 8000")
@@ -121,7 +122,7 @@ class Options:
         raise self.error(name, f"`{name}` must be an integer, got {value!r}",
                          hint="write a whole number, e.g. 8000, or a variable that holds one")
 
-    def list(self, name: str) -> list[str]:
+    def list(self, name: builtins.str) -> builtins.list[builtins.str]:
         """A list of strings; a single string counts as a one-item list."""
         value = self.rendered(name)
         if value is None:
@@ -138,7 +139,7 @@ class Options:
             out.append(item if isinstance(item, str) else str(item))
         return out
 
-    def int_list(self, name: str) -> list[int]:
+    def int_list(self, name: builtins.str) -> builtins.list[builtins.int]:
         """A list of integers; a single integer (or "200") counts as a one-item list."""
         value = self.rendered(name)
         if value is None:
@@ -149,14 +150,14 @@ class Options:
             value = [value]
         return [self.to_int(name, v) for v in value]
 
-    def mapping(self, name: str) -> dict[str, str]:
+    def mapping(self, name: builtins.str) -> dict[builtins.str, builtins.str]:
         """A string -> string mapping; scalar values become strings."""
         value = self.rendered(name)
         if value is None:
             return {}
         if not isinstance(value, Mapping):
             raise self.error(name, f"`{name}` must be a mapping, got {type(value).__name__}")
-        out: dict[str, str] = {}
+        out: dict[builtins.str, builtins.str] = {}
         for key, item in value.items():
             if isinstance(item, (dict, list)):
                 raise self.error(name, f"`{name}.{key}` must be a string, got "

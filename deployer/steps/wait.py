@@ -44,7 +44,7 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
     where = opts.raw("from") or "remote"
     if where not in ("local", "remote"):
         raise opts.error("from", f"`from` must be local or remote, got {where!r}")
-    common = {"timeout": timeout, "interval": interval, "from_remote": where == "remote"}
+    from_remote = where == "remote"
     if opts.given("url"):
         url = (opts.str("url") or "").strip()
         if not re.match(r"^https?://[^\s/]+", url):
@@ -53,7 +53,8 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
         for status in statuses:
             if isinstance(status, int) and not 100 <= status <= 599:
                 raise opts.error("expect_status", f"{status} is not an HTTP status code")
-        return [WaitFor(url=url, expect_status=tuple(statuses), **common)]
+        return [WaitFor(url=url, expect_status=tuple(statuses), timeout=timeout,
+                        interval=interval, from_remote=from_remote)]
     if opts.given("expect_status"):
         raise opts.error("expect_status", "`expect_status` applies to `url` only")
     port = opts.int("port") or 0
@@ -62,7 +63,8 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
     host = (opts.str("host") or "127.0.0.1").strip()
     if not host or any(c.isspace() for c in host):
         raise opts.error("host", f"`host` {host!r} is not a host name")
-    return [WaitFor(host=host, port=port, **common)]
+    return [WaitFor(host=host, port=port, timeout=timeout, interval=interval,
+                    from_remote=from_remote)]
 
 
 KIND = StepKind(
