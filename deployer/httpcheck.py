@@ -477,10 +477,11 @@ def parse_failure(message: str) -> CheckFailure | None:
 def failure(check: HttpCheck, response: HttpResponse) -> CheckFailure | None:
     """What is wrong with ``response`` for ``check`` (None when it passes)."""
     expected = list(check.expect_status)
-    base = dict(check=getattr(check, "name", "") or "http", method=check.method,
-                url=check.url, body_kind=_body_kind(check), status=response.status,
-                expected=expected, attempts=response.attempts,
-                same_twice=response.same_twice)
+    # The fields every failure of this check shares (typed: CheckFailure's own).
+    base: dict[str, Any] = dict(
+        check=getattr(check, "name", "") or "http", method=check.method, url=check.url,
+        body_kind=_body_kind(check), status=response.status, expected=expected,
+        attempts=response.attempts, same_twice=response.same_twice)
     if response.error:
         error = response.error
         low = error.lower()

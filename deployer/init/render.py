@@ -285,8 +285,8 @@ def inventory_text(det: Detection, app_source: str) -> str:
         "the app connects as the superuser the postgres image creates")
     if model == "owner":
         user_var = _db_user_var(det)
-        default = det.env_var(user_var).default if user_var and det.env_var(user_var) \
-            else None
+        found = det.env_var(user_var) if user_var else None
+        default = found.default if found is not None else None
         var("db_app_role", default or f"{name.replace('-', '_')}_owner")
         var("db_ui_role", "", "no read-only role")
     var("db_extensions", det.db_extensions, "created by the superuser before the "
@@ -320,10 +320,10 @@ def inventory_text(det: Detection, app_source: str) -> str:
     else:
         var("env", {})
     section("verification (each check: a request from the server, retried)")
-    found = checks(det)
-    if found:
+    found_checks = checks(det)
+    if found_checks:
         lines.append("      checks:")
-        for check, comment in found:
+        for check, comment in found_checks:
             if comment:
                 lines.append(f"        # {comment}")
             first = True

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from types import SimpleNamespace
 from typing import Any
 
 from deployer.commands import Command, HttpCheck
@@ -130,8 +129,8 @@ def _series(opts: Options, body: StepBody, ctx: RenderContext) -> list[Command]:
             raise opts.error("checks", f"{where}: unknown key `{unknown[0]}`",
                              hint="keys: " + ", ".join(sorted(ITEM_FIELDS)))
         item_opts = Options("http", ITEM_FIELDS,
-                            SimpleNamespace(options=item, position=body.position),
-                            _AsIs(ctx))  # type: ignore[arg-type]
+                            StepBody(kind="http", options=item, position=body.position),
+                            _AsIs(ctx))  # type: ignore[arg-type]  # _AsIs: the RenderContext calls Options makes
         try:
             commands.append(_item(item_opts, item, base, where, seen))
         except InputError as exc:
