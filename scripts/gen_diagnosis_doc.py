@@ -48,7 +48,7 @@ recognise it, the cause in two sentences, the concrete fix, and real sample mess
   anything changes, unless `--skip-preflight`.
 - **`deployer explain FILE|-`** diagnoses a saved run log, a CI log or pasted output,
   of any size (streamed; a 100 MB log takes seconds). Each known failure is listed once,
-  in log order, with the line that gave it away. `--json` for machines;
+  in log order, with the line that gave it away. `--format json` for machines;
   `--app-package NAME` tells the app's own package from third-party modules (by default
   it is read from the project's `pyproject.toml`, package directories and start
   commands). Exit status: **0** when something matched, **1** when nothing did,
@@ -74,12 +74,12 @@ stands out, labelled *summary* because it is not a diagnosed cause:
 - `look next:` where to read on (the app frame, `dmesg` for 137, `command -v` for 127,
   `docker compose ps -a` and `logs` for stacks, the whole log with `deployer explain`).
 
-`deployer explain` prints the same summary (and `summary` in `--json`) when nothing
+`deployer explain` prints the same summary (and `summary` in `--format json`) when nothing
 matched; its exit status stays 1.
 
 ```console
 $ docker compose logs api | deployer explain -
-$ deployer explain .deployer/runs/20250101-120000-first-time.log --json
+$ deployer explain .deployer/runs/20250101-120000-first-time.log --format json
 ```
 
 ### A failed verification
@@ -155,7 +155,7 @@ DOCTOR_INTRO = """\
 
 ```console
 $ deployer doctor --host vps
-$ deployer doctor --host vps --json --only disk --only docker
+$ deployer doctor --host vps --format json --only disk --only docker
 ```
 
 Checks a host with two SSH round trips (all probes in one remote script, plus one for
