@@ -227,6 +227,9 @@ class Performer:
             response = httpcheck.send_local(check)
         ok, message = httpcheck.evaluate(check, response)
         self.on_line("stdout", message)
+        if not ok:
+            for line in _verification_block(check, response, message):
+                self.on_line("stdout", line)
         body = getattr(response, "body", None)
         return Result(exit_code=0 if ok else 1, stdout=body if isinstance(body, str) else "",
                       message="" if ok else message)
@@ -437,3 +440,14 @@ def _probe_local(w: WaitFor) -> tuple[bool, str]:
             return True, "port open"
     except OSError as exc:
         return False, str(exc)
+
+
+def _verification_block(check: Any, response: Any, message: str) -> list[str]:
+    """What a failed check sent and got back, for the output, the summary and the
+    matcher (deployer.diagnose.verification); the output's redactor masks it."""
+    try:
+        from deployer.diagnose.verification import from_response, summary_lines
+
+        return summary_lines(from_response(check, response, message))
+    except Exception:  # noqa: BLE001 - the block must never hide the failure itself
+        return []

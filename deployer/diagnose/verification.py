@@ -195,6 +195,7 @@ def from_response(check: Any, response: Any, reason: str = "", mask: Mask = _ide
     check's own one-line verdict. Everything is masked with ``mask``."""
     status = int(getattr(response, "status", 0) or 0) or None
     error = str(getattr(response, "error", "") or "")
+    reason = _own_reason(check, response, reason)
     expected = tuple(int(s) for s in getattr(check, "expect_status", ()) or ())
     headers = getattr(response, "headers", None) or {}
     kind = classify(status, expected, error)
@@ -214,6 +215,19 @@ def from_response(check: Any, response: Any, reason: str = "", mask: Mask = _ide
         error=redact_text(error, mask),
         from_host=bool(getattr(check, "from_remote", False)), headers=telling,
     )
+
+
+def _own_reason(check: Any, response: Any, reason: str) -> str:
+    """The check's verdict in its own words without the parts this block shows apart
+    (httpcheck's one-line report: ``check NAME failed (KIND): ... -> DETAIL``)."""
+    import re
+
+    from deployer import httpcheck
+
+    found = httpcheck.parse_failure(reason)
+    if found is None:
+        return reason
+    return re.sub(r"^status \d+, ", "", found.detail)
 
 
 # --------------------------------------------------------------------------- rendering

@@ -160,9 +160,9 @@ def test_rerun_command_keeps_the_runs_inputs_and_never_a_var_value() -> None:
               "options": {"from_step": "verify", "resume": True}}
     inputs = {"cli_vars": ["release=v2.3.1-s3cret"], "secrets_file": "secrets/prod.env"}
     cmd = rerun_command(record, inputs=inputs)
+    # No --var: the resume reuses the run's own values (one may hold a secret).
     assert cmd == ("deployer -i inv/prod.yml run release --host vps-1 --vars-file "
-                   "vars/prod.yml --vars-file 'vars/extra vars.yml' --var "
-                   "release=<same value as run 20250101-120000-release> --secrets-file "
+                   "vars/prod.yml --vars-file 'vars/extra vars.yml' --secrets-file "
                    "secrets/prod.env --resume")
     assert "s3cret" not in cmd
     assert rerun_command(record, keep_selection=True).endswith("--from verify --resume")
