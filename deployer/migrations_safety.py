@@ -344,7 +344,8 @@ def report(migrations: list[Migration]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     """``python - FILE [--allow-contract]``: report, and exit 3 when a contract
-    migration is pending and not allowed (0 otherwise, 2 on bad usage)."""
+    migration is pending and not allowed (0 otherwise, with a last line
+    ``classes: expand|contract|none``; 2 on bad usage)."""
     args = [a for a in argv if not a.startswith("--")]
     allow = "--allow-contract" in argv
     if len(args) != 1:
@@ -355,6 +356,7 @@ def main(argv: list[str]) -> int:
     for line in report(migrations):
         sys.stdout.write(line + "\n")
     contract = [m.name for m in migrations if m.klass == CONTRACT]
+    summary = CONTRACT if contract else (EXPAND if migrations else "none")
     if contract and not allow:
         sys.stderr.write(
             f"contract migration(s) pending: {', '.join(contract)}: the old code breaks "
@@ -363,6 +365,8 @@ def main(argv: list[str]) -> int:
         return 3
     if contract:
         sys.stdout.write("contract migrations allowed: maintenance mode covers the switch\n")
+    # the last line, which the runbook reads (captured) to decide on maintenance mode
+    sys.stdout.write(f"classes: {summary}\n")
     return 0
 
 
