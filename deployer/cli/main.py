@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "logs": "deployer.cli.logs:logs",
     "status": "deployer.cli.status:status",
     "runbooks": "deployer.cli.runbooks:runbooks",
+    "maintenance": "deployer.cli.maintenance:maintenance",
 }
 
 # One-line summaries so `deployer --help` can list commands without importing them.
@@ -58,6 +59,7 @@ SUMMARIES: dict[str, str] = {
     "logs": "Show the stack's container logs on a host (-f to follow).",
     "status": "Show what runs on a host, its health, the lock and the last run.",
     "runbooks": "List the runbooks and templates: the project's and the packaged ones.",
+    "maintenance": "Switch the proxy's maintenance mode (503) on or off on a host.",
 }
 
 # Examples for commands whose module gives none, so every `--help` shows one.
