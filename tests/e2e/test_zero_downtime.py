@@ -14,13 +14,13 @@ so later tests find the in-place stack they expect.
 
 from __future__ import annotations
 
-import http.client
 import re
 import shlex
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.client import HTTPConnection
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -55,7 +55,7 @@ class Load:
         while not self._stop.is_set():
             started = time.monotonic()
             try:
-                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+                conn = HTTPConnection(parts.hostname, parts.port, timeout=10)
                 conn.request("GET", parts.path)
                 resp = conn.getresponse()
                 body = resp.read().decode(errors="replace")
