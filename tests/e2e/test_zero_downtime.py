@@ -156,6 +156,13 @@ def restart(cli: Cli, app: Path, *extra: str) -> object:
 
 def test_switch_under_load_with_code_changes_fails_no_request(
         proxied: Deployment, cli: Cli, sandbox: Sandbox, app_copy: Path) -> None:
+    # the first proxied restart starts Caddy and moves the in-place api behind it; until
+    # then nobody listens on the proxy's port, so the load starts with the next ones
+    set_version(app_copy, "2.0.0-zd0")
+    first = restart(cli, app_copy)
+    assert first.returncode == 0, first.describe()
+    assert live_slot(sandbox) == "blue"
+    assert served_version(sandbox) == "2.0.0-zd0"
     seen_slots = []
     for version in ("2.0.0-zd1", "2.0.0-zd2"):
         set_version(app_copy, version)
@@ -170,15 +177,14 @@ def test_switch_under_load_with_code_changes_fails_no_request(
         after = live_slot(sandbox)
         assert after != before and after in ("blue", "green")
         assert slot_running(sandbox, after)
-        if before in ("blue", "green"):
-            # drained and stopped, kept (not removed) as the rollback target
-            assert not slot_running(sandbox, before)
-            project = f"{sandbox.vars['compose_project']}-{before}"
-            kept = sandbox.ssh("docker ps -aq --filter "
-                               f"label=com.docker.compose.project={project}").stdout
-            assert kept.strip(), f"the {before} slot's container was removed"
+        # drained and stopped, kept (not removed) as the rollback target
+        assert not slot_running(sandbox, before)
+        project = f"{sandbox.vars['compose_project']}-{before}"
+        kept = sandbox.ssh("docker ps -aq --filter "
+                           f"label=com.docker.compose.project={project}").stdout
+        assert kept.strip(), f"the {before} slot's container was removed"
         seen_slots.append(after)
-    assert set(seen_slots) == {"blue", "green"}
+    assert seen_slots == ["green", "blue"]
     # the in-place api of the main project no longer serves
     assert http("GET", sandbox.vars["api_url"] + "/api/health")[0] == 0
 
