@@ -330,6 +330,12 @@ def markdown(results: list[dict], meta: dict) -> str:
     met_fail = zd["failed_requests"] == 0
     met_p99 = bool(zd["switch_p99_ms"] and zd["steady_p99_ms"]
                    and zd["switch_p99_ms"] <= 2 * zd["steady_p99_ms"])
+    slow = [r["mode"] for r in results if r["rate_per_s"] < 100]
+    if slow:
+        lines += ["", f"Note: the load fell short of 100 requests/s in {', '.join(slow)} "
+                  f"(aimed at {meta['rate']}/s; each of the {meta['threads']} threads waits "
+                  "for its answer, so a busy machine's latency caps the rate). Rerun on an "
+                  "idle machine or with a higher --rate for the issue's load."]
     lines += ["", f"Targets: 0 failed requests behind the proxy: "
               f"{'met' if met_fail else '**not met**'}; p99 during the switch <= 2x "
               f"steady: {'met' if met_p99 else '**not met**'}.", END]
