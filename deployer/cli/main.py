@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "runbooks": "deployer.cli.runbooks:runbooks",
     "releases": "deployer.cli.releases:releases",
     "init": "deployer.cli.init:init",
+    "maintenance": "deployer.cli.maintenance:maintenance",
 }
 
 # One-line summaries so `deployer --help` can list commands without importing them.
@@ -62,6 +63,7 @@ SUMMARIES: dict[str, str] = {
     "runbooks": "List the runbooks and templates: the project's and the packaged ones.",
     "releases": "List the releases recorded on a host (every successful deploy).",
     "init": "Inspect an app and write a starting inventory for the shipped runbooks.",
+    "maintenance": "Switch the proxy's maintenance mode (503) on or off on a host.",
 }
 
 # Examples for commands whose module gives none, so every `--help` shows one.

@@ -10,7 +10,8 @@ import importlib
 
 from deployer.steps.base import FieldSpec, StepKind
 
-KIND_MODULES = ("run", "local", "psql", "compose", "http", "upload", "sync", "wait")
+KIND_MODULES = ("run", "local", "psql", "compose", "http", "upload", "sync", "wait",
+                "migration_check")
 
 INCLUDE_FIELDS: dict[str, FieldSpec] = {
     "runbook": FieldSpec("string", "Path of the runbook to include, relative to the including "

@@ -1,4 +1,5 @@
-"""Alembic environment: runs migrations against DATABASE_URL (online mode only)."""
+"""Alembic environment: runs migrations against DATABASE_URL; offline (``--sql``) mode
+prints their SQL without connecting (deployer's zero-downtime restart classifies it)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ def run_migrations_online() -> None:
             context.run_migrations()
 
 
+def run_migrations_offline() -> None:
+    context.configure(url=database_url(), target_metadata=target_metadata,
+                      literal_binds=True, dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
 if context.is_offline_mode():
-    raise SystemExit("offline (--sql) migrations are not supported; run against a database")
-run_migrations_online()
+    run_migrations_offline()
+else:
+    run_migrations_online()
