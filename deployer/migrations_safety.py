@@ -155,7 +155,9 @@ def _column_def_class(defn: str) -> tuple[str, str]:
 
 def _split_actions(body: str) -> list[str]:
     """The comma-separated actions of an ALTER TABLE, commas inside parentheses kept."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    depth = 0
+    cur: list[str] = []
     for ch in body:
         if ch == "(":
             depth += 1
