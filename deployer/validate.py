@@ -24,6 +24,7 @@ from typing import Any
 
 from deployer import shipped
 from deployer.appsecrets import with_app_secrets
+from deployer.compose_images import image_problems
 from deployer.errors import DeployerError, InputError, Problem
 from deployer.inventory import DEFAULT_INVENTORY, Inventory, load_inventory
 from deployer.models import IRREVERSIBLE, Runbook, Step, StepBody
@@ -183,6 +184,8 @@ def render_problems(runbook: Runbook, inventory: Inventory, project_dir: str) ->
     hosts = list(inventory.hosts.values())
     for host in hosts:
         variables = merge_vars(runbook, host, [], [])
+        for p in image_problems(dict(variables), project_dir, host.name):
+            found.setdefault(p, []).append(host.name)
         try:
             names = with_app_secrets(runbook.secrets, [variables])
         except InputError as exc:
