@@ -112,8 +112,10 @@ def releases_to_undo(session: Any, to: str, accept_new_host_key: bool = False) -
     finally:
         transport.close()
     status_of = {r.id: str(r.status) for r in store.list_runs(host=host.name)}
+    keep = variables.get("backup_keep")
     try:
-        return undo_chain(releases, to, status_of)
+        return undo_chain(releases, to, status_of,
+                          keep=int(keep) if str(keep or "").isdigit() else None)
     except ValueError as exc:
         raise UsageError(f"rollback --to {to} on {host.name}: {exc}",
                          hint=f"list them with `deployer releases --host {host.name}`") from None

@@ -67,10 +67,13 @@ def current_release(releases: list[Release], status_of: dict[str, str]) -> Relea
     return None
 
 
-def undo_chain(releases: list[Release], to: str, status_of: dict[str, str]) -> list[Release]:
+def undo_chain(releases: list[Release], to: str, status_of: dict[str, str],
+               keep: int | None = None) -> list[Release]:
     """The releases to undo, newest first, to bring the host back to release ``to`` (a
-    number, or ``previous``: the one before the current). Raises ``ValueError`` with
-    the reason when there is no such target."""
+    number, or ``previous``: the one before the current). ``keep``: how many releases
+    back the host keeps what a rollback may need (the shipped runbooks' ``backup_keep``
+    backups); an older target is not a rollback target. Raises ``ValueError`` with the
+    reason when there is no such target."""
     now = current_release(releases, status_of)
     if now is None:
         raise ValueError("no release is current on the host (none recorded, or all rolled "
@@ -95,4 +98,10 @@ def undo_chain(releases: list[Release], to: str, status_of: dict[str, str]) -> l
                              f"{now.number}")
     else:
         raise ValueError(f"--to {to!r}: a release number, or `previous`")
-    return [r for r in reversed(live) if r.number > target]
+    chain = [r for r in reversed(live) if r.number > target]
+    if keep is not None and len(chain) > keep:
+        raise ValueError(f"release {target} is {len(chain)} releases back, more than the "
+                         f"{keep} whose backups the host keeps (var backup_keep): a "
+                         "downgrade that fails could not fall back to a backup; go back "
+                         f"at most {keep} releases, or raise backup_keep for the future")
+    return chain

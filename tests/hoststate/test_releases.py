@@ -61,5 +61,9 @@ def test_the_undo_chain_goes_back_newest_first() -> None:
             undo_chain(rels, to, status)
     with pytest.raises(ValueError, match="no previous release"):
         undo_chain(rels[:1], "previous", {})
+    # not further back than the host keeps backups for
+    assert [r.number for r in undo_chain(rels, "1", status, keep=2)] == [3, 2]
+    with pytest.raises(ValueError, match="more than the 1 whose backups"):
+        undo_chain(rels, "1", status, keep=1)
     with pytest.raises(ValueError, match="no release is current"):
         undo_chain([], "1", {})
