@@ -384,7 +384,8 @@ class FleetProject:
                 "identity_file": server.client_key, "known_hosts": server.known_hosts,
                 "connect_timeout": 5, "groups": ["web"],
                 "vars": {"remote_dir": str(self.remote),
-                         "lock_dir": str(root / f"lock-web{i}")},
+                         "lock_dir": str(root / f"lock-web{i}"),
+                         "host_state_dir": str(root / f"hoststate-web{i}")},
             }
         (root / "inventory.yml").write_text(yaml.safe_dump({"hosts": hosts,
                                                             "groups": {"web": {}}}))

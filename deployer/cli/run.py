@@ -407,24 +407,22 @@ def history(ctx: click.Context, host: str | None, runbook: str | None, limit: in
 
     With --host, the runs are read from the host's state directory first, so every
     operator's and CI runner's runs are listed; without it, this checkout's records."""
+    from deployer.errors import DeployerError
+    from deployer.inventory import load_inventory
     from deployer.state import StateStore
 
-    if host and not local:
-        _read_hosts(ctx, host, accept_new_host_key)
-    store = StateStore(get_options(ctx).project_dir)
+    opts = get_options(ctx)
     names = None
     if host:
-        from deployer.errors import DeployerError
-        from deployer.inventory import load_inventory
-
-        opts = get_options(ctx)
         try:
             names = {h.name for h in
                      load_inventory(opts.inventory, opts.project_dir).resolve(host)}
         except DeployerError:
+            names = {host}  # a host the inventory does not have (any more): local runs
+        else:
             if not local:
-                raise
-            names = {host}  # runs of a host the inventory no longer has
+                _read_hosts(ctx, host, accept_new_host_key)
+    store = StateStore(opts.project_dir)
     records = [r for r in store.list_runs(runbook=runbook)
                if names is None or r.host in names][:limit or None]
     if as_json:
