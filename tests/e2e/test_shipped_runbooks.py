@@ -389,8 +389,10 @@ def test_first_time_resume_checks_migrate_and_reseeds_a_deleted_admin(
                     "DELETE FROM users WHERE is_admin RETURNING 1")
     assert gone.returncode == 0 and gone.stdout.split()[0] == "1", gone.stderr
 
+    # The fix: the right login path (a resume reuses the run's own --var values, so the
+    # wrong one is given again, corrected; --force: a changed input).
     r = cli.run("run", "first-time", "--host", "sandbox", "--yes", "--resume", "--force",
-                "--var", source_var(app_copy))
+                "--var", source_var(app_copy), "--var", "login_path=/api/v1/auth/login")
     assert r.returncode == 0, r.describe()
     assert cli.run_ids() - before == {record["id"]}
     out = " ".join(r.stdout.split())
