@@ -73,7 +73,23 @@ class RunSetup:
             raise LockHeldError(f"run {prev.id} is still running (pid {prev.pid} on this "
                                 "machine)", holder={"run_id": prev.id, "pid": prev.pid},
                                 hint="wait for it, or stop it with Ctrl-C in its terminal")
+        self._check_unseen_command(prev, machine)
         return prev
+
+    def _check_unseen_command(self, prev: RunRecord, machine: str) -> None:
+        """A run another machine left mid-step: that machine recorded the step's remote
+        process in its own record (the host's copy is written between commands), so no
+        leftover can be stopped from here. Refused unless --force, after a look."""
+        running = [s.id for s in prev.steps if s.state == StepStatus.RUNNING]
+        if (prev.status != RunStatus.RUNNING or not running or prev.remote_process
+                or machine == operator().rpartition("@")[2] or self.force):
+            return
+        raise UsageError(
+            f"run {prev.id} was left by {prev.operator} during step {running[0]}, whose "
+            f"command may still be running on {self.host.name}: that machine recorded its "
+            "process, this one cannot stop it",
+            hint=f"look on the host (`ps -ef`) and stop it if it still runs (or resume from "
+                 f"{machine}, which can), then resume with --resume --force")
 
     # -- staleness -----------------------------------------------------------------------
 

@@ -109,3 +109,18 @@ def test_steps_left_out_by_the_selection_are_skipped_with_the_reason(tmp_path: P
     assert [r.state for r in recs] == [StepStatus.SKIPPED, StepStatus.PENDING,
                                        StepStatus.PENDING]
     assert recs[0].message == "before --from b"
+
+
+def test_a_run_another_machine_left_mid_step_needs_a_look_first(tmp_path: Path) -> None:
+    setup = _first_run(tmp_path, RunStatus.RUNNING)
+    record = setup.store.load("20261204-010203-0001abcd")
+    record.steps[1].state = StepStatus.RUNNING
+    record.operator = "ana@her-laptop"  # its record of the remote process is hers
+    setup.store.save(record)
+    with pytest.raises(UsageError, match="may still be running on t") as err:
+        _setup(tmp_path).find_resumable()
+    assert "ana@her-laptop" in str(err.value) and "--force" in err.value.hint
+    assert _setup(tmp_path, force=True).find_resumable().id == record.id
+    record.remote_process = {"pgid": 4242, "step": "b"}  # recorded: the guard stops it
+    setup.store.save(record)
+    assert _setup(tmp_path).find_resumable().id == record.id
