@@ -298,13 +298,17 @@ def app_copy(tmp_path: Path) -> Path:
 def fresh_host(sandbox: Sandbox) -> None:
     """Remove everything a deployment left on the sandbox: the compose project's
     containers and volumes (the database), the api image and its rollback tag, the app
-    and backup directories. Images the sandbox built itself stay."""
+    and backup directories, and the host's record of the runs (a fresh host has no
+    history: an earlier session's runs would reach this session's checkout on the first
+    resume). Images the sandbox built itself stay."""
     v = sandbox.vars
     label = f"com.docker.compose.project={v['compose_project']}"
     image = v["api_image"]
     prev = backup_tag(image)
-    paths = " ".join(shlex.quote(p) for p in (v["app_dir"], v["app_dir"] + ".deployer-prev",
-                                               v["backup_dir"]))
+    dirs = [v["app_dir"], v["app_dir"] + ".deployer-prev", v["backup_dir"]]
+    if v.get("host_state_dir"):
+        dirs.append(v["host_state_dir"])
+    paths = " ".join(shlex.quote(p) for p in dirs)
     sandbox.ssh(
         f"docker ps -aq --filter label={label} | xargs -r docker rm -f >/dev/null\n"
         f"docker volume ls -q --filter label={label} | xargs -r docker volume rm >/dev/null\n"
