@@ -209,7 +209,7 @@ class Bench:
         steps = {s["id"]: s for s in record["steps"]}
         window = None
         first, last = (("zero_downtime.switch", "zero_downtime.drain") if proxy
-                       else ("up", "verify.login_admin"))
+                       else ("up", "verify.checks"))
         if steps.get(first, {}).get("started") and steps.get(last, {}).get("finished"):
             window = (ts(steps[first]["started"]) - 1, ts(steps[last]["finished"]) + 1)
         elif steps.get(first, {}).get("started"):

@@ -19,16 +19,16 @@ ZD_STEPS = ("zd_migrate.classify", "zd_migrate.migrate", "zero_downtime.slot_sta
 
 def test_without_proxy_restart_stays_in_place() -> None:
     steps = planned("restart")
-    assert not steps["up"].skipped and not steps["verify.health"].skipped
+    assert not steps["up"].skipped and not steps["verify.checks"].skipped
     for sid in ZD_STEPS:
         assert steps[sid].skipped, sid
 
 
 def test_with_proxy_restart_switches_instead_of_recreating() -> None:
     steps = planned("restart", cli_vars=("proxy=caddy",))
-    assert steps["up"].skipped and steps["verify.health"].skipped
-    for sid in ZD_STEPS + ("zero_downtime.config_caddy", "zero_downtime.gate_checks.login_admin",
-                           "zero_downtime.checks.login_admin"):
+    assert steps["up"].skipped and steps["verify.checks"].skipped
+    for sid in ZD_STEPS + ("zero_downtime.config_caddy", "zero_downtime.gate_checks.checks",
+                           "zero_downtime.checks.checks"):
         assert not steps[sid].skipped, sid
     assert steps["zero_downtime.config_nginx_blue"].skipped
     order = list(steps)
@@ -36,8 +36,9 @@ def test_with_proxy_restart_switches_instead_of_recreating() -> None:
         "zero_downtime.slot_start") < order.index("zero_downtime.gate") < order.index(
         "zero_downtime.switch") < order.index("zero_downtime.drain")
     # the gate's checks go to the idle slot directly, the later ones through the proxy
-    gate = steps["zero_downtime.gate_checks.health"].commands[0]
-    after = steps["zero_downtime.checks.health"].commands[0]
+    # (the first check of the series: health)
+    gate = steps["zero_downtime.gate_checks.checks"].commands[0]
+    after = steps["zero_downtime.checks.checks"].commands[0]
     assert ":8001/api/health" in gate.display() and ":80/api/health" in after.display()
     # migrations with bounded locks, through PGOPTIONS, never by editing them
     (migrate,) = steps["zd_migrate.migrate"].commands
