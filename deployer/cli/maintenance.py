@@ -57,5 +57,5 @@ def maintenance(ctx: click.Context, state: str, host: str | None, cli_vars: tupl
                cli_vars=(*cli_vars, f"maintenance={state}"), vars_files=vars_files,
                secrets_file=secrets_file, yes=True, no_rollback=False,
                accept_new_host_key=accept_new_host_key, skip_preflight=False, dry_run=False,
-               resume=False, force=False, from_step=None, only_step=None, parallel=None,
+               resume=False, force=False, from_step=None, only_steps=(), parallel=None,
                batch_size=None, max_fail=None, fmt="text")
