@@ -266,6 +266,19 @@ def variable_changes(before: Mapping[str, str], now: Mapping[str, str],
     return changes
 
 
+def masked(value: Any) -> bool:
+    """A recorded value that held a secret (stored with it as ***)."""
+    return "***" in repr(value)
+
+
+def reusable_cli_values(prev_values: Mapping[str, Any], prev_cli: Collection[str],
+                        given: Collection[str]) -> dict[str, Any]:
+    """The values a run was given with --var (``prev_cli``) that this invocation does
+    not give: a resume or rollback reuses them. A masked one cannot be reused."""
+    return {name: prev_values[name] for name in prev_cli
+            if name not in given and name in prev_values and not masked(prev_values[name])}
+
+
 def value_changes(before: Mapping[str, Any], now: Mapping[str, Any],
                   cli_keys: Collection[str] = ()) -> list[str]:
     """Like ``variable_changes``, from the recorded values themselves (any checkout can
@@ -274,15 +287,15 @@ def value_changes(before: Mapping[str, Any], now: Mapping[str, Any],
     changes = []
     for name in sorted(set(before) | set(now)):
         where = " (--var)" if name in cli_keys else ""
-        masked = "***" in repr(before.get(name))
-        if name not in now and masked:
+        hidden = masked(before.get(name))
+        if name not in now and hidden:
             changes.append(f"variable {name} is no longer set; its value held a secret, so "
                            f"it was not recorded: give it again (--var {name}=...)")
         elif name not in now:
             changes.append(f"variable {name} is no longer set (was {_short(before[name])})")
         elif name not in before:
             changes.append(f"variable {name}{where} is new ({_short(now[name])})")
-        elif before[name] != now[name] and not masked:
+        elif before[name] != now[name] and not hidden:
             changes.append(f"variable {name}{where} changed: {_short(before[name])} -> "
                            f"{_short(now[name])}")
     return changes

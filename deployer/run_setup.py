@@ -116,10 +116,7 @@ class RunSetup:
         """The values ``prev`` was given with --var that this invocation does not give:
         a resume or rollback reuses them, so nobody has to remember `--var release=v5`.
         A value recorded masked (it held a secret) cannot be reused."""
-        given = set(self.cli_keys())
-        return {name: prev.values[name] for name in prev.cli_vars
-                if name not in given and name in prev.values
-                and "***" not in repr(prev.values[name])}
+        return resume_plan.reusable_cli_values(prev.values, prev.cli_vars, self.cli_keys())
 
     def _variable_changes(self, prev: RunRecord) -> list[str]:
         cli: frozenset[str] = getattr(self.variables, "cli_keys", frozenset())

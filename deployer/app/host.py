@@ -15,6 +15,7 @@ from deployer.errors import InputError, TransportError, UsageError
 from deployer.executor import Events, Executor, RunOptions, RunOutcome
 from deployer.interrupts import interrupt_signals
 from deployer.models import Host
+from deployer.resume_plan import reusable_cli_values
 from deployer.rollback import undoable
 from deployer.session import Session
 from deployer.state import RunRecord, StateStore
@@ -69,11 +70,11 @@ def prepare_resume(session: Session, events: Events, accept_new_host_key: bool) 
         _refresh_over_own_connection(session, host, events, accept_new_host_key)
         prev = store.latest(session.runbook.name, host.name)
         variables = session.vars_for(host)
+        if prev is None:
+            continue
         given = set(getattr(variables, "cli_keys", frozenset()))
-        reused = {name: prev.values[name] for name in (prev.cli_vars if prev else [])
-                  if name not in given and name in prev.values
-                  and "***" not in repr(prev.values[name])} if prev else {}
-        if prev is not None and reused:
+        reused = reusable_cli_values(prev.values, prev.cli_vars, given)
+        if reused:
             variables.update(reused)
             variables.cli_keys = frozenset(given | set(reused))
             shown = " ".join(f"{k}={v}" for k, v in sorted(reused.items()))
