@@ -8,6 +8,8 @@ and digests, and the sudo password named by the host's ``sudo_password_secret``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from deployer.executor import Events, Executor, RunOptions, default_transport_factory
@@ -56,4 +58,14 @@ def connect(host: Host, accept_new_host_key: bool) -> Transport:
     return transport
 
 
-__all__ = ["build_executor", "connect", "sudo_password"]
+@contextmanager
+def connected(host: Host, accept_new_host_key: bool) -> Iterator[Transport]:
+    """``connect``, closed again when the block ends."""
+    transport = connect(host, accept_new_host_key)
+    try:
+        yield transport
+    finally:
+        transport.close()
+
+
+__all__ = ["build_executor", "connect", "connected", "sudo_password"]

@@ -61,7 +61,7 @@ def refresh_hosts(session: Any, accept_new_host_key: bool = False) -> list[str]:
     the cache keeps what it had for those."""
     from deployer.errors import TransportError
 
-    from .build import connect
+    from .build import connected
 
     warnings = []
     store = StateStore(session.project_dir)
@@ -69,28 +69,21 @@ def refresh_hosts(session: Any, accept_new_host_key: bool = False) -> list[str]:
         variables = session.vars_for(host)
         if not enabled(variables):
             continue
-        transport = None
         try:
-            transport = connect(host, accept_new_host_key)
-            refresh(transport, host, variables, store)
+            with connected(host, accept_new_host_key) as transport:
+                refresh(transport, host, variables, store)
         except TransportError as exc:
             warnings.append(f"{host.name}: cannot read the run records on the host ({exc}); "
                             "showing this machine's")
-        finally:
-            if transport is not None:
-                transport.close()
     return warnings
 
 
 def host_releases(session: Any, host: Host, accept_new_host_key: bool = False) -> list[Any]:
     """The releases recorded on ``host``, oldest first."""
-    from .build import connect
+    from .build import connected
 
-    transport = connect(host, accept_new_host_key)
-    try:
+    with connected(host, accept_new_host_key) as transport:
         return host_state_of(transport, host, session.vars_for(host)).releases()
-    finally:
-        transport.close()
 
 
 def releases_to_undo(session: Any, to: str, accept_new_host_key: bool = False) -> list[Any]:
@@ -100,17 +93,14 @@ def releases_to_undo(session: Any, to: str, accept_new_host_key: bool = False) -
     from deployer.errors import UsageError
     from deployer.hoststate.releases import undo_chain
 
-    from .build import connect
+    from .build import connected
 
     (host,) = session.hosts
     variables = session.vars_for(host)
     store = StateStore(session.project_dir)
-    transport = connect(host, accept_new_host_key)
-    try:
+    with connected(host, accept_new_host_key) as transport:
         refresh(transport, host, variables, store)
         releases = host_state_of(transport, host, variables).releases()
-    finally:
-        transport.close()
     status_of = {r.id: str(r.status) for r in store.list_runs(host=host.name)}
     keep = variables.get("backup_keep")
     try:
