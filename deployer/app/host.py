@@ -9,7 +9,6 @@ record names the signal.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from deployer.errors import InputError, TransportError, UsageError
 from deployer.executor import Events, Executor, RunOptions, RunOutcome
@@ -21,7 +20,7 @@ from deployer.session import Session
 from deployer.state import RunRecord, StateStore
 
 from . import hoststate
-from .build import build_executor, connect
+from .build import build_executor, connected
 
 
 def _raising_for(executor: Executor) -> Callable[[str], None]:
@@ -32,33 +31,19 @@ def _raising_for(executor: Executor) -> Callable[[str], None]:
     return handler
 
 
-def _refresh(session: Session, host: Host, events: Events, transport: Any) -> None:
+def _refresh(session: Session, host: Host, events: Events, accept_new_host_key: bool) -> None:
     """The host's records into the local cache before a resume or a rollback picks a
-    run; a host that cannot answer leaves the cache as it is (said, never fatal: the
-    run itself then reports the connection)."""
+    run, over a connection of its own; a host that cannot answer leaves the cache as it
+    is (said, never fatal: the run itself then reports the connection)."""
     variables = session.vars_for(host)
     if not hoststate.enabled(variables):
         return
     try:
-        hoststate.refresh(transport(), host, variables, StateStore(session.project_dir))
+        with connected(host, accept_new_host_key) as transport:
+            hoststate.refresh(transport, host, variables, StateStore(session.project_dir))
     except (TransportError, InputError) as exc:
         events.notice(host.name, f"cannot read the run records on the host ({exc}); "
                       "using this machine's", "warning")
-
-
-def _refresh_over_own_connection(session: Session, host: Host, events: Events,
-                                 accept_new_host_key: bool) -> None:
-    opened: list[Any] = []
-
-    def transport() -> Any:
-        opened.append(connect(host, accept_new_host_key))
-        return opened[-1]
-
-    try:
-        _refresh(session, host, events, transport)
-    finally:
-        for t in opened:
-            t.close()
 
 
 def prepare_resume(session: Session, events: Events, accept_new_host_key: bool) -> None:
@@ -67,7 +52,7 @@ def prepare_resume(session: Session, events: Events, accept_new_host_key: bool) 
     given and this invocation does not give (nobody has to remember them)."""
     store = StateStore(session.project_dir)
     for host in session.hosts:
-        _refresh_over_own_connection(session, host, events, accept_new_host_key)
+        _refresh(session, host, events, accept_new_host_key)
         prev = store.latest(session.runbook.name, host.name)
         variables = session.vars_for(host)
         if prev is None:
@@ -99,7 +84,7 @@ def run_to_roll_back(session: Session, run_id: str | None, events: Events | None
                          hint="name a single host with --host")
     target = session.hosts[0]
     if events is not None:
-        _refresh_over_own_connection(session, target, events, accept_new_host_key)
+        _refresh(session, target, events, accept_new_host_key)
     store = StateStore(session.project_dir)
     if run_id:
         record = store.load(run_id)
