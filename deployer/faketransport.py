@@ -13,8 +13,8 @@ milliseconds::
 
 Rules are tried in the order given; a rule's replies are used one per matching call
 and its last reply repeats. A command no rule matches gets ``default`` (exit 0, no
-output). Every call lands in ``calls`` (connect, run, put, interrupt, stop_process,
-close); uploads in ``uploads``. The fake is the host as well as the connection: a
+output). Every call lands in ``calls`` (connect, run, post, collect, put, interrupt,
+stop_process, close); uploads in ``uploads``. The fake is the host as well as the connection: a
 reconnect (``connect`` after a lost connection or ``close``) sees the same processes
 and files, as a new SSH connection would.
 
@@ -40,6 +40,7 @@ from deployer.transport import (
     PROCESS_STOPPED,
     PROCESS_UNVERIFIABLE,
     ConnectionLost,
+    DoneCallback,
     LineCallback,
     ProcessCallback,
     RemoteProcess,
@@ -84,7 +85,7 @@ Matcher = str | re.Pattern[str] | Callable[["Call"], bool]
 class Call:
     """One call on the fake, as made."""
 
-    kind: str  # connect | run | put | interrupt | stop_process | close
+    kind: str  # connect | run | post | collect | put | interrupt | stop_process | close
     script: str = ""
     cwd: str | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -152,6 +153,8 @@ class FakeTransport:
         self.boot_id = "fake-boot-1"
         self._interrupted = threading.Event()
         self._interrupts = 0
+        self.can_post = True  # False: post() declines, as a one-shot SSH transport does
+        self._posted: list[tuple[Call, DoneCallback]] = []
 
     # -- scripting ---------------------------------------------------------------------
 
@@ -216,8 +219,35 @@ class FakeTransport:
         self.host_key_fingerprint = self._fingerprint
 
     def close(self) -> None:
+        self._deliver_posted()
         self.calls.append(Call("close"))
         self.connected = self._dropped = False
+
+    def post(self, script: str, on_done: DoneCallback) -> bool:
+        """Answered by the rules like ``run`` (hangs, Ctrl-C and lost connections of a
+        reply do not apply); the answer reaches ``on_done`` at the next run, collect
+        or close, as over SSH. A dropped connection loses it (``None``)."""
+        if not (self.can_post and self.connected):
+            return False
+        call = Call("post", script=script, what="a posted script")
+        self.calls.append(call)
+        reply = self._reply(call)
+        if reply.effect is not None:
+            reply.effect(call)
+        tail = (reply.stdout + reply.stderr).splitlines()
+        call.result = RunResult(exit_code=reply.exit_code, stdout=reply.stdout,
+                                tail=tail[-200:])
+        self._posted.append((call, on_done))
+        return True
+
+    def collect(self) -> None:
+        self.calls.append(Call("collect"))
+        self._deliver_posted()
+
+    def _deliver_posted(self) -> None:
+        posted, self._posted = self._posted, []
+        for call, on_done in posted:
+            on_done(call.result)
 
     def interrupt(self) -> None:
         self.calls.append(Call("interrupt"))
@@ -230,6 +260,7 @@ class FakeTransport:
             what: str = "a remote command") -> RunResult:
         call = Call("run", script=script, cwd=cwd, env=dict(env or {}), stdin=stdin,
                     sudo=sudo, timeout=timeout, what=what)
+        self._deliver_posted()
         self.calls.append(call)
         self._require_connection(what)
         self._interrupted.clear()
@@ -296,6 +327,9 @@ class FakeTransport:
 
     def _drop(self) -> None:
         self.connected, self._dropped = False, True
+        posted, self._posted = self._posted, []
+        for _call, on_done in posted:
+            on_done(None)  # the answers went down with the connection
 
     def _reply(self, call: Call) -> Reply:
         for rule in self._rules:

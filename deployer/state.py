@@ -355,10 +355,18 @@ def _apply_journal(data: dict[str, Any], path: Path) -> None:
         raw = path.read_bytes()
     except OSError:
         return
+    apply_journal(data, raw)
+
+
+def apply_journal(data: dict[str, Any], raw: bytes, seq_key: str = "journal_seq") -> None:
+    """Replay journal lines ``raw`` over the record ``data`` (parsed JSON): lines
+    numbered above ``data[seq_key]`` (the last line the snapshot holds) update the
+    header and the steps they name; a torn or invalid line ends the journal. The host
+    state keeps its own journal with its own numbering (``seq_key="host_seq"``)."""
     steps = data.get("steps")
     if not isinstance(steps, list):
         return
-    folded = data.get("journal_seq") or 0
+    folded = data.get(seq_key) or 0
     for line in raw.split(b"\n")[:-1]:  # the last piece is empty or a torn line
         try:
             entry = json.loads(line)
@@ -371,8 +379,8 @@ def _apply_journal(data: dict[str, Any], path: Path) -> None:
             continue  # already in the .json
         head = entry.get("head")
         if isinstance(head, dict):
-            data.update({k: v for k, v in head.items() if k != "steps"})
-        data["journal_seq"] = folded = seq
+            data.update({k: v for k, v in head.items() if k not in ("steps", seq_key)})
+        data[seq_key] = folded = seq
         for key, value in (entry.get("steps") or {}).items():
             index = int(key) if str(key).isdigit() else -1
             if 0 <= index < len(steps) and isinstance(value, dict):

@@ -16,6 +16,12 @@ stops the command too, then raises ``StepInterrupted`` carrying the ``RunResult`
 connection that dies under a command raises ``ConnectionLost``; ``current_process``
 then still names the command's process group (it may run on), and
 ``stop_process`` on a fresh connection stops it.
+
+``post`` sends a short script that needs no answer yet (a host state write): it runs
+on the host after the command before it, and its ``RunResult`` reaches ``on_done``
+when the transport next reads from the host (the next ``run``, ``collect`` or
+``close``). Over SSH the next command's frame goes out before the posted answer is
+read, so a posted write costs no round trip of its own.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from deployer.errors import HostKeyError, RunFailed, TransportError
 from deployer.models import Host
 
 __all__ = [
-    "KILL_GRACE", "LineCallback", "ProcessCallback", "RunResult", "RemoteProcess",
+    "KILL_GRACE", "DoneCallback", "LineCallback", "ProcessCallback", "RunResult", "RemoteProcess",
     "Transport", "TransportFactory", "TransportError", "HostKeyError", "RunFailed",
     "ConnectionLost", "StepInterrupted", "PROCESS_GONE", "PROCESS_STOPPED",
     "PROCESS_REBOOTED", "PROCESS_ALIVE", "PROCESS_UNVERIFIABLE", "PROCESS_STATES",
@@ -36,6 +42,7 @@ __all__ = [
 ]
 
 LineCallback = Callable[[str, str], None]
+DoneCallback = Callable[["RunResult | None"], None]
 
 KILL_GRACE = 5.0  # default seconds between TERM and KILL when a command is stopped
 
@@ -163,6 +170,18 @@ class Transport(Protocol):
     def put(self, data: bytes | IO[bytes], remote_path: str, mode: int | None = None) -> None:
         """Write ``data`` to ``remote_path`` atomically (a temporary file renamed over
         it). Remote file errors raise OSError; a lost connection ConnectionLost."""
+        ...
+
+    def post(self, script: str, on_done: DoneCallback) -> bool:
+        """Send ``script`` (no stdin, no sudo, builtins only: it must not block) to run
+        after the command before it, and return without waiting. ``on_done`` hears its
+        ``RunResult`` (``None``: the answer was lost with the connection) when the
+        transport next reads from the host. False: nothing was sent (this transport
+        cannot post now); the caller uses ``run``."""
+        ...
+
+    def collect(self) -> None:
+        """Read the answers of posted scripts now (each ``on_done`` is called)."""
         ...
 
     def interrupt(self) -> None:

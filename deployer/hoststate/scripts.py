@@ -51,6 +51,9 @@ if [ "$3" != 0 ]; then
   else tail -c +$(( $2 + 1 )) -- "$__hs_in" | head -c "$3" > "$__hs_rec"; fi
   [ "$6" != 1 ] || sync -- "$__hs_rec" 2>/dev/null || true
   mv -f -- "$__hs_rec" "$lock/runs/$5.json"
+  # After the rename: a journal line left by a crash in between is numbered at or
+  # below the new record's host_seq and never replayed over it.
+  rm -f -- "$lock/runs/$5.journal"
 fi
 [ "$4" = 0 ] || __hs_append $(( $2 + $3 )) "$4" "$lock/releases.jsonl"
 rm -f -- "$__hs_in"
@@ -71,12 +74,14 @@ if [ "$__lk_absent" = 1 ] || [ ! -d "$lock" ]; then echo EMPTY; exit 0; fi
 __lk_existing
 """
 
-# Every record, each followed by a NUL byte (JSON text never holds one).
+# Every record, each followed by a NUL byte (JSON text never holds one), then its
+# journal (appended transitions not yet folded into it) and another NUL.
 _READ_RUNS = _ABSENT + r"""
 echo RUNS
 for __hs_f in "$lock"/runs/*.json; do
   [ -f "$__hs_f" ] || continue
   cat -- "$__hs_f"; printf '\0'
+  cat -- "${__hs_f%.json}.journal" 2>/dev/null || true; printf '\0'
 done
 """
 
@@ -91,7 +96,19 @@ if [ "$3" = 0 ]; then cat -- "$lock/$2"; else tail -n "$3" -- "$lock/$2"; fi
 _READ_RUN = _ABSENT + r"""
 echo RUN
 cat -- "$lock/runs/$2.json" 2>/dev/null || true
+printf '\0'
+cat -- "$lock/runs/$2.journal" 2>/dev/null || true
 """
+
+# Appends to a directory an earlier write of this connection checked ($lock): builtins
+# only (no process is started), as it runs at every step transition. Each append is
+# one write(2) of at most APPEND_LIMIT bytes with O_APPEND, so it lands whole after
+# any other writer's lines without flock.
+_APPEND = r"""
+if [ -L "$lock" ] || [ ! -d "$lock/runs" ] || [ ! -O "$lock" ]; then echo RECHECK; exit 0; fi
+"""
+
+APPEND_LIMIT = 4000  # bytes of audit lines or journal line an append carries at most
 
 
 def write_script(path: str, audit: int, record: int, release: int, run_id: str,
@@ -104,6 +121,20 @@ def write_script(path: str, audit: int, record: int, release: int, run_id: str,
         return "set -- " + " ".join(shlex.quote(a) for a in [checked, *args]) + "\n" \
             + _FAST_WRITE
     return _script(_WRITE, path, *args, create=True)
+
+
+def append_script(checked: str, run_id: str, audit: str, journal_line: str) -> str:
+    """Append ``audit`` (JSON lines) to the audit log and ``journal_line`` to run
+    ``run_id``'s journal, in the directory whose physical path ``checked`` an earlier
+    write checked. The caller keeps each text within ``APPEND_LIMIT`` bytes."""
+    out = [f"lock={shlex.quote(checked)}", _APPEND.strip("\n")]
+    if audit:
+        out.append(f'printf %s {shlex.quote(audit)} >> "$lock/audit.jsonl"')
+    if journal_line:
+        out.append(f'printf %s {shlex.quote(journal_line)} '
+                   f'>> "$lock/runs/"{shlex.quote(run_id)}.journal')
+    out.append("echo APPENDED")
+    return "\n".join(out) + "\n"
 
 
 def read_runs_script(path: str) -> str:

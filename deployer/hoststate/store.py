@@ -10,7 +10,7 @@ the history.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from deployer.errors import TransportError
@@ -18,13 +18,20 @@ from deployer.hoststate import scripts
 from deployer.hoststate.records import AuditEvent, Release
 from deployer.lock import unsafe_error
 from deployer.models import Host
-from deployer.state import RunRecord, is_run_id
-from deployer.transport import Transport
+from deployer.state import RunRecord, apply_journal, is_run_id
+from deployer.transport import RunResult, Transport
+
+SEQ_KEY = "host_seq"  # the last journal line a host snapshot holds (hoststate.journal)
 
 
-def _record(data: Any) -> RunRecord | None:
+def _record(text: str, journal: str = "") -> RunRecord | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
     if not (isinstance(data, dict) and is_run_id(str(data.get("id", "")))):
         return None
+    apply_journal(data, journal.encode(), SEQ_KEY)
     try:
         return RunRecord.from_dict(data)
     except (TypeError, ValueError, KeyError):
@@ -56,14 +63,18 @@ class HostState:
         return head.strip(), rest
 
     def write(self, events: Sequence[AuditEvent] = (), record: RunRecord | None = None,
-              release: Release | None = None) -> None:
-        """Append ``events`` and ``release`` and replace the run record, in one round
+              release: Release | None = None, host_seq: int = 0) -> None:
+        """Append ``events`` and ``release`` and replace the run record (which holds
+        the journal lines up to ``host_seq``; its journal is removed), in one round
         trip. Raises ``HostStateError`` if the input did not arrive whole."""
         audit = "".join(e.to_json() + "\n" for e in events).encode()
         run_id = record.id if record is not None else ""
         if record is not None and not is_run_id(run_id):
             raise ValueError(f"not a run id: {run_id!r}")
-        rec = record.encode().encode() if record is not None else b""
+        rec = b""
+        if record is not None:
+            text = record.encode()
+            rec = (f'{{"{SEQ_KEY}": {int(host_seq)}, ' + text[1:]).encode()
         rel = (release.to_json() + "\n").encode() if release else b""
         if not (audit or rec or rel):
             return
@@ -85,18 +96,37 @@ class HostState:
                                  f"did not arrive whole ({state or 'no answer'}); nothing "
                                  "was changed")
 
+    def append(self, run_id: str, events: Sequence[AuditEvent], journal_line: str,
+               on_done: Callable[[bool], None]) -> bool:
+        """Post ``events`` and one journal line of run ``run_id`` (``Transport.post``:
+        no round trip of its own); ``on_done(ok)`` hears whether they were written.
+        False, with nothing sent: no write of this object checked the directory yet,
+        the texts are over ``scripts.APPEND_LIMIT``, or the transport cannot post;
+        the caller makes a full ``write`` instead."""
+        audit = "".join(e.to_json() + "\n" for e in events)
+        if (not self._checked or not is_run_id(run_id)
+                or max(len(audit.encode()), len(journal_line.encode())) > scripts.APPEND_LIMIT):
+            return False
+
+        def done(result: RunResult | None) -> None:
+            ok = result is not None and result.exit_code == 0 \
+                and result.stdout.strip() == "APPENDED"
+            if not ok:
+                self._checked = ""  # the next write checks the directory again
+            on_done(ok)
+
+        script = scripts.append_script(self._checked, run_id, audit, journal_line)
+        return self.transport.post(script, done)
+
     def runs(self) -> list[RunRecord]:
         """Every run record on the host, oldest run id first."""
         state, rest = self._run(scripts.read_runs_script(self.path))
         if state == "EMPTY":
             return []
         out = []
-        for chunk in rest.split("\0"):
-            try:
-                data = json.loads(chunk)
-            except ValueError:
-                continue
-            record = _record(data)
+        chunks = rest.split("\0")
+        for text, journal in zip(chunks[0::2], chunks[1::2], strict=False):
+            record = _record(text, journal)
             if record is not None:
                 out.append(record)
         return sorted(out, key=lambda r: r.id)
@@ -105,11 +135,8 @@ class HostState:
         if not is_run_id(run_id):
             return None
         state, rest = self._run(scripts.read_run_script(self.path, run_id))
-        try:
-            data = json.loads(rest) if state == "RUN" and rest.strip() else None
-        except ValueError:
-            return None
-        return _record(data)
+        text, _, journal = rest.partition("\0")
+        return _record(text, journal) if state == "RUN" and text.strip() else None
 
     def _lines(self, name: str, tail: int = 0) -> list[dict[str, Any]]:
         state, rest = self._run(scripts.read_lines_script(self.path, name, tail))

@@ -114,8 +114,10 @@ class StepRun:
         self.announce_at: float | None = None
         self.stopped: bool | None = None
 
-    def run(self) -> RunResult:
-        self.send()
+    def run(self, sent: bool = False) -> RunResult:
+        """The four phases; ``sent``: the frame already went out (``send``)."""
+        if not sent:
+            self.send()
         self.wait()
         self.settle()
         return self.outcome()
@@ -130,6 +132,19 @@ class StepRun:
         except Exception as e:
             self.host.forget_agent(self.agent)
             raise self.host.lost(self.what, e) from e
+
+    def restart_streams(self) -> None:
+        """Read from where the agent is now: posted answers were read off it after
+        this step was sent (``deployer.ssh.posted``)."""
+        self.out = Stream("stdout", self.agent.token, self._emit, True,
+                          self.agent.leftover_out)
+        self.err = Stream("stderr", self.agent.token, self._emit, False,
+                          self.agent.leftover_err)
+
+    def hold_keyboard(self) -> None:
+        """A Ctrl-C came before this step's wait began: it stops the step."""
+        self.keyboard = KeyboardInterrupt()
+        self.host.interrupts.event.set()
 
     def _emit(self, stream: str, line: str) -> None:
         self.tail.append(line[:TAIL_LINE_CHARS])
@@ -146,6 +161,9 @@ class StepRun:
         return self.out.phase == DONE and self.err.phase == DONE
 
     def wait(self) -> None:
+        # The leftover of what was read before may already hold this step's markers.
+        self.out.feed(b"")
+        self.err.feed(b"")
         while True:
             try:
                 if not self._tick():

@@ -31,11 +31,13 @@ from deployer.ssh.connect import (
     Connector,
     env_path,
 )
+from deployer.ssh.posted import Answers, Posted, notify
 from deployer.ssh.shell import frame, step_code
 from deployer.ssh.step import Interrupts, StepRun
 from deployer.transport import (
     KILL_GRACE,
     ConnectionLost,
+    DoneCallback,
     LineCallback,
     ProcessCallback,
     RemoteProcess,
@@ -92,6 +94,7 @@ class SSHTransport:
         self._agent: Agent | None = None
         self._sftp: Any = None
         self._lock = threading.Lock()
+        self._posted: list[Posted] = []  # sent, answers not read yet (oldest first)
         # The process group of the command started last, while it may still be running.
         self.current_process: RemoteProcess | None = None
         self.on_process: ProcessCallback | None = None
@@ -134,7 +137,12 @@ class SSHTransport:
         self.connector.open()
 
     def close(self) -> None:
-        """Close the agent, SFTP and the connection (idempotent)."""
+        """Read what posted scripts answered, then close the agent, SFTP and the
+        connection (idempotent)."""
+        try:
+            self.collect()
+        except KeyboardInterrupt:
+            pass  # closing anyway; the answers that were not read count as lost
         agent, self._agent = self._agent, None
         if agent is not None:
             agent.close()
@@ -182,18 +190,76 @@ class SSHTransport:
             self.interrupts.reset()
             self.current_process = None
             agent = self._agent_for_step()
-            result = StepRun(self, agent, frame(agent.token.decode(), code), sudo, timeout,
-                             on_line, what).run()
+            step = StepRun(self, agent, frame(agent.token.decode(), code), sudo, timeout,
+                           on_line, what)
+            if self._posted:
+                # This step goes out first: the host runs it right after the posted
+                # scripts while their answers travel back.
+                step.send()
+                answers = self._read_posted(what)
+                step.restart_streams()
+                if answers.held_interrupt:
+                    step.hold_keyboard()
+                result = step.run(sent=True)
+            else:
+                result = step.run()
         if check and not result.ok:
             last = " | ".join(result.tail[-3:])
             why = "timed out" if result.timed_out else f"exited {result.exit_code}"
             raise RunFailed(f"{what} on {self.host.name} {why}: {last}")
         return result
 
+    # -- posted scripts (deployer.ssh.posted) ------------------------------------------
+
+    def post(self, script: str, on_done: DoneCallback) -> bool:
+        """See ``deployer.transport.Transport.post``: only on a persistent agent that
+        is already up (starting one is a round trip of its own)."""
+        with self._lock:
+            agent = self._agent
+            if not self.persistent or agent is None or not agent.usable:
+                return False
+            code = step_code(script, None, None, None, False, None)
+            try:
+                agent.chan.sendall(frame(agent.token.decode(), code))
+            except Exception:
+                self.forget_agent(agent)
+                return False
+            self._posted.append(Posted(agent, on_done))
+            return True
+
+    def collect(self) -> None:
+        """Read the posted answers now; a Ctrl-C held meanwhile is raised after."""
+        with self._lock:
+            if not self._posted:
+                return
+            self.interrupts.reset()  # no step runs now: its wake-up pipe is free
+            answers = self._read_posted(None)
+        if answers.held_interrupt:
+            raise KeyboardInterrupt
+
+    def _read_posted(self, what: str | None) -> Answers:
+        """Read every posted answer. A lost agent: the posters hear ``None``, and with
+        ``what`` (a step already sent behind them) the step's connection is lost."""
+        answers = Answers(self.interrupts.wake_fd)
+        while self._posted:
+            posted = self._posted.pop(0)
+            try:
+                notify(posted, answers.read(posted))
+            except LostAgent as e:
+                notify(posted, None)
+                for rest in self._posted:
+                    notify(rest, None)
+                self._posted.clear()
+                self.forget_agent(posted.agent)
+                if what is not None:
+                    raise self.lost(what, e) from e
+        return answers
+
     def _agent_for_step(self) -> Agent:
-        """The persistent agent if it is still usable, else a new one."""
+        """The persistent agent if it is still usable, else a new one (answers posted
+        to a dropped agent are lost: their posters hear ``None``)."""
         if self._agent is not None and not self._agent.usable:
-            self._agent = None
+            self.forget_agent(self._agent)
         if self.persistent and self._agent is not None:
             return self._agent
         t = self.connector.transport()
@@ -210,6 +276,10 @@ class SSHTransport:
     def forget_agent(self, agent: Agent) -> None:
         if agent is self._agent:
             self._agent = None
+        lost = [p for p in self._posted if p.agent is agent]
+        self._posted = [p for p in self._posted if p.agent is not agent]
+        for posted in lost:
+            notify(posted, None)
 
     def open_kill(self, pgid: int, sudo: bool) -> KillChannel | None:
         """TERM the step's process group, KILL it after ``kill_grace`` seconds, from a
