@@ -358,11 +358,24 @@ def _apply_journal(data: dict[str, Any], path: Path) -> None:
     apply_journal(data, raw)
 
 
+def journal_line(seq: int, head: str | None, steps: dict[int, str]) -> str:
+    """Journal line number ``seq``: the header's JSON if it changed (``head``) and the
+    encoded steps that changed, by index; what ``apply_journal`` replays."""
+    parts = [f'"seq": {seq}']
+    if head is not None:
+        parts.append(f'"head": {head}')
+    body = ", ".join(f'"{i}": {text}' for i, text in sorted(steps.items()))
+    parts.append(f'"steps": {{{body}}}')
+    return "{" + ", ".join(parts) + "}\n"
+
+
 def apply_journal(data: dict[str, Any], raw: bytes, seq_key: str = "journal_seq") -> None:
     """Replay journal lines ``raw`` over the record ``data`` (parsed JSON): lines
     numbered above ``data[seq_key]`` (the last line the snapshot holds) update the
-    header and the steps they name; a torn or invalid line ends the journal. The host
-    state keeps its own journal with its own numbering (``seq_key="host_seq"``)."""
+    header and the steps they name; a torn or invalid line ends the journal, and so
+    does a gap in the numbering (a line lost on its way must not let a later one
+    apply over it). The host state keeps its own journal with its own numbering
+    (``seq_key="host_seq"``)."""
     steps = data.get("steps")
     if not isinstance(steps, list):
         return
@@ -377,6 +390,8 @@ def apply_journal(data: dict[str, Any], raw: bytes, seq_key: str = "journal_seq"
         seq = entry.get("seq")
         if not isinstance(seq, int) or seq <= folded:
             continue  # already in the .json
+        if seq != folded + 1:
+            break
         head = entry.get("head")
         if isinstance(head, dict):
             data.update({k: v for k, v in head.items() if k not in ("steps", seq_key)})
@@ -501,12 +516,8 @@ class StateStore:
         if not changed and head == w.head:
             return
         w.seq += 1
-        parts = [f'"seq": {w.seq}']
-        if head != w.head:
-            parts.append(f'"head": {head}')
-        steps = ", ".join(f'"{i}": {rec.encoded()}' for i, rec in sorted(changed.items()))
-        parts.append(f'"steps": {{{steps}}}')
-        line = ("{" + ", ".join(parts) + "}\n").encode("utf-8")
+        line = journal_line(w.seq, head if head != w.head else None,
+                            {i: rec.encoded() for i, rec in changed.items()}).encode("utf-8")
         if w.journal_fd is None:
             w.journal_fd = os.open(self.journal_path(record.id),
                                    os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

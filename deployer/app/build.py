@@ -45,8 +45,8 @@ def build_executor(session: Session, host: Host, options: RunOptions,
         link, guard = executor.link, executor.guard
         # Not while a step's command holds the connection (a save from the process
         # callback): that transition goes out with the next save.
-        journal.attach(lambda: None if link.current is None or guard.in_command
-                       else hoststate.host_state_of(link.current, host, variables))
+        journal.attach(hoststate.per_connection(
+            lambda: None if guard.in_command else link.current, host, variables))
     return executor
 
 

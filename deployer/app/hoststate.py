@@ -45,6 +45,23 @@ def host_state_of(transport: Any, host: Host, variables: Any) -> HostState:
     return HostState(transport, host, state_dir(variables))
 
 
+def per_connection(current: Callable[[], Any], host: Host,
+                   variables: Any) -> Callable[[], HostState | None]:
+    """The ``HostState`` of whatever connection ``current`` returns (``None``: none
+    now), one per connection: a state that checked its directory once appends to it
+    without checking again, until the connection changes."""
+    made: list[HostState] = []
+
+    def get() -> HostState | None:
+        transport = current()
+        if transport is None:
+            return None
+        if not made or made[0].transport is not transport:
+            made[:] = [host_state_of(transport, host, variables)]
+        return made[0]
+    return get
+
+
 def refresh(transport: Any, host: Host, variables: Any, store: StateStore) -> CacheUpdate:
     """Bring the local cache up to date with the host's records, and give the host the
     local records that got further than its copies (their last writes were lost)."""

@@ -1,28 +1,49 @@
 """``HostJournal``: a run journal that also keeps the run on its host.
 
 It wraps the local journal (which stays the source of truth while the run lasts and
-the cache afterwards) and, at every save, sends the host what changed: the record as it
-is now and one audit line per transition (run started, each step's new state, a
-rollback, the result), and for a successful run that captured its facts, the release
+the cache afterwards) and, at every save, sends the host what changed: one audit line
+per transition (run started, each step's new state, a rollback, the result), the run
+record, and for a successful run that captured its facts, the release
 (``releases.py``); derived by comparing the record with what the host already has.
 So the executor needs no audit calls of its own, and the audit log cannot miss a
 transition the record saw.
 
-A save costs one round trip. A failed host write never fails the run: the local record
-is complete, the audit lines wait and go out with the next write, and the run's last
-save says if the host copy stayed behind.
+The record goes to the host as ``state.py`` keeps it locally: a whole snapshot at the
+run's first and last save, and in between one journal line per save holding only the
+steps that changed. A journal line is posted (``Transport.post``): it rides in front
+of the next command and costs no round trip, which is what keeps a step's cost near a
+bare command's. A new snapshot replaces the journal when the steps list changes or the
+journal has grown as large as the snapshot.
+
+A failed host write never fails the run: the local record is complete, the audit lines
+wait and go out with the next write (a lost journal line makes the next save a
+snapshot), and the run's last save says if the host copy stayed behind.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from deployer.errors import TransportError
 from deployer.hoststate.records import AuditEvent, Release
 from deployer.hoststate.releases import release_for
 from deployer.hoststate.store import HostState
-from deployer.state import RUN_RUNNING, RunRecord
+from deployer.state import RUN_RUNNING, RunRecord, StepRecord, journal_line
+
+JOURNAL_MIN = 64 * 1024  # bytes of journal lines kept before a new snapshot at least
+
+
+@dataclass
+class _Sent:
+    """What the host's copy of the running record holds (snapshot plus journal)."""
+
+    steps: list[StepRecord]  # the snapshot's list: another list needs a snapshot
+    encoded: list[str]  # each step's JSON as the host has it
+    head: str  # header_json()
+    snapshot_len: int
+    journal_len: int = 0
 
 
 class HostJournal:
@@ -43,6 +64,10 @@ class HostJournal:
         self._sent_status = ""
         self._sent_rollback: dict[str, Any] = {}
         self._pending: list[AuditEvent] = []
+        self._lost: list[AuditEvent] = []  # events of posted appends that were lost
+        self._sent: _Sent | None = None
+        self._seq = 0  # the number of the last journal line posted
+        self._need_snapshot = False
         self._failing = False
         self._ended = False
         self._released = False
@@ -140,16 +165,72 @@ class HostJournal:
                 release = release_for(record, target.next_release_number())
             except TransportError:
                 release = None  # retried with the next write
-        try:
-            target.write(self._pending, record=record, release=release)
-        except TransportError as exc:
-            self.behind = True
-            if not self._failing:
-                self._notice(f"the host state on {record.host} could not be written "
-                             f"({exc}); the local record is complete, the host copy "
-                             "catches up at the next write")
-            self._failing = True
+        if release is None and record.status == RUN_RUNNING and self._append(record, target):
             return
-        self._pending, self._failing, self.behind = [], False, False
+        self._snapshot(record, target, release)
+
+    def _append(self, record: RunRecord, target: HostState) -> bool:
+        """Post the steps that changed since the host's copy as one journal line.
+        False: a snapshot is due instead."""
+        sent = self._sent
+        if (sent is None or self._need_snapshot or record.steps is not sent.steps
+                or len(record.steps) != len(sent.encoded)
+                or sent.journal_len >= max(sent.snapshot_len, JOURNAL_MIN)):
+            return False
+        encoded = [step.encoded() for step in record.steps]
+        changed = {i: text for i, (text, old) in enumerate(zip(encoded, sent.encoded, strict=True))
+                   if text is not old and text != old}
+        head = record.header_json()
+        if not changed and head == sent.head and not self._pending:
+            return True
+        line = journal_line(self._seq + 1, head if head != sent.head else None, changed) \
+            if changed or head != sent.head else ""
+        batch = self._lost + self._pending
+        if not target.append(record.id, batch, line,
+                             lambda ok: self._appended(ok, batch, record.host)):
+            return False
+        self._lost, self._pending = [], []
+        self._seq += 1 if line else 0
+        sent.encoded, sent.head = encoded, head
+        sent.journal_len += len(line.encode())
+        self.behind = False
+        return True
+
+    def _appended(self, ok: bool, batch: list[AuditEvent], host: str) -> None:
+        """A posted append's answer: a lost one's events go out with the next write,
+        which is a snapshot (the journal on the host now has a gap)."""
+        if ok:
+            return
+        self._lost += batch
+        self._need_snapshot = self.behind = True
+        self._warn(host, "an append was not written")
+
+    def _snapshot(self, record: RunRecord, target: HostState,
+                  release: Release | None) -> None:
+        try:
+            target.settle()  # the posted appends' answers: a lost one's events go now
+        except TransportError:
+            pass
+        batch = self._lost + self._pending
+        self._lost, self._pending = [], []
+        try:
+            target.write(batch, record=record, release=release, host_seq=self._seq)
+        except TransportError as exc:
+            self._pending = batch + self._pending
+            self._need_snapshot = self.behind = True
+            self._warn(record.host, str(exc))
+            return
+        encoded = [step.encoded() for step in record.steps]
+        head = record.header_json()
+        self._sent = _Sent(record.steps, encoded, head,
+                           len(head) + sum(len(text) for text in encoded))
+        self._failing = self._need_snapshot = self.behind = False
         self._released = self._released or release is not None
         self.release = release or self.release
+
+    def _warn(self, host: str, why: str) -> None:
+        if not self._failing:
+            self._notice(f"the host state on {host} could not be written ({why}); the "
+                         "local record is complete, the host copy catches up at the "
+                         "next write")
+        self._failing = True

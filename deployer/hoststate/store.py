@@ -1,10 +1,12 @@
 """``HostState``: the host state directory of one app, read and written through a
-transport (anything with ``run(script, stdin=, check=, timeout=)``, as the lock uses).
+transport (``run`` for writes and reads, ``post``/``collect`` for appends).
 
-A write is one round trip whatever it carries (audit lines, a run record, a release),
-so a step transition costs one. Reads parse what the scripts print; a record that is
-not valid JSON (a foreign file) is skipped, never fatal, so one bad file cannot hide
-the history.
+A write is one round trip whatever it carries (audit lines, a run record, a release).
+An append (audit lines and one journal line of a running record) is posted: it costs
+no round trip of its own, and the reads replay the journal over the record.
+
+Reads parse what the scripts print; a record that is not valid JSON (a foreign file)
+is skipped, never fatal, so one bad file cannot hide the history.
 """
 
 from __future__ import annotations
@@ -117,6 +119,10 @@ class HostState:
 
         script = scripts.append_script(self._checked, run_id, audit, journal_line)
         return self.transport.post(script, done)
+
+    def settle(self) -> None:
+        """Hear the answers of the appends posted so far (each ``on_done`` runs)."""
+        self.transport.collect()
 
     def runs(self) -> list[RunRecord]:
         """Every run record on the host, oldest run id first."""

@@ -3,9 +3,11 @@ and a failed host write never fails the run."""
 
 from __future__ import annotations
 
+import json
+
 from deployer.errors import TransportError
 from deployer.hoststate.journal import HostJournal
-from deployer.state import RunRecord, StepRecord
+from deployer.state import RunRecord, StepRecord, apply_journal
 
 RUN = "20261204-010203-123abcd"
 
@@ -49,12 +51,18 @@ class _Host:
         self.writes: list[tuple[list, str]] = []
         self.fail = fail
 
-    def write(self, events, record=None, release=None):
+    def write(self, events, record=None, release=None, host_seq=0):
         if self.fail:
             self.fail -= 1
             raise TransportError("connection lost")
         self.writes.append(([(e.event, e.step, e.state, e.result) for e in events],
                             record.status))
+
+    def append(self, run_id, events, line, on_done):
+        return False  # as a transport that cannot post: every save is a snapshot
+
+    def settle(self):
+        pass
 
 
 def _run(host: _Host, notices: list[str]) -> tuple[HostJournal, RunRecord]:
@@ -124,7 +132,7 @@ def test_a_successful_run_with_facts_records_the_next_release() -> None:
         def next_release_number(self) -> int:
             return 3
 
-        def write(self, events, record=None, release=None):
+        def write(self, events, record=None, release=None, host_seq=0):
             super().write(events, record)
             self.releases.append(release)
 
@@ -145,3 +153,114 @@ def test_a_successful_run_with_facts_records_the_next_release() -> None:
     assert (release.number, release.revision, release.images, release.migration_revision) == (
         3, "abc123", {"api": "sha256:feed"}, "0042")
     assert release.run_id == RUN and release.runbook_digest
+
+
+class _Posting(_Host):
+    """A host that takes appends; their answers come when ``answer`` is called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshots: list[tuple[int, dict]] = []
+        self.appends: list[tuple[list, str]] = []
+        self.waiting: list = []
+        self.settled = 0
+
+    def write(self, events, record=None, release=None, host_seq=0):
+        super().write(events, record)
+        self.snapshots.append((host_seq, json.loads(record.encode())))
+
+    def append(self, run_id, events, line, on_done):
+        self.appends.append(([(e.event, e.step, e.state) for e in events], line))
+        self.waiting.append(on_done)
+        return True
+
+    def answer(self, *oks: bool) -> None:
+        for on_done, ok in zip(self.waiting, oks, strict=True):
+            on_done(ok)
+        self.waiting = []
+
+    def next_release_number(self) -> int:
+        return 1
+
+    def settle(self):
+        self.settled += 1
+        self.answer(*[True] * len(self.waiting))
+
+    def replayed(self) -> dict:
+        """The record a read would give: the last snapshot with the lines after it."""
+        seq, data = self.snapshots[-1]
+        data = json.loads(json.dumps({**data, "host_seq": seq}))
+        lines = [line for _, line in self.appends if line]
+        apply_journal(data, "".join(lines).encode(), "host_seq")
+        return data
+
+
+def test_while_running_only_the_changed_steps_go_out_as_posted_lines() -> None:
+    host, notices = _Posting(), []
+    journal, rec = _run(host, notices)
+    journal.save()
+    assert len(host.snapshots) == 1 and host.snapshots[0][0] == 0
+    rec.steps[0].state = "running"
+    journal.save()
+    rec.steps[0].state = "ok"
+    rec.steps[0].exit_code = 0
+    journal.save()
+    journal.save()  # nothing changed: nothing sent
+    assert len(host.snapshots) == 1 and len(host.appends) == 2
+    (events, line), _ = host.appends
+    assert events == [("step", "build", "running")]
+    sent = json.loads(line)
+    assert sent["seq"] == 1 and list(sent["steps"]) == ["0"] and "head" not in sent
+    assert sent["steps"]["0"]["state"] == "running"
+    assert json.loads(host.appends[1][1])["seq"] == 2
+    host.answer(True, True)
+    assert host.replayed()["steps"][0]["state"] == "ok"
+    assert host.replayed()["steps"][1]["state"] == "pending"
+    rec.steps[1].state = "ok"
+    rec.status = "succeeded"
+    journal.save()  # the end of the run: a snapshot holding every line
+    assert len(host.snapshots) == 2 and host.snapshots[-1][0] == 2 and host.settled == 2
+    assert host.snapshots[-1][1]["status"] == "succeeded" and not journal.behind
+    assert notices == []
+
+
+def test_a_lost_append_is_caught_up_by_a_snapshot_and_said_once() -> None:
+    host, notices = _Posting(), []
+    journal, rec = _run(host, notices)
+    journal.save()
+    rec.steps[0].state = "running"
+    journal.save()
+    rec.steps[0].state = "ok"
+    journal.save()
+    host.answer(False, False)  # both lines went down with the connection
+    assert journal.behind and len(notices) == 1
+    rec.steps[1].state = "running"
+    journal.save()
+    assert len(host.snapshots) == 2 and len(host.appends) == 2
+    assert host.writes[-1][0] == [("step", "build", "running", ""), ("step", "build", "ok", ""),
+                                  ("step", "up", "running", "")]
+    assert host.replayed()["steps"][1]["state"] == "running" and not journal.behind
+    rec.steps[1].state = "ok"
+    journal.save()  # appends again after the snapshot
+    assert len(host.appends) == 3 and json.loads(host.appends[-1][1])["seq"] == 3
+    assert len(notices) == 1
+
+
+def test_a_new_steps_list_or_a_long_journal_makes_a_snapshot() -> None:
+    host, notices = _Posting(), []
+    journal, rec = _run(host, notices)
+    journal.save()
+    rec.steps = [*rec.steps, StepRecord(id="verify", name="verify", index=2)]
+    journal.save()
+    assert len(host.snapshots) == 2 and host.appends == []
+    rec.message = "x" * 100
+    rec.steps[2].tail = ["y" * 200]
+    journal.save()
+    line = json.loads(host.appends[0][1])
+    assert line["head"]["message"] == "x" * 100 and list(line["steps"]) == ["2"]
+    for n in range(400):
+        rec.steps[2].message = f"attempt {n} " + "z" * 200
+        journal.save()
+    assert len(host.snapshots) > 2  # the journal outgrew JOURNAL_MIN
+    host.answer(*[True] * len(host.waiting))
+    assert host.replayed()["steps"][2]["message"].startswith("attempt 399 ")

@@ -14,7 +14,7 @@ from deployer.errors import InputError
 from deployer.hoststate import AuditEvent, HostState, Release, scripts, state_dir
 from deployer.lock import UnsafeLockPath
 from deployer.ssh import SSHTransport
-from deployer.state import RunRecord, StepRecord
+from deployer.state import RunRecord, StepRecord, journal_line
 
 RUN = "20261204-010203-123abcd"
 
@@ -156,3 +156,88 @@ def test_later_writes_skip_the_path_check_until_the_directory_changes(sshd, tran
     with pytest.raises(UnsafeLockPath, match="symbolic link"):
         hs.write(record=_record(status="succeeded"))
     assert json.loads((moved / "runs" / f"{RUN}.json").read_text())["status"] == "running"
+
+
+def _line(seq: int, rec: RunRecord) -> str:
+    return journal_line(seq, None, {0: rec.steps[0].encoded()})
+
+
+def test_posted_appends_are_replayed_over_the_record(sshd, transport, tmp_path) -> None:
+    path = tmp_path / "st"
+    hs = HostState(transport, sshd.host("t"), str(path))
+    rec = _record()
+    rec.steps[0].state = "running"
+    heard: list[bool] = []
+    # Nothing checked the directory yet: the caller must write a snapshot first.
+    assert not hs.append(RUN, [], _line(1, rec), heard.append)
+    hs.write(record=rec)
+    rec.steps[0].state = "ok"
+    rec.steps[0].exit_code = 0
+    event = AuditEvent("step", RUN, "restart", "t", step="build", state="ok")
+    assert hs.append(RUN, [event], _line(1, rec), heard.append)
+    assert heard == []  # answered with the next read, not waited for
+    got = hs.run_record(RUN)
+    assert heard == [True]
+    assert got is not None and got.steps[0].state == "ok"
+    assert [e.step for e in hs.audit()] == ["build"]
+    on_disk = json.loads((path / "runs" / f"{RUN}.json").read_text())
+    assert on_disk["steps"][0]["state"] == "running"  # the journal holds the change
+    # A snapshot folds the journal in and removes it.
+    hs.write(record=rec, host_seq=1)
+    assert not (path / "runs" / f"{RUN}.journal").exists()
+    assert [r.steps[0].state for r in hs.runs()] == ["ok"]
+
+
+def test_stale_torn_and_gapped_journal_lines_are_not_replayed(sshd, transport,
+                                                             tmp_path) -> None:
+    path = tmp_path / "st"
+    hs = HostState(transport, sshd.host("t"), str(path))
+    rec = _record()
+    hs.write(record=rec, host_seq=4)
+    journal = path / "runs" / f"{RUN}.journal"
+    stale = _record()
+    stale.steps[0].state = "failed"
+    newer = _record()
+    newer.steps[0].state = "rolled_back"
+    # Line 4 is already in the snapshot (left by a crash before the journal went).
+    journal.write_text(_line(4, stale))
+    assert hs.run_record(RUN).steps[0].state == "ok"
+    # Line 6 with line 5 lost on its way: it must not apply.
+    journal.write_text(_line(6, newer))
+    assert hs.run_record(RUN).steps[0].state == "ok"
+    # Line 5 whole, then a torn line 6: only 5 applies.
+    journal.write_text(_line(5, stale) + _line(6, newer)[:-9])
+    assert [r.steps[0].state for r in hs.runs()] == ["failed"]
+
+
+def test_an_append_that_finds_the_directory_changed_is_lost_and_said(sshd, transport,
+                                                                    tmp_path) -> None:
+    path = tmp_path / "st"
+    hs = HostState(transport, sshd.host("t"), str(path))
+    rec = _record()
+    hs.write(record=rec)
+    moved = tmp_path / "moved"
+    path.rename(moved)
+    os.symlink(moved, path)
+    heard: list[bool] = []
+    assert hs.append(RUN, [], _line(1, rec), heard.append)
+    hs.settle()
+    assert heard == [False] and hs._checked == ""  # the next write checks again
+    assert not (moved / "runs" / f"{RUN}.journal").exists()
+
+
+def test_an_append_is_refused_where_it_could_not_land_in_one_write(sshd, transport,
+                                                                   tmp_path) -> None:
+    hs = HostState(transport, sshd.host("t"), str(tmp_path / "st"))
+    hs.write(record=_record())
+    big = "x" * (scripts.APPEND_LIMIT + 1)
+    assert not hs.append(RUN, [], big, lambda ok: None)
+    one_shot = SSHTransport(sshd.host("t"), extra_known_hosts=[sshd.known_hosts],
+                            persistent=False)
+    one_shot.connect()
+    try:
+        hs1 = HostState(one_shot, sshd.host("t"), str(tmp_path / "st"))
+        hs1.write(record=_record())
+        assert not hs1.append(RUN, [], _line(1, _record()), lambda ok: None)
+    finally:
+        one_shot.close()

@@ -1,0 +1,84 @@
+"""Posted scripts over a real sshd: a posted script runs on the host before the next
+command, its answer reaches its poster when the transport next reads, and the step
+that follows sees none of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deployer.ssh import SSHTransport
+from deployer.transport import ConnectionLost, RunResult
+
+
+@pytest.fixture
+def transport(sshd):
+    t = SSHTransport(sshd.host(), kill_grace=1.0)
+    t.connect()
+    yield t
+    t.close()
+
+
+def test_a_posted_script_runs_before_the_next_command_and_hears_its_answer(
+        transport: SSHTransport, tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    heard: list[RunResult | None] = []
+    transport.run("true")  # the agent is up
+    assert transport.post(f"echo one >> {marks}; echo posted-out", heard.append)
+    assert transport.post(f"echo two >> {marks}; echo oops >&2; exit 3", heard.append)
+    assert heard == []
+    lines: list[tuple[str, str]] = []
+    result = transport.run(f"cat {marks}; echo step-out",
+                           on_line=lambda stream, line: lines.append((stream, line)))
+    assert result.stdout.splitlines() == ["one", "two", "step-out"]
+    assert lines == [("stdout", "one"), ("stdout", "two"), ("stdout", "step-out")]
+    first, second = heard
+    assert first is not None and first.exit_code == 0 and first.stdout == "posted-out\n"
+    assert second is not None and second.exit_code == 3 and "oops" in second.tail
+    assert transport.run("echo after").stdout == "after\n"  # the agent stayed in step
+
+
+def test_collect_and_close_read_the_answers(sshd, tmp_path: Path) -> None:
+    t = SSHTransport(sshd.host())
+    t.connect()
+    heard: list[int] = []
+    t.run("true")
+    t.post("echo a", lambda r: heard.append(r.exit_code if r else -9))
+    t.collect()
+    assert heard == [0]
+    t.collect()  # nothing posted: nothing to read
+    t.post(f"touch {tmp_path / 'closed'}", lambda r: heard.append(r.exit_code if r else -9))
+    t.close()
+    assert heard == [0, 0] and (tmp_path / "closed").exists()
+
+
+def test_posting_needs_a_persistent_agent_that_is_up(sshd) -> None:
+    fresh = SSHTransport(sshd.host())
+    fresh.connect()
+    one_shot = SSHTransport(sshd.host(), persistent=False)
+    one_shot.connect()
+    try:
+        assert not fresh.post("true", lambda r: None)  # starting one is a round trip
+        one_shot.run("true")
+        assert not one_shot.post("true", lambda r: None)
+    finally:
+        fresh.close()
+        one_shot.close()
+
+
+def test_a_lost_connection_loses_the_answers_and_the_step_behind_them(sshd) -> None:
+    t = SSHTransport(sshd.host(), kill_grace=1.0)
+    t.connect()
+    heard: list[RunResult | None] = []
+    try:
+        t.run("true")
+        assert t.post("sleep 30", heard.append)
+        sshd.kill_sessions()
+        with pytest.raises(ConnectionLost):
+            t.run("echo never")
+        assert heard == [None]
+        t.connect()
+        assert t.run("echo back").stdout == "back\n"  # a new agent, in step again
+    finally:
+        t.close()
