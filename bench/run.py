@@ -858,8 +858,8 @@ def measured_facts(group: str, r: dict[str, Any]) -> list[str]:
             cost = dep["marginal_ms"] - local["marginal_ms"]
             facts.append(f"Keeping the run on the host costs {cost:.2f} ms a step "
                          f"({local['marginal_ms']:.2f} ms a step with host_state=false): "
-                         "one more round trip a step, for the host's copy of the record "
-                         "and its audit lines.")
+                         "a posted journal line and audit lines a transition, riding in "
+                         "front of the next step (no round trip of their own).")
         facts.append(f"For the 1.3x target deployer needed <= "
                      f"{1.3 * dep.get('paired_floor_ms', light['paramiko_nodelay_ms']):.2f} "
                      "ms a step in this run.")

@@ -36,7 +36,9 @@ class AuditEvent:
     at: str = field(default_factory=now_iso)
 
     def to_json(self) -> str:
-        data = {k: v for k, v in asdict(self).items() if v not in ("", {}, None)}
+        # Not asdict(): its deep copy is most of the cost, at every step transition.
+        data = {k: v for k in self.__dataclass_fields__
+                if (v := getattr(self, k)) not in ("", {}, None)}
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod

@@ -100,13 +100,13 @@ printf '\0'
 cat -- "$lock/runs/$2.journal" 2>/dev/null || true
 """
 
-# Appends to a directory an earlier write of this connection checked ($lock): builtins
-# only (no process is started), as it runs at every step transition. Each append is
-# one write(2) of at most APPEND_LIMIT bytes with O_APPEND, so it lands whole after
-# any other writer's lines without flock.
-_APPEND = r"""
-if [ -L "$lock" ] || [ ! -d "$lock/runs" ] || [ ! -O "$lock" ]; then echo RECHECK; exit 0; fi
-"""
+# Appends to a directory an earlier write of this connection checked. Posted, so it
+# runs in the agent's own shell (``deployer.ssh.shell.posted_frame``): builtins only, no
+# exit, its one variable unset after. Each append is one write(2) of at most
+# APPEND_LIMIT bytes with O_APPEND, so it lands whole after any other writer's lines
+# without flock.
+_APPEND_CHECK = (' [ -L "$__deployer_hs" ] || [ ! -d "$__deployer_hs/runs" ]'
+                 ' || [ ! -O "$__deployer_hs" ]')
 
 APPEND_LIMIT = 4000  # bytes of audit lines or journal line an append carries at most
 
@@ -126,15 +126,21 @@ def write_script(path: str, audit: int, record: int, release: int, run_id: str,
 def append_script(checked: str, run_id: str, audit: str, journal_line: str) -> str:
     """Append ``audit`` (JSON lines) to the audit log and ``journal_line`` to run
     ``run_id``'s journal, in the directory whose physical path ``checked`` an earlier
-    write checked. The caller keeps each text within ``APPEND_LIMIT`` bytes."""
-    out = [f"lock={shlex.quote(checked)}", _APPEND.strip("\n")]
+    write checked; prints APPENDED, RECHECK (the directory changed) or FAILED. The
+    caller keeps each text within ``APPEND_LIMIT`` bytes."""
+    writes = []
     if audit:
-        out.append(f'printf %s {shlex.quote(audit)} >> "$lock/audit.jsonl"')
+        writes.append(f'printf %s {shlex.quote(audit)} >> "$__deployer_hs/audit.jsonl"')
     if journal_line:
-        out.append(f'printf %s {shlex.quote(journal_line)} '
-                   f'>> "$lock/runs/"{shlex.quote(run_id)}.journal')
-    out.append("echo APPENDED")
-    return "\n".join(out) + "\n"
+        writes.append(f'printf %s {shlex.quote(journal_line)} '
+                      f'>> "$__deployer_hs/runs/"{shlex.quote(run_id)}.journal')
+    return "\n".join([
+        f"__deployer_hs={shlex.quote(checked)}",
+        f"if{_APPEND_CHECK}; then echo RECHECK",
+        f"elif {' && '.join(writes) or 'true'}; then echo APPENDED",
+        "else echo FAILED; fi",
+        "unset __deployer_hs",
+    ]) + "\n"
 
 
 def read_runs_script(path: str) -> str:

@@ -140,3 +140,15 @@ def frame(token: str, code: StepCode) -> bytes:
            f"printf '\\036{token} E %d\\n' \"$__deployer_rc\"; "
            f"printf '\\036{token} E\\n' >&2\n")
     return (start + end).encode() + b"\0"
+
+
+def posted_frame(token: str, script: str) -> bytes:
+    """The frame of a posted script (``deployer.ssh.posted``): run in the agent's own
+    shell, not a subshell, because a fork costs more than the whole append it carries.
+    So ``script`` must be builtins only and leave the shell as it found it (no
+    ``exit``, ``cd``, ``set``, traps; unset its variables); it reads ``/dev/null``."""
+    _refuse_nul(script, None, None, None)
+    return (f"printf '\\036{token} S -\\n'; printf '\\036{token} S\\n' >&2; "
+            f"{{ {script}\n}} </dev/null; __deployer_rc=$?; "
+            f"printf '\\036{token} E %d\\n' \"$__deployer_rc\"; "
+            f"printf '\\036{token} E\\n' >&2\n").encode() + b"\0"

@@ -32,7 +32,7 @@ from deployer.ssh.connect import (
     env_path,
 )
 from deployer.ssh.posted import Answers, Posted, notify
-from deployer.ssh.shell import frame, step_code
+from deployer.ssh.shell import frame, posted_frame, step_code
 from deployer.ssh.step import Interrupts, StepRun
 from deployer.transport import (
     KILL_GRACE,
@@ -218,9 +218,9 @@ class SSHTransport:
             agent = self._agent
             if not self.persistent or agent is None or not agent.usable:
                 return False
-            code = step_code(script, None, None, None, False, None)
+            data = posted_frame(agent.token.decode(), script)
             try:
-                agent.chan.sendall(frame(agent.token.decode(), code))
+                agent.chan.sendall(data)
             except Exception:
                 self.forget_agent(agent)
                 return False

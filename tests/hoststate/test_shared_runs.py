@@ -121,3 +121,35 @@ def test_show_and_history_display_the_values_given(pair) -> None:
     rows = json.loads(a.cli("history", "--json").stdout)
     assert rows[0]["vars"] == {"note": "two words", "release": "v5"}
     assert "release=v5" in a.cli("history").stdout
+
+
+def test_while_a_run_lasts_the_host_copy_is_current_at_every_step(tmp_path, sshd) -> None:
+    shared = tmp_path / "host"
+    a = _checkout(tmp_path / "a", sshd, shared)
+    seen = shared / "remote" / "seen"
+    # The second step reads what the host holds while it runs: the first step's end
+    # and its own start arrived (as journal lines) before its command.
+    a.runbook("app", f"""
+        steps:
+          - id: first
+            run: "true"
+          - id: look
+            run: "cd {shared}/state; cat runs/*.journal > {seen}; cat audit.jsonl >> {seen}"
+          - id: last
+            run: "true"
+    """)
+    r = a.cli("run", "app", "--host", "t")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [json.loads(line) for line in seen.read_text().splitlines()]
+    journal = [x for x in lines if "seq" in x]
+    audit = [(x["event"], x.get("step", ""), x.get("state", "")) for x in lines if "event" in x]
+    assert [x["seq"] for x in journal] == list(range(1, len(journal) + 1))
+    assert journal[-1]["steps"]["1"]["state"] == "running"
+    assert any(x["steps"].get("0", {}).get("state") == "ok" for x in journal)
+    assert audit[-2:] == [("step", "first", "ok"), ("step", "look", "running")]
+    # The end of the run folded the journal into the record.
+    run_id = a.record()["id"]
+    assert not (shared / "state" / "runs" / f"{run_id}.journal").exists()
+    host_copy = json.loads((shared / "state" / "runs" / f"{run_id}.json").read_text())
+    assert host_copy["status"] == "succeeded" and host_copy["host_seq"] >= len(journal)
+    assert [s["state"] for s in host_copy["steps"]] == ["ok", "ok", "ok"]

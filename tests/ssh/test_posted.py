@@ -26,7 +26,7 @@ def test_a_posted_script_runs_before_the_next_command_and_hears_its_answer(
     heard: list[RunResult | None] = []
     transport.run("true")  # the agent is up
     assert transport.post(f"echo one >> {marks}; echo posted-out", heard.append)
-    assert transport.post(f"echo two >> {marks}; echo oops >&2; exit 3", heard.append)
+    assert transport.post(f"echo two >> {marks}; echo oops >&2; [ a = b ]", heard.append)
     assert heard == []
     lines: list[tuple[str, str]] = []
     result = transport.run(f"cat {marks}; echo step-out",
@@ -35,8 +35,22 @@ def test_a_posted_script_runs_before_the_next_command_and_hears_its_answer(
     assert lines == [("stdout", "one"), ("stdout", "two"), ("stdout", "step-out")]
     first, second = heard
     assert first is not None and first.exit_code == 0 and first.stdout == "posted-out\n"
-    assert second is not None and second.exit_code == 3 and "oops" in second.tail
+    assert second is not None and second.exit_code == 1 and "oops" in second.tail
     assert transport.run("echo after").stdout == "after\n"  # the agent stayed in step
+
+
+def test_a_posted_script_runs_in_the_agent_and_leaves_it_as_it_was(
+        transport: SSHTransport) -> None:
+    heard: list[RunResult | None] = []
+    transport.run("true")
+    before = transport.run("echo $$").stdout
+    # No process of its own (the agent's pid), and its variable is gone after.
+    transport.post("echo $BASHPID; __posted_var=1; unset __posted_var", heard.append)
+    transport.post("read -r line; echo read=$?", heard.append)  # stdin is /dev/null
+    assert transport.run("echo ${__posted_var-unset} $$").stdout == "unset " + before
+    assert heard[0] is not None and heard[0].stdout == before
+    assert heard[1] is not None and heard[1].stdout == "read=1\n"
+    assert transport.run("echo still").stdout == "still\n"
 
 
 def test_collect_and_close_read_the_answers(sshd, tmp_path: Path) -> None:
