@@ -137,6 +137,13 @@ CHECKS: tuple[CheckInfo, ...] = (
               "when another process or container holds one (warn for ports derived from "
               "`*_port` vars); warn when the holder cannot be identified while the stack "
               "runs", preflight="when `required_ports` is set"),
+    CheckInfo("images", "Image names", "`compose config` in the app directory on the host "
+              "(var `compose_cli`, as the runbooks run it, so `${VAR}` references see the "
+              "deployed .env) and `docker images`",
+              "warn when var `api_image` disagrees with the image compose gives "
+              "`api_service` (the runs use compose's); fail when `compose config` fails or "
+              "has no `api_service`; names the images not on the host yet; skip before "
+              "the first deploy"),
     CheckInfo("clock", "Clock skew", "remote `date +%s.%N` against the local clock",
               "warn above 2 s, fail above 30 s (vars `doctor_clock_warn_s`, "
               "`doctor_clock_fail_s`)"),
@@ -1120,6 +1127,9 @@ def _remote_checks(transport: Any, ids: list[str], variables: Mapping[str, Any],
         app_dir = str(variables.get("app_dir") or DEFAULT_APP_DIR)
         probes["disk"] = disk_probe([app_dir], str(variables.get("docker_root")
                                                    or DEFAULT_DOCKER_ROOT))
+    if "images" in ids:
+        from deployer.diagnose import images
+        probes["images"] = images.probe(variables)
     sections = _run_remote(transport, probes, env) if probes else {}
     if isinstance(sections, str):
         for check_id in ids:
@@ -1167,6 +1177,10 @@ def _remote_checks(transport: Any, ids: list[str], variables: Mapping[str, Any],
             project, project_dir = stack_project(variables)
             results["ports"] = parse_ports(code, out, ports, project, project_dir, source,
                                            explicit)
+        elif check_id == "images":
+            from deployer.diagnose import images
+            code, out = sections.get("images", (1, ""))
+            results["images"] = images.parse(code, out, variables)
         elif check_id == "clock":
             before = clock()
             try:

@@ -39,7 +39,7 @@ def test_full_doctor_with_placeholder_secret(sshd) -> None:
         t.close()
     found = _by_id(checks)
     assert list(found) == ["ssh", "sudo", "docker", "compose", "disk", "secrets",
-                           "database_url", "ports", "clock"]
+                           "database_url", "ports", "images", "clock"]
     assert found["ssh"].status == "ok"
     assert sshd.host_key_fingerprint in found["ssh"].detail
     assert found["secrets"].status == "fail"
@@ -48,6 +48,7 @@ def test_full_doctor_with_placeholder_secret(sshd) -> None:
     assert found["clock"].status == "ok"  # same machine
     assert "/srv/doctor-app" in found["disk"].detail
     assert found["ports"].status == "skip" and found["database_url"].status == "skip"
+    assert found["images"].status == "skip" and "/srv/doctor-app" in found["images"].detail
 
 
 def test_busy_port_is_reported(sshd) -> None:

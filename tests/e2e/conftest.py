@@ -60,6 +60,35 @@ def _deployer_executable() -> str:
     return found
 
 
+@pytest.fixture(scope="session")
+def wheel_deployer(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The ``deployer`` console script of the built wheel, installed into a fresh venv
+    as ``pipx install`` would: the packaged runbooks and templates are what it runs."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    build = [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q",
+             "-w", str(tmp / "dist")]
+    try:
+        import setuptools
+        if int(setuptools.__version__.split(".")[0]) >= 77:
+            build.append("--no-build-isolation")  # the same backend, no download
+    except ImportError:
+        pass
+    steps = [build, [sys.executable, "-m", "venv", str(tmp / "venv")]]
+    for argv in steps:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, f"{argv}: {r.stdout}{r.stderr}"
+    wheel, = (tmp / "dist").glob("*.whl")
+    r = subprocess.run([str(tmp / "venv" / "bin" / "pip"), "install", "-q", "--no-compile",
+                        str(wheel)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    exe = tmp / "venv" / "bin" / "deployer"
+    r = subprocess.run([str(tmp / "venv" / "bin" / "python"), "-c",
+                        "import deployer; print(deployer.__file__)"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp)
+    assert r.stdout.startswith(str(tmp / "venv")), r.stdout + r.stderr
+    return str(exe)
+
+
 @dataclass
 class Sandbox:
     inventory: Path

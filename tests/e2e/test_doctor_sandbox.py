@@ -31,7 +31,7 @@ def test_doctor_passes_on_the_sandbox(cli: Cli, sandbox: Sandbox) -> None:
     code, checks = _doctor(cli, sandbox, "--var", REQUIRED_PORTS)
     assert code == 0, checks
     assert set(checks) == {"ssh", "sudo", "docker", "compose", "disk", "secrets",
-                           "database_url", "ports", "clock"}
+                           "database_url", "ports", "images", "clock"}
     for check_id in ("ssh", "sudo", "docker", "disk", "secrets", "database_url", "ports",
                      "clock"):
         assert checks[check_id]["status"] == "ok", checks[check_id]
@@ -49,6 +49,15 @@ def test_doctor_passes_on_the_sandbox(cli: Cli, sandbox: Sandbox) -> None:
     url = checks["database_url"]["detail"]
     assert "postgresql+psycopg://" in url and "works with sync and async" in url
     assert "templates/env.j2" in url
+    # compose config read in the deployed app directory, when there is one
+    deployed = sandbox.ssh(f"test -d {sandbox.vars['app_dir']}", check=False).returncode == 0
+    images = checks["images"]
+    if deployed:
+        assert images["status"] == "ok", images
+        assert f"{sandbox.vars.get('api_service', 'api')} runs {sandbox.vars['api_image']}" \
+            in images["detail"]
+    else:
+        assert images["status"] == "skip" and sandbox.vars["app_dir"] in images["detail"]
     for value in sandbox.secrets.values():
         assert value not in json.dumps(checks)
 

@@ -1,5 +1,7 @@
 """The two new example apps (examples/django, examples/fastapi-form), deployed to the
-sandbox VPS with the shipped runbooks through the real CLI.
+sandbox VPS with the shipped runbooks through the real CLI of the built wheel,
+installed into a fresh venv (``wheel_deployer``): the project directory holds only the
+inventory and the secrets file, so the packaged runbooks and templates are what runs.
 
 Each app's inventory is what `deployer init` writes for it; the test changes only
 inventory variables: the host connection, and the names and ports that keep this
@@ -33,7 +35,7 @@ import pytest
 import yaml
 
 from deployer.steps.compose import backup_tag
-from tests.e2e.conftest import ROOT, Cli, Result, Sandbox, _deployer_executable, wait_for
+from tests.e2e.conftest import ROOT, Cli, Result, Sandbox, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -101,16 +103,13 @@ class Example:
             f"rm -rf {paths}\n", timeout=300)
 
 
-def make_example(name: str, sandbox: Sandbox, tmp: Path) -> Example:
+def make_example(name: str, sandbox: Sandbox, tmp: Path, exe: str) -> Example:
     source = tmp / "src" / name
     shutil.copytree(ROOT / "examples" / name, source,
                     ignore=shutil.ignore_patterns("__pycache__", ".ruff_cache", ".env",
                                                   "staticfiles"))
     project = tmp / "project"
-    project.mkdir()
-    (project / "runbooks").symlink_to(ROOT / "runbooks")
-    (project / "templates").symlink_to(ROOT / "templates")
-    exe = _deployer_executable()
+    project.mkdir()  # no runbooks/ or templates/: the wheel's own serve
     r = subprocess.run([exe, "-C", str(project), "init", str(source)], capture_output=True,
                        text=True, timeout=60, cwd=project)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -149,8 +148,9 @@ def make_example(name: str, sandbox: Sandbox, tmp: Path) -> Example:
 
 @pytest.fixture(scope="module", params=["django", "fastapi-form"])
 def example(request: pytest.FixtureRequest, sandbox: Sandbox,
-            tmp_path_factory: pytest.TempPathFactory):
-    ex = make_example(request.param, sandbox, tmp_path_factory.mktemp(request.param))
+            tmp_path_factory: pytest.TempPathFactory, wheel_deployer: str):
+    ex = make_example(request.param, sandbox, tmp_path_factory.mktemp(request.param),
+                      wheel_deployer)
     ex.remove()
     yield ex
     ex.remove()
@@ -239,6 +239,12 @@ def test_first_time_restart_and_rollback(example: Example) -> None:
     ex = example
     first_schema = {"django": "0001_initial", "fastapi-form": "e2412789c190"}[ex.name]
 
+    listed = ex.cli.run("runbooks")
+    assert listed.returncode == 0, listed.describe()
+    assert re.search(r"first-time\s.*packaged", listed.stdout), listed.stdout
+    assert "/venv/" in listed.stdout.splitlines()[0], listed.stdout  # the wheel's copy
+    planned = ex.cli.run("plan", "first-time", "--host", "sandbox")
+    assert planned.returncode == 0, planned.describe()
     result = ex.run("first-time")
     assert result.returncode == 0, result.describe()
     wait_serving(ex, "1.0.0")
