@@ -109,6 +109,10 @@ FIELDS: dict[str, FieldSpec] = {
         "string|list[string]", "Compose files (`-f`, in order). Default: var "
         "`compose_files` if defined, else Compose's own default (`compose.yaml` / "
         "`docker-compose.yml` in the project directory)."),
+    "extra_files": FieldSpec(
+        "string|list[string]", "Compose files added after `files` (`-f`, in order; empty "
+        "names are skipped): an override for this step only, e.g. the migration "
+        "environment of `db_roles: split` (`{{ migrate_files }}`)."),
     "project_dir": FieldSpec(
         "string", "Directory holding the compose files. Default: var `compose_project_dir`. "
         "The command runs there unless the step sets `cwd` (then it is passed as "
@@ -240,6 +244,8 @@ def compose_base(ctx: RenderContext, opts: Options | None = None,
         return str(value)
 
     files = pick("files", "compose_files") or []
+    if opts is not None and opts.given("extra_files"):
+        files = [*files, *(f for f in opts.list("extra_files") if f.strip())]
     project_dir = pick("project_dir", "compose_project_dir")
     project_name = pick("project_name", "compose_project_name")
     env_file = pick("env_file", "compose_env_file")

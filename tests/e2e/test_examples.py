@@ -132,10 +132,16 @@ def make_example(name: str, sandbox: Sandbox, tmp: Path, exe: str) -> Example:
     host = {k: sandbox.host[k] for k in ("host", "port", "user", "identity_file",
                                          "known_hosts", "connect_timeout")
             if k in sandbox.host}
+    if name == "django":
+        # The split role model: migrations as the owner role, the app with data only.
+        overrides |= {"db_roles": "split", "db_owner_role": "site_migrator",
+                      "app_secrets": [*gvars["app_secrets"], "db_owner_password"],
+                      "migrate_env": {"DB_USER": "{{ db_owner_role }}",
+                                      "DB_PASSWORD": "{{ secrets.db_owner_password }}"}}
     host["vars"] = gvars | overrides
     inventory = {"default_host": "sandbox", "hosts": {"sandbox": host}}
     (project / "inventory.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
-    names = ["postgres_password", *gvars["app_secrets"]]
+    names = ["postgres_password", *host["vars"]["app_secrets"]]
     values = {n: random_secrets.token_urlsafe(24) for n in names}
     secrets_file = project / "secrets.env"
     secrets_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
@@ -196,6 +202,23 @@ def assert_logins(ex: Example) -> None:
     assert (status, body) == (200, "true")
 
 
+def assert_split_roles(ex: Example) -> None:
+    """The app's role reads and writes the tables the owner's migrations made, and
+    changes no schema; the owner role owns them."""
+    def psql(role: str, sql: str) -> subprocess.CompletedProcess[str]:
+        return ex.compose(f"exec -T {ex.vars['db_service']} psql -X -At -U {role} -d "
+                          f"{shlex.quote(ex.vars['db_name'])} -c {shlex.quote(sql)}",
+                          check=False)
+    app, owner = ex.vars["db_app_role"], ex.vars["db_owner_role"]
+    owned = psql("postgres", "SELECT DISTINCT tableowner FROM pg_tables "
+                 "WHERE schemaname = 'public'")
+    assert owned.stdout.split() == [owner], owned.stdout + owned.stderr
+    wrote = psql(app, "UPDATE notes_note SET title = title")
+    assert wrote.returncode == 0, wrote.stdout + wrote.stderr
+    refused = psql(app, "CREATE TABLE e2e_sneaky (x int)")
+    assert refused.returncode != 0 and "permission denied" in refused.stderr, refused
+
+
 def set_version(ex: Example, version: str) -> None:
     init = ex.source / ("mysite" if ex.name == "django" else "app") / "__init__.py"
     init.write_text(re.sub(r'__version__ = ".*"', f'__version__ = "{version}"',
@@ -250,6 +273,8 @@ def test_first_time_restart_and_rollback(example: Example) -> None:
     wait_serving(ex, "1.0.0")
     assert version_and_schema(ex) == ("1.0.0", first_schema)
     assert_logins(ex)
+    if ex.vars.get("db_roles") == "split":
+        assert_split_roles(ex)
 
     set_version(ex, "1.0.1")
     result = ex.run("restart")
