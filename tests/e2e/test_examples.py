@@ -1,5 +1,6 @@
-"""The two new example apps (examples/django, examples/fastapi-form), deployed to the
-sandbox VPS with the shipped runbooks through the real CLI of the built wheel,
+"""The three example apps (examples/app: FastAPI + Alembic with JSON login;
+examples/django; examples/fastapi-form), deployed to the sandbox VPS with the shipped
+runbooks through the real CLI of the built wheel,
 installed into a fresh venv (``wheel_deployer``): the project directory holds only the
 inventory and the secrets file, so the packaged runbooks and templates are what runs.
 
@@ -19,6 +20,7 @@ conditions): these tests are not in the compose_v1 pass.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets as random_secrets
 import shlex
@@ -41,7 +43,7 @@ pytestmark = pytest.mark.e2e
 
 # Offsets from the sandbox's own (per-checkout) api port: other checkouts' sandboxes
 # have other base ports, so these stay theirs alone. Below the ephemeral range.
-PORTS = {"django": (1000, 3000), "fastapi-form": (2000, 4000)}
+PORTS = {"django": (1000, 3000), "fastapi-form": (2000, 4000), "app": (5000, 6000)}
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -50,11 +52,16 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def request(url: str, method: str = "GET", form: dict[str, str] | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
+            headers: dict[str, str] | None = None, json_body: dict[str, str] | None = None
+            ) -> tuple[int, str, dict[str, str]]:
     """One request to the sandbox (loopback only, no proxy, redirects not followed)."""
     assert url.startswith("http://127."), url
     data = urllib.parse.urlencode(form).encode() if form is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    headers = dict(headers or {})
+    if json_body is not None:
+        data = json.dumps(json_body).encode()
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect)
     try:
         with opener.open(req, timeout=10) as resp:
@@ -152,7 +159,7 @@ def make_example(name: str, sandbox: Sandbox, tmp: Path, exe: str) -> Example:
     return Example(name, source, project, cli, host["vars"], values, sandbox)
 
 
-@pytest.fixture(scope="module", params=["django", "fastapi-form"])
+@pytest.fixture(scope="module", params=["app", "django", "fastapi-form"])
 def example(request: pytest.FixtureRequest, sandbox: Sandbox,
             tmp_path_factory: pytest.TempPathFactory, wheel_deployer: str):
     ex = make_example(request.param, sandbox, tmp_path_factory.mktemp(request.param),
@@ -166,6 +173,11 @@ def example(request: pytest.FixtureRequest, sandbox: Sandbox,
 
 def version_and_schema(ex: Example) -> tuple[str, str | None]:
     """The running code's version and its newest applied migration."""
+    if ex.name == "app":
+        status, body, _ = request(ex.url + "/api/health")
+        assert status == 200, body
+        data = json.loads(body)
+        return data["version"], data["revision"]
     if ex.name == "django":
         status, body, _ = request(ex.url + "/healthz/")
         assert status == 200, body
@@ -179,6 +191,15 @@ def version_and_schema(ex: Example) -> tuple[str, str | None]:
 
 def assert_logins(ex: Example) -> None:
     """The wrong password refused, the admin's accepted, as each app answers them."""
+    if ex.name == "app":
+        url = ex.url + "/api/v1/auth/login"
+        status, body, _ = request(url, "POST", json_body={"email": ex.vars["admin_email"],
+                                                          "password": "wrong-one"})
+        assert status == 401, body
+        status, body, _ = request(url, "POST", json_body={
+            "email": ex.vars["admin_email"], "password": ex.secrets["admin_password"]})
+        assert status == 200 and '"token_type":"bearer"' in body, body
+        return
     if ex.name == "django":
         token = "e2e" + "0" * 29
         form = {"csrfmiddlewaretoken": token, "username": ex.vars["admin_email"],
@@ -227,6 +248,17 @@ def set_version(ex: Example, version: str) -> None:
 
 def add_broken_migration(ex: Example) -> None:
     """A migration that changes the schema, then fails: it must leave nothing behind."""
+    if ex.name == "app":
+        (ex.source / "alembic" / "versions" / "0003_broken.py").write_text(
+            '"""broken on purpose"""\n\nfrom alembic import op\n\n'
+            'revision = "0003"\ndown_revision = "0002"\n'
+            "branch_labels = None\ndepends_on = None\n\n\n"
+            "def upgrade() -> None:\n"
+            '    op.execute("ALTER TABLE users ADD COLUMN e2e text")\n'
+            '    op.execute("SELECT 1/0")\n\n\n'
+            "def downgrade() -> None:\n"
+            '    op.execute("ALTER TABLE users DROP COLUMN e2e")\n')
+        return
     if ex.name == "django":
         (ex.source / "notes" / "migrations" / "0002_broken.py").write_text(
             "from django.db import migrations\n\n\n"
@@ -250,8 +282,8 @@ def add_broken_migration(ex: Example) -> None:
 
 
 def wait_serving(ex: Example, version: str) -> None:
-    wait_for(lambda: request(ex.url + ("/healthz/" if ex.name == "django" else
-                                       "/api/v1/utils/version/"))[0] == 200
+    path = {"app": "/api/health", "django": "/healthz/"}.get(ex.name, "/api/v1/utils/version/")
+    wait_for(lambda: request(ex.url + path)[0] == 200
              and version_and_schema(ex)[0] == version, 90,
              f"{ex.name} to serve version {version}", interval=1)
 
@@ -260,7 +292,8 @@ def wait_serving(ex: Example, version: str) -> None:
 
 def test_first_time_restart_and_rollback(example: Example) -> None:
     ex = example
-    first_schema = {"django": "0001_initial", "fastapi-form": "e2412789c190"}[ex.name]
+    first_schema = {"app": "0002", "django": "0001_initial",
+                    "fastapi-form": "e2412789c190"}[ex.name]
 
     listed = ex.cli.run("runbooks")
     assert listed.returncode == 0, listed.describe()
@@ -291,7 +324,7 @@ def test_first_time_restart_and_rollback(example: Example) -> None:
     wait_serving(ex, "1.0.1")
     assert version_and_schema(ex) == ("1.0.1", first_schema)
     assert_logins(ex)
-    table = "notes_note" if ex.name == "django" else "item"
+    table = {"app": "users", "django": "notes_note"}.get(ex.name, "item")
     user = "postgres"
     cols = ex.compose(f"exec -T {ex.vars['db_service']} psql -X -At -U {user} -d "
                       f"{shlex.quote(ex.vars['db_name'])} -c \"SELECT column_name FROM "
