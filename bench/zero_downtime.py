@@ -2,7 +2,7 @@
 """Benchmark: restart behind Caddy (blue/green, var proxy=caddy) against today's in-place
 restart, under steady load, on this checkout's sandbox VPS (`scripts/sandbox up` first).
 
-    .venv/bin/python bench/zero_downtime.py [--restarts 10] [--rate 120]
+    .venv/bin/python bench/zero_downtime.py [--restarts 10] [--rate 120] [--threads 12]
 
 Behind the proxy, one continuous load at the proxy for the whole sequence: `--restarts`
 restarts with a code change each (the app's __version__), plus 2 whose health gate fails
@@ -121,11 +121,12 @@ def ts(text: str) -> float:
 
 
 class Bench:
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, threads: int = 4) -> None:
         inv = yaml.safe_load((STATE / "inventory.yml").read_text())
         self.vars = inv["hosts"]["sandbox"]["vars"]
         self.host = inv["hosts"]["sandbox"]
         self.rate = rate
+        self.threads = threads
         self.work = Path(tempfile.mkdtemp(prefix="bench-zd-"))
         self.app = self.work / "app"
         shutil.copytree(ROOT / "examples" / "app", self.app,
@@ -237,7 +238,7 @@ class Bench:
                               (restarts // 2, "post_switch_failure"),
                               ((2 * restarts) // 3 + 1, "gate_failure")):
                 plan.insert(pos, kind)
-        load = Load(url, self.rate)
+        load = Load(url, self.rate, self.threads)
         load.start()
         windows: list[RunWindow] = []
         time.sleep(10)  # steady state before the first run
@@ -358,10 +359,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--restarts", type=int, default=10)
     parser.add_argument("--rate", type=float, default=120.0)
+    parser.add_argument("--threads", type=int, default=12,
+                        help="load threads (each waits for its answer: enough of them "
+                        "keep the rate when latency rises)")
     args = parser.parse_args()
     if not (STATE / "inventory.yml").exists():
         raise SystemExit("no sandbox: run scripts/sandbox up first")
-    bench = Bench(args.rate)
+    bench = Bench(args.rate, args.threads)
     if not bench.answers(bench.vars["api_url"]) and not bench.answers(
             bench.vars.get("proxy_url", "")):
         print("deploying first-time", flush=True)
@@ -387,7 +391,7 @@ def main() -> int:
                              env=dict(os.environ, DOCKER_CONFIG=str(STATE / "docker"))
                              ).stdout.strip()
     meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "restarts": args.restarts, "rate": args.rate, "threads": 4, "commit": commit,
+            "restarts": args.restarts, "rate": args.rate, "threads": args.threads, "commit": commit,
             "caddy": caddy[0] if caddy else "?", "compose": compose or "?"}
     write_results(results, meta)
     return 0

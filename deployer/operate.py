@@ -67,8 +67,10 @@ def stream_logs(session: Session, host: Host, services: list[str], on_line: Line
     from deployer.steps.compose import logs_command
 
     keep = line_filter(pattern)
+    variables = session.vars_for(host)
+    where, served = proxy_dir(variables), slot_service(variables)
     logs_command(compose_context(session, host), services, follow=follow, since=since,
-                 tail=tail)  # bad input: exit 2, before connecting
+                 tail=tail, proxy_dir=where, slot_service=served)  # bad input: exit 2
     if transport_factory is None:
         from deployer.ssh import SSHTransport
         transport_factory = SSHTransport
@@ -77,7 +79,8 @@ def stream_logs(session: Session, host: Host, services: list[str], on_line: Line
     try:
         transport.connect()
         ctx = host_context(session, host, transport)
-        command = logs_command(ctx, services, follow=follow, since=since, tail=tail)
+        command = logs_command(ctx, services, follow=follow, since=since, tail=tail,
+                               proxy_dir=where, slot_service=served)
 
         def emit(stream: str, line: str) -> None:
             if keep(line):
@@ -116,6 +119,24 @@ def _host_records(status: Any, transport: Any, host: Host, variables: Any) -> No
     status.release = asdict(now) if now is not None else None
 
 
+def proxy_dir(variables: Any) -> str | None:
+    """Where a stack behind the zero-downtime proxy keeps its state (the maintenance
+    part's ``proxy_dir``), or None when var ``proxy`` names no proxy."""
+    if str(variables.get("proxy") or "none") == "none":
+        return None
+    given = variables.get("proxy_dir")
+    if given and "{" not in str(given):
+        return str(given)
+    app_dir = str(variables.get("app_dir") or "")
+    return f"{app_dir}.deployer-proxy" if app_dir else None
+
+
+def slot_service(variables: Any) -> str:
+    """The service the zero-downtime slots run (var ``slot_service``, else the api)."""
+    given = str(variables.get("slot_service") or "")
+    return given if given and "{" not in given else str(variables.get("api_service") or "api")
+
+
 def host_status(session: Session, host: Host, *, accept_new_host_key: bool = False,
                 transport_factory: Callable[..., Any] | None = None) -> Any:
     """``deployer status`` for one host: its stack's containers, the lock and the last
@@ -124,7 +145,7 @@ def host_status(session: Session, host: Host, *, accept_new_host_key: bool = Fal
     from deployer.errors import DeployerError
     from deployer.lock import lock_path, read_lock
     from deployer.state import StateStore
-    from deployer.status import HostStatus, last_run_summary, parse_containers
+    from deployer.status import HostStatus, last_run_summary, parse_containers, parse_live_slot
     from deployer.steps.compose import containers_command
 
     variables = session.vars_for(host)
@@ -138,7 +159,8 @@ def host_status(session: Session, host: Host, *, accept_new_host_key: bool = Fal
                                   extra_known_hosts=list(host.known_hosts))
     try:
         transport.connect()
-        probe = containers_command(host_context(session, host, transport))
+        probe = containers_command(host_context(session, host, transport),
+                                   proxy_dir(variables))
         result = transport.run(probe.script, cwd=probe.cwd, timeout=60,
                                what="the container listing")
         if not result.ok:
@@ -146,6 +168,7 @@ def host_status(session: Session, host: Host, *, accept_new_host_key: bool = Fal
                             + " | ".join(result.tail[-3:]))
             return status
         status.containers = parse_containers(result.stdout)
+        status.live_slot = parse_live_slot(result.stdout)
         held, holder = read_lock(transport, host, lock_path(host, variables))
         status.lock_held = held
         status.lock_holder = dict(holder.__dict__) if holder is not None else None

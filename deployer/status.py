@@ -13,6 +13,8 @@ HEALTHY = "healthy"
 DEGRADED = "degraded"
 DOWN = "down"
 UNKNOWN = "unknown"  # the host could not be reached
+SLOTS = ("blue", "green")  # the zero-downtime slots (runbooks/parts/zero-downtime.yml)
+LIVE_MARK = "@@live "  # the probe's line naming the slot the proxy serves
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,13 @@ class Container:
     started: str
     restarts: int
     exit_code: int
+    project: str = ""  # its compose project (a slot's is <project>-blue / -green)
+
+    @property
+    def slot(self) -> str:
+        """``blue`` or ``green`` for a zero-downtime slot's container, else ``""``."""
+        head, _, tail = self.project.rpartition("-")
+        return tail if head and tail in SLOTS else ""
 
     @property
     def ok(self) -> bool:
@@ -45,6 +54,16 @@ class Container:
         return self.state
 
 
+def parse_live_slot(stdout: str) -> str | None:
+    """The slot the proxy serves as the probe printed it (``blue``, ``green`` or
+    ``none``); None when the stack has no proxy (the probe did not look)."""
+    for line in stdout.splitlines():
+        if line.startswith(LIVE_MARK):
+            value = line[len(LIVE_MARK):].strip()
+            return value if value in SLOTS else "none"
+    return None
+
+
 def parse_containers(stdout: str) -> list[Container]:
     """The JSON lines of ``steps.compose.containers_command``; other lines (a login
     banner, compose warnings on stdout) are not containers and are skipped."""
@@ -62,8 +81,8 @@ def parse_containers(stdout: str) -> list[Container]:
             state=str(d.get("state") or ""), health=d.get("health") or None,
             image=str(d.get("image") or ""), image_id=str(d.get("image_id") or ""),
             started=str(d.get("started") or ""), restarts=int(d.get("restarts") or 0),
-            exit_code=int(d.get("exit_code") or 0)))
-    return sorted(found, key=lambda c: (c.service, c.name))
+            exit_code=int(d.get("exit_code") or 0), project=str(d.get("project") or "")))
+    return sorted(found, key=lambda c: (c.service, c.slot, c.name))
 
 
 @dataclass
@@ -77,6 +96,24 @@ class HostStatus:
     last_run_source: str = "checkout"  # "host" when read from the host's state directory
     release: dict[str, Any] | None = None  # the last release recorded on the host
     error: str | None = None  # the host could not be asked
+    live_slot: str | None = None  # blue, green or none behind a proxy; None without one
+
+    def role(self, c: Container) -> str:
+        """``live`` or ``idle`` for a slot's container; ``replaced`` for the main
+        project's copy of a service a live slot serves now; else ``""``."""
+        if c.slot:
+            return "live" if c.slot == self.live_slot else "idle"
+        slotted = {x.service for x in self.containers if x.slot}
+        if self.live_slot in SLOTS and c.service in slotted:
+            return "replaced"
+        return ""
+
+    @property
+    def serving(self) -> list[Container]:
+        """The containers the verdict is about: behind a proxy, the live slot's and not
+        the idle slot (the stopped previous release, kept for rollback) nor the main
+        project's copy of the service the slots run."""
+        return [c for c in self.containers if self.role(c) in ("", "live")]
 
     @property
     def drift(self) -> list[str]:
@@ -84,7 +121,7 @@ class HostStatus:
         if not self.release:
             return []
         recorded = self.release.get("images") or {}
-        return sorted(c.service for c in self.containers
+        return sorted(c.service for c in self.serving
                       if c.service in recorded and c.state == "running"
                       and not str(recorded[c.service]).startswith(c.image_id))
 
@@ -92,9 +129,10 @@ class HostStatus:
     def verdict(self) -> str:
         if self.error is not None:
             return UNKNOWN
-        if not any(c.state == "running" for c in self.containers):
+        serving = self.serving
+        if not any(c.state == "running" for c in serving):
             return DOWN
-        return HEALTHY if all(c.ok for c in self.containers) else DEGRADED
+        return HEALTHY if all(c.ok for c in serving) else DEGRADED
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -103,6 +141,8 @@ class HostStatus:
         for c, raw in zip(self.containers, data["containers"], strict=True):
             raw["ok"] = c.ok
             raw["problem"] = c.problem
+            raw["slot"] = c.slot
+            raw["role"] = self.role(c)
         return data
 
 

@@ -62,6 +62,41 @@ def test_logs_uses_the_runbooks_compose_invocation_and_flags(tmp_path, sshd) -> 
     assert not project.runs_dir.exists()  # read-only: no run record, no lock
 
 
+def _behind_proxy(project: RunProject, live: str | None) -> None:
+    """The project's vars as behind the zero-downtime proxy, ``live`` serving."""
+    app = project.remote / "app"
+    marks = project.remote / "app.deployer-proxy" / "live"
+    marks.mkdir(parents=True, exist_ok=True)
+    if live:
+        (marks / live).write_text("")
+    inv = yaml.safe_load((project.root / "inventory.yml").read_text())
+    inv["hosts"]["t"]["vars"].update({"proxy": "caddy", "app_dir": str(app)})
+    (project.root / "inventory.yml").write_text(yaml.safe_dump(inv))
+
+
+def test_behind_the_proxy_the_api_logs_come_from_the_live_slot(tmp_path, sshd) -> None:
+    project = _project(tmp_path, sshd)
+    _behind_proxy(project, "green")
+    slot = (f"argv: -f docker-compose.yml -f docker-compose.prod.yml -f "
+            f"{project.remote}/app.deployer-proxy/slot-green.yml -p shop-green logs "
+            "--no-color --tail 5 api")
+    r = project.cli("logs", "api", "--host", "t", "--tail", "5")
+    assert r.returncode == 0, r.stderr
+    assert [line for line in r.stdout.splitlines() if line.startswith("argv:")] == [slot]
+    # Every service: the slot's api and the main project's side by side.
+    r = project.cli("logs", "--host", "t", "--tail", "5")
+    argvs = sorted(line for line in r.stdout.splitlines() if line.startswith("argv:"))
+    assert r.returncode == 0 and argvs == sorted([
+        slot, "argv: -f docker-compose.yml -f docker-compose.prod.yml -p shop logs "
+        "--no-color --tail 5"]), r.stdout
+    # Another service, or no live slot yet: the main project only.
+    r = project.cli("logs", "db", "--host", "t")
+    assert "-p shop logs --no-color db" in r.stdout and "shop-green" not in r.stdout
+    (project.remote / "app.deployer-proxy" / "live" / "green").unlink()
+    r = project.cli("logs", "api", "--host", "t")
+    assert r.returncode == 0 and "-p shop logs" in r.stdout and "shop-green" not in r.stdout
+
+
 def test_grep_keeps_only_matching_lines(tmp_path, sshd) -> None:
     project = _project(tmp_path, sshd)
     r = project.cli("logs", "--host", "t", "--grep", "ERROR|LOG")

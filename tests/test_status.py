@@ -16,6 +16,7 @@ from deployer.status import (
     HostStatus,
     exit_code,
     parse_containers,
+    parse_live_slot,
 )
 
 
@@ -88,3 +89,44 @@ def test_drift_names_services_running_another_image_than_the_release() -> None:
                                               "worker": "sha256:0000", "db": "sha256:1"}}
     assert status.drift == ["worker"]
     assert status.to_dict()["drift"] == ["worker"]
+
+
+def _slotted(live: str, **blue) -> HostStatus:
+    probe = "\n".join([
+        f"@@live {live}",
+        _line(service="postgres", name="/shop-postgres-1", project="shop"),
+        _line(name="/shop-api-1", project="shop", state="exited", health=None,
+              exit_code=137),
+        _line(name="/shop-blue-api-1", project="shop-blue", **blue),
+        _line(name="/shop-green-api-1", project="shop-green", state="exited", health=None),
+    ])
+    return HostStatus("vps", "127.0.0.1", containers=parse_containers(probe),
+                      live_slot=parse_live_slot(probe))
+
+
+def test_behind_the_proxy_the_live_slot_decides_and_the_others_are_named() -> None:
+    st = _slotted("blue")
+    assert st.live_slot == "blue" and st.verdict == HEALTHY
+    roles = {c.name: st.role(c) for c in st.containers}
+    assert roles == {"shop-postgres-1": "", "shop-api-1": "replaced",
+                     "shop-blue-api-1": "live", "shop-green-api-1": "idle"}
+    data = st.to_dict()
+    assert {c["name"]: (c["slot"], c["role"]) for c in data["containers"]}[
+        "shop-green-api-1"] == ("green", "idle")
+    assert _slotted("blue", health="unhealthy").verdict == DEGRADED
+    assert _slotted("blue", state="exited", health=None).verdict == DEGRADED  # postgres runs
+
+
+def test_before_the_first_switch_the_main_project_serves() -> None:
+    st = _slotted("none")
+    assert st.live_slot == "none"
+    main_api = next(c for c in st.containers if c.name == "shop-api-1")
+    assert st.role(main_api) == ""  # the main api counts: it exited
+    assert st.verdict == DEGRADED
+
+
+def test_without_a_proxy_nothing_is_a_slot() -> None:
+    probe = _line(project="shop-blue-team")  # a project that merely ends in a word
+    assert parse_live_slot(probe) is None
+    (c,) = parse_containers(probe)
+    assert c.slot == "" and HostStatus("vps", "h", containers=[c]).verdict == HEALTHY

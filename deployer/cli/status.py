@@ -36,15 +36,25 @@ def _render(statuses: list[Any]) -> None:
             console.print("  no containers of the stack exist (not deployed yet, or "
                           "taken down)")
         else:
+            slots = any(c.slot for c in s.containers)
             table = Table(box=None, header_style="bold", padding=(0, 1))
-            for col in ("service", "state", "health", "image", "started", "restarts"):
+            for col in ("service", *(("slot",) if slots else ()), "state", "health",
+                        "image", "started", "restarts"):
                 table.add_column(col, no_wrap=col != "image")
             for c in s.containers:
-                state = c.state if c.ok else f"[bold red]{escape(c.problem or c.state)}[/]"
-                table.add_row(escape(c.service or c.name), state, escape(c.health or "-"),
+                role = s.role(c)
+                state = c.state if c.ok or role in ("idle", "replaced") \
+                    else f"[bold red]{escape(c.problem or c.state)}[/]"
+                slot = ((f"{c.slot} ({role})" if c.slot else role or "-"),) if slots else ()
+                table.add_row(escape(c.service or c.name), *map(escape, slot), state,
+                              escape(c.health or "-"),
                               escape(f"{c.image} ({c.image_id.removeprefix('sha256:')[:12]})"),
                               escape(c.started[:19].replace("T", " ")), str(c.restarts))
             console.print(table)
+        if s.live_slot is not None and not s.error:
+            console.print(f"  proxy serves: {escape(s.live_slot)}"
+                          + (" (the main project's api, before the first switch)"
+                             if s.live_slot == "none" else " slot"))
         if s.lock_held:
             who = s.lock_holder or {}
             console.print(f"  lock: held by {escape(str(who.get('who', '?')))} "

@@ -697,12 +697,16 @@ _SINCE_RE = re.compile(r"^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$|^\d{4}-\d\d-\d\d([T ][
 
 
 def logs_command(ctx: RenderContext, services: list[str], *, follow: bool = False,
-                 since: str | None = None, tail: int | None = None) -> RemoteCommand:
+                 since: str | None = None, tail: int | None = None,
+                 proxy_dir: str | None = None, slot_service: str = "") -> RemoteCommand:
     """``compose logs`` for ``deployer logs``: the same invocation (files, project,
     flavour) as the runbook's compose steps, so it reads the containers they started.
 
     ``since`` is Compose's own format: a duration (``10m``, ``1h30m``), a date or RFC
     3339 time, or a Unix timestamp; anything else is refused before it reaches the host.
+    With ``proxy_dir`` (a stack behind the zero-downtime proxy), ``slot_service`` is read
+    from the slot the proxy serves when one does (``<project>-blue`` / ``-green``, with
+    the slot's override file), the other services from the main project, side by side.
     """
     if since is not None and not _SINCE_RE.match(since):
         raise InputError(Problem(f"--since {since!r} is not a duration or a time",
@@ -721,6 +725,9 @@ def logs_command(ctx: RenderContext, services: list[str], *, follow: bool = Fals
         flags += f" --tail {tail}"
     svc = "".join(" " + shlex.quote(s) for s in services)
     script = f"{base} logs{flags}{svc}"
+    project = str(var(ctx, "compose_project_name") or "")
+    if proxy_dir and slot_service and project and (not services or slot_service in services):
+        script = _slot_logs(ctx, base, flags, services, proxy_dir, slot_service, project)
     if services:
         # v2 prints nothing and exits 0 for a service the project does not have (v1
         # fails): check the names against the project's, so a typo is never an empty log
@@ -743,6 +750,7 @@ def logs_command(ctx: RenderContext, services: list[str], *, follow: bool = Fals
 # none, while inspect's fields are the engine's and the same under both flavours.
 _INSPECT_FORMAT = (
     '{"service":{{json (index .Config.Labels "com.docker.compose.service")}},'
+    '"project":{{json (index .Config.Labels "com.docker.compose.project")}},'
     '"name":{{json .Name}},"state":{{json .State.Status}},'
     '"health":{{if .State.Health}}{{json .State.Health.Status}}{{else}}null{{end}},'
     '"image":{{json .Config.Image}},"image_id":{{json .Image}},'
@@ -751,15 +759,57 @@ _INSPECT_FORMAT = (
 )
 
 
-def containers_command(ctx: RenderContext) -> RemoteCommand:
+def _slot_logs(ctx: RenderContext, base: str, flags: str, services: list[str],
+               proxy_dir: str, slot_service: str, project: str) -> str:
+    """The logs script when a slot may serve ``slot_service``: decided on the host (the
+    live marker), both ``compose logs`` running at once so ``--follow`` follows both."""
+    pd = proxy_dir.rstrip("/")
+    # The slots' invocation (zero-downtime.yml's slot_compose): the same files plus the
+    # slot's override, under the slot's project name.
+    named = f"-p {shlex.quote(project)}"
+    slot_base = base.replace(named, f"-f {shlex.quote(pd)}/slot-\"$live\".yml "
+                             f"-p {shlex.quote(project)}-\"$live\"", 1)
+    others = [s for s in services if s != slot_service]
+    main = f"{base} logs{flags}" + "".join(" " + shlex.quote(s) for s in others)
+    live = shlex.quote(pd + "/live")
+    return "\n".join([
+        f"if [ -e {live}/blue ]; then live=blue; elif [ -e {live}/green ]; then live=green; "
+        "else live=none; fi",
+        'if [ "$live" = none ]; then',
+        f"  exec {base} logs{flags}" + "".join(" " + shlex.quote(s) for s in services),
+        "fi",
+        f"{slot_base} logs{flags} {shlex.quote(slot_service)} & slot=$!",
+        *([f"{main} & main=$!", 'wait "$main"; rc=$?'] if others or not services
+          else ["rc=0"]),
+        'wait "$slot" || rc=$?',
+        'exit "$rc"',
+    ])
+
+
+def containers_command(ctx: RenderContext, proxy_dir: str | None = None) -> RemoteCommand:
     """Every container of the project, running or not, as JSON lines (``deployer status``;
-    parsed by ``deployer.status.parse_containers``)."""
+    parsed by ``deployer.status.parse_containers``). With ``proxy_dir`` (a stack behind
+    the zero-downtime proxy) also the slots' projects (``<project>-blue`` / ``-green``)
+    and an ``@@live`` line naming the slot the proxy serves (``parse_live_slot``)."""
     base, cwd = compose_base(ctx)
     listing = f"{base} ps -q" if is_v1(compose_command(ctx)) else f"{base} ps -a -q"
-    script = "\n".join([
-        f"ids=$({listing})",
-        'if [ -n "$ids" ]; then',
-        f"  docker inspect --format {shlex.quote(_INSPECT_FORMAT)} $ids",
+    lines = [f"ids=$({listing})"]
+    project = str(var(ctx, "compose_project_name") or "")
+    if proxy_dir and project:
+        live = shlex.quote(proxy_dir.rstrip("/") + "/live")
+        lines += [
+            f"if [ -e {live}/blue ]; then echo '@@live blue'; "
+            f"elif [ -e {live}/green ]; then echo '@@live green'; else echo '@@live none'; fi",
+            "for s in blue green; do",
+            f"  ids=\"$ids $(docker ps -a -q --filter label=com.docker.compose.project="
+            f"{shlex.quote(project)}-\"$s\")\"",
+            "done",
+        ]
+    lines += [
+        "set -- $ids",
+        'if [ "$#" -gt 0 ]; then',
+        f"  docker inspect --format {shlex.quote(_INSPECT_FORMAT)} \"$@\"",
         "fi",
-    ])
+    ]
+    script = "\n".join(lines)
     return RemoteCommand(script=script, cwd=cwd, check=False, label="compose containers")

@@ -14,6 +14,7 @@ so later tests find the in-place stack they expect.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import threading
@@ -187,6 +188,23 @@ def test_switch_under_load_with_code_changes_fails_no_request(
     assert seen_slots == ["green", "blue"]
     # the in-place api of the main project no longer serves
     assert http("GET", sandbox.vars["api_url"] + "/api/health")[0] == 0
+    # status tells the live slot from the idle one and the replaced in-place api
+    shown = cli.run("status", "--host", "sandbox", "--format", "json", *PROXY)
+    assert shown.returncode == 0, shown.describe()
+    host = json.loads(shown.stdout)["hosts"][0]
+    assert host["verdict"] == "healthy" and host["live_slot"] == "blue", host
+    roles = {(c["slot"], c["role"], c["state"]) for c in host["containers"]
+             if c["service"] == "api"}
+    assert ("blue", "live", "running") in roles and ("green", "idle", "exited") in roles, roles
+    assert any(role == "replaced" for _, role, _ in roles), roles
+    # and `logs api` reads the live slot's container
+    live = next(c["name"] for c in host["containers"]
+                if c["service"] == "api" and c["role"] == "live")
+    own = sandbox.ssh(f"docker logs --tail 3 {shlex.quote(live)} 2>&1").stdout.splitlines()
+    shown = cli.run("logs", "api", "--host", "sandbox", "--tail", "50", *PROXY)
+    assert shown.returncode == 0, shown.describe()
+    assert own and all(line.strip() in shown.stdout for line in own if line.strip()), (
+        own, shown.stdout)
 
 
 def test_gate_failure_never_switches(proxied: Deployment, cli: Cli, sandbox: Sandbox,
