@@ -306,7 +306,8 @@ def fmt(v: float | None) -> str:
 def markdown(results: list[dict], meta: dict) -> str:
     lines = [START, "## Zero-downtime restart (issue 12)", "",
              f"- date: {meta['date']}; command: `python bench/zero_downtime.py "
-             f"--restarts {meta['restarts']} --rate {meta['rate']}`; commit {meta['commit']}",
+             f"--restarts {meta['restarts']} --rate {meta['rate']} --threads {meta['threads']}`; "
+             f"commit {meta['commit']}",
              "- sandbox VPS (this machine over its own sshd), example app, Compose "
              f"{meta['compose']}, Caddy {meta['caddy']}; load: {meta['threads']} threads "
              "GET /api/health, new connection per request",
