@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from deployer.diagnose.doctor import FAIL, OK, SKIP, WARN, Check
+from deployer.diagnose.checks import FAIL, OK, SKIP, WARN, Check
 
 TITLE = "Image names"
 _CONFIG, _IMAGES, _ABSENT = "@@config", "@@images", "@@absent"
