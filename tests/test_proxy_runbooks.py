@@ -46,6 +46,26 @@ def test_with_proxy_restart_switches_instead_of_recreating() -> None:
     assert "-e PGOPTIONS" in migrate.script and "55P03" in migrate.script
 
 
+def test_behind_the_proxy_django_and_tasks_less_apps_migrate_in_their_own_service() -> None:
+    # Django without a tasks service: the classification reads Django's own SQL
+    # (sqlmigrate of each unapplied migration) in the api's image, and the bounded-lock
+    # migration runs Django's migrate there, never alembic.
+    steps = planned("restart", cli_vars=("proxy=caddy", "migrate_tool=django",
+                                         "tasks_service=", "api_service=web"))
+    (classify,) = steps["zd_migrate.classify"].commands
+    assert "run --rm -T web sh -c" in classify.script
+    assert "sqlmigrate" in classify.script and "alembic" not in classify.script
+    (migrate,) = steps["zd_migrate.migrate"].commands
+    assert "-e PGOPTIONS web" in migrate.script and "manage.py migrate --noinput" in migrate.script
+    assert "alembic" not in migrate.script
+    # A tool with no dry run is not classified; `none` migrates nothing.
+    steps = planned("restart", cli_vars=("proxy=caddy", "migrate_tool=command",
+                                         "migrate_command=./migrate.sh"))
+    assert steps["zd_migrate.classify"].skipped and not steps["zd_migrate.migrate"].skipped
+    steps = planned("restart", cli_vars=("proxy=caddy", "migrate_tool=none"))
+    assert steps["zd_migrate.migrate"].skipped
+
+
 def test_nginx_renders_one_site_per_target() -> None:
     steps = planned("restart", cli_vars=("proxy=nginx", "proxy_port=8080"))
     assert steps["zero_downtime.config_caddy"].skipped
