@@ -44,6 +44,11 @@ pytestmark = pytest.mark.e2e
 # Offsets from the sandbox's own (per-checkout) api port: other checkouts' sandboxes
 # have other base ports, so these stay theirs alone. Below the ephemeral range.
 PORTS = {"django": (1000, 3000), "fastapi-form": (2000, 4000), "app": (5000, 6000)}
+# Behind the proxy: the env name each app reads its port from inside the container, and
+# its health route (the gate's first check).
+SLOT_PORT_ENV = {"django": "WEB_PORT", "fastapi-form": "UVICORN_PORT", "app": "API_PORT"}
+HEALTH = {"django": "/healthz/", "fastapi-form": "/api/v1/utils/health-check/",
+          "app": "/api/health"}
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -96,18 +101,39 @@ class Example:
                                 f"{args}", check=check, timeout=300)
 
     def remove(self) -> None:
-        """Everything this example's deployment left on the sandbox."""
+        """Everything this example's deployment left on the sandbox (its proxy and the
+        zero-downtime slots included)."""
         v = self.vars
-        label = f"com.docker.compose.project={v['compose_project']}"
+        proxy_dir = v["app_dir"] + ".deployer-proxy"
         paths = " ".join(shlex.quote(p) for p in (v["app_dir"], v["app_dir"] +
-                                                   ".deployer-prev", v["backup_dir"]))
-        self.sandbox.ssh(
-            f"docker ps -aq --filter label={label} | xargs -r docker rm -f >/dev/null\n"
-            f"docker volume ls -q --filter label={label} | xargs -r docker volume rm "
-            ">/dev/null\n"
-            f"docker image rm -f {shlex.quote(v['api_image'])} "
-            f"{shlex.quote(backup_tag(v['api_image']))} >/dev/null 2>&1 || true\n"
-            f"rm -rf {paths}\n", timeout=300)
+                                                   ".deployer-prev", v["backup_dir"],
+                                                   proxy_dir))
+        pid = shlex.quote(proxy_dir + "/caddy.pid")
+        script = [f"if [ -f {pid} ]; then kill $(cat {pid}) 2>/dev/null || true; fi"]
+        for project in (v["compose_project"], *(f"{v['compose_project']}-{s}"
+                                                for s in ("blue", "green"))):
+            label = shlex.quote(f"label=com.docker.compose.project={project}")
+            script += [f"docker ps -aq --filter {label} | xargs -r docker rm -f >/dev/null",
+                       f"docker volume ls -q --filter {label} | xargs -r docker volume rm "
+                       ">/dev/null"]
+        script += [f"docker image rm -f {shlex.quote(v['api_image'])} "
+                   f"{shlex.quote(backup_tag(v['api_image']))} >/dev/null 2>&1 || true",
+                   f"rm -rf {paths}"]
+        self.sandbox.ssh("\n".join(script) + "\n", timeout=300)
+
+    def proxy_vars(self) -> list[str]:
+        """`--var`s putting this example behind Caddy (docs/zero-downtime.md): its own
+        proxy and admin ports next to its api port, the env name its app reads its port
+        from, and its health route."""
+        base = int(self.vars["api_port"])
+        values = {"proxy": "caddy", "proxy_bind": "127.0.0.1", "proxy_port": base + 10,
+                  "proxy_admin": f"127.0.0.1:{base + 11}",
+                  "slot_port_env": SLOT_PORT_ENV[self.name], "health_path": HEALTH[self.name]}
+        return [arg for k, val in values.items() for arg in ("--var", f"{k}={val}")]
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{int(self.vars['api_port']) + 10}"
 
 
 def make_example(name: str, sandbox: Sandbox, tmp: Path, exe: str) -> Example:
@@ -171,19 +197,21 @@ def example(request: pytest.FixtureRequest, sandbox: Sandbox,
 
 # ------------------------------------------------------------------ what each app shows
 
-def version_and_schema(ex: Example) -> tuple[str, str | None]:
-    """The running code's version and its newest applied migration."""
+def version_and_schema(ex: Example, url: str | None = None) -> tuple[str, str | None]:
+    """The running code's version and its newest applied migration (at ``url``: the
+    api, or the proxy in front of it)."""
+    url = url or ex.url
     if ex.name == "app":
-        status, body, _ = request(ex.url + "/api/health")
+        status, body, _ = request(url + "/api/health")
         assert status == 200, body
         data = json.loads(body)
         return data["version"], data["revision"]
     if ex.name == "django":
-        status, body, _ = request(ex.url + "/healthz/")
+        status, body, _ = request(url + "/healthz/")
         assert status == 200, body
         data = yaml.safe_load(body)
         return data["version"], data["migration"]
-    status, body, _ = request(ex.url + "/api/v1/utils/version/")
+    status, body, _ = request(url + "/api/v1/utils/version/")
     assert status == 200, body
     data = yaml.safe_load(body)
     return data["version"], data["revision"]
@@ -281,6 +309,12 @@ def add_broken_migration(ex: Example) -> None:
         '    op.execute("ALTER TABLE item DROP COLUMN e2e")\n')
 
 
+def remove_broken_migration(ex: Example) -> None:
+    (ex.source / {"app": "alembic/versions/0003_broken.py",
+                  "django": "notes/migrations/0002_broken.py"}.get(
+        ex.name, "app/alembic/versions/f00dbad00002_broken.py")).unlink()
+
+
 def wait_serving(ex: Example, version: str) -> None:
     path = {"app": "/api/health", "django": "/healthz/"}.get(ex.name, "/api/v1/utils/version/")
     wait_for(lambda: request(ex.url + path)[0] == 200
@@ -330,5 +364,20 @@ def test_first_time_restart_and_rollback(example: Example) -> None:
                       f"{shlex.quote(ex.vars['db_name'])} -c \"SELECT column_name FROM "
                       f"information_schema.columns WHERE table_name = '{table}'\"")
     assert "e2e" not in cols.stdout.split(), cols.stdout
+
+    # Behind Caddy, through variables only: the same app moves to a blue/green slot
+    # with no change to it, its new version served through the proxy.
+    remove_broken_migration(ex)
+    set_version(ex, "1.1.0")
+    result = ex.cli.run("run", "restart", "--host", "sandbox", "--yes", *ex.proxy_vars())
+    assert result.returncode == 0, result.describe()
+    wait_for(lambda: request(ex.proxy_url + HEALTH[ex.name])[0] == 200
+             and version_and_schema(ex, ex.proxy_url)[0] == "1.1.0", 90,
+             f"{ex.name} to serve 1.1.0 through the proxy", interval=1)
+    assert version_and_schema(ex, ex.proxy_url) == ("1.1.0", first_schema)
+    shown = ex.cli.run("status", "--host", "sandbox", "--format", "json", *ex.proxy_vars())
+    assert shown.returncode == 0, shown.describe()
+    host = json.loads(shown.stdout)["hosts"][0]
+    assert host["live_slot"] == "blue" and host["verdict"] == "healthy", host
     for value in ex.secrets.values():
         assert all(value not in out for out in ex.cli.outputs)
