@@ -167,7 +167,9 @@ def host_status(session: Session, host: Host, *, accept_new_host_key: bool = Fal
             status.error = (f"listing the containers exited {result.exit_code}: "
                             + " | ".join(result.tail[-3:]))
             return status
-        status.containers = parse_containers(result.stdout)
+        status.containers = parse_containers(
+            result.stdout, must_run={slot_service(variables),
+                                     str(variables.get("api_service") or "api")})
         status.live_slot = parse_live_slot(result.stdout)
         held, holder = read_lock(transport, host, lock_path(host, variables))
         status.lock_held = held

@@ -6,6 +6,7 @@ out; deployer/operate.py gathers, deployer/cli/status.py renders.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,6 +30,8 @@ class Container:
     restarts: int
     exit_code: int
     project: str = ""  # its compose project (a slot's is <project>-blue / -green)
+    restart_policy: str = ""  # the engine's: no, always, unless-stopped, on-failure
+    must_run: bool = False  # a service meant to keep running (the api): exit 0 is down too
 
     @property
     def slot(self) -> str:
@@ -37,8 +40,15 @@ class Container:
         return tail if head and tail in SLOTS else ""
 
     @property
+    def completed(self) -> bool:
+        """A one-shot job that ended well (a prestart/migration service with no restart
+        policy, exit 0): nothing to report, unlike a service that stopped."""
+        return self.state == "exited" and self.exit_code == 0 \
+            and self.restart_policy == "no" and not self.must_run
+
+    @property
     def ok(self) -> bool:
-        return self.state == "running" and self.health in (None, "healthy")
+        return (self.state == "running" and self.health in (None, "healthy")) or self.completed
 
     @property
     def problem(self) -> str | None:
@@ -64,9 +74,11 @@ def parse_live_slot(stdout: str) -> str | None:
     return None
 
 
-def parse_containers(stdout: str) -> list[Container]:
+def parse_containers(stdout: str, must_run: Iterable[str] = ()) -> list[Container]:
     """The JSON lines of ``steps.compose.containers_command``; other lines (a login
-    banner, compose warnings on stdout) are not containers and are skipped."""
+    banner, compose warnings on stdout) are not containers and are skipped. The services
+    in ``must_run`` (the api) are never a finished one-shot job."""
+    keep = set(must_run)
     found: list[Container] = []
     for line in stdout.splitlines():
         line = line.strip()
@@ -81,7 +93,9 @@ def parse_containers(stdout: str) -> list[Container]:
             state=str(d.get("state") or ""), health=d.get("health") or None,
             image=str(d.get("image") or ""), image_id=str(d.get("image_id") or ""),
             started=str(d.get("started") or ""), restarts=int(d.get("restarts") or 0),
-            exit_code=int(d.get("exit_code") or 0), project=str(d.get("project") or "")))
+            exit_code=int(d.get("exit_code") or 0), project=str(d.get("project") or ""),
+            restart_policy=str(d.get("restart_policy") or ""),
+            must_run=str(d.get("service") or "") in keep))
     return sorted(found, key=lambda c: (c.service, c.slot, c.name))
 
 

@@ -209,3 +209,14 @@ def test_an_unknown_service_is_refused_on_the_host(tmp_path, sshd) -> None:
     assert r.returncode == 3
     assert "no service nope in this compose project (services: api db)" in r.stderr
     assert "argv:" not in r.stdout  # compose logs never ran
+
+
+def test_an_empty_project_reads_the_packaged_restart(tmp_path) -> None:
+    # A `pipx install` user's project holds no runbooks/: status and logs use the
+    # packaged restart's compose settings (a project's own restart would win).
+    from deployer.cli.logs import default_runbook
+
+    assert default_runbook(str(tmp_path)) == "restart"
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "runbooks" / "app.yml").write_text("steps: []\n")
+    assert default_runbook(str(tmp_path)) == "restart"

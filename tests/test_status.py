@@ -130,3 +130,26 @@ def test_without_a_proxy_nothing_is_a_slot() -> None:
     assert parse_live_slot(probe) is None
     (c,) = parse_containers(probe)
     assert c.slot == "" and HostStatus("vps", "h", containers=[c]).verdict == HEALTHY
+
+
+def test_a_one_shot_job_that_ended_well_is_not_a_problem() -> None:
+    probe = "\n".join([
+        _line(name="/shop-api-1", restart_policy="unless-stopped"),
+        _line(service="prestart", name="/shop-prestart-1", state="exited", health=None,
+              exit_code=0, restart_policy="no"),
+    ])
+    st = HostStatus("vps", "h", containers=parse_containers(probe))
+    assert st.verdict == HEALTHY and all(c.problem is None for c in st.containers)
+    # ...but a failed one, or a service meant to run that stopped, is.
+    for over in ({"exit_code": 1, "restart_policy": "no"},
+                 {"exit_code": 0, "restart_policy": "unless-stopped"}):
+        job = _line(service="prestart", name="/shop-prestart-1", state="exited",
+                    health=None, **over)
+        st = HostStatus("vps", "h", containers=parse_containers(_line() + "\n" + job))
+        assert st.verdict == DEGRADED, over
+    # The api stopped cleanly (docker stop: exit 0) is never "done".
+    stopped = _line(name="/shop-api-1", state="exited", health=None, restart_policy="no")
+    db = _line(service="db", name="/shop-db-1")
+    st = HostStatus("vps", "h", containers=parse_containers(stopped + "\n" + db,
+                                                            must_run={"api"}))
+    assert st.verdict == DEGRADED and st.containers[0].problem == "exited with code 0"

@@ -14,9 +14,11 @@ from deployer.errors import RunFailed, UsageError
 
 
 def default_runbook(project_dir: str) -> str:
-    from deployer.runbook import list_runbooks
+    """The runbook whose compose settings ``logs`` and ``status`` use: ``restart`` (the
+    project's own, else the packaged one), else the first one found."""
+    from deployer.runbook import available_runbooks
 
-    names = list_runbooks(project_dir)
+    names = available_runbooks(project_dir)
     if "restart" in names:
         return "restart"
     if not names:

@@ -755,7 +755,7 @@ _INSPECT_FORMAT = (
     '"health":{{if .State.Health}}{{json .State.Health.Status}}{{else}}null{{end}},'
     '"image":{{json .Config.Image}},"image_id":{{json .Image}},'
     '"started":{{json .State.StartedAt}},"restarts":{{.RestartCount}},'
-    '"exit_code":{{.State.ExitCode}}}'
+    '"exit_code":{{.State.ExitCode}},"restart_policy":{{json .HostConfig.RestartPolicy.Name}}}'
 )
 
 
