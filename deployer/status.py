@@ -30,7 +30,7 @@ class Container:
     restarts: int
     exit_code: int
     project: str = ""  # its compose project (a slot's is <project>-blue / -green)
-    restart_policy: str = ""  # the engine's: no, always, unless-stopped, on-failure
+    restart_policy: str = "unknown"  # the engine's: "" or no, always, unless-stopped, ...
     must_run: bool = False  # a service meant to keep running (the api): exit 0 is down too
 
     @property
@@ -43,8 +43,9 @@ class Container:
     def completed(self) -> bool:
         """A one-shot job that ended well (a prestart/migration service with no restart
         policy, exit 0): nothing to report, unlike a service that stopped."""
+        # Compose v2 leaves the policy name empty for a service without `restart:`.
         return self.state == "exited" and self.exit_code == 0 \
-            and self.restart_policy == "no" and not self.must_run
+            and self.restart_policy in ("", "no") and not self.must_run
 
     @property
     def ok(self) -> bool:
@@ -94,7 +95,9 @@ def parse_containers(stdout: str, must_run: Iterable[str] = ()) -> list[Containe
             image=str(d.get("image") or ""), image_id=str(d.get("image_id") or ""),
             started=str(d.get("started") or ""), restarts=int(d.get("restarts") or 0),
             exit_code=int(d.get("exit_code") or 0), project=str(d.get("project") or ""),
-            restart_policy=str(d.get("restart_policy") or ""),
+            # a probe that did not say (older output) is never a finished job
+            restart_policy=str(d["restart_policy"] or "") if "restart_policy" in d
+            else "unknown",
             must_run=str(d.get("service") or "") in keep))
     return sorted(found, key=lambda c: (c.service, c.slot, c.name))
 

@@ -137,6 +137,8 @@ def test_a_one_shot_job_that_ended_well_is_not_a_problem() -> None:
         _line(name="/shop-api-1", restart_policy="unless-stopped"),
         _line(service="prestart", name="/shop-prestart-1", state="exited", health=None,
               exit_code=0, restart_policy="no"),
+        _line(service="seed", name="/shop-seed-1", state="exited", health=None,
+              exit_code=0, restart_policy=""),  # Compose v2: no `restart:` is ""
     ])
     st = HostStatus("vps", "h", containers=parse_containers(probe))
     assert st.verdict == HEALTHY and all(c.problem is None for c in st.containers)
