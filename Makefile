@@ -39,21 +39,27 @@ demo:
 	$(DEPLOYER) run first-time --host sandbox --yes
 	$(DEPLOYER) run restart --host sandbox
 
-# -m '' clears any marker filter: the e2e tests against the sandbox run too, on Compose v2
-# (the sandbox's default); then the compose_v1 subset again on v1, after which `up` puts
-# the inventory back on v2. The packages come first, in the recipe rather than as
-# prerequisites, so that `make -j` cannot build the venv before python3-venv is there.
-# scripts/ci-lint (ruff, then mypy over the package) and scripts/check-wheel (the built
-# wheel, installed in a fresh venv, run in an empty directory) go first: they are quick
-# and fail loudly. A bare `pytest` skips e2e (pyproject's addopts); `-m ''` runs it.
+# The whole suite in two parts (docs/testing.md): the tests without Docker on
+# $(TEST_WORKERS) pytest-xdist workers (each worker starts its own sshd fixtures, on ports
+# and in temp directories of its own), then the e2e tests, serially, against the one
+# sandbox on Compose v2 (its default); then the compose_v1 subset again on v1, after which
+# `up` puts the inventory back on v2. The e2e part runs even when the first part failed,
+# and `make test` fails if any part did. The packages come first, in the recipe rather
+# than as prerequisites, so that `make -j` cannot build the venv before python3-venv is
+# there. scripts/ci-lint (ruff, then mypy over the package) and scripts/check-wheel (the
+# built wheel, installed in a fresh venv, run in an empty directory) go first: they are
+# quick and fail loudly. A bare `pytest` skips e2e (pyproject's addopts); `-m e2e` runs it.
+TEST_WORKERS ?= 2
+
 test:
 	scripts/test-deps
 	$(MAKE) --no-print-directory venv
 	scripts/ci-lint
 	$(MAKE) --no-print-directory sandbox-up
 	scripts/check-wheel
-	$(VENV)/bin/pytest -m ''
-	SANDBOX_COMPOSE=v1 $(VENV)/bin/pytest -m compose_v1 tests/e2e; rc=$$?; \
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) -m 'not e2e'; rc=$$?; \
+	  $(VENV)/bin/pytest -m e2e || rc=1; \
+	  SANDBOX_COMPOSE=v1 $(VENV)/bin/pytest -m compose_v1 tests/e2e || rc=1; \
 	  scripts/sandbox up >/dev/null; exit $$rc
 
 # The wheel as a user gets it: built, installed into a fresh venv, run in an empty

@@ -77,9 +77,9 @@ def fingerprint_of_pubkey_line(line: str) -> str:
     return f"SHA256:{digest}"
 
 
-def _children(pid: int) -> list[int]:
-    """Direct children of ``pid``, read from /proc (no psutil dependency)."""
-    kids = []
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process, read once from /proc (no psutil dependency)."""
+    parents = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -90,17 +90,24 @@ def _children(pid: int) -> list[int]:
             continue
         # The command name may hold spaces/parens: fields resume after the last ')'.
         fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[1]) == pid:
-            kids.append(int(entry))
-    return kids
+        parents[int(entry)] = int(fields[1])
+    return parents
 
 
-def descendants(pid: int) -> list[int]:
-    """All processes below ``pid``, parents before children."""
+def _children(pid: int, parents: dict[int, int] | None = None) -> list[int]:
+    """Direct children of ``pid``."""
+    parents = _parents() if parents is None else parents
+    return [kid for kid, parent in parents.items() if parent == pid]
+
+
+def descendants(pid: int, parents: dict[int, int] | None = None) -> list[int]:
+    """All processes below ``pid``, parents before children (one read of /proc: a
+    session-wide sshd with many sessions is walked in one pass, not one per process)."""
+    parents = _parents() if parents is None else parents
     out: list[int] = []
     todo = [pid]
     while todo:
-        for kid in _children(todo.pop()):
+        for kid in _children(todo.pop(), parents):
             out.append(kid)
             todo.append(kid)
     return out
@@ -264,11 +271,11 @@ Subsystem sftp {sftp}
 
     # -- sessions ------------------------------------------------------------------------
 
-    def session_pids(self) -> list[int]:
+    def session_pids(self, parents: dict[int, int] | None = None) -> list[int]:
         """The per-connection sshd processes (children of the listener)."""
         if self.proc is None:
             return []
-        return [p for p in _children(self.pid) if _comm(p) == "sshd"]
+        return [p for p in _children(self.pid, parents) if _comm(p) == "sshd"]
 
     def kill_sessions(self, sig: int = signal.SIGKILL) -> int:
         """Kill the per-connection sshd processes, as when the server drops a session
@@ -276,8 +283,9 @@ Subsystem sftp {sftp}
         sessions started are left alone, as a real server would (they lose their pipes).
         """
         killed = 0
-        for pid in self.session_pids():
-            targets = [pid] + [d for d in descendants(pid) if _comm(d) == "sshd"]
+        parents = _parents()
+        for pid in self.session_pids(parents):
+            targets = [pid] + [d for d in descendants(pid, parents) if _comm(d) == "sshd"]
             for t in targets:
                 try:
                     os.kill(t, sig)
