@@ -105,6 +105,14 @@ def _gone(sshd: SshServer, regex: str) -> bool:
     return False
 
 
+def _wait_for_file(path: Path, seconds: int = 20) -> str:
+    """Shell that waits (as a step, up to ``seconds``) until ``path`` exists: a step the
+    test lists with ``ps`` goes on as soon as the listing is taken, not after a fixed
+    sleep."""
+    return (f"i=0; while [ ! -e {path} ] && [ $i -lt {seconds * 20} ]; do sleep 0.05; "
+            f"i=$((i + 1)); done")
+
+
 def test_streams_lines_live_with_stream_names(transport: SSHTransport) -> None:
     seen: list[tuple[str, str]] = []
     r = transport.run("echo one; echo two >&2; printf 'three'",
@@ -165,14 +173,18 @@ def test_secrets_never_in_remote_argv(transport: SSHTransport, sshd: SshServer) 
     secret = "s3cr3t-" + os.urandom(6).hex()
     listings: list[str] = []
 
+    tag = f"30.{os.getpid()}{int.from_bytes(os.urandom(2), 'big')}"
+
     def on_line(stream: str, line: str) -> None:
         if line == "ready":
             listings.append(sshd.ssh("ps -eo args"))
+            # Listed: end the step's wait now rather than after its 30 s.
+            sshd.ssh(f"pkill -f 'slee[p] {tag}' || true")
 
-    r = transport.run(f"echo ready; sleep 3.{os.getpid()}; cat >/dev/null",
+    r = transport.run(f"echo ready; sleep {tag} || true; cat >/dev/null",
                       env={"DB_PASSWORD": secret}, stdin=f"password={secret}\n", on_line=on_line)
     assert r.ok and len(listings) == 1
-    assert f"sleep 3.{os.getpid()}" in listings[0]  # listed while the step ran
+    assert f"sleep {tag}" in listings[0]  # listed while the step ran
     assert secret not in listings[0]
     assert secret not in r.stdout and all(secret not in line for line in r.tail)
 
@@ -358,19 +370,21 @@ def test_sudo_runs_as_root_with_stdin(transport: SSHTransport) -> None:
     assert r.stdout == "0\nin\n/tmp\ny\n", r.tail
 
 
-def test_sudo_password_never_in_argv_or_output(sshd: SshServer) -> None:
+def test_sudo_password_never_in_argv_or_output(sshd: SshServer, tmp_path: Path) -> None:
     if os.getuid() != 0:
         pytest.skip("needs root to run sudo without a configured password")
     password = "pw-" + os.urandom(6).hex()
     listings: list[str] = []
+    gate = tmp_path / "listed"
 
     def on_line(stream: str, line: str) -> None:
         if line == "ready":
             listings.append(sshd.ssh("ps -eo args"))
+            gate.touch()
 
     with SSHTransport(sshd.host(), sudo_password=password) as t:
         # root needs no password: the password line must be discarded, not executed.
-        r = t.run("echo ready; sleep 2; id -u", sudo=True, on_line=on_line)
+        r = t.run(f"echo ready; {_wait_for_file(gate)}; id -u", sudo=True, on_line=on_line)
     assert r.ok and r.stdout == "ready\n0\n", r.tail
     assert listings and password not in listings[0]
     assert all(password not in line for line in r.tail)
@@ -560,17 +574,20 @@ def test_import_is_cheap() -> None:
 
 
 @pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "per-channel"])
-def test_sudo_with_password_from_secret(sudo_user, persistent: bool) -> None:
+def test_sudo_with_password_from_secret(sudo_user, persistent: bool, tmp_path: Path) -> None:
     server, password = sudo_user
     listings: list[str] = []
+    gate = tmp_path / "listed"
 
     def on_line(stream: str, line: str) -> None:
         if line == "ready":
             listings.append(server.ssh("ps -eo args"))
+            gate.touch()
 
     with SSHTransport(server.host(), sudo_password=password, persistent=persistent) as t:
         assert t.run("id -u").stdout.strip() != "0"
-        r = t.run("echo ready; sleep 2; id -u; cat", sudo=True, stdin="x\n", on_line=on_line)
+        r = t.run(f"echo ready; {_wait_for_file(gate)}; id -u; cat", sudo=True, stdin="x\n",
+                  on_line=on_line)
         assert r.ok and r.stdout == "ready\n0\nx\n", r.tail
         assert listings and password not in listings[0]
         tag = f"300.{os.getpid()}5"
