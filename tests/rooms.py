@@ -8,6 +8,7 @@ the journal's writes (``MemoryJournal``) and the events (``Recorder``).
 
 from __future__ import annotations
 
+import copy
 import textwrap
 import threading
 from pathlib import Path
@@ -135,7 +136,8 @@ class Rig:
                                     environ={"DEPLOYER_SECRET_TOKEN": SECRET})
         self.runbook = self.session.runbook
         self.host = self.session.hosts[0]
-        self.variables: dict[str, Any] = dict(self.session.vars_for(self.host))
+        # A copy of the same type: it keeps which names came from --var.
+        self.variables: dict[str, Any] = copy.copy(self.session.vars_for(self.host))
         self.mask = self.session.redactor.mask
         self.fake = FakeTransport()
         self.journal = MemoryJournal()
