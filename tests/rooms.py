@@ -192,3 +192,25 @@ class Rig:
                     out.append(word)
                     break
         return out
+
+
+def executor(root: Path, text: str, fake: FakeTransport, events: Events | None = None,
+             **options: Any) -> Any:
+    """A whole ``Executor`` of runbook ``demo`` (from ``text``) on host ``t`` = ``fake``,
+    preflight skipped, secret ``token`` = ``SECRET``."""
+    from deployer.executor import Executor
+    from deployer.run_types import RunOptions
+    from deployer.session import load_session
+
+    (root / "runbooks").mkdir(exist_ok=True)
+    (root / "runbooks" / "demo.yml").write_text(textwrap.dedent(text))
+    inventory = {"hosts": {"t": {"host": "127.0.0.1", "user": "deploy"}}}
+    (root / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    session = load_session("demo", project_dir=str(root), host="t", cli_vars=[],
+                           environ={"DEPLOYER_SECRET_TOKEN": SECRET})
+    host = session.hosts[0]
+    return Executor(session.runbook, host, variables=session.vars_for(host),
+                    secrets=session.secrets, redactor=session.redactor,
+                    digests=session.digests, options=RunOptions(skip_preflight=True,
+                                                                 **options),
+                    events=events, project_dir=str(root), transport_factory=fake.factory)
