@@ -53,10 +53,12 @@ class LazyVars(dict):
             looked_up.add(key)
         return dict.__contains__(self, key)
 
-    def items(self):  # rendered, as a list
+    # Rendered values (what a template would see), so a list rather than dict's live
+    # view of the raw ones.
+    def items(self) -> list[tuple[str, Any]]:  # type: ignore[override]
         return [(k, self[k]) for k in self.keys()]
 
-    def values(self):  # rendered, as a list
+    def values(self) -> list[Any]:  # type: ignore[override]  # rendered, as items()
         return [self[k] for k in self.keys()]
 
     def raw(self, key: str) -> Any:
