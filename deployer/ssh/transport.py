@@ -211,14 +211,23 @@ class SSHTransport:
 
     # -- posted scripts (deployer.ssh.posted) ------------------------------------------
 
-    def post(self, script: str, on_done: DoneCallback) -> bool:
-        """See ``deployer.transport.Transport.post``: only on a persistent agent that
-        is already up (starting one is a round trip of its own)."""
+    def post(self, script: str, on_done: DoneCallback, stdin: str | None = None,
+             fork: bool = False) -> bool:
+        """See ``deployer.transport.Transport.post``: a builtins-only script only goes
+        to a persistent agent that is already up (starting one is a round trip of its
+        own); a forked one starts the agent, whose cost the next command saves."""
         with self._lock:
             agent = self._agent
-            if not self.persistent or agent is None or not agent.usable:
+            if not self.persistent:
                 return False
-            data = posted_frame(agent.token.decode(), script)
+            if agent is None or not agent.usable:
+                if not fork:
+                    return False
+                try:
+                    agent = self._agent_for_step()
+                except ConnectionLost:
+                    return False
+            data = posted_frame(agent.token.decode(), script, stdin, fork)
             try:
                 agent.chan.sendall(data)
             except Exception:
@@ -262,8 +271,10 @@ class SSHTransport:
             self.forget_agent(self._agent)
         if self.persistent and self._agent is not None:
             return self._agent
-        t = self.connector.transport()
         try:
+            # A connection that closed since the last step is lost like one that
+            # closes under it (the caller reconnects either way).
+            t = self.connector.transport()
             agent = start_agent(t, max(self.host.connect_timeout, 30.0), self.persistent)
         except Exception as e:
             raise self.lost("starting the remote shell", e) from e
