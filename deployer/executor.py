@@ -828,6 +828,9 @@ class Executor:
         Raises before anything is recorded."""
         if self._needs_connection():
             self.link.transport()
+            if self.runbook.lock:
+                # Taken before the read-only preflight, in the same round trip.
+                self.link.post_lock(self.variables, run_id, self.runbook.name, purpose)
             if not self.options.skip_preflight and purpose == "run":
                 self._preflight()
         if self.runbook.lock:
@@ -969,6 +972,8 @@ class Executor:
         if warning:
             self._lock_warning = warning
             self._notice(warning, "warning")
+        # The last host writes were posted: the release's round trip brought their answers.
+        self.journal.catch_up()
         self.link.drop()
         self.journal.close()
 
