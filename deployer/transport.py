@@ -71,6 +71,9 @@ class RunResult:
     # For a stopped command (timeout, interrupt): whether its whole process group is
     # known to be gone. False when deployer stopped waiting first (second Ctrl-C).
     stopped: bool | None = None
+    # Seconds the command took on the host itself (its own clock), when it said: the
+    # rest of ``duration`` is the network and the transport.
+    host_seconds: float | None = None
 
     @property
     def ok(self) -> bool:

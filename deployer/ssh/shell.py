@@ -115,6 +115,13 @@ def _core(script: str, cwd: str | None, env: dict[str, str] | None) -> str:
     return "; ".join(parts)
 
 
+# The host's clock around each command (a builtin variable: no process), so the time a
+# command took on the host is known apart from the network's (framing.end_fields).
+_CLOCK = "__deployer_t0=$EPOCHREALTIME; "
+_END = ("printf '\\036{token} E %d %s %s\\n' \"$__deployer_rc\" \"$__deployer_t0\" "
+        "\"$EPOCHREALTIME\"; printf '\\036{token} E\\n' >&2; unset __deployer_t0\n")
+
+
 def frame(token: str, code: StepCode) -> bytes:
     """The NUL-terminated frame the agent evals to run ``code``, its markers carrying
     ``token``."""
@@ -130,10 +137,8 @@ def frame(token: str, code: StepCode) -> bytes:
             f"{inner} )")
     redirect, body = _stdin(feed)
     start = f"{head}{redirect} &\n{body}"
-    end = (f"{{ wait \"$!\"; }} 2>/dev/null; __deployer_rc=$?; "
-           f"printf '\\036{token} E %d\\n' \"$__deployer_rc\"; "
-           f"printf '\\036{token} E\\n' >&2\n")
-    return (start + end).encode() + b"\0"
+    end = (f"{{ wait \"$!\"; }} 2>/dev/null; __deployer_rc=$?; {_END.format(token=token)}")
+    return (_CLOCK + start + end).encode() + b"\0"
 
 
 def posted_frame(token: str, script: str, stdin: str | None = None,
@@ -153,10 +158,8 @@ def posted_frame(token: str, script: str, stdin: str | None = None,
         core, feed = step_code(script, None, None, stdin, False, None)
         redirect, body = _stdin(feed)
         command = f"( {core} ){redirect}"
-    return (f"printf '\\036{token} S -\\n'; printf '\\036{token} S\\n' >&2; "
-            f"{command}; __deployer_rc=$?; "
-            f"printf '\\036{token} E %d\\n' \"$__deployer_rc\"; "
-            f"printf '\\036{token} E\\n' >&2\n{body}").encode() + b"\0"
+    return (f"{_CLOCK}printf '\\036{token} S -\\n'; printf '\\036{token} S\\n' >&2; "
+            f"{command}; __deployer_rc=$?; {_END.format(token=token)}{body}").encode() + b"\0"
 
 
 def _stdin(feed: str) -> tuple[str, str]:

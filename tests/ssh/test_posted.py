@@ -129,3 +129,13 @@ def test_a_forked_post_that_fails_set_e_reports_its_exit_code(
     assert transport.post("false; echo not-reached", heard.append, fork=True)
     transport.collect()
     assert heard[0] is not None and heard[0].exit_code == 1 and heard[0].stdout == ""
+
+
+def test_each_command_says_how_long_it_took_on_the_host(transport: SSHTransport) -> None:
+    result = transport.run("sleep 0.3")
+    assert result.host_seconds is not None and 0.25 <= result.host_seconds <= result.duration
+    heard: list[RunResult | None] = []
+    transport.post("sleep 0.2", heard.append, fork=True)
+    transport.collect()
+    assert heard[0] is not None and heard[0].host_seconds is not None
+    assert heard[0].host_seconds >= 0.15
