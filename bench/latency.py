@@ -176,10 +176,14 @@ def _first_steps_runbook(lab: Any) -> Path:
     return marks
 
 
-def _watched(argv: list[str], env: dict[str, str], marks: Path) -> dict[str, float]:
+def _watched(argv: list[str], env: dict[str, str], marks: Path,
+             cpu: Any = None) -> dict[str, float]:
     """Run ``argv``; its wall time, CPU (user + system), peak RSS and peak thread count
-    (sampled from /proc every 20 ms), and when the last host's first step ran."""
+    (sampled from /proc every 20 ms), when the last host's first step ran, and with
+    ``cpu`` (bench/run.py ``cpu_snapshot`` over the sshd listeners) the sshds' and the
+    whole machine's CPU meanwhile."""
     marks.write_text("")
+    before = cpu() if cpu is not None else None
     start = time.time()
     t0 = time.perf_counter()
     output = marks.with_suffix(".out")
@@ -215,7 +219,12 @@ def _watched(argv: list[str], env: dict[str, str], marks: Path) -> dict[str, flo
         raise RuntimeError(f"fleet run exited {proc.returncode}: "
                            f"{output.read_text()[-3000:]}")
     firsts = [float(x) for x in marks.read_text().split()]
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+    spent = {}
+    if before is not None:
+        after = cpu()
+        spent = {"sshd_cpu_s": after["sshd_cpu_s"] - before["sshd_cpu_s"],
+                 "machine_cpu_s": after["machine_cpu_s"] - before["machine_cpu_s"]}
+    return {**spent, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
             "peak_rss_mb": peak["rss_kb"] / 1024, "peak_threads": peak["threads"],
             "first_step_last_host_s": (max(firsts) - start) if firsts else float("nan"),
             "hosts_started": len(firsts), "hosts_failed": len(failed)}
@@ -227,12 +236,18 @@ def _fleet(m: ModuleType, lab: Any, latency: LatencyLab, repeat: int,
     threads, and the time until the last host ran its first step."""
     env = m.clean_env()
     marks = _first_steps_runbook(lab)
+    listeners = sorted({s.pid for s in lab.fan.values()})
+
+    def cpu() -> dict[str, float]:
+        return m.cpu_snapshot(listeners)
+
     one = lab.deployer("run", "fleet20", "--host", latency.fleet_names[0])
     m.log(f"latency fleet: 1 host at {latency.fleet_rtt:g} ms RTT")
     _watched(one, env, marks)
-    singles = [_watched(one, env, marks) for _ in range(repeat)]
+    singles = [_watched(one, env, marks, cpu) for _ in range(repeat)]
     out: dict[str, Any] = {"rtt_ms": latency.fleet_rtt, "steps": FLEET_STEPS,
-                           "single": _medians(singles), "sizes": []}
+                           "cores": os.cpu_count() or 1, "single": _medians(singles),
+                           "sizes": []}
     for n in sizes:
         if n > len(latency.fleet_names):
             continue
@@ -240,7 +255,8 @@ def _fleet(m: ModuleType, lab: Any, latency: LatencyLab, repeat: int,
                             "--max-fail", "100%")
         m.log(f"latency fleet: {n} hosts at {latency.fleet_rtt:g} ms RTT")
         _watched(argv, env, marks)  # warm-up: known_hosts, page cache, the relay's accepts
-        runs = [_watched(argv, env, marks) for _ in range(max(1, repeat if n <= 50 else 3))]
+        runs = [_watched(argv, env, marks, cpu)
+                for _ in range(max(1, repeat if n <= 50 else min(repeat, 3)))]
         out["sizes"].append({"hosts": n, **_medians(runs)})
     # The 50-host figure the target is judged on (older results files have these keys).
     fifty = next((r for r in out["sizes"] if r["hosts"] == 50), None)
@@ -324,23 +340,29 @@ def fleet_intro(fleet: dict[str, Any]) -> str:
             "CPU is deployer's own (user + system, its threads included) per host-step; "
             "memory and threads are the peaks sampled from /proc every 20 ms; the first "
             "step on the last host is when the slowest host to start ran its first step, "
-            "from the run's start.")
+            "from the run's start. Machine CPU / cores is every tenant's busy time during "
+            "the run over the cores: the wall no CPU-bound run could beat, since the "
+            "hosts' sshds, the relay and anything else on this machine share the cores "
+            "with deployer.")
 
 
 def fleet_rows(fleet: dict[str, Any]) -> list[str]:
     one = fleet["single"]
+    cores = fleet.get("cores", 1)
     rows = ["| hosts | wall | vs 1 host | CPU per host-step | peak RSS (per host) | "
-            "peak threads (per host) | first step on the last host |",
-            "|---|---|---|---|---|---|---|",
-            _fleet_row(1, one, one)]
-    rows += [_fleet_row(r["hosts"], r, one) for r in fleet["sizes"]]
+            "peak threads (per host) | first step on the last host | machine CPU / cores |",
+            "|---|---|---|---|---|---|---|---|",
+            _fleet_row(1, one, one, cores)]
+    rows += [_fleet_row(r["hosts"], r, one, cores) for r in fleet["sizes"]]
     return rows
 
 
-def _fleet_row(n: int, r: dict[str, float], one: dict[str, float]) -> str:
+def _fleet_row(n: int, r: dict[str, float], one: dict[str, float], cores: int) -> str:
     steps = n * FLEET_STEPS
     failed = f" ({r['hosts_failed']:.0f} failed)" if r.get("hosts_failed") else ""
+    # The wall a CPU-bound run cannot beat: every tenant's busy time over the cores.
+    floor = f"{r['machine_cpu_s'] / cores:.2f} s" if "machine_cpu_s" in r else "-"
     return (f"| {n}{failed} | {r['wall_s']:.2f} s | {r['wall_s'] / one['wall_s']:.2f}x | "
             f"{r['cpu_s'] * 1000 / steps:.1f} ms | {r['peak_rss_mb']:.0f} MB "
             f"({r['peak_rss_mb'] / n:.2f} MB) | {r['peak_threads']:.0f} "
-            f"({r['peak_threads'] / n:.1f}) | {r['first_step_last_host_s']:.2f} s |")
+            f"({r['peak_threads'] / n:.1f}) | {r['first_step_last_host_s']:.2f} s | {floor} |")
