@@ -861,6 +861,17 @@ def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
 def measured_facts(group: str, r: dict[str, Any]) -> list[str]:
     """Sentences computed from this run's figures that bear on a group's targets."""
     facts: list[str] = []
+    lat = r.get("latency") or {}
+    fleet = lat.get("fleet") or {}
+    if group == "latency" and fleet.get("sizes"):
+        cores = fleet.get("cores", 1)
+        for size in fleet["sizes"]:
+            if "machine_cpu_s" in size:
+                facts.append(f"{size['hosts']} hosts: wall {size['wall_s']:.2f} s, the "
+                             f"machine's CPU over its {cores} cores "
+                             f"{size['machine_cpu_s'] / cores:.2f} s (deployer "
+                             f"{size['cpu_s']:.2f} s, the hosts' sshds "
+                             f"{size.get('sshd_cpu_s', 0):.2f} s).")
     light, heavy = r.get("light") or {}, r.get("heavy") or {}
     if group == "per_step" and light:
         dep = light["deployer"]

@@ -68,6 +68,7 @@ class HostJournal:
         self._sent: _Sent | None = None
         self._seq = 0  # the number of the last journal line posted
         self._need_snapshot = False
+        self._in_flight = False  # a posted snapshot not answered yet
         self._failing = False
         self._ended = False
         self._released = False
@@ -159,6 +160,10 @@ class HostJournal:
         self._sent_steps = {s.id: s.state for s in record.steps}
         self._sent_status = record.status
         self._sent_rollback = dict(record.rollback)
+        if self._in_flight and record.status == RUN_RUNNING:
+            # A posted snapshot is unanswered: what changed since waits for it (the
+            # next save sends it all as one journal line), rather than a snapshot more.
+            return
         release = None
         if record.finished_ok and not self._released:
             try:
@@ -216,6 +221,7 @@ class HostJournal:
                                                                         release)):
             self._lost, self._pending = [], []
             self._snapshot_sent(record, release)
+            self._in_flight = True
             return
         try:
             target.settle()  # the posted appends' answers: a lost one's events go now
@@ -243,6 +249,7 @@ class HostJournal:
                          release: Release | None) -> None:
         """A snapshot's answer (``why`` empty: written); a failed one's events and
         release wait for the next write, and the next save is a snapshot again."""
+        self._in_flight = False
         if not why:
             return
         self._pending = batch + self._pending

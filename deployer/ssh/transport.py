@@ -15,14 +15,22 @@ connection.
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Iterable
 from typing import IO, Any
 
 from deployer.errors import RunFailed
 from deployer.models import Host
-from deployer.ssh import remote_process
-from deployer.ssh.channel import Agent, KillChannel, LostAgent, sftp_write, start_agent
+from deployer.ssh import inline_put, remote_process
+from deployer.ssh.channel import (
+    Agent,
+    KillChannel,
+    LostAgent,
+    sftp_write,
+    start_agent,
+    temp_path,
+)
 from deployer.ssh.connect import (
     ENV_KNOWN_HOSTS,
     ENV_SSH_CONFIG,
@@ -327,11 +335,24 @@ class SSHTransport:
 
     def put(self, data: bytes | IO[bytes], remote_path: str, mode: int | None = None) -> None:
         """Write ``data`` (bytes, or a binary file read in chunks, so an archive of any
-        size costs bounded memory) to ``remote_path`` over SFTP on the same connection,
-        atomically (``channel.sftp_write``). Remote file errors raise OSError; a lost
+        size costs bounded memory) to ``remote_path`` atomically: a small one through the
+        agent (``inline_put``, one round trip), a larger one over SFTP on the same
+        connection (``channel.sftp_write``). Remote file errors raise OSError; a lost
         connection raises ConnectionLost."""
         import paramiko
 
+        payload = inline_put.small_payload(data) if self.persistent else None
+        if payload is not None:
+            script, _ = inline_put.put_script(remote_path, temp_path(remote_path), mode)
+            result = self.run(script, stdin=inline_put.encode(payload), timeout=120,
+                              what=f"upload to {remote_path}")
+            if result.exit_code == 0:
+                return
+            if result.exit_code != inline_put.NO_BASE64:
+                reason = " ".join(result.tail[-2:]) or f"exit {result.exit_code}"
+                raise OSError(errno.EIO, f"cannot write {remote_path} on {self.host.name}: "
+                                         f"{reason}")
+            data = payload  # no base64 on the host: SFTP, as for a large file
         with self._lock:
             t = self.connector.transport()
             try:

@@ -345,3 +345,22 @@ def test_an_append_lost_behind_the_posted_final_snapshot_is_caught_up() -> None:
     journal.catch_up()
     assert host.sync_writes == 1
     assert ("step", "build", "ok", "") in host.writes[-1][0]
+
+
+def test_saves_while_a_posted_snapshot_is_unanswered_wait_and_go_out_as_one_line() -> None:
+    host, notices = _PostedSnapshots(), []
+    journal, rec = _run(host, notices)
+    journal.save()  # the first snapshot, posted
+    rec.steps[0].state = "skipped"
+    journal.save()
+    rec.steps[1].state = "running"
+    journal.save()
+    assert len(host.posted) == 1 and host.appends == []  # held, not a snapshot each
+    host.answer_snapshots("")
+    rec.steps[1].state = "ok"
+    journal.save()
+    assert len(host.posted) == 1 and len(host.appends) == 1
+    events, line = host.appends[0]
+    assert events == [("step", "build", "skipped"), ("step", "up", "running"),
+                      ("step", "up", "ok")]
+    assert '"build"' in line and '"up"' in line
