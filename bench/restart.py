@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -75,10 +76,11 @@ def group_of(step: dict[str, Any]) -> str:
     return KIND_GROUP.get(str(step.get("kind")), "other steps")
 
 
-def write_launcher(directory: Path) -> Path:
-    """A `deployer` console script importing the package from this checkout."""
-    path = directory / "deployer"
-    path.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+def write_launcher(directory: Path, checkout: Path = ROOT, name: str = "deployer") -> Path:
+    """A `deployer` console script importing the package (and so its packaged
+    runbooks) from ``checkout``."""
+    path = directory / name
+    path.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(checkout)!r})\n"
                     "from deployer.cli.main import main\nsys.exit(main())\n")
     path.chmod(0o755)
     return path
@@ -123,37 +125,48 @@ def breakdown(wall: float, record: dict[str, Any]) -> dict[str, Any]:
             "steps": steps}
 
 
-def bench_app(name: str, sandbox: Sandbox, tmp: Path, exe: str, restarts: int
-              ) -> dict[str, Any]:
-    ex = examples.make_example(name, sandbox, tmp / name, exe)
+def bench_app(name: str, sandbox: Sandbox, tmp: Path, exes: dict[str, str], restarts: int
+              ) -> dict[str, dict[str, Any]]:
+    """First-time with the first checkout, then ``restarts`` rounds: in each, one
+    code-only restart per checkout (label), in turn, on the same stack."""
+    labels = list(exes)
+    ex = examples.make_example(name, sandbox, tmp / name, exes[labels[0]])
     ex.remove()
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+    n = 0
     try:
-        log(f"{name}: first-time")
+        log(f"{name}: first-time ({labels[0]})")
         first_wall, _ = timed_run(ex, "first-time")
-        runs = []
-        for n in range(1, restarts + 1):
-            version = f"1.0.{n}"
-            examples.set_version(ex, version)
-            wall, record = timed_run(ex, "restart")
-            examples.wait_serving(ex, version)  # the new code is what answers
-            runs.append(breakdown(wall, record))
-            log(f"{name}: restart {n}/{restarts}: {wall:.2f}s")
+        for round_ in range(1, restarts + 1):
+            for label in labels:
+                n += 1
+                version = f"1.0.{n}"
+                examples.set_version(ex, version)
+                ex.cli.executable = exes[label]
+                wall, record = timed_run(ex, "restart")
+                examples.wait_serving(ex, version)  # the new code is what answers
+                runs[label].append(breakdown(wall, record))
+                log(f"{name}: restart {round_}/{restarts} ({label}): {wall:.2f}s")
     finally:
         ex.remove()
-    median = {g: round(statistics.median(r["groups"][g] for r in runs), 3) for g in GROUPS}
-    step_ids = [s["id"] for s in runs[0]["steps"]]
-    per_step = {sid: round(statistics.median(next((s["duration"] for s in r["steps"]
-                                                   if s["id"] == sid), 0.0) for r in runs), 3)
-                for sid in step_ids}
-    return {"app": name, "first_time_wall": round(first_wall, 3),
-            "wall_median": round(statistics.median(r["wall"] for r in runs), 3),
-            "groups_median": median, "steps_median": per_step, "runs": runs}
+    out = {}
+    for label in labels:
+        got = runs[label]
+        median = {g: round(statistics.median(r["groups"][g] for r in got), 3) for g in GROUPS}
+        ids = [s["id"] for s in got[0]["steps"]]
+        per_step = {sid: round(statistics.median(
+            next((s["duration"] for s in r["steps"] if s["id"] == sid), 0.0) for r in got), 3)
+            for sid in ids}
+        out[label] = {"app": name, "first_time_wall": round(first_wall, 3),
+                      "wall_median": round(statistics.median(r["wall"] for r in got), 3),
+                      "groups_median": median, "steps_median": per_step, "runs": got}
+    return out
 
 
-def checkout() -> str:
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"],
+def checkout(root: Path = ROOT) -> str:
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
                           capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--",
                             "deployer", "runbooks", "templates"],
                            capture_output=True, text=True).stdout.strip()
     return head + (" (with uncommitted changes)" if dirty else "")
@@ -170,7 +183,9 @@ def markdown(data: dict[str, Any]) -> str:
         meta = data["labels"][label]["meta"]
         out.append(f"- `{label}`: {meta['date']}; commit {meta['commit']}; command: "
                    f"`{meta['command']}`; {meta['restarts']} restart(s) per app, "
-                   f"load {meta['load']}")
+                   f"load {meta['load']}"
+                   + ("; restarts interleaved with the other label's on the same stacks"
+                      if meta.get("interleaved") else ""))
     out += ["- code-only change: the app's version string; wall = the `deployer run "
             "restart` process; groups are sums of the steps' durations from the run "
             "record; \"outside steps\" = wall minus the steps (start-up, connect, lock, "
@@ -218,6 +233,10 @@ def splice(path: Path, section: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--label", default="after", help="name of this run (before, after...)")
+    parser.add_argument("--baseline", type=Path, metavar="CHECKOUT",
+                        help="also time this other checkout (e.g. a clone of main), as "
+                        "label `before`, its restarts interleaved with this one's on the "
+                        "same stacks: both see the same load")
     parser.add_argument("--restarts", type=int, default=3, help="restarts per app (median)")
     parser.add_argument("--apps", default=",".join(APPS), help="comma-separated example apps")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "restart.json")
@@ -233,19 +252,27 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown app(s) {', '.join(unknown)}: choose from {', '.join(APPS)}")
         sandbox = load_sandbox()
-        results: dict[str, Any] = {}
+        checkouts = {args.label: ROOT}
+        if args.baseline:
+            checkouts = {"before": args.baseline.resolve(), **checkouts}
+        results: dict[str, dict[str, Any]] = {label: {} for label in checkouts}
         with tempfile.TemporaryDirectory(prefix="restart-bench-") as tmp:
-            exe = str(write_launcher(Path(tmp)))
+            exes = {label: str(write_launcher(Path(tmp), root, f"deployer-{label}"))
+                    for label, root in checkouts.items()}
             for app in apps:
-                results[app] = bench_app(app, sandbox, Path(tmp), exe, args.restarts)
-        meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                "commit": checkout(), "restarts": args.restarts,
-                "command": "python bench/restart.py " + " ".join(
-                    argv if argv is not None else sys.argv[1:]),
-                "load": " ".join(f"{x:.2f}" for x in __import__("os").getloadavg())}
-        entry = data["labels"].setdefault(args.label, {"meta": meta, "apps": {}})
-        entry["meta"] = meta
-        entry["apps"].update(results)
+                for label, res in bench_app(app, sandbox, Path(tmp), exes,
+                                            args.restarts).items():
+                    results[label][app] = res
+        for label, root in checkouts.items():
+            meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                    "commit": checkout(root), "restarts": args.restarts,
+                    "command": "python bench/restart.py " + " ".join(
+                        argv if argv is not None else sys.argv[1:]),
+                    "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+                    "interleaved": len(checkouts) > 1}
+            entry = data["labels"].setdefault(label, {"meta": meta, "apps": {}})
+            entry["meta"] = meta
+            entry["apps"].update(results[label])
         args.json.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
     splice(args.out, markdown(data))
     log(f"wrote {args.json} and the restart section of {args.out}")
