@@ -98,7 +98,7 @@ FIELDS: dict[str, FieldSpec] = {
         "boolean", "`up`: wait until every container of the services (and of the services "
         "they depend on, unless `no_deps`) is running and healthy, or a one-shot that "
         "exited 0; fail if one exits otherwise or turns unhealthy. deployer polls "
-        "`docker inspect` from 0.1 s up to every 1 s (bounded by the step `timeout`, or "
+        "`docker inspect` from 0.1 s up to every 0.5 s (bounded by the step `timeout`, or "
         "300 s), on v1 and v2 alike; a container whose health is still `starting` has its "
         "own healthcheck test run at once with `docker exec`, and one pass counts as "
         "healthy, as the engine's would at its next interval.", default=False),
@@ -368,8 +368,9 @@ def _wait(base: str, v1: bool, quoted_services: str, deps: bool, limit: float) -
     done; starting/created/restarting is pending; any other state fails at once with
     the container's name. A container whose health is still "starting" has its
     healthcheck test run by ``probe`` at each poll, and counts as healthy when it
-    passes. Polls from 0.1 s, doubling up to 1 s, until ``limit`` seconds (counted by
-    ``SECONDS``, which callers reset) and fails then, naming what was not ready."""
+    passes. Polls from 0.1 s, doubling up to 0.5 s (a probe costs one ``docker exec``),
+    until ``limit`` seconds (counted by ``SECONDS``, which callers reset) and fails then,
+    naming what was not ready."""
     fmt = ("{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}"
            "{{else}}none{{end}} {{.State.ExitCode}}")
     ps = f"{base} ps -q" + ("" if v1 else " -a")  # v2 lists running ones only without -a
@@ -414,7 +415,7 @@ def _wait(base: str, v1: bool, quoted_services: str, deps: bool, limit: float) -
         "    exit 1",
         "  fi",
         "  sleep \"$nap\"",
-        "  case \"$nap\" in 0.1) nap=0.2 ;; 0.2) nap=0.4 ;; 0.4) nap=0.8 ;; *) nap=1 ;; esac",
+        "  case \"$nap\" in 0.1) nap=0.2 ;; 0.2) nap=0.4 ;; *) nap=0.5 ;; esac",
         "done",
     ])
 
