@@ -116,7 +116,7 @@ def test_a_step_is_retried_after_its_delay_until_it_succeeds(project: Project) -
         waits.append(timeout)
         return False
 
-    ex._cancel.wait = wait  # type: ignore[method-assign]
+    ex.cancellation.event.wait = wait  # type: ignore[method-assign]
     outcome = ex.run()
     assert outcome.exit_code == ExitCode.OK and outcome.status == RunStatus.SUCCEEDED
     assert project.scripts() == ["do-a", "do-a", "do-a"]

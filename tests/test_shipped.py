@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from deployer import shipped, templating
+from deployer import shipped
 from deployer.cli.main import main
 from deployer.errors import UsageError
 from deployer.inventory import load_inventory
 from deployer.planner import compute_digests, stale_changes
 from deployer.runbook import available_runbooks, load_runbook, runbooks_in_use
-from deployer.templating import environment, list_templates, make_context
+from deployer.templating import environment, jinjaenv, list_templates, make_context
 from deployer.validate import validate_project
 from tests.projecttools import make_project
 
@@ -61,7 +61,7 @@ def packaged(tmp_path, monkeypatch):
     monkeypatch.setattr(shipped, "_PACKAGED", {
         "runbooks": str((root / "runbooks").resolve()),
         "templates": str((root / "templates").resolve())})
-    monkeypatch.setattr(templating, "_ENVS", {})  # environments cache their search path
+    monkeypatch.setattr(jinjaenv, "_ENVS", {})  # environments cache their search path
     return root
 
 
@@ -163,7 +163,7 @@ def render_env(project: Path, rb_name: str = "deploy") -> str:
 def test_packaged_template_renders_and_project_template_overrides(packaged, project):
     assert render_env(project) == "APP_DIR=/srv/app\nFROM=packaged-common\n"
     write(project / "templates", {"app.env.j2": "MINE={{ app_dir }}\n"})
-    templating._ENVS.clear()
+    jinjaenv._ENVS.clear()
     assert render_env(project) == "MINE=/srv/app\n"
 
 

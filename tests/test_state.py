@@ -151,16 +151,16 @@ def test_pid_checks() -> None:
 def _walk(store: StateStore, rec: RunRecord, monkeypatch, check=None) -> tuple[int, int]:
     """Take every step through running -> ok, saving at each transition like the
     executor does; return (bytes written to the .json, bytes appended to the journal)."""
-    import deployer.state as state_mod
+    import deployer.state.atomic as atomic_mod
 
     written: list[int] = []
-    real = state_mod.atomic_write
+    real = atomic_mod.atomic_write
 
     def counting(path, text, sync_dir=True):
         written.append(len(text.encode()))
         real(path, text, sync_dir)
 
-    monkeypatch.setattr(state_mod, "atomic_write", counting)
+    monkeypatch.setattr(atomic_mod, "atomic_write", counting)
     journal = store.journal_path(rec.id)
     journal_bytes = last = 0
     store.save(rec)
