@@ -52,7 +52,7 @@ class Mapping:
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                delay: float) -> None:
+                delay: float, trace: Trace | None = None, direction: str = "") -> None:
     """Copy reader to writer, each chunk ``delay`` seconds after it was read.
 
     The reader side never waits for the writer, so chunks in flight overlap as on a
@@ -64,6 +64,8 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     async def read() -> None:
         while True:
             data = await reader.read(CHUNK)
+            if trace is not None:
+                trace.note(direction, len(data))
             queue.append((loop.time() + delay, data))
             more.set()
             if not data:
@@ -92,14 +94,53 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
         reading.cancel()
 
 
+class Trace:
+    """Every chunk the relay reads, as ``time connection direction bytes`` lines
+    (``>`` client to server, ``<`` back), so the round trips a tool waits for can be
+    counted (``round_trips``) whatever this machine's CPU speed."""
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "a", buffering=1)  # noqa: SIM115 (lives with the relay)
+        self._next = 0
+
+    def connection(self) -> int:
+        self._next += 1
+        return self._next
+
+    def note(self, direction: str, size: int) -> None:
+        self._file.write(f"{time.monotonic():.6f} {direction} {size}\n")
+
+
+def round_trips(lines: list[str], conn: str | None = None) -> int:
+    """The round trips the client waited for in a trace: each time it sends again
+    after the server has answered. (A send that does not wait for an answer, like a
+    pipelined frame, is not counted; the relay's own TCP accept is on loopback.)"""
+    count, answered = 0, True
+    for line in lines:
+        _, direction, size = line.split()[:3]
+        if conn is not None and direction[:-1] != conn:
+            continue
+        if size == "0":
+            continue
+        if direction.endswith(">"):
+            if answered:
+                count += 1
+            answered = False
+        else:
+            answered = True
+    return count
+
+
 def _nodelay(writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-async def _serve(mapping: Mapping, delay: float) -> asyncio.AbstractServer:
+async def _serve(mapping: Mapping, delay: float,
+                 trace: Trace | None) -> asyncio.AbstractServer:
     async def handle(c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        tag = f"{trace.connection()}" if trace is not None else ""
         try:
             u_reader, u_writer = await asyncio.open_connection(mapping.target_host,
                                                                mapping.target_port)
@@ -109,8 +150,8 @@ async def _serve(mapping: Mapping, delay: float) -> asyncio.AbstractServer:
         _nodelay(c_writer)
         _nodelay(u_writer)
         try:
-            await asyncio.gather(_pump(c_reader, u_writer, delay),
-                                 _pump(u_reader, c_writer, delay),
+            await asyncio.gather(_pump(c_reader, u_writer, delay, trace, f"{tag}>"),
+                                 _pump(u_reader, c_writer, delay, trace, f"{tag}<"),
                                  return_exceptions=True)
         finally:
             for w in (c_writer, u_writer):
@@ -120,8 +161,8 @@ async def _serve(mapping: Mapping, delay: float) -> asyncio.AbstractServer:
                                       backlog=512)
 
 
-async def _main(mappings: list[Mapping], delay: float) -> None:
-    servers = [await _serve(m, delay) for m in mappings]
+async def _main(mappings: list[Mapping], delay: float, trace: Trace | None) -> None:
+    servers = [await _serve(m, delay, trace) for m in mappings]
     bound = []
     for m, server in zip(mappings, servers, strict=True):
         port = server.sockets[0].getsockname()[1]
@@ -153,10 +194,14 @@ class Relay:
         self.stop()
 
 
-def start_relay(mappings: list[Mapping], delay_ms: float, timeout: float = 10) -> Relay:
+def start_relay(mappings: list[Mapping], delay_ms: float, timeout: float = 10,
+                trace: str | None = None) -> Relay:
     """Spawn the relay in its own process (so it never competes for the measuring
-    process's GIL) and wait until every listener is bound."""
+    process's GIL) and wait until every listener is bound; ``trace``: a file the
+    relay appends every chunk to (``Trace``)."""
     argv = [sys.executable, __file__, "--delay-ms", str(delay_ms)]
+    if trace is not None:
+        argv += ["--trace", trace]
     for m in mappings:
         argv += ["--map", f"{m.listen_host}:{m.listen_port}={m.target_host}:{m.target_port}"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
@@ -176,12 +221,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="delay added to every chunk, in each direction")
     parser.add_argument("--map", action="append", required=True, type=Mapping.parse,
                         help="LISTEN_HOST:PORT=TARGET_HOST:PORT (loopback only)")
+    parser.add_argument("--trace", help="append every chunk to this file (class Trace)")
     args = parser.parse_args(argv)
     # Stopped by its owner with SIGTERM: connections die with the process, which is
     # what a dropped link does; asyncio's shutdown would only print pending-task noise.
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main(args.map, args.delay_ms / 1000))
+        asyncio.run(_main(args.map, args.delay_ms / 1000,
+                          Trace(args.trace) if args.trace else None))
     return 0
 
 

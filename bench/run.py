@@ -188,8 +188,12 @@ def tool_version(name: str) -> str:
 
 
 class Lab:
-    def __init__(self, work: Path, fan_hosts: int) -> None:
+    def __init__(self, work: Path, fan_hosts: int, fan_group: int | None = None) -> None:
+        """``fan_hosts`` addresses get an sshd; the first ``fan_group`` (all by default)
+        form the fan-out section's group ``fan`` (the latency section's fleets may use
+        more)."""
         self.work = work
+        self.fan_group = fan_hosts if fan_group is None else min(fan_group, fan_hosts)
         self.servers: list[SshServer] = []
         self.light_home = work / "home-light"
         self.heavy_home = work / "home-heavy"
@@ -226,14 +230,15 @@ class Lab:
             server.stop()
 
     def fan_names(self) -> list[str]:
-        return [f"fan{i:03d}" for i in range(1, len(self.fan_addresses) + 1)]
+        """The fan-out section's hosts (group ``fan``)."""
+        return [f"fan{i:03d}" for i in range(1, self.fan_group + 1)]
 
     def _write_project(self) -> None:
         p = self.project
         (p / "runbooks").mkdir(parents=True)
         self.hosts["light"] = self.host_entry(self.light, "127.0.0.1", [])
         self.hosts["heavy"] = self.host_entry(self.heavy, "127.0.0.1", [])
-        for name, address in zip(self.fan_names(), self.fan_addresses, strict=True):
+        for name, address in zip(self.fan_names(), self.fan_addresses, strict=False):
             self.hosts[name] = self.host_entry(self.fan[address], address, ["fan"])
         self._write_inventory()
         self.runbook("steps1", trivial_steps(1))
@@ -569,7 +574,7 @@ def fanout_section(lab: Lab, repeat: int, notes: list[str]) -> dict[str, Any]:
         try:
             one = [("fan001", lab.fan[lab.fan_addresses[0]], lab.fan_addresses[0])]
             everyone = [(name, lab.fan[a], a)
-                        for name, a in zip(names, lab.fan_addresses, strict=True)]
+                        for name, a in zip(names, lab.fan_addresses, strict=False)]
             a1, e1 = _ansible_files(lab, "fan-1", one, 20, forks=n)
             an, en = _ansible_files(lab, "fan-n", everyone, 20, forks=n)
             timed(a1, e1)  # warm-up; the 50-host play is too slow to warm up as well
@@ -788,6 +793,18 @@ def latency_targets(sec: dict[str, Any] | None) -> list[Target]:
         rtt, dep = r["rtt_ms"], r["deployer"]
         per = latency.in_rtt(dep["marginal_ms"], d["marginal_ms"], rtt)
         fixed = latency.in_rtt(dep["wall_1_s"] * 1000, d["wall_1_s"] * 1000, rtt)
+        counted = r.get("counted")
+        if counted:
+            # Judged on the round trips counted at the relay: what a slower or busier
+            # machine cannot change. The timed figure stands beside it.
+            c_per, c_fixed = counted["deployer_per_step"], counted["deployer_run_1"] - 1
+            rows.append(Target("latency", f"per step <= 1.1 RTT at {rtt:g} ms RTT",
+                               f"{dep['marginal_ms']:.1f} ms ({per:.2f} RTT timed)",
+                               f"{c_per:.2f} RTT counted", c_per <= 1.1))
+            rows.append(Target("latency", f"fixed cost of a run <= 10 RTT at {rtt:g} ms RTT",
+                               f"1-step run {fmt_s(dep['wall_1_s'])} ({fixed:.1f} RTT timed)",
+                               f"{c_fixed:g} RTT counted", c_fixed <= 10))
+            continue
         rows.append(Target("latency", f"per step <= 1.1 RTT at {rtt:g} ms RTT",
                            f"{dep['marginal_ms']:.1f} ms", f"{per:.2f} RTT", per <= 1.1))
         rows.append(Target("latency", f"fixed cost of a run <= 10 RTT at {rtt:g} ms RTT",
@@ -844,6 +861,17 @@ def _spread(values: list[float], fmt: str = "{:.2f}") -> str:
 def measured_facts(group: str, r: dict[str, Any]) -> list[str]:
     """Sentences computed from this run's figures that bear on a group's targets."""
     facts: list[str] = []
+    lat = r.get("latency") or {}
+    fleet = lat.get("fleet") or {}
+    if group == "latency" and fleet.get("sizes"):
+        cores = fleet.get("cores", 1)
+        for size in fleet["sizes"]:
+            if "machine_cpu_s" in size:
+                facts.append(f"{size['hosts']} hosts: wall {size['wall_s']:.2f} s, the "
+                             f"machine's CPU over its {cores} cores "
+                             f"{size['machine_cpu_s'] / cores:.2f} s (deployer "
+                             f"{size['cpu_s']:.2f} s, the hosts' sshds "
+                             f"{size.get('sshd_cpu_s', 0):.2f} s).")
     light, heavy = r.get("light") or {}, r.get("heavy") or {}
     if group == "per_step" and light:
         dep = light["deployer"]
@@ -1078,8 +1106,20 @@ def render(r: dict[str, Any]) -> str:
                 f"deployer per step over {lat['steps']} steps, ansible and pyinfra over "
                 f"{lat['tool_steps']}.", "", "| figure | measured | in RTT |", "|---|---|---|"]
         out += [f"| {name} | {value} | {rtts} |" for name, value, rtts in latency.rows(lat)]
+        counted = [(r["rtt_ms"], r["counted"]) for r in lat["by_rtt"] if r.get("counted")]
+        if counted:
+            out += ["", "Round trips counted at the relay (each time the client sent again "
+                    "after the server had answered; bench/relay.py `round_trips`), one run "
+                    "each: independent of this machine's speed and load.", "",
+                    "| RTT | deployer 1-step run | deployer per step | raw paramiko connect "
+                    "+ 1 command | raw paramiko per command |", "|---|---|---|---|---|"]
+            out += [f"| {rtt:g} ms | {c['deployer_run_1']} | {c['deployer_per_step']:.2f} | "
+                    f"{c['paramiko_connect_1']} | {c['paramiko_per_step']:.2f} |"
+                    for rtt, c in counted]
         fleet = lat.get("fleet")
-        if fleet:
+        if fleet and "sizes" in fleet:
+            out += ["", latency.fleet_intro(fleet), "", *latency.fleet_rows(fleet)]
+        elif fleet:
             out += ["", f"Fleet: {fleet['hosts']} hosts x {fleet['steps']} steps, each behind "
                     f"its own relayed address at {fleet['rtt_ms']:g} ms RTT: one host "
                     f"{fmt_s(fleet['single_s'])}, all hosts {fmt_s(fleet['fleet_s'])} "
@@ -1129,6 +1169,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated sections: {', '.join(SECTIONS)}")
     parser.add_argument("--rtts", default="10,50",
                         help="round-trip times (ms) of the latency section's relays")
+    parser.add_argument("--fleet-hosts", default="50,200",
+                        help="fleet sizes the latency section runs behind relays")
     parser.add_argument("--out", default=str(BENCH / "RESULTS.md"))
     parser.add_argument("--json", default=str(BENCH / "results.json"))
     parser.add_argument("--setup-venv", action="store_true",
@@ -1184,8 +1226,11 @@ def main(argv: list[str] | None = None) -> int:
     LAUNCHER = write_launcher(work)
     lab = None
     try:
+        fleets = [int(x) for x in args.fleet_hosts.split(",") if x.strip()]
         hosts = args.hosts if only & {"fanout", "latency"} else 1
-        lab = Lab(work, hosts)
+        if "latency" in only:
+            hosts = max([hosts, *fleets])
+        lab = Lab(work, hosts, fan_group=args.hosts)
         results["rc_loops"] = lab.rc_loops
         sections: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
             "steps": ("light", lambda: per_step_section(lab, lab.light, "light", "light",
@@ -1197,7 +1242,7 @@ def main(argv: list[str] | None = None) -> int:
             "memory": ("memory", lambda: memory_section(lab, args.repeat)),
             "latency": ("latency", lambda: latency.latency_section(
                 sys.modules[__name__], lab, [float(x) for x in args.rtts.split(",")],
-                args.steps, args.repeat, notes)),
+                args.steps, args.repeat, notes, fleets=fleets)),
         }
         for section in SECTIONS:
             if section in only:

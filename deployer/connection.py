@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deployer.errors import DeployerError
-from deployer.lock import HostLock, LockInfo, lock_path
+from deployer.lock import HostLock, LockInfo, checked_lock_path, lock_path
 from deployer.models import Host
 from deployer.transport import ProcessCallback, RemoteProcess, Transport, TransportFactory
 
@@ -73,11 +73,24 @@ class HostConnection:
 
     def take_lock(self, variables: dict[str, Any], run_id: str, runbook: str, purpose: str,
                   takeover_run_id: str | None) -> None:
-        """Take the host lock (``LockHeldError`` when another run holds it)."""
+        """Take the host lock (``LockHeldError`` when another run holds it); after
+        ``post_lock``, from the answer that came back meanwhile."""
+        path = lock_path(self.host, variables)
+        lock = self.lock
+        if lock is None or lock.path != checked_lock_path(path) or lock.info.run_id != run_id:
+            lock = self.lock = HostLock(self.transport(), self.host, path, run_id, runbook,
+                                        purpose=purpose)
+        lock.acquire(takeover_run_id=takeover_run_id)
+
+    def post_lock(self, variables: dict[str, Any], run_id: str, runbook: str,
+                  purpose: str) -> None:
+        """Send the lock's acquisition ahead of the next command (the preflight's
+        probe), so taking it adds no round trip; ``take_lock`` then reads its answer.
+        Released at the end like a taken lock, whatever the preflight found."""
         path = lock_path(self.host, variables)
         self.lock = HostLock(self.transport(), self.host, path, run_id, runbook,
                              purpose=purpose)
-        self.lock.acquire(takeover_run_id=takeover_run_id)
+        self.lock.post_acquire()
 
     @property
     def took_over(self) -> LockInfo | None:
@@ -88,6 +101,14 @@ class HostConnection:
         """Release the lock unless ``keep_for`` (a command of this run) may still run.
         Returns the warning for the summary when the lock was lost during the run."""
         lock, self.lock = self.lock, None
+        if lock is not None and not lock.held:
+            try:
+                lock.settle()  # posted, and the run ended before taking it
+            except (DeployerError, OSError) as exc:
+                notice(f"could not tell whether the lock {lock.path} was taken: {exc}; if "
+                       f"it is left, remove it with `deployer unlock --host {self.host.name}`",
+                       "warning")
+                return ""
         if lock is None or not lock.held:
             return ""
         if keep_for is not None:

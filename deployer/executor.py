@@ -349,6 +349,8 @@ class Executor:
         if warning:
             self._lock_warning = warning
             self.output.notice(warning, "warning")
+        # The last host writes were posted: the release's round trip brought their answers.
+        self.journal.catch_up()
         self.link.drop()
         self.journal.close()
 

@@ -93,26 +93,53 @@ def needed(steps: Iterable[Step], variables: Mapping[str, Any] | None = None) ->
     return [name for name in registry() if name in wanted and not pinned(name, variables)]
 
 
-def resolve(performer: Any, names: Iterable[str], variables: MutableMapping[str, Any],
-            host: str, notice: Callable[[str], Any] | None = None) -> list[str]:
-    """Probe each fact in ``names`` that ``variables`` do not pin, through ``performer``
-    (``deployer.perform.Performer``), and set it in ``variables``; returns the notices
-    (also passed to ``notice``). A host with no answer raises ``TransportError`` with
-    the fact's hint."""
+Posted = dict[str, list[Any]]  # fact -> [its probe's RunResult] once answered
+
+
+def post_probes(transport: Any, names: Iterable[str], variables: Mapping[str, Any]) -> Posted:
+    """Send the probes of the facts in ``names`` ahead (``Transport.post``), so they
+    ride with the next command instead of costing a round trip each; ``resolve`` then
+    reads their answers. Only a probe that is one plain script (no cwd, env, stdin or
+    sudo) is posted; the others are probed by ``resolve`` as usual."""
     from deployer.lowering import RemoteScript, lower
 
+    posted: Posted = {}
+    for name in names:
+        if pinned(name, variables):
+            continue
+        primitives = lower(get_fact(name).probe())
+        one = primitives[0] if len(primitives) == 1 else None
+        if not (isinstance(one, RemoteScript) and not (one.cwd or one.env or one.sudo
+                                                        or one.stdin or one.stdin_from)):
+            continue
+        answers: list[Any] = []
+        if transport.post(one.script, answers.append, fork=True):
+            posted[name] = answers
+    return posted
+
+
+def resolve(performer: Any, names: Iterable[str], variables: MutableMapping[str, Any],
+            host: str, notice: Callable[[str], Any] | None = None,
+            posted: Posted | None = None, collect: Callable[[], None] | None = None,
+            ) -> list[str]:
+    """Probe each fact in ``names`` that ``variables`` do not pin, through ``performer``
+    (``deployer.perform.Performer``), and set it in ``variables``; returns the notices
+    (also passed to ``notice``). A fact in ``posted`` (``post_probes``) is read from its
+    answer (``collect`` reads the answers that did not arrive yet; a lost one is
+    probed again). A host with no answer raises ``TransportError`` with the fact's
+    hint."""
     notices: list[str] = []
     for name in names:
         if pinned(name, variables):
             continue
         fact = get_fact(name)
-        probe = fact.probe()
-        # the answer is data, not a step's output: kept out of the step log
-        primitives = [dataclasses.replace(p, stream=False, what=fact.what)
-                      if isinstance(p, RemoteScript) else p for p in lower(probe)]
-        timeout = getattr(probe, "timeout", None) or 30
-        result = performer.perform_primitives(primitives, timeout)
-        value = fact.parse(result.ok, result.stdout)
+        answers = (posted or {}).get(name)
+        if answers is not None and not answers and collect is not None:
+            collect()
+        result = answers[0] if answers else None
+        ok, stdout = (result.ok, result.stdout) if result is not None \
+            else _probe(performer, fact)
+        value = fact.parse(ok, stdout)
         if value is None:
             raise TransportError(fact.missing.format(host=host), hint=fact.hint)
         variables[name] = value
@@ -120,6 +147,19 @@ def resolve(performer: Any, names: Iterable[str], variables: MutableMapping[str,
         if notice is not None:
             notice(notices[-1])
     return notices
+
+
+def _probe(performer: Any, fact: Fact) -> tuple[bool, str]:
+    """(ok, stdout) of ``fact``'s probe, run now through ``performer``."""
+    from deployer.lowering import RemoteScript, lower
+
+    probe = fact.probe()
+    # the answer is data, not a step's output: kept out of the step log
+    primitives = [dataclasses.replace(p, stream=False, what=fact.what)
+                  if isinstance(p, RemoteScript) else p for p in lower(probe)]
+    timeout = getattr(probe, "timeout", None) or 30
+    result = performer.perform_primitives(primitives, timeout)
+    return result.ok, result.stdout
 
 
 def plan_notes(pending: Mapping[str, list[str]], all_hosts: int) -> list[str]:

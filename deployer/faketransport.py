@@ -223,13 +223,14 @@ class FakeTransport:
         self.calls.append(Call("close"))
         self.connected = self._dropped = False
 
-    def post(self, script: str, on_done: DoneCallback) -> bool:
+    def post(self, script: str, on_done: DoneCallback, stdin: str | None = None,
+             fork: bool = False) -> bool:
         """Answered by the rules like ``run`` (hangs, Ctrl-C and lost connections of a
         reply do not apply); the answer reaches ``on_done`` at the next run, collect
         or close, as over SSH. A dropped connection loses it (``None``)."""
         if not (self.can_post and self.connected):
             return False
-        call = Call("post", script=script, what="a posted script")
+        call = Call("post", script=script, stdin=stdin, what="a posted script")
         self.calls.append(call)
         reply = self._reply(call)
         if reply.effect is not None:

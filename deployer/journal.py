@@ -45,6 +45,9 @@ class Journal(Protocol):
     def output(self, host: str, step_id: str, stream: str, line: str) -> None:
         """One line of a command's output (already masked)."""
 
+    def catch_up(self) -> None:
+        """After the lock's release: finish what the run's posted writes left undone."""
+
     def close(self) -> None:
         """No more log lines; the record stays readable."""
 
@@ -94,6 +97,9 @@ class LocalJournal:
     def output(self, host: str, step_id: str, stream: str, line: str) -> None:
         if self._log is not None:
             self._log.write(host, step_id, stream, line)
+
+    def catch_up(self) -> None:
+        """Nothing is posted locally: every save is already on disk."""
 
     def close(self) -> None:
         if self._log is not None:

@@ -48,7 +48,7 @@ from typing import Any
 from deployer.errors import DeployerError, InputError, LockHeldError, TransportError
 from deployer.models import Host
 from deployer.state import deployer_alive, now_iso, operator
-from deployer.transport import Transport
+from deployer.transport import RunResult, Transport
 
 LOCK_ROOT = "~/.local/state/deployer/locks"
 
@@ -370,16 +370,52 @@ class HostLock:
         # now, described by ``release_holder``).
         self.release_state = ""
         self.release_holder: LockInfo | None = None
+        # post_acquire(): None while unanswered, then the answer (None if it was lost)
+        self._posted: list[RunResult | None] | None = None
 
     def _run(self, body: str, *args: str, stdin: str | None = None,
              create: bool = False) -> str:
         result = self.transport.run(_script(body, self.path, *args, create=create),
                                     stdin=stdin, check=False, timeout=30)
+        return self._stdout(result)
+
+    def _stdout(self, result: RunResult) -> str:
         if result.exit_code != 0:
             tail = " ".join(result.tail[-3:]) if result.tail else ""
             raise TransportError(f"lock {self.path} on {self.host.name}: exit "
                                  f"{result.exit_code}: {tail}".rstrip(": "))
         return result.stdout
+
+    def post_acquire(self) -> bool:
+        """Send the acquisition ahead (``Transport.post``): it runs on the host before
+        the next command, whose round trip brings its answer back, and ``acquire``
+        reads that answer instead of asking again. False: it was not sent."""
+        answers: list[RunResult | None] = []
+        if not self.transport.post(_script(_ACQUIRE, self.path, create=True),
+                                   answers.append, stdin=self.info.to_json() + "\n",
+                                   fork=True):
+            return False
+        self._posted = answers
+        return True
+
+    def _acquired_stdout(self) -> str:
+        """The posted acquisition's answer, else a fresh one. A lost answer may still
+        have taken the lock: asking again then finds it held by this very ``info``."""
+        posted, self._posted = self._posted, None
+        if posted is not None:
+            if not posted:
+                self.transport.collect()
+            if posted and posted[0] is not None:
+                return self._stdout(posted[0])
+        return self._run(_ACQUIRE, stdin=self.info.to_json() + "\n", create=True)
+
+    def settle(self) -> None:
+        """Learn whether a posted acquisition took the lock (so it can be released)."""
+        if self._posted is not None:
+            try:
+                self.acquire()
+            except LockHeldError:
+                pass
 
     def acquire(self, takeover_run_id: str | None = None) -> None:
         """Take the lock or raise ``LockHeldError`` naming the holder.
@@ -387,9 +423,8 @@ class HostLock:
         With ``takeover_run_id`` (``--resume``), a lock left by that very run is taken
         over, unless its process is still alive on this machine.
         """
-        state, holder = _parse(self._run(_ACQUIRE, stdin=self.info.to_json() + "\n",
-                                         create=True), self.host)
-        if state == "ACQUIRED":
+        state, holder = _parse(self._acquired_stdout(), self.host)
+        if state == "ACQUIRED" or (holder is not None and holder == self.info):
             self.held = True
             return
         if (takeover_run_id and holder is not None and holder.run_id == takeover_run_id

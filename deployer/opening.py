@@ -5,9 +5,12 @@ The connection opens up front (so a bad host fails before anything runs) unless 
 step runs locally and no lock is taken; it then opens on first use. ``deployer run``
 runs the cheap preflight (``diagnose.doctor.cheap_preflight``: its errors refuse the
 run, its warnings become notices) unless ``--skip-preflight``; a rollback does not.
-The lock comes next (``--resume`` and ``rollback`` take over the one their run left),
+The lock's acquisition is posted ahead of the preflight's probe (one round trip for
+both; a refused preflight still releases it), and read back next (``--resume`` and
+``rollback`` take over the one their run left),
 then the command a killed run left is stopped (``RemoteGuard.stop_recorded``), and
-the host facts the selected steps need (the compose flavour first) are probed once.
+the host facts the selected steps need (the compose flavour first) are set, from the
+answers of their probes, which were posted ahead with the lock.
 Anything here raises before the record exists: a refused run leaves no history.
 """
 
@@ -45,8 +48,13 @@ class HostOpening:
              selection: Selection) -> None:
         """Connect, preflight (``purpose`` "run" only), lock, stop what ``prev`` left
         running, resolve the facts the ``selection`` needs."""
+        posted: dict[str, list[Any]] = {}
         if self.needs_connection():
-            self.link.transport()
+            transport = self.link.transport()
+            if self.runbook.lock:
+                # Taken before the read-only preflight, in the same round trip.
+                self.link.post_lock(self.variables, run_id, self.runbook.name, purpose)
+            posted = self.post_facts(transport, selection)
             if not self.skip_preflight and purpose == "run":
                 self.preflight()
         if self.runbook.lock:
@@ -55,7 +63,7 @@ class HostOpening:
         if prev is not None and prev.remote_process:
             self.guard.stop_recorded(prev, self.force)
         # a rollback runs compose too (built-in image restore, explicit undo bodies)
-        self.resolve_facts(selection)
+        self.resolve_facts(selection, posted)
 
     def needs_connection(self) -> bool:
         """Whether the host is reached before the first step: a lock, a remote step,
@@ -81,13 +89,28 @@ class HostOpening:
             # A Check is Problem-shaped (severity, str()): what InputError shows.
             raise InputError(list(failed), hint=hint)  # type: ignore[arg-type]
 
-    def resolve_facts(self, selection: Selection) -> None:
-        """Probe the host facts the selected steps need and the variables do not pin."""
-        from deployer.facts import needed, resolve
+    def needed_facts(self, selection: Selection) -> list[str]:
+        from deployer.facts import needed
 
         steps = (s for i, s in enumerate(self.runbook.steps) if selection.selected(i))
-        resolve(self.performer, needed(steps, self.variables), self.variables, self.host.name,
-                notice=self.output.notice)
+        return needed(steps, self.variables)
+
+    def post_facts(self, transport: Any, selection: Selection) -> dict[str, list[Any]]:
+        """Send the facts' probes ahead: read-only, they ride with the preflight."""
+        from deployer.facts import post_probes
+
+        return post_probes(transport, self.needed_facts(selection), self.variables)
+
+    def resolve_facts(self, selection: Selection,
+                      posted: dict[str, list[Any]] | None = None) -> None:
+        """Set the host facts the selected steps need and the variables do not pin:
+        from the answers of the probes posted ahead, else probed now."""
+        from deployer.facts import resolve
+
+        transport = self.link.current_transport()
+        resolve(self.performer, self.needed_facts(selection), self.variables, self.host.name,
+                notice=self.output.notice, posted=posted,
+                collect=transport.collect if transport is not None else None)
 
 
 __all__ = ["HostOpening"]

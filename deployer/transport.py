@@ -17,7 +17,8 @@ connection that dies under a command raises ``ConnectionLost``; ``current_proces
 then still names the command's process group (it may run on), and
 ``stop_process`` on a fresh connection stops it.
 
-``post`` sends a short script that needs no answer yet (a host state write): it runs
+``post`` sends a short script that needs no answer yet (a host state write, the lock
+taken ahead of the preflight): it runs
 on the host after the command before it, and its ``RunResult`` reaches ``on_done``
 when the transport next reads from the host (the next ``run``, ``collect`` or
 ``close``). Over SSH the next command's frame goes out before the posted answer is
@@ -70,6 +71,9 @@ class RunResult:
     # For a stopped command (timeout, interrupt): whether its whole process group is
     # known to be gone. False when deployer stopped waiting first (second Ctrl-C).
     stopped: bool | None = None
+    # Seconds the command took on the host itself (its own clock), when it said: the
+    # rest of ``duration`` is the network and the transport.
+    host_seconds: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -172,12 +176,16 @@ class Transport(Protocol):
         it). Remote file errors raise OSError; a lost connection ConnectionLost."""
         ...
 
-    def post(self, script: str, on_done: DoneCallback) -> bool:
-        """Send ``script`` (no stdin, no sudo, builtins only: it must not block) to run
-        after the command before it, and return without waiting. ``on_done`` hears its
-        ``RunResult`` (``None``: the answer was lost with the connection) when the
-        transport next reads from the host. False: nothing was sent (this transport
-        cannot post now); the caller uses ``run``."""
+    def post(self, script: str, on_done: DoneCallback, stdin: str | None = None,
+             fork: bool = False) -> bool:
+        """Send ``script`` (no sudo; it must end by itself) to run after the command
+        before it, and return without waiting. ``on_done`` hears its ``RunResult``
+        (``None``: the answer was lost with the connection) when the transport next
+        reads from the host. Without ``fork`` it is builtins only, reads nothing and
+        only posts on a remote shell already up; with ``fork`` it may run anything
+        with ``stdin`` and starts the remote shell if needed (the caller has a command
+        to follow). False: nothing was sent (this transport cannot post now); the
+        caller uses ``run``."""
         ...
 
     def collect(self) -> None:

@@ -97,10 +97,11 @@ def markdown(report: Report) -> str:
         "`python scripts/diagnosis_report.py` prints this; a test fails on any wrong cause.\n",
         "| measure | value |", "|---|---|",
         f"| items | {report.items} ({report.labelled} failures of {len(report.classes)} "
-        f"classes, {report.items - report.labelled} successful outputs) |",
-        f"| precision (no wrong cause) | {report.precision:.0%} "
+        f"classes, {report.items - report.labelled} outputs with no catalogued cause, "
+        f"mostly successful runs) |",
+        f"| precision (no wrong cause) | {report.precision:.1%} "
         f"({report.diagnosed - len(report.wrong)} of {report.diagnosed} diagnosed) |",
-        f"| recall | {report.recall:.0%} ({report.right} of {report.labelled}) |",
+        f"| recall | {report.recall:.1%} ({report.right} of {report.labelled}) |",
         f"| catalogue classes with held-out items | {len(report.classes)} of "
         f"{report.catalogue} (the others are measured by their own samples only) |",
         "",

@@ -71,6 +71,9 @@ class MemoryJournal:
     def output(self, host: str, step_id: str, stream: str, line: str) -> None:
         self.lines.append(f"{step_id}: {line}")
 
+    def catch_up(self) -> None:
+        self.events.append("caught up")
+
     def close(self) -> None:
         self.events.append("closed")
 

@@ -65,8 +65,31 @@ def test_the_lock_is_taken_and_compose_detected_once_after_connecting(
     assert rig.fake.kinds()[0] == "connect"
     assert taken == [(rig.variables, "run-1", "demo", "run", {"takeover_run_id": None})]
     assert rig.variables["compose_command"] == "docker-compose"
-    assert len(rig.fake.runs("docker compose version")) == 1
+    # The probe was posted ahead (it rode with the next command): asked once, never run.
+    probes = [c for c in rig.fake.calls if "docker compose version" in c.script]
+    assert [c.kind for c in probes] == ["post"]
     assert "compose: using `docker-compose`" in rig.events.notice_texts()
+
+
+def test_a_fact_whose_posted_answer_was_lost_is_probed_again(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, COMPOSE)
+    rig.fake.when("docker compose version", Reply(stdout="docker compose\n"))
+    _no_lock(rig)
+    opening = _opening(rig)
+    opening.link.transport()
+    opening.resolve_facts(Selection(), {"compose_command": [None]})  # lost with a link
+    assert rig.variables["compose_command"] == "docker compose"
+    assert len(rig.fake.runs("docker compose version")) == 1
+
+
+def test_without_posting_the_facts_are_probed_with_a_command_each(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, COMPOSE)
+    rig.fake.can_post = False
+    rig.fake.when("docker compose version", Reply(stdout="docker-compose\n"))
+    _no_lock(rig)
+    _opening(rig).open("run-1", "run", None, Selection())
+    assert rig.variables["compose_command"] == "docker-compose"
+    assert len(rig.fake.runs("docker compose version")) == 1
 
 
 def test_a_pinned_compose_command_or_an_unselected_compose_step_probes_nothing(

@@ -106,7 +106,8 @@ def disk_probe(paths: Sequence[str], docker_root: str | None = DEFAULT_DOCKER_RO
 
 def combine_probes(probes: Mapping[str, str], token: str) -> str:
     """One script running every probe (stdout+stderr merged, bounded by ``timeout``),
-    each section framed by ``token`` lines carrying the probe id and its exit code."""
+    each section framed by ``token`` lines carrying the probe id and its exit code, in
+    the order given whatever order they finished in."""
     out = [
         "set +e",
         "__probe() {",
@@ -119,9 +120,16 @@ def combine_probes(probes: Mapping[str, str], token: str) -> str:
         f'  printf "\\n{token} end %s %s\\n" "$1" "$?"',
         "}",
     ]
-    for probe_id, code in probes.items():
-        out.append(f"__probe {shlex.quote(probe_id)} {shlex.quote(code)}")
-    out.append("exit 0")
+    calls = [f"__probe {shlex.quote(probe_id)} {shlex.quote(code)}"
+             for probe_id, code in probes.items()]
+    # The probes are read-only and independent: they run side by side (docker info
+    # alone can take a second), each into its own file, printed in order after.
+    out += ['__pd=$(mktemp -d 2>/dev/null) || __pd=""', 'if [ -n "$__pd" ]; then']
+    out += [f'  {call} > "$__pd/{i}" &' for i, call in enumerate(calls)]
+    out += ["  wait", '  cat -- ' + " ".join(f'"$__pd/{i}"' for i in range(len(calls)))
+            if calls else "  :", '  rm -rf -- "$__pd"', "else"]
+    out += [f"  {call}" for call in calls] or ["  :"]
+    out += ["fi", "exit 0"]
     return "\n".join(out) + "\n"
 
 

@@ -68,6 +68,7 @@ class HostJournal:
         self._sent: _Sent | None = None
         self._seq = 0  # the number of the last journal line posted
         self._need_snapshot = False
+        self._in_flight = False  # a posted snapshot not answered yet
         self._failing = False
         self._ended = False
         self._released = False
@@ -159,6 +160,10 @@ class HostJournal:
         self._sent_steps = {s.id: s.state for s in record.steps}
         self._sent_status = record.status
         self._sent_rollback = dict(record.rollback)
+        if self._in_flight and record.status == RUN_RUNNING:
+            # A posted snapshot is unanswered: what changed since waits for it (the
+            # next save sends it all as one journal line), rather than a snapshot more.
+            return
         release = None
         if record.finished_ok and not self._released:
             try:
@@ -206,7 +211,18 @@ class HostJournal:
         self._warn(host, "an append was not written")
 
     def _snapshot(self, record: RunRecord, target: HostState,
-                  release: Release | None) -> None:
+                  release: Release | None, post: bool = True) -> None:
+        """Send the whole record (and what waits to go with it). Posted when the
+        transport can: the answers of earlier appends arrive before its own, so a
+        lost one is caught up by ``catch_up``, never waited for here."""
+        batch = self._lost + self._pending
+        if post and target.post_write(batch, record, release, self._seq,
+                                      lambda why: self._snapshot_answer(why, batch, record,
+                                                                        release)):
+            self._lost, self._pending = [], []
+            self._snapshot_sent(record, release)
+            self._in_flight = True
+            return
         try:
             target.settle()  # the posted appends' answers: a lost one's events go now
         except TransportError:
@@ -216,10 +232,11 @@ class HostJournal:
         try:
             target.write(batch, record=record, release=release, host_seq=self._seq)
         except TransportError as exc:
-            self._pending = batch + self._pending
-            self._need_snapshot = self.behind = True
-            self._warn(record.host, str(exc))
+            self._snapshot_answer(str(exc), batch, record, release)
             return
+        self._snapshot_sent(record, release)
+
+    def _snapshot_sent(self, record: RunRecord, release: Release | None) -> None:
         encoded = [step.encoded() for step in record.steps]
         head = record.header_json()
         self._sent = _Sent(record.steps, encoded, head,
@@ -227,6 +244,38 @@ class HostJournal:
         self._failing = self._need_snapshot = self.behind = False
         self._released = self._released or release is not None
         self.release = release or self.release
+
+    def _snapshot_answer(self, why: str, batch: list[AuditEvent], record: RunRecord,
+                         release: Release | None) -> None:
+        """A snapshot's answer (``why`` empty: written); a failed one's events and
+        release wait for the next write, and the next save is a snapshot again."""
+        self._in_flight = False
+        if not why:
+            return
+        self._pending = batch + self._pending
+        self._need_snapshot = self.behind = True
+        if release is not None and self.release is release:
+            self._released, self.release = False, None
+        self._warn(record.host, why)
+
+    def catch_up(self) -> None:
+        """At the end of the run, once the posted writes were answered (the lock's
+        release reads them): write what they lost, waiting for it this time."""
+        record, target = self.inner.record, self._host_state()
+        if record is None or target is None:
+            return
+        try:
+            target.settle()
+        except TransportError:
+            return
+        if self._lost or self._pending or self._need_snapshot:
+            release = None
+            if record.finished_ok and not self._released:
+                try:
+                    release = release_for(record, target.next_release_number())
+                except TransportError:
+                    release = None
+            self._snapshot(record, target, release, post=False)
 
     def _warn(self, host: str, why: str) -> None:
         if not self._failing:

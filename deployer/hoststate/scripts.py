@@ -58,6 +58,8 @@ fi
 [ "$4" = 0 ] || __hs_append $(( $2 + $3 )) "$4" "$lock/releases.jsonl"
 rm -f -- "$__hs_in"
 echo "WRITTEN $lock"
+# The last release: the next one's number, known without a read of its own.
+tail -n 1 -- "$lock/releases.jsonl" 2>/dev/null || true
 """
 _WRITE = _PREPARE + _WRITE_BODY
 

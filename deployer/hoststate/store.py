@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from deployer.errors import TransportError
+from deployer.errors import DeployerError, TransportError
 from deployer.hoststate import scripts
 from deployer.hoststate.records import AuditEvent, Release
 from deployer.lock import unsafe_error
@@ -52,9 +52,14 @@ class HostState:
         self.host = host
         self.path = path
         self._checked = ""  # the physical path a write of this object checked
+        self._last_release: int | None = None  # the last release number a write saw
 
     def _run(self, script: str, stdin: str | None = None) -> tuple[str, str]:
-        result = self.transport.run(script, stdin=stdin, check=False, timeout=60)
+        return self._run_answer(self.transport.run(script, stdin=stdin, check=False,
+                                                   timeout=60))
+
+    def _run_answer(self, result: RunResult) -> tuple[str, str]:
+        """(first line, the rest) of a script's answer; raises on a failed one."""
         if result.exit_code != 0:
             tail = " ".join(result.tail[-3:]) if result.tail else ""
             raise HostStateError(f"host state {self.path} on {self.host.name}: exit "
@@ -64,11 +69,9 @@ class HostState:
             raise unsafe_error(self.host, rest.strip())
         return head.strip(), rest
 
-    def write(self, events: Sequence[AuditEvent] = (), record: RunRecord | None = None,
-              release: Release | None = None, host_seq: int = 0) -> None:
-        """Append ``events`` and ``release`` and replace the run record (which holds
-        the journal lines up to ``host_seq``; its journal is removed), in one round
-        trip. Raises ``HostStateError`` if the input did not arrive whole."""
+    def _blob(self, events: Sequence[AuditEvent], record: RunRecord | None,
+              release: Release | None, host_seq: int) -> tuple[int, int, int, str, str]:
+        """(audit, record, release) byte counts, the run id and the stdin of a write."""
         audit = "".join(e.to_json() + "\n" for e in events).encode()
         run_id = record.id if record is not None else ""
         if record is not None and not is_run_id(run_id):
@@ -78,25 +81,70 @@ class HostState:
             text = record.encode()
             rec = (f'{{"{SEQ_KEY}": {int(host_seq)}, ' + text[1:]).encode()
         rel = (release.to_json() + "\n").encode() if release else b""
-        if not (audit or rec or rel):
+        return len(audit), len(rec), len(rel), run_id, (audit + rec + rel).decode()
+
+    def write(self, events: Sequence[AuditEvent] = (), record: RunRecord | None = None,
+              release: Release | None = None, host_seq: int = 0) -> None:
+        """Append ``events`` and ``release`` and replace the run record (which holds
+        the journal lines up to ``host_seq``; its journal is removed), in one round
+        trip. Raises ``HostStateError`` if the input did not arrive whole."""
+        n_audit, n_rec, n_rel, run_id, data = self._blob(events, record, release, host_seq)
+        if not (n_audit or n_rec or n_rel):
             return
         durable = record is not None and record.status != "running"
-        data = (audit + rec + rel).decode()
         state = "RECHECK"
         if self._checked:
-            state, _ = self._run(scripts.write_script(
-                self.path, len(audit), len(rec), len(rel), run_id, durable,
+            state, rest = self._run(scripts.write_script(
+                self.path, n_audit, n_rec, n_rel, run_id, durable,
                 checked=self._checked), stdin=data)
         if state == "RECHECK":
-            state, _ = self._run(scripts.write_script(self.path, len(audit), len(rec),
-                                                      len(rel), run_id, durable), stdin=data)
+            state, rest = self._run(scripts.write_script(self.path, n_audit, n_rec, n_rel,
+                                                         run_id, durable), stdin=data)
+        self._written(state, rest)
+
+    def _written(self, state: str, rest: str) -> None:
         word, _, where = state.partition(" ")
-        if word == "WRITTEN":
-            self._checked = where
-        else:
+        if word != "WRITTEN":
             raise HostStateError(f"host state {self.path} on {self.host.name}: the write "
                                  f"did not arrive whole ({state or 'no answer'}); nothing "
                                  "was changed")
+        self._checked = where
+        try:
+            last = json.loads(rest.strip() or "{}")
+        except ValueError:
+            last = None  # a foreign last line: next_release_number reads them all
+        self._last_release = last.get("number", 0) if isinstance(last, dict) else None
+        if not isinstance(self._last_release, int):
+            self._last_release = None
+
+    def post_write(self, events: Sequence[AuditEvent], record: RunRecord,
+                   release: Release | None, host_seq: int,
+                   on_done: Callable[[str], None]) -> bool:
+        """``write``, posted (``Transport.post``): it rides in front of the next
+        command and costs no round trip. ``on_done`` hears ``""`` once it was written,
+        else why not (the caller writes again later). False, with nothing sent: the
+        transport cannot post now; the caller uses ``write``."""
+        n_audit, n_rec, n_rel, run_id, data = self._blob(events, record, release, host_seq)
+        durable = record.status != "running"
+        script = scripts.write_script(self.path, n_audit, n_rec, n_rel, run_id, durable,
+                                      checked=self._checked)
+
+        def done(result: RunResult | None) -> None:
+            try:
+                if result is None:
+                    raise HostStateError(f"host state {self.path} on {self.host.name}: "
+                                         "the connection was lost before the answer")
+                head, _, rest = result.stdout.partition("\n")
+                if result.exit_code != 0 or head.strip() == "UNSAFE":
+                    self._run_answer(result)
+                self._written(head.strip(), rest)
+            except DeployerError as exc:
+                self._checked = ""  # the next write checks the directory again
+                on_done(str(exc))
+                return
+            on_done("")
+
+        return self.transport.post(script, done, stdin=data, fork=True)
 
     def append(self, run_id: str, events: Sequence[AuditEvent], journal_line: str,
                on_done: Callable[[bool], None]) -> bool:
@@ -167,5 +215,8 @@ class HostState:
 
     def next_release_number(self) -> int:
         """The number the next release gets. Called under the deploy lock, which is
-        what keeps two deploys from taking the same number."""
+        what keeps two deploys from taking the same number, so the number the run's
+        earlier write saw still holds (no round trip of its own)."""
+        if self._last_release is not None:
+            return self._last_release + 1
         return max((r.number for r in self.releases()), default=0) + 1

@@ -134,3 +134,21 @@ class Stream:
             self._out(self.buf)
             self.buf.clear()
             self._flush()
+
+
+def end_fields(value: str) -> tuple[int, float | None]:
+    """(exit code, seconds the command took on the host) from an end marker's text:
+    ``CODE [T0 T1]``, the host's ``$EPOCHREALTIME`` around the command (bash >= 5; a
+    locale may write a decimal comma). -1 for a code that is not a number; ``None``
+    for a time the host did not give."""
+    parts = value.split()
+    try:
+        code = int(parts[0]) if parts else -1
+    except ValueError:
+        return -1, None
+    try:
+        t0, t1 = (float(p.replace(",", ".")) for p in parts[1:3])
+    except ValueError:
+        return code, None
+    return code, max(0.0, t1 - t0)
+

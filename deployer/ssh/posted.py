@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from deployer.ssh.channel import Agent, LostAgent, pump
-from deployer.ssh.framing import DONE, Stream
+from deployer.ssh.framing import DONE, Stream, end_fields
 from deployer.transport import DoneCallback, RunResult
 
 ANSWER_TIMEOUT = 60.0  # seconds a posted answer may take before the agent is given up
@@ -58,13 +58,10 @@ class Answers:
             except KeyboardInterrupt:
                 self.held_interrupt = True  # the answer is a moment away: finish it
         agent.leftover_out, agent.leftover_err = bytes(out.buf), bytes(err.buf)
-        try:
-            code = int(out.value)
-        except ValueError:
-            code = -1
+        code, on_host = end_fields(out.value)
         stdout = bytes(out.capture or b"").decode("utf-8", "replace")
         return RunResult(exit_code=code, stdout=stdout, tail=lines[-200:],
-                         duration=time.monotonic() - posted.sent)
+                         duration=time.monotonic() - posted.sent, host_seconds=on_host)
 
 
 def notify(posted: Posted, result: RunResult | None) -> None:

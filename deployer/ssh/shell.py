@@ -115,6 +115,13 @@ def _core(script: str, cwd: str | None, env: dict[str, str] | None) -> str:
     return "; ".join(parts)
 
 
+# The host's clock around each command (a builtin variable: no process), so the time a
+# command took on the host is known apart from the network's (framing.end_fields).
+_CLOCK = "__deployer_t0=$EPOCHREALTIME; "
+_END = ("printf '\\036{token} E %d %s %s\\n' \"$__deployer_rc\" \"$__deployer_t0\" "
+        "\"$EPOCHREALTIME\"; printf '\\036{token} E\\n' >&2; unset __deployer_t0\n")
+
+
 def frame(token: str, code: StepCode) -> bytes:
     """The NUL-terminated frame the agent evals to run ``code``, its markers carrying
     ``token``."""
@@ -128,27 +135,41 @@ def frame(token: str, code: StepCode) -> bytes:
             f"printf '\\036{token} S %s %s %s\\n' \"$BASHPID\" \"${{__d_s[19]:--}}\" "
             f"\"${{__d_b:--}}\"; unset __d_s __d_b; printf '\\036{token} S\\n' >&2; "
             f"{inner} )")
-    if feed == "":
-        start = f"{head} </dev/null &\n"
+    redirect, body = _stdin(feed)
+    start = f"{head}{redirect} &\n{body}"
+    end = (f"{{ wait \"$!\"; }} 2>/dev/null; __deployer_rc=$?; {_END.format(token=token)}")
+    return (_CLOCK + start + end).encode() + b"\0"
+
+
+def posted_frame(token: str, script: str, stdin: str | None = None,
+                 fork: bool = False) -> bytes:
+    """The frame of a posted script (``deployer.ssh.posted``).
+
+    By default it runs in the agent's own shell, not a subshell, because a fork costs
+    more than the whole append it carries: ``script`` must then be builtins only and
+    leave the shell as it found it (no ``exit``, ``cd``, ``set``, traps; unset its
+    variables), and it reads ``/dev/null``. With ``fork`` it runs like a step's code
+    (a subshell under ``set -e -o pipefail``, ``stdin`` as a heredoc), in the
+    foreground: any script, as long as it ends by itself (no kill channel watches it)."""
+    if not fork:
+        _refuse_nul(script, None, None, stdin)
+        command, body = f"{{ {script}\n}} </dev/null", ""
     else:
+        core, feed = step_code(script, None, None, stdin, False, None)
+        redirect, body = _stdin(feed)
+        command = f"( {core} ){redirect}"
+    return (f"{_CLOCK}printf '\\036{token} S -\\n'; printf '\\036{token} S\\n' >&2; "
+            f"{command}; __deployer_rc=$?; {_END.format(token=token)}{body}").encode() + b"\0"
+
+
+def _stdin(feed: str) -> tuple[str, str]:
+    """(redirection, lines after the command's line) feeding ``feed``: ``/dev/null``
+    for none, else a quoted heredoc whose random delimiter no line of ``feed`` equals
+    (its body follows the line holding the redirection)."""
+    if feed == "":
+        return " </dev/null", ""
+    delim = "DEPLOYER_EOF_" + secrets.token_hex(16)
+    while f"\n{delim}\n" in f"\n{feed}":
         delim = "DEPLOYER_EOF_" + secrets.token_hex(16)
-        while f"\n{delim}\n" in f"\n{feed}":
-            delim = "DEPLOYER_EOF_" + secrets.token_hex(16)
-        body = feed if feed.endswith("\n") else feed + "\n"
-        start = f"{head} <<'{delim}' &\n{body}{delim}\n"
-    end = (f"{{ wait \"$!\"; }} 2>/dev/null; __deployer_rc=$?; "
-           f"printf '\\036{token} E %d\\n' \"$__deployer_rc\"; "
-           f"printf '\\036{token} E\\n' >&2\n")
-    return (start + end).encode() + b"\0"
-
-
-def posted_frame(token: str, script: str) -> bytes:
-    """The frame of a posted script (``deployer.ssh.posted``): run in the agent's own
-    shell, not a subshell, because a fork costs more than the whole append it carries.
-    So ``script`` must be builtins only and leave the shell as it found it (no
-    ``exit``, ``cd``, ``set``, traps; unset its variables); it reads ``/dev/null``."""
-    _refuse_nul(script, None, None, None)
-    return (f"printf '\\036{token} S -\\n'; printf '\\036{token} S\\n' >&2; "
-            f"{{ {script}\n}} </dev/null; __deployer_rc=$?; "
-            f"printf '\\036{token} E %d\\n' \"$__deployer_rc\"; "
-            f"printf '\\036{token} E\\n' >&2\n").encode() + b"\0"
+    body = feed if feed.endswith("\n") else feed + "\n"
+    return f" <<'{delim}'", f"{body}{delim}\n"

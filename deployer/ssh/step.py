@@ -22,7 +22,7 @@ from collections import deque
 from typing import Protocol
 
 from deployer.ssh.channel import Agent, KillChannel, LostAgent, drain, pump
-from deployer.ssh.framing import DONE, IN, PRE, Stream
+from deployer.ssh.framing import DONE, IN, PRE, Stream, end_fields
 from deployer.transport import (
     ConnectionLost,
     LineCallback,
@@ -264,12 +264,7 @@ class StepRun:
             self.out.finish_partial()
             self.err.finish_partial()
             raise self.host.lost(self.what, self.lost)
-        code = -1
-        if self.complete:
-            try:
-                code = int(self.out.value)
-            except ValueError:
-                code = -1
+        code, on_host = end_fields(self.out.value) if self.complete else (-1, None)
         result = RunResult(
             exit_code=code,
             stdout=bytes(self.out.capture or b"").decode("utf-8", "replace"),
@@ -279,6 +274,7 @@ class StepRun:
             interrupted=interrupted,
             duration=time.monotonic() - self.started,
             stopped=self.stopped,
+            host_seconds=on_host,
         )
         if self.keyboard is not None:
             raise StepInterrupted(result, self.second) from self.keyboard

@@ -15,14 +15,22 @@ connection.
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Iterable
 from typing import IO, Any
 
 from deployer.errors import RunFailed
 from deployer.models import Host
-from deployer.ssh import remote_process
-from deployer.ssh.channel import Agent, KillChannel, LostAgent, sftp_write, start_agent
+from deployer.ssh import inline_put, remote_process
+from deployer.ssh.channel import (
+    Agent,
+    KillChannel,
+    LostAgent,
+    sftp_write,
+    start_agent,
+    temp_path,
+)
 from deployer.ssh.connect import (
     ENV_KNOWN_HOSTS,
     ENV_SSH_CONFIG,
@@ -211,14 +219,23 @@ class SSHTransport:
 
     # -- posted scripts (deployer.ssh.posted) ------------------------------------------
 
-    def post(self, script: str, on_done: DoneCallback) -> bool:
-        """See ``deployer.transport.Transport.post``: only on a persistent agent that
-        is already up (starting one is a round trip of its own)."""
+    def post(self, script: str, on_done: DoneCallback, stdin: str | None = None,
+             fork: bool = False) -> bool:
+        """See ``deployer.transport.Transport.post``: a builtins-only script only goes
+        to a persistent agent that is already up (starting one is a round trip of its
+        own); a forked one starts the agent, whose cost the next command saves."""
         with self._lock:
             agent = self._agent
-            if not self.persistent or agent is None or not agent.usable:
+            if not self.persistent:
                 return False
-            data = posted_frame(agent.token.decode(), script)
+            if agent is None or not agent.usable:
+                if not fork:
+                    return False
+                try:
+                    agent = self._agent_for_step()
+                except ConnectionLost:
+                    return False
+            data = posted_frame(agent.token.decode(), script, stdin, fork)
             try:
                 agent.chan.sendall(data)
             except Exception:
@@ -262,8 +279,10 @@ class SSHTransport:
             self.forget_agent(self._agent)
         if self.persistent and self._agent is not None:
             return self._agent
-        t = self.connector.transport()
         try:
+            # A connection that closed since the last step is lost like one that
+            # closes under it (the caller reconnects either way).
+            t = self.connector.transport()
             agent = start_agent(t, max(self.host.connect_timeout, 30.0), self.persistent)
         except Exception as e:
             raise self.lost("starting the remote shell", e) from e
@@ -316,11 +335,24 @@ class SSHTransport:
 
     def put(self, data: bytes | IO[bytes], remote_path: str, mode: int | None = None) -> None:
         """Write ``data`` (bytes, or a binary file read in chunks, so an archive of any
-        size costs bounded memory) to ``remote_path`` over SFTP on the same connection,
-        atomically (``channel.sftp_write``). Remote file errors raise OSError; a lost
+        size costs bounded memory) to ``remote_path`` atomically: a small one through the
+        agent (``inline_put``, one round trip), a larger one over SFTP on the same
+        connection (``channel.sftp_write``). Remote file errors raise OSError; a lost
         connection raises ConnectionLost."""
         import paramiko
 
+        payload = inline_put.small_payload(data) if self.persistent else None
+        if payload is not None:
+            script, _ = inline_put.put_script(remote_path, temp_path(remote_path), mode)
+            result = self.run(script, stdin=inline_put.encode(payload), timeout=120,
+                              what=f"upload to {remote_path}")
+            if result.exit_code == 0:
+                return
+            if result.exit_code != inline_put.NO_BASE64:
+                reason = " ".join(result.tail[-2:]) or f"exit {result.exit_code}"
+                raise OSError(errno.EIO, f"cannot write {remote_path} on {self.host.name}: "
+                                         f"{reason}")
+            data = payload  # no base64 on the host: SFTP, as for a large file
         with self._lock:
             t = self.connector.transport()
             try:

@@ -61,6 +61,9 @@ class _Host:
     def append(self, run_id, events, line, on_done):
         return False  # as a transport that cannot post: every save is a snapshot
 
+    def post_write(self, events, record, release, host_seq, on_done):
+        return False  # written (and waited for) instead
+
     def settle(self):
         pass
 
@@ -264,3 +267,100 @@ def test_a_new_steps_list_or_a_long_journal_makes_a_snapshot() -> None:
     assert len(host.snapshots) > 2  # the journal outgrew JOURNAL_MIN
     host.answer(*[True] * len(host.waiting))
     assert host.replayed()["steps"][2]["message"].startswith("attempt 399 ")
+
+
+class _PostedSnapshots(_Posting):
+    """A host that takes snapshots posted too; ``answer_snapshots`` answers them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posted: list = []
+        self.sync_writes = 0
+
+    def post_write(self, events, record, release, host_seq, on_done):
+        self.posted.append(([(e.event, e.step, e.state, e.result) for e in events],
+                            record.status, release, on_done))
+        return True
+
+    def write(self, events, record=None, release=None, host_seq=0):
+        self.sync_writes += 1
+        super().write(events, record, release, host_seq)
+
+    def answer_snapshots(self, *whys: str) -> None:
+        for (_, _, _, on_done), why in zip(self.posted, whys, strict=True):
+            on_done(why)
+
+
+def _finish(journal: HostJournal, rec: RunRecord) -> None:
+    for step in rec.steps:
+        step.state = "ok"
+        journal.save()
+    rec.status = "succeeded"
+    journal.save()
+
+
+def test_snapshots_are_posted_and_nothing_is_written_again_when_they_landed() -> None:
+    host, notices = _PostedSnapshots(), []
+    journal, rec = _run(host, notices)
+    journal.save()  # the first snapshot, posted
+    host.answer_snapshots("")
+    _finish(journal, rec)
+    assert host.posted[-1][1] == "succeeded" and host.sync_writes == 0
+    host.answer(*[True] * len(host.waiting))
+    host.answer_snapshots(*[""] * len(host.posted))
+    journal.catch_up()
+    assert host.sync_writes == 0 and notices == [] and not journal.behind
+
+
+def test_a_failed_posted_final_snapshot_is_written_at_catch_up_with_its_events() -> None:
+    host, notices = _PostedSnapshots(), []
+    journal, rec = _run(host, notices)
+    journal.save()
+    host.answer_snapshots("")
+    _finish(journal, rec)
+    final_events = host.posted[-1][0]
+    assert ("run_finished", "", "", "succeeded") in final_events
+    host.answer(*[True] * len(host.waiting))
+    host.answer_snapshots("", "host state: the write did not arrive whole")
+    assert journal.behind and len(notices) == 1
+    journal.catch_up()
+    # Written and waited for, carrying the events the lost snapshot held.
+    assert host.sync_writes == 1 and host.writes[-1] == (final_events, "succeeded")
+    assert not journal.behind
+
+
+def test_an_append_lost_behind_the_posted_final_snapshot_is_caught_up() -> None:
+    host, notices = _PostedSnapshots(), []
+    journal, rec = _run(host, notices)
+    journal.save()
+    host.answer_snapshots("")
+    rec.steps[0].state = "ok"
+    journal.save()  # a posted append
+    assert host.appends and host.appends[-1][0] == [("step", "build", "ok")]
+    rec.steps[1].state = "ok"
+    rec.status = "succeeded"
+    journal.save()  # the final snapshot, posted behind the append
+    host.answer(False)  # ...and then the append's answer: lost
+    host.answer_snapshots("", "")
+    journal.catch_up()
+    assert host.sync_writes == 1
+    assert ("step", "build", "ok", "") in host.writes[-1][0]
+
+
+def test_saves_while_a_posted_snapshot_is_unanswered_wait_and_go_out_as_one_line() -> None:
+    host, notices = _PostedSnapshots(), []
+    journal, rec = _run(host, notices)
+    journal.save()  # the first snapshot, posted
+    rec.steps[0].state = "skipped"
+    journal.save()
+    rec.steps[1].state = "running"
+    journal.save()
+    assert len(host.posted) == 1 and host.appends == []  # held, not a snapshot each
+    host.answer_snapshots("")
+    rec.steps[1].state = "ok"
+    journal.save()
+    assert len(host.posted) == 1 and len(host.appends) == 1
+    events, line = host.appends[0]
+    assert events == [("step", "build", "skipped"), ("step", "up", "running"),
+                      ("step", "up", "ok")]
+    assert '"build"' in line and '"up"' in line

@@ -241,3 +241,39 @@ def test_an_append_is_refused_where_it_could_not_land_in_one_write(sshd, transpo
         assert not hs1.append(RUN, [], _line(1, _record()), lambda ok: None)
     finally:
         one_shot.close()
+
+
+def test_a_posted_write_rides_with_the_next_command_and_knows_the_next_release(
+        sshd, transport, tmp_path) -> None:
+    path = tmp_path / "state" / "posted"
+    hs = HostState(transport, sshd.host("t"), str(path))
+    hs.write(release=Release(4, RUN, "restart", "t", revision="c0ffee"))
+    transport.run("true")
+    heard: list[str] = []
+    started = AuditEvent("run_started", RUN, "restart", "t")
+    assert hs.post_write([started], _record(), None, 0, heard.append)
+    assert heard == []  # nothing waited for
+    assert transport.run("echo next").stdout == "next\n"
+    assert heard == [""]
+    assert [e.event for e in hs.audit()] == ["run_started"]
+    assert hs.run_record(RUN).status == "running"
+    # The write's answer named the last release: the next number needs no read.
+    calls: list[str] = []
+    real_run = transport.run
+    transport.run = lambda script, **kw: calls.append(script) or real_run(script, **kw)
+    assert hs.next_release_number() == 5 and calls == []
+
+
+def test_a_posted_write_into_a_symlinked_directory_is_refused_and_said(
+        sshd, transport, tmp_path) -> None:
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    link = tmp_path / "state"
+    link.symlink_to(real)
+    hs = HostState(transport, sshd.host("t"), str(link))
+    transport.run("true")
+    heard: list[str] = []
+    assert hs.post_write([], _record(), None, 0, heard.append)
+    transport.collect()
+    assert len(heard) == 1 and "symbolic link" in heard[0]
+    assert list(real.iterdir()) == []

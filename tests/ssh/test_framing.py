@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deployer.ssh.framing import DONE, IN, MAX_CAPTURE, MAX_LINE, PRE, Stream
+from deployer.ssh.framing import DONE, IN, MAX_CAPTURE, MAX_LINE, PRE, Stream, end_fields
 
 TOKEN = b"0123456789abcdef01234567"
 START = b"\x1e" + TOKEN + b" S"
@@ -97,3 +98,19 @@ def test_stderr_keeps_no_capture() -> None:
     stream, lines = _stream(capture=False)
     stream.feed(START + b"\nerr\n" + END + b"\n")
     assert stream.capture is None and lines == ["err"] and stream.phase == DONE
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("0 1796420788.781320 1796420790.031320", (0, 1.25)),
+    ("3 1796420788,500000 1796420789,000000", (3, 0.5)),  # a locale's decimal comma
+    ("0", (0, None)),  # bash < 5 has no EPOCHREALTIME: no host time, the code still counts
+    ("1  ", (1, None)),
+    ("0 x y", (0, None)),
+    ("oops 1 2", (-1, None)),
+    ("", (-1, None)),
+    ("0 5.0 4.0", (0, 0.0)),  # a clock stepped back: never a negative duration
+])
+def test_end_fields_give_the_exit_code_and_the_host_time(value, expected) -> None:
+    code, seconds = end_fields(value)
+    assert code == expected[0]
+    assert seconds == (pytest.approx(expected[1]) if expected[1] is not None else None)

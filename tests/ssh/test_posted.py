@@ -96,3 +96,46 @@ def test_a_lost_connection_loses_the_answers_and_the_step_behind_them(sshd) -> N
         assert t.run("echo back").stdout == "back\n"  # a new agent, in step again
     finally:
         t.close()
+
+
+def test_a_forked_post_runs_any_script_with_its_stdin_and_starts_the_agent(
+        sshd, tmp_path: Path) -> None:
+    t = SSHTransport(sshd.host())
+    t.connect()
+    heard: list[RunResult | None] = []
+    data = "line one\nDEPLOYER_EOF_x\n$HOME `id` 'q'\nno newline at the end"
+    try:
+        # No agent yet: a forked post starts it (the command that follows saves that).
+        assert t.post(f"cat > {tmp_path / 'in'}; set -- a b; cd /; echo $# $PWD; exit 3",
+                      heard.append, stdin=data, fork=True)
+        assert t.post("echo $BASHPID", heard.append, fork=True)
+        agent_pid = t.run("echo $$ $PWD $#").stdout.split()
+        home = t.run("cd ~ && pwd").stdout.strip()
+        first, second = heard
+        assert first is not None and first.exit_code == 3 and first.stdout == "2 /\n"
+        assert (tmp_path / "in").read_text() == data  # exactly as written
+        # It ran in a subshell: the agent's directory and arguments are untouched.
+        assert second is not None and second.stdout.strip() != agent_pid[0]
+        assert agent_pid[1:] == [home, "0"]
+        assert t.run("echo in-step").stdout == "in-step\n"
+    finally:
+        t.close()
+
+
+def test_a_forked_post_that_fails_set_e_reports_its_exit_code(
+        transport: SSHTransport) -> None:
+    heard: list[RunResult | None] = []
+    transport.run("true")
+    assert transport.post("false; echo not-reached", heard.append, fork=True)
+    transport.collect()
+    assert heard[0] is not None and heard[0].exit_code == 1 and heard[0].stdout == ""
+
+
+def test_each_command_says_how_long_it_took_on_the_host(transport: SSHTransport) -> None:
+    result = transport.run("sleep 0.3")
+    assert result.host_seconds is not None and 0.25 <= result.host_seconds <= result.duration
+    heard: list[RunResult | None] = []
+    transport.post("sleep 0.2", heard.append, fork=True)
+    transport.collect()
+    assert heard[0] is not None and heard[0].host_seconds is not None
+    assert heard[0].host_seconds >= 0.15

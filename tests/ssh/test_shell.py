@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from deployer.errors import InputError
-from deployer.ssh.framing import DONE, Stream
+from deployer.ssh.framing import DONE, Stream, end_fields
 from deployer.ssh.shell import AGENT, ansi_c_quote, frame, sh_quote, step_code
 
 TOKEN = "feedc0ffee0123456789abcd"
@@ -32,7 +32,9 @@ def _agent(*codes: tuple[str, str]) -> list[tuple[int, list[str], list[str]]]:
         err.feed(b"")
         assert out.phase == DONE and err.phase == DONE, done
         assert out.start_value.split()[0].isdigit()  # the group leader's pid
-        results.append((int(out.value), lines["stdout"], lines["stderr"]))
+        code, on_host = end_fields(out.value)
+        assert on_host is not None and 0 <= on_host < 60  # the host's own clock said
+        results.append((code, lines["stdout"], lines["stderr"]))
         out_left, err_left = bytes(out.buf), bytes(err.buf)
     return results
 
