@@ -13,9 +13,11 @@
 
 ``NamedCheck`` (an ``HttpCheck`` with a name, ``retries`` and ``delay``) is one item of
 a step's ``checks`` list: its attempts happen inside the one command (a loop in the
-host's script, or here), so each check of a series retries on its own. An answer seen
-twice in a row (same status, same body) ends the attempts early: it is deterministic,
-thirty more requests would get it again. Connection failures, timeouts and 502/503/504
+host's script, or here), so each check of a series retries on its own, paced by
+``pauses``: from 0.1 s, doubling up to ``delay``, for at least as long in all as
+``retries`` pauses of ``delay``. An answer that stays the same (same status, same
+body) for a whole ``delay`` ends the attempts early: it is deterministic, thirty more
+requests would get it again. Connection failures, timeouts and 502/503/504
 (a proxy or app still starting) keep retrying. From the host the loop judges the status
 (and ``body_contains``); a JSON body is judged here, once the status is accepted.
 
@@ -90,7 +92,7 @@ class NamedCheck(HttpCheck):
     def display(self, mask: Mask = _identity) -> str:
         text = super().display(mask)
         head, _, rest = text.partition("\n")
-        tries = (f", {self.retries} retries every {self.delay:g}s"
+        tries = (f", {self.retries} retries up to every {self.delay:g}s"
                  if self.retries else "")
         kind = f" [{self.body_kind}]" if self.body_kind == "form" else ""
         return f"check {self.name}{tries}: {head}{kind}" + ("\n" + rest if rest else "")
@@ -100,6 +102,25 @@ def attempts_of(check: HttpCheck) -> tuple[int, float]:
     """(attempts, delay) of a check: a plain ``HttpCheck`` is tried once."""
     retries = max(0, int(getattr(check, "retries", 0) or 0))
     return retries + 1, float(getattr(check, "delay", 0) or 0)
+
+
+FIRST_PAUSE = 0.1  # seconds before the second attempt; doubled up to the check's delay
+
+
+def pauses(check: HttpCheck) -> list[float]:
+    """The pauses between a check's attempts: from ``FIRST_PAUSE``, doubling up to its
+    ``delay``, and as many as it takes to wait at least as long in all as ``retries``
+    pauses of ``delay`` did. An app that is ready at once answers sooner; one that
+    takes long is given the same time as before, with a few more attempts."""
+    attempts, delay = attempts_of(check)
+    window = (attempts - 1) * delay
+    out: list[float] = []
+    pause, total = min(delay, FIRST_PAUSE), 0.0
+    while len(out) < attempts - 1 or total + 1e-9 < window:
+        out.append(pause)
+        total += pause
+        pause = min(delay, pause * 2)
+    return out
 
 
 def _payload(check: HttpCheck) -> tuple[bytes | None, dict[str, str]]:
@@ -131,23 +152,31 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def send_local(check: HttpCheck, sleep=time.sleep) -> HttpResponse:  # noqa: ANN001
-    """Send ``check``'s request from this machine (each attempt of a ``NamedCheck``)
-    and return the last answer."""
-    attempts, delay = attempts_of(check)
+    """Send ``check``'s request from this machine (each attempt of a ``NamedCheck``,
+    paced by ``pauses``) and return the last answer."""
+    gaps = pauses(check)
+    delay = attempts_of(check)[1]
     previous: tuple[int, str] | None = None
+    elapsed = seen_at = 0.0  # seconds paused so far; when the last answer was new
     response = HttpResponse(0, error="not sent")
-    for attempt in range(1, attempts + 1):
+    for attempt in range(1, len(gaps) + 2):
         response = _send_once(check)
         response.attempts = attempt
         if evaluate(check, response)[0]:
             return response
         answer = (response.status, response.body)
-        if _deterministic(response) and answer == previous:
+        if answer != previous:
+            seen_at = elapsed
+        elif _deterministic(response) and elapsed - seen_at + 1e-9 >= delay:
+            # the same answer for a whole delay: it is deterministic (a faster first
+            # poll alone never counts as "twice")
             response.same_twice = True
             return response
         previous = answer if not response.error else None
-        if attempt < attempts and delay:
-            sleep(delay)
+        if attempt <= len(gaps):
+            if gaps[attempt - 1]:
+                sleep(gaps[attempt - 1])
+            elapsed += gaps[attempt - 1]
     return response
 
 
@@ -225,7 +254,8 @@ def remote_curl(check: HttpCheck) -> RemoteCommand:
     stdin carries two base64 lines: the curl config (URL, headers, body: what may be
     secret; piped to ``curl -K -`` at each attempt, never written to disk) and the
     ``body_contains`` text (in a file of a private temporary directory, for grep)."""
-    attempts, delay = attempts_of(check)
+    gaps = pauses(check)
+    delay = attempts_of(check)[1]
     # HEAD uses curl's --head, which writes the headers as output: discard that
     body_out = "/dev/null" if check.method == "HEAD" else "\"$tmp/body\""
     want = " " + " ".join(str(s) for s in check.expect_status) + " "
@@ -240,10 +270,12 @@ def remote_curl(check: HttpCheck) -> RemoteCommand:
         "IFS= read -r cfg || true",
         "IFS= read -r needle || true",
         "printf '%s' \"$needle\" | base64 -d >\"$tmp/needle\"",
-        f"attempts={attempts}",
-        f"delay={delay:g}",
+        # the pauses between attempts in ms (``pauses``), and the delay an answer must
+        # stay the same for to count as deterministic
+        f"gaps={shlex.quote(' '.join(str(round(g * 1000)) for g in gaps))}",
+        f"delay_ms={round(delay * 1000)}",
         f"want={shlex.quote(want)}",
-        "n=0; prev=; same=0",
+        "n=0; prev=; same=0; elapsed=0; seen=0",
         "while :; do",
         "  n=$((n + 1)); rc=0; stop=0",
         "  : >\"$tmp/body\"; : >\"$tmp/headers\"",
@@ -256,16 +288,20 @@ def remote_curl(check: HttpCheck) -> RemoteCommand:
         "then stop=1; fi ;;",
         "    esac",
         "    sig=\"$status $(cksum <\"$tmp/body\")\"",
+        "    if [ \"$sig\" != \"$prev\" ]; then seen=$elapsed; fi",
         "    case \"$status\" in 502|503|504) ;; *)",
-        "      if [ \"$stop\" = 0 ] && [ \"$sig\" = \"$prev\" ]; then stop=1; same=1; fi ;;",
+        "      if [ \"$stop\" = 0 ] && [ \"$sig\" = \"$prev\" ] "
+        "&& [ $((elapsed - seen)) -ge \"$delay_ms\" ]; then stop=1; same=1; fi ;;",
         "    esac",
         "    prev=$sig",
         "  else",
         "    prev=",
         "  fi",
-        "  [ \"$n\" -ge \"$attempts\" ] && stop=1",
+        "  [ -z \"$gaps\" ] && stop=1",
         "  [ \"$stop\" = 1 ] && break",
-        "  sleep \"$delay\"",
+        "  gap=${gaps%% *}; gaps=${gaps#\"$gap\"}; gaps=${gaps# }",
+        "  sleep \"$((gap / 1000)).$(printf '%03d' $((gap % 1000)))\"",
+        "  elapsed=$((elapsed + gap))",
         "done",
         "size=$(wc -c <\"$tmp/body\")",
         f"printf '{FRAME} rc=%s status=%s size=%s attempts=%s same=%s\\n' \"$rc\" "
@@ -278,7 +314,7 @@ def remote_curl(check: HttpCheck) -> RemoteCommand:
     stdin = "\n".join(base64.b64encode(part.encode()).decode() for part in
                        (curl_config(check), check.body_contains or "")) + "\n"
     return RemoteCommand(script=script, stdin=stdin, check=False,
-                         timeout=attempts * (check.timeout + delay) + 15,
+                         timeout=(len(gaps) + 1) * check.timeout + sum(gaps) + 15,
                          label=f"http {check.method} from host",
                          display_stdin=f"curl -K - ({shlex.quote(check.url)})")
 

@@ -449,6 +449,7 @@ fi
     head += f"target={shlex.quote(target)}\n"
     return head + f"""
 limit={int(w.timeout)}; interval={w.interval:g}; start=$(date +%s)
+nap={min(w.interval, 0.1):g}  # then doubled up to the interval
 while :; do
 {probe}
   if [ "$ready" = 1 ]; then
@@ -457,6 +458,7 @@ while :; do
   if [ $(( $(date +%s) - start )) -ge "$limit" ]; then
     echo "$target not ready after ${{limit}}s ($last)" >&2; exit 1
   fi
-  sleep "$interval"
+  sleep "$nap"
+  nap=$(awk -v n="$nap" -v m="$interval" 'BEGIN {{ n *= 2; if (n > m) n = m; print n }}')
 done
 """

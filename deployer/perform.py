@@ -39,6 +39,7 @@ from typing import Any
 
 from deployer.commands import Command, WaitFor
 from deployer.errors import TransportError, UsageError
+from deployer.httpcheck import FIRST_PAUSE
 from deployer.lowering import (
     CannotLower,
     HttpRequest,
@@ -241,6 +242,7 @@ class Performer:
         target = w.url or f"{w.host or '127.0.0.1'}:{w.port}"
         deadline = time.monotonic() + w.timeout
         last = ""
+        pause = min(w.interval, FIRST_PAUSE)  # then doubled up to the interval
         while True:
             ready, last = _probe_local(w)
             if ready:
@@ -249,8 +251,9 @@ class Performer:
             if time.monotonic() >= deadline:
                 return Result(exit_code=1, message=f"{target} not ready after {w.timeout:g}s "
                               f"(last: {last})")
-            if self.cancel.wait(min(w.interval, max(0.0, deadline - time.monotonic()))):
+            if self.cancel.wait(min(pause, max(0.0, deadline - time.monotonic()))):
                 raise KeyboardInterrupt
+            pause = min(w.interval, pause * 2)
 
 
 class _Run:

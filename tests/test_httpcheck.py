@@ -24,6 +24,7 @@ from deployer.httpcheck import (
     json_mismatch,
     parse_curl,
     parse_failure,
+    pauses,
     remote_curl,
     send_local,
 )
@@ -413,4 +414,33 @@ def test_excerpts_hide_values_of_secret_looking_keys(body: str, hidden: str, kep
 
 def test_named_check_display_names_it() -> None:
     check = named("http://x/h", retries=3, delay=2)
-    assert check.display().startswith("check c, 3 retries every 2s: GET http://x/h")
+    assert check.display().startswith("check c, 3 retries up to every 2s: GET http://x/h")
+
+
+def test_pauses_start_fast_and_keep_the_whole_window() -> None:
+    gaps = pauses(named("http://x/h", retries=30, delay=2))
+    assert gaps[:6] == [0.1, 0.2, 0.4, 0.8, 1.6, 2]
+    assert set(gaps[5:]) == {2}
+    # never less patient than 30 pauses of 2 s, and no more than one pause longer
+    assert 60 <= sum(gaps) < 62 and len(gaps) >= 30
+    assert pauses(named("http://x/h", retries=2, delay=0.01)) == [0.01, 0.01]
+    assert pauses(named("http://x/h", retries=3, delay=0)) == [0, 0, 0]
+    assert pauses(named("http://x/h")) == []
+
+
+def test_the_same_answer_counts_as_twice_only_a_whole_delay_apart(server: str,
+                                                                  send_nosleep) -> None:
+    # pauses 0.1, 0.2, 0.4: the 404 at 0.1 s and 0.3 s is not yet "twice"; at 0.7 s it is
+    path = f"/no-such-route/apart-{id(send_nosleep)}"
+    check = named(server + path, expect_status=(401,), retries=3, delay=0.4)
+    response = send_nosleep(check)
+    assert response.status == 404 and response.same_twice
+    assert response.attempts == 4 and HITS[path] == 4
+
+
+def test_local_attempts_sleep_the_pauses() -> None:
+    slept: list[float] = []
+    check = named(f"http://127.0.0.1:{closed_port()}/health", retries=4, delay=0.3)
+    response = send_local(check, sleep=slept.append)
+    assert response.attempts == 6 and response.status == 0
+    assert slept == [0.1, 0.2, 0.3, 0.3, 0.3]

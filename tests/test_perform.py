@@ -285,6 +285,24 @@ def test_wait_for_local_becomes_ready(tmp_path, lines) -> None:
         s.close()
 
 
+def test_wait_for_local_pauses_start_short_and_double_up_to_the_interval(tmp_path,
+                                                                         lines) -> None:
+    s = _listen()
+    port = s.getsockname()[1]
+    s.close()
+    p = Performer(lambda: None, lines, str(tmp_path))
+    pauses: list[float] = []
+
+    def wait(seconds: float) -> bool:  # the cancel event: record, do not sleep
+        pauses.append(round(seconds, 3))
+        return len(pauses) >= 6  # then stop, as a cancel would
+    p.cancel.wait = wait  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        p.perform(WaitFor(host="127.0.0.1", port=port, timeout=600, interval=1,
+                          from_remote=False))
+    assert pauses == [0.1, 0.2, 0.4, 0.8, 1, 1]
+
+
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         code = 200 if self.path == "/health" else 500

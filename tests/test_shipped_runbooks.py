@@ -352,7 +352,27 @@ def test_migrate_tool_alembic_is_the_default(runbook: str, tmp_path: Path) -> No
     assert "alembic upgrade head" in script_of(steps["migrate"])
     assert "alembic current" in script_of(steps["db_revision"])
     assert "alembic downgrade" in rollback_of(steps["migrate"])
+    # one container: the import check, then the revision (before the database changes)
+    assert steps["check_image"].skipped
+    revision = script_of(steps["db_revision"])
+    assert revision.index("import app, app.main, alembic.config") < revision.index(
+        "alembic current")
+    assert "imports ok" in revision and ">&2 &&" in revision  # stdout: the revision only
+    # the revision after migrating comes from the migration's own container
+    migrate = script_of(steps["migrate"])
+    assert migrate.index("alembic upgrade head >&2 &&") < migrate.index("alembic current")
+    assert steps["migrate"].step.capture == "migrated_rev"
+    release = steps["release.migration"]
+    assert "migrated_rev" in release.when_pending and not release.skipped
+
+
+@pytest.mark.parametrize("runbook", ["first-time", "restart"])
+def test_import_check_has_its_own_container_when_the_migrations_run_elsewhere(
+        runbook: str, tmp_path: Path) -> None:
+    steps = planned_with(runbook, tmp_path, {"migrate_service": "migrator"})
     assert "import app, app.main, alembic.config" in script_of(steps["check_image"])
+    assert "import app" not in script_of(steps["db_revision"])
+    assert "migrator" in script_of(steps["db_revision"])
 
 
 @pytest.mark.parametrize("runbook", ["first-time", "restart"])
@@ -382,6 +402,10 @@ def test_migrate_tool_command_with_and_without_a_rollback(tmp_path: Path) -> Non
     bare = planned_with("restart", tmp_path, {"migrate_tool": "command",
                                               "migrate_command": "./migrate.sh"})
     assert bare["db_revision"].skipped
+    # a command of the operator's own runs as written (no sh -c around it), and the
+    # release's revision is asked for apart, as before
+    assert "./migrate.sh" in script_of(bare["migrate"])
+    assert ">&2 &&" not in script_of(bare["migrate"])
     undo = rollback_of(bare["migrate"])
     assert "no migrate_rollback_command" in undo and "restoring the backup" in undo
 
@@ -391,6 +415,7 @@ def test_migrate_tool_none_skips_the_migration_steps(runbook: str, tmp_path: Pat
     steps = planned_with(runbook, tmp_path, {"migrate_tool": "none"})
     assert steps["migrate"].skipped and steps["db_revision"].skipped
     assert "alembic" not in script_of(steps["check_image"])
+    assert "import app, app.main" in script_of(steps["check_image"])
 
 
 def test_seed_modes(tmp_path: Path) -> None:

@@ -5,9 +5,13 @@ that knows how to detect it): ``docker compose`` (v2 plugin) or ``docker-compose
 (v1), pinned by the var of that name or detected on the host with
 ``detect_compose_command()``. The two differ in a few places, handled here:
 
-- ``up --wait`` exists only in v2; on v1 the step polls container state and health
-  itself after ``up -d`` (same outcome: fails when a container exits or turns
-  unhealthy, succeeds when every container is running and healthy).
+- ``up --wait`` exists only in v2, and waits for the engine's next healthcheck (its
+  ``interval``, often 5-30 s; ``start_interval`` needs Docker 25). So on both the step
+  polls container state and health itself after ``up -d`` (``_wait``: fails when a
+  container exits or turns unhealthy, succeeds when every container is running and
+  healthy), from 0.1 s, and runs the healthcheck test of a container still
+  ``starting`` itself with ``docker exec``: its first pass is what would make it
+  healthy.
 - ``ps`` lists only running containers in v2 unless ``-a``; v1 has no ``-a`` and
   lists all, so v2 gets ``-a``.
 
@@ -91,9 +95,13 @@ FIELDS: dict[str, FieldSpec] = {
     "no_deps": FieldSpec(
         "boolean", "`up`/`run`: do not start linked services (`--no-deps`).", default=False),
     "wait": FieldSpec(
-        "boolean", "`up`: wait until every container is running and healthy, fail if "
-        "one exits or turns unhealthy. Compose v2 uses `--wait`; on v1 deployer polls "
-        "`docker inspect` (bounded by the step `timeout`, or 300 s).", default=False),
+        "boolean", "`up`: wait until every container of the services (and of the services "
+        "they depend on, unless `no_deps`) is running and healthy, or a one-shot that "
+        "exited 0; fail if one exits otherwise or turns unhealthy. deployer polls "
+        "`docker inspect` from 0.1 s up to every 0.5 s (bounded by the step `timeout`, or "
+        "300 s), on v1 and v2 alike; a container whose health is still `starting` has its "
+        "own healthcheck test run at once with `docker exec`, and one pass counts as "
+        "healthy, as the engine's would at its next interval.", default=False),
     "remove_orphans": FieldSpec(
         "boolean", "`up`/`down`/`run`: remove containers of services no longer in the "
         "compose files (`--remove-orphans`).", default=False),
@@ -312,36 +320,111 @@ def _services(opts: Options, action: str) -> list[str]:
     return services
 
 
-def _v1_wait(base: str, quoted_services: str, limit: float) -> str:
-    # Mirrors v2's `up --wait`: running+healthy (or running without healthcheck, or a
-    # one-shot that exited 0) is done; starting/created/restarting is pending; any
-    # other state fails at once with the container's name.
+# The services `up` started besides the ones named: their `depends_on`, transitively,
+# read from `compose config` (v2 writes a mapping per dependency, v1 a list or a
+# mapping). Compose v2's own `--wait` waits for those too, unless `--no-deps`.
+_DEPS_AWK = r"""
+function unq(v) { gsub(/^["']|["']$/, "", v); return v }
+function add(d) { d = unq(d); dep[cur] = dep[cur] " " d }
+/^[^ #]/ { top = $0; next }
+top != "services:" { next }
+/^  [^ ]/ { cur = $0; sub(/^  /, "", cur); sub(/:[ \t]*$/, "", cur); cur = unq(cur)
+           deps = 0; next }
+deps && /^ +- / { d = $0; sub(/^ +- +/, "", d); add(d); next }
+/^    [^ ]/ { deps = ($0 ~ /^    depends_on:/); next }
+deps && /^      [^ -]/ { d = $0; sub(/^ +/, "", d); sub(/:.*$/, "", d); add(d); next }
+END {
+  n = split(want, q, " ")
+  for (i = 1; i <= n; i++) if (!(q[i] in seen)) { seen[q[i]] = 1; queue[++t] = q[i] }
+  for (h = 1; h <= t; h++) {
+    m = split(dep[queue[h]], ds, " ")
+    for (j = 1; j <= m; j++) if (!(ds[j] in seen)) { seen[ds[j]] = 1; queue[++t] = ds[j] }
+  }
+  for (h = 1; h <= t; h++) print queue[h]
+}
+"""
+
+# Run a container's own healthcheck test now (docker exec, as the engine runs it: the
+# container's user, environment and working directory). The engine runs it only every
+# `interval` (5-30 s; Docker 25's `start_interval` is not on older engines), and one
+# pass is what turns "starting" into "healthy": running it at once turns a deploy's
+# wait from an interval into the time the service takes to come up.
+_PROBE = r"""probe() {
+  local a args=()
+  local test='{{range .Config.Healthcheck.Test}}{{.}}{{"\x00"}}{{end}}'
+  while IFS= read -r -d '' a; do args+=("$a"); done \
+    < <(docker inspect -f "{{if .Config.Healthcheck}}$test{{end}}" "$1")
+  case "${args[0]:-}" in
+    CMD) timeout 30 docker exec "$1" "${args[@]:1}" </dev/null >/dev/null 2>&1 ;;
+    CMD-SHELL) timeout 30 docker exec "$1" /bin/sh -c "${args[1]:-}" </dev/null >/dev/null 2>&1 ;;
+    *) return 1 ;;
+  esac
+}"""
+
+
+def _wait(base: str, v1: bool, quoted_services: str, deps: bool, limit: float) -> str:
+    """Wait until the containers of the services are up, for v1 and v2 alike: running
+    and healthy (or running without a healthcheck, or a one-shot that exited 0) is
+    done; starting/created/restarting is pending; any other state fails at once with
+    the container's name. A container whose health is still "starting" has its
+    healthcheck test run by ``probe`` at each poll, and counts as healthy when it
+    passes. Polls from 0.1 s, doubling up to 0.5 s (a probe costs one ``docker exec``),
+    until ``limit`` seconds (counted by ``SECONDS``, which callers reset) and fails then,
+    naming what was not ready."""
     fmt = ("{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}"
            "{{else}}none{{end}} {{.State.ExitCode}}")
-    return "\n".join([
-        f"ids=$({base} ps -q{quoted_services})",
+    ps = f"{base} ps -q" + ("" if v1 else " -a")  # v2 lists running ones only without -a
+    named = quoted_services.strip()
+    lines = [_PROBE]
+    if deps and named:
+        lines += [
+            f"svcs=$({base} config </dev/null | awk -v want={shlex.quote(named)} "
+            f"{shlex.quote(_DEPS_AWK)}) || svcs={shlex.quote(named)}",
+            f'ids=$(for s in $svcs; do {ps} "$s"; done)']
+    else:
+        lines.append(f"ids=$({ps}{quoted_services})")
+    name = "$(docker inspect -f '{{.Name}}' \"$id\")"
+    return "\n".join(lines + [
         "if [ -z \"$ids\" ]; then echo 'deployer: no containers to wait for' >&2; exit 1; fi",
-        # SECONDS counts from the start of the step (callers reset it): stop just before
-        # the step's own timeout would kill us, so the failure says what was not healthy
+        # stop just before the step's own timeout would kill us, so the failure says
+        # what was not healthy
         f"deadline={int(limit)}",
+        "nap=0.1",
         "while :; do",
-        "  pending=0",
+        "  pending=",
         "  for id in $ids; do",
         f"    state=$(docker inspect -f '{fmt}' \"$id\")",
         "    case \"$state\" in",
         "      'running healthy '*|'running none '*|'exited '*' 0') ;;",
-        "      'running starting '*|'created '*|'restarting '*) pending=1 ;;",
-        "      *) echo \"deployer: container $(docker inspect -f '{{.Name}}' \"$id\")"
-        " is $state\" >&2; exit 1 ;;",
+        "      'running starting '*)",
+        "        if probe \"$id\"; then",
+        f"          echo \"deployer: {name} passes its healthcheck\"",
+        "        else",
+        "          pending=\"$pending $id\"",
+        "        fi ;;",
+        "      'created '*|'restarting '*) pending=\"$pending $id\" ;;",
+        f"      *) echo \"deployer: container {name} is $state\" >&2; exit 1 ;;",
         "    esac",
         "  done",
-        "  if [ \"$pending\" = 0 ]; then break; fi",
+        "  if [ -z \"$pending\" ]; then break; fi",
+        "  ids=${pending# }",
         "  if [ \"$SECONDS\" -ge \"$deadline\" ]; then",
-        "    echo \"deployer: containers not healthy after ${SECONDS}s\" >&2; exit 1",
+        "    echo \"deployer: containers not healthy after ${SECONDS}s:$(for id in $ids; do "
+        "docker inspect -f ' {{.Name}} ({{.State.Status}}{{if .State.Health}} "
+        "{{.State.Health.Status}}{{end}})' \"$id\"; done)\" >&2",
+        "    exit 1",
         "  fi",
-        "  sleep 2",
+        "  sleep \"$nap\"",
+        "  case \"$nap\" in 0.1) nap=0.2 ;; 0.2) nap=0.4 ;; *) nap=0.5 ;; esac",
         "done",
     ])
+
+
+def wait_note(deps: bool) -> str:
+    """How the display of ``up`` with ``wait`` describes the wait (``_wait``)."""
+    which = "these services and their dependencies" if deps else "these services"
+    return (f"# then waits until {which} run healthy, polling from 0.1 s (a healthcheck "
+            "still starting is run at once with docker exec)")
 
 
 UP_STATE_DIR = "${XDG_STATE_HOME:-$HOME/.local/state}/deployer/compose-up"
@@ -395,12 +478,11 @@ def _restore(base: str, source: str, v1: bool, wait: bool, limit: float) -> list
     start)."""
     # --force-recreate: the service's container runs another image than the previous
     # one, whatever Compose's own change detection (older v2 releases) makes of a re-tag
-    up = f"{base} up -d --no-build --no-deps --force-recreate" + (
-        " --wait" if wait and not v1 else "")
+    up = f"{base} up -d --no-build --no-deps --force-recreate"
     started = f"{up} \"$svc\""
-    if wait and v1:
+    if wait:
         # the wait's deadline counts from its own start, not from the script's
-        poll = _indent("SECONDS=0\n" + _v1_wait(base, ' "$svc"', limit), 6)
+        poll = _indent("SECONDS=0\n" + _wait(base, v1, ' "$svc"', False, limit), 6)
         started += f" && (\n{poll}\n    )"
     return [
         "while read -r svc before image name <&3; do",
@@ -495,7 +577,6 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
     pre: list[str] = []
     post: list[str] = []
     record = ""  # `up`: where it records what ran before it
-    lead: list[str] = []
 
     if action == "build":
         flags = (" --no-cache" if opts.bool("no_cache") else "") + (
@@ -520,16 +601,14 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
         if opts.bool("wait"):
             if not opts.bool("detach"):
                 raise opts.error("wait", "`wait` needs `detach: true`")
-            if v1:
-                # the script runs in a subshell of deployer's long-lived remote shell,
-                # whose SECONDS counts from the connection: count from this step
-                pre = ["SECONDS=0"]
-                post = [_v1_wait(base, svc, _wait_limit(fields["timeout"]))]
-            else:
-                flags += " --wait"
+            # not v2's `--wait`: it waits for the engine's next healthcheck (``_wait``).
+            # The script runs in a subshell of deployer's long-lived remote shell,
+            # whose SECONDS counts from the connection: count from this step.
+            pre = ["SECONDS=0"]
+            post = [_wait(base, v1, svc, not opts.bool("no_deps"),
+                          _wait_limit(fields["timeout"]))]
         if opts.bool("detach"):  # a foreground `up` stops its containers itself
             record = up_state_path(base, compose_command(ctx), cwd, services, step)
-            lead = list(pre)  # what the display shows of the lines before `up`
             pre += _up_record(base, record, services)
             post.append("mv \"$record.pending\" \"$record\"")
         main = f"{base} up{flags}{svc}"
@@ -586,7 +665,8 @@ def build(body: StepBody, ctx: RenderContext, step: Step | None = None) -> list[
             "  exit 1",
             "fi",
             post[-1]])
-        shown = "\n".join(lead + [main] + post[:-1] + [
+        note = [wait_note(not opts.bool("no_deps"))] if waiting else []
+        shown = "\n".join([main, *note,
             f"# first records which of {_named(services)} run, on which image id, in "
             f"{record} (for the rollback; a record left by an attempt that did not "
             "finish is kept); if `up` fails, it puts them back as its rollback does"])
@@ -645,9 +725,8 @@ def _up_rollback(opts: Options, body: StepBody, ctx: RenderContext,
     state = up_state_path(base, compose_command(ctx), cwd, services, step)
     v1, wait = is_v1(compose_command(ctx)), opts.bool("wait")
     script = _up_undo(base, state, services, step.id, v1, wait, _wait_limit(fields["timeout"]))
-    up = f"{base} up -d --no-build --no-deps --force-recreate" + (
-        " --wait" if wait and not v1 else "")
-    then_wait = " (then waits until healthy)" if wait and v1 else ""
+    up = f"{base} up -d --no-build --no-deps --force-recreate"
+    then_wait = " (then waits until it is up, as the step does)" if wait else ""
     shown = "\n".join([
         f"# for each of {_named(services)} as recorded before step {step.id} in {state}:",
         f"#   not running then: {base} stop SERVICE",

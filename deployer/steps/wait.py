@@ -1,8 +1,9 @@
 """`wait` step kind: wait until a TCP port accepts connections or a URL answers.
 
-Builds one ``WaitFor``; the executor polls every ``interval`` seconds up to
-``timeout``, from the host (default: services often listen on the host's loopback
-only) or from the operator's machine.
+Builds one ``WaitFor``; the executor polls, 0.1 s after the first attempt and then
+doubling the pause up to ``interval`` seconds, up to ``timeout``, from the host
+(default: services often listen on the host's loopback only) or from the operator's
+machine.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ FIELDS: dict[str, FieldSpec] = {
         "any", "For `url`: status code or list of codes that count as ready. Default: any "
         "2xx or 3xx answer."),
     "timeout": FieldSpec("number", "Seconds to wait before failing.", default=60),
-    "interval": FieldSpec("number", "Seconds between attempts.", default=1),
+    "interval": FieldSpec("number", "Longest pause between attempts, in seconds: the "
+                          "first comes after 0.1 s, each next one doubles up to it.",
+                          default=1),
     "from": FieldSpec("choice", "Where to check from: `remote` (the host) or `local` "
                       "(the operator's machine).", default="remote",
                       choices=("remote", "local"), template=False),

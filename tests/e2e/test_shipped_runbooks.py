@@ -129,8 +129,10 @@ def assert_all_ok_but_git_mode(record: dict) -> None:
     states = {s["id"]: s["state"] for s in record["steps"]}
     skipped = {i for i, state in states.items() if state == "skipped"}
     # the example app needs no extensions, no app env file, no migration override
-    # (db_roles owner), no seed update
-    optional = {"extensions", "code.app_env_file", "code.migrate_override", "seed_update"}
+    # (db_roles owner), no seed update; its import check runs in db_revision's
+    # container, and migrate's container says the release's revision
+    optional = {"extensions", "code.app_env_file", "code.migrate_override", "seed_update",
+                "check_image", "release.migration"}
     assert skipped == {i for i in states if i.split(".")[-1].startswith("git")
                        or i in optional}, states
     assert {state for i, state in states.items() if i not in skipped} == {"ok"}, states
@@ -143,6 +145,13 @@ def test_first_time_on_a_fresh_sandbox(deployed: Deployment, cli: Cli,
     assert record["status"] == "succeeded" and record["exit_code"] == 0, record["status"]
     assert_all_ok_but_git_mode(record)
     assert deployed.image_id, "the api image was not built"
+    # one container checked the imports and read the revision; the release's revision
+    # is the one migrate's container printed
+    steps = {s["id"]: s for s in record["steps"]}
+    assert "imports ok" in "\n".join(steps["db_revision"]["tail"]), steps["db_revision"]
+    revision = steps["migrate"]["captured"]["migrated_rev"]
+    assert revision == "0002", steps["migrate"]
+    assert '"migration_revision": "0002"' in steps["release.facts"]["captured"]["release_facts"]
 
     health = assert_serving(sandbox)
     assert health["database"] == "ok"

@@ -26,7 +26,12 @@ key() {  # docker's implicit :latest
   printf '%s' "$n" | tr '/:' '__'
 }
 case "$1" in
-  compose) [ "$2" = version ] && [ -f "$FAKE/has_v2" ] && exit 0; exit 1 ;;
+  compose)
+    if [ "$2" = version ]; then [ -f "$FAKE/has_v2" ]; exit $?; fi
+    shift; exec docker-compose "$@" ;;
+  exec)  # a healthcheck test run by the wait: exit status from $FAKE/health_rc/<id>
+    shift; [ "$1" = -T ] && shift
+    rc=$(cat "$FAKE/health_rc/$1" 2>/dev/null || echo 1); exit "$rc" ;;
   image)
     if [ "$2" = inspect ]; then [ -f "$FAKE/images/$(key "$3")" ]; exit $?; fi
     if [ "$2" = rm ]; then rm "$FAKE/images/$(key "$3")"; exit $?; fi ;;
@@ -35,6 +40,10 @@ case "$1" in
     if [ "$3" = '{{.Name}}' ]; then echo "/$4"; exit 0; fi
     # what `up` records before it starts (test_compose_up.py simulates it fully)
     if [ "$3" = '{{.State.Running}}' ]; then echo true; exit 0; fi
+    # the container's healthcheck test, NUL-separated ($FAKE/health/<id>: one per line)
+    case "$3" in *Healthcheck.Test*)
+      if [ -f "$FAKE/health/$4" ]; then tr '\n' '\0' < "$FAKE/health/$4"; fi
+      echo; exit 0 ;; esac
     if [ "$3" = '{{.State.Running}} {{.Image}} {{.Config.Image}}' ]; then
       echo "true sha256:$4 shop-api"; exit 0
     fi
@@ -51,7 +60,15 @@ echo "compose $*" >> "$FAKE/log"
 for a in "$@"; do
   case "$a" in
     build) echo "built-$RANDOM" > "$FAKE/images/shop-api_latest"; exit 0 ;;
-    ps) cat "$FAKE/running" 2>/dev/null; exit 0 ;;
+    config) cat "$FAKE/config" 2>/dev/null; exit 0 ;;
+    ps)  # with $FAKE/by_service: a container id is its service's name
+      if [ -f "$FAKE/by_service" ] && [ "${@: -1}" != ps ] && [ "${@: -1}" != -q ] \
+          && [ "${@: -1}" != -a ]; then
+        grep -x -- "${@: -1}" "$FAKE/running" || true
+      else
+        cat "$FAKE/running" 2>/dev/null
+      fi
+      exit 0 ;;
     up) exit 0 ;;
   esac
 done
@@ -64,7 +81,8 @@ def fake(tmp_path: Path) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (tmp_path / "images").mkdir()
-    (tmp_path / "states").mkdir()
+    for name in ("states", "health", "health_rc"):
+        (tmp_path / name).mkdir()
     for name, text in (("docker", FAKE_DOCKER), ("docker-compose", FAKE_COMPOSE)):
         path = bin_dir / name
         path.write_text(text)
@@ -188,6 +206,98 @@ def test_v1_wait_without_containers_fails(fake: Path) -> None:
     result = _up_wait(fake, {})
     assert result.returncode == 1
     assert "no containers to wait for" in result.stderr
+
+
+def test_wait_runs_the_healthcheck_of_a_starting_container(fake: Path) -> None:
+    # the engine would say "starting" until its next interval: the test passing now
+    # is what makes it healthy, so the wait ends without waiting for the engine
+    (fake / "health" / "api").write_text("CMD-SHELL\ncurl -fs http://127.0.0.1:8000/\n")
+    (fake / "health_rc" / "api").write_text("0")
+    result = _up_wait(fake, {"db": ["running healthy 0"], "api": ["running starting 0"]})
+    assert result.returncode == 0, result.stderr
+    assert "api passes its healthcheck" in result.stdout
+    assert "docker exec api /bin/sh -c curl -fs http://127.0.0.1:8000/" in (
+        fake / "log").read_text()
+
+
+def test_wait_runs_an_exec_form_healthcheck_with_its_own_arguments(fake: Path) -> None:
+    (fake / "health" / "api").write_text("CMD\npython\n-c\nimport app; print('a b')\n")
+    (fake / "health_rc" / "api").write_text("0")
+    result = _up_wait(fake, {"api": ["running starting 0"]})
+    assert result.returncode == 0, result.stderr
+    assert "docker exec api python -c import app; print('a b')\n" in (fake / "log").read_text()
+
+
+def test_wait_keeps_polling_while_the_healthcheck_fails(fake: Path) -> None:
+    (fake / "health" / "api").write_text("CMD-SHELL\nfalse\n")
+    (fake / "health_rc" / "api").write_text("1")
+    result = _up_wait(fake, {"api": ["running starting 0"] * 3 + ["running healthy 0"]})
+    assert result.returncode == 0, result.stderr
+    assert (fake / "log").read_text().count("docker exec api") == 3
+    assert "passes its healthcheck" not in result.stdout
+
+
+def test_wait_gives_up_naming_what_is_not_healthy(fake: Path) -> None:
+    (fake / "health" / "api").write_text("CMD-SHELL\nfalse\n")
+    result = _up_wait(fake, {"db": ["running healthy 0"], "api": ["running starting 0"]},
+                      timeout=6)
+    assert result.returncode == 1
+    # (the stand-in answers the format naming the container with its state line)
+    assert "containers not healthy after" in result.stderr, result.stderr
+    assert "running starting" in result.stderr.split("healthy after", 1)[1]
+
+
+CONFIG_V2 = """name: shop
+services:
+  api:
+    depends_on:
+      cache:
+        condition: service_started
+        required: true
+    image: shop-api
+  cache:
+    depends_on:
+      - "db"
+    image: redis
+  db:
+    image: postgres
+  worker:
+    depends_on:
+      db:
+        condition: service_healthy
+    image: shop-api
+volumes:
+  data: {}
+"""
+
+
+@pytest.mark.parametrize("compose_cmd", ["docker compose", "docker-compose"])
+def test_wait_covers_the_services_dependencies_not_the_others(fake: Path,
+                                                              compose_cmd: str) -> None:
+    # api -> cache -> db, as v2's `up --wait api` waits for them; worker is no
+    # dependency: its state is not the step's business
+    (fake / "config").write_text(CONFIG_V2)
+    (fake / "by_service").write_text("")
+    (fake / "has_v2").write_text("")
+    states = {"api": ["running none 0"], "cache": ["running none 0"],
+              "db": ["running starting 0", "running healthy 0"],
+              "worker": ["running unhealthy 0"]}
+    for cid, lines in states.items():
+        (fake / "states" / cid).write_text("\n".join(lines) + "\n")
+    (fake / "running").write_text("\n".join(states) + "\n")
+    step = {"compose": {"action": "up", "services": ["api"], "wait": True}}
+    command = compose.build(make_body(step), FixtureContext(compose_cmd=compose_cmd))[0]
+    result = run_script(command, fake)
+    assert result.returncode == 0, result.stderr
+    log = (fake / "log").read_text()
+    assert "ps -q -a db" in log if compose_cmd == "docker compose" else "ps -q db" in log
+    assert (fake / "states" / "db").read_text() == "running healthy 0\n"  # polled again
+    # --no-deps: api alone
+    (fake / "log").write_text("")
+    step["compose"]["no_deps"] = True
+    command = compose.build(make_body(step), FixtureContext(compose_cmd=compose_cmd))[0]
+    assert run_script(command, fake).returncode == 0
+    assert " db" not in (fake / "log").read_text().replace("up -d --no-deps api", "")
 
 
 def test_detect_prefers_v2(fake: Path) -> None:
